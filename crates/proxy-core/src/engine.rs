@@ -1,0 +1,288 @@
+//! One client request's attempts: pick a key, call upstream, learn from the answer,
+//! retry or stop. The only async code in the core; all IO goes through the platform's
+//! [`Upstream`] and [`Clock`], all decisions through the pure modules.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::classify::{Outcome, classify};
+use crate::error::ProxyError;
+use crate::keys::KeyId;
+use crate::platform::{Clock, PreparedRequest, TransportError, Upstream, UpstreamResponse};
+use crate::pool::{KeyPool, Pick, StateChange};
+use crate::redact::scrub;
+use crate::retry::{Decision, Jitter, RetryPolicy};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineConfig {
+    pub retry: RetryPolicy,
+    /// Longest wait for one attempt's response headers. Thinking models can be silent
+    /// for minutes before a non-streamed answer, so this is generous by default.
+    pub attempt_timeout_ms: u64,
+    /// Largest error body read to classify it.
+    pub error_body_limit: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            attempt_timeout_ms: 300_000,
+            error_body_limit: 64 * 1024,
+        }
+    }
+}
+
+/// What happened across a request's attempts, for the log and for the stores.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Attempts {
+    pub tried: Vec<KeyId>,
+    pub answered: Option<KeyId>,
+    pub state_changes: Vec<StateChange>,
+    /// Error kind and scrubbed message of the last failed attempt.
+    pub last_error_kind: Option<&'static str>,
+    pub last_error_message: Option<String>,
+}
+
+/// How the request ends.
+#[derive(Debug)]
+pub enum Served<R> {
+    /// A 2xx from upstream: stream it to the client.
+    Upstream(UpstreamResponse<R>),
+    /// Upstream's final error, passed on with its keys scrubbed out.
+    UpstreamError { status: u16, body: Bytes },
+    /// The proxy's own verdict.
+    Failed(ProxyError),
+}
+
+#[derive(Debug)]
+pub struct Execution<R> {
+    pub served: Served<R>,
+    pub attempts: Attempts,
+}
+
+pub struct Engine<U, C> {
+    pool: Arc<Mutex<KeyPool>>,
+    upstream: U,
+    clock: C,
+    config: EngineConfig,
+}
+
+/// Why the attempt loop stopped short of a 2xx.
+enum LastFailure {
+    None,
+    Upstream {
+        status: u16,
+        body: Bytes,
+        outcome: Outcome,
+    },
+    Transport(TransportError),
+}
+
+impl<U: Upstream, C: Clock> Engine<U, C> {
+    pub fn new(pool: Arc<Mutex<KeyPool>>, upstream: U, clock: C, config: EngineConfig) -> Self {
+        Self {
+            pool,
+            upstream,
+            clock,
+            config,
+        }
+    }
+
+    pub fn pool(&self) -> &Arc<Mutex<KeyPool>> {
+        &self.pool
+    }
+
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    pub fn upstream(&self) -> &U {
+        &self.upstream
+    }
+
+    /// A poisoned lock only means another request panicked mid-update; the pool's
+    /// data is still consistent (every update is a single assignment), so keep going.
+    fn lock_pool(&self) -> MutexGuard<'_, KeyPool> {
+        self.pool.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Serves `request` for `model` over as many keys as the retry policy allows.
+    pub async fn execute(&self, request: &PreparedRequest, model: &str, seed: u64) -> Execution<U::Response> {
+        let started = self.clock.now_ms();
+        let mut jitter = Jitter::new(seed);
+        let mut attempts = Attempts::default();
+        let mut last = LastFailure::None;
+        loop {
+            let now = self.clock.now_ms();
+            let pick = self.lock_pool().pick(model, now, &attempts.tried);
+            let (key_id, secret) = match pick {
+                Pick::Key { id, secret } => (id, secret),
+                Pick::AllCooling { retry_after_ms } => {
+                    return self.finish(attempts, last, Some(all_cooling(model, retry_after_ms)));
+                }
+                Pick::Exhausted => {
+                    // Tried keys are out of the pick; if they all went cold, say when
+                    // the first comes back rather than "no key".
+                    let cooling = self.lock_pool().all_cooling_for(model, now);
+                    let verdict = cooling.map(|ms| all_cooling(model, ms));
+                    return self.finish(attempts, last, verdict);
+                }
+            };
+            attempts.tried.push(key_id);
+            let elapsed = now.saturating_sub(started);
+            let budget = self.config.retry.deadline_ms.saturating_sub(elapsed);
+            let timeout = self.config.attempt_timeout_ms.min(budget).max(1);
+            let outcome = match self.upstream.send(request, &secret, timeout).await {
+                Ok(response) if (200..300).contains(&response.status) => {
+                    self.lock_pool()
+                        .apply(key_id, model, &Outcome::Success, self.clock.now_ms());
+                    attempts.answered = Some(key_id);
+                    return Execution {
+                        served: Served::Upstream(response),
+                        attempts,
+                    };
+                }
+                Ok(response) => {
+                    let status = response.status;
+                    let body = self
+                        .upstream
+                        .read_body(response.inner, self.config.error_body_limit)
+                        .await;
+                    let outcome = classify(status, &body, self.clock.now_ms());
+                    last = LastFailure::Upstream {
+                        status,
+                        body,
+                        outcome: outcome.clone(),
+                    };
+                    outcome
+                }
+                Err(error) => {
+                    let outcome = Outcome::Transport {
+                        timeout: error == TransportError::Timeout,
+                    };
+                    last = LastFailure::Transport(error);
+                    outcome
+                }
+            };
+            self.record_failure(&mut attempts, key_id, model, &outcome, &last);
+            let elapsed = self.clock.now_ms().saturating_sub(started);
+            let attempt_count = attempts.tried.len() as u32;
+            match self
+                .config
+                .retry
+                .decide(&outcome, attempt_count, elapsed, jitter.next_u64())
+            {
+                Decision::Stop => return self.finish(attempts, last, None),
+                Decision::RetryNow => {}
+                Decision::RetryAfter { delay_ms } => self.clock.sleep_ms(delay_ms).await,
+            }
+        }
+    }
+
+    fn record_failure(
+        &self,
+        attempts: &mut Attempts,
+        key_id: KeyId,
+        model: &str,
+        outcome: &Outcome,
+        last: &LastFailure,
+    ) {
+        let change = self
+            .lock_pool()
+            .apply(key_id, model, outcome, self.clock.now_ms());
+        attempts.state_changes.extend(change);
+        attempts.last_error_kind = outcome.error_kind();
+        attempts.last_error_message = match last {
+            LastFailure::Upstream { body, .. } => Some(self.scrubbed(&error_message(body))),
+            LastFailure::Transport(TransportError::Connect(detail)) => Some(self.scrubbed(detail)),
+            LastFailure::Transport(TransportError::Timeout) => Some("upstream timed out".into()),
+            LastFailure::None => None,
+        };
+    }
+
+    /// Turns the last failure into the answer the client gets.
+    fn finish(
+        &self,
+        mut attempts: Attempts,
+        last: LastFailure,
+        verdict: Option<ProxyError>,
+    ) -> Execution<U::Response> {
+        let served = match (verdict, last) {
+            (Some(error), _) => Served::Failed(error),
+            // Upstream judged the request itself (or the model is down): show its words.
+            (
+                None,
+                LastFailure::Upstream {
+                    status,
+                    body,
+                    outcome,
+                },
+            ) if passes_through(&outcome) => Served::UpstreamError {
+                status,
+                body: Bytes::from(self.scrubbed(&String::from_utf8_lossy(&body))),
+            },
+            (
+                None,
+                LastFailure::Upstream {
+                    outcome: Outcome::RateLimited { .. },
+                    ..
+                },
+            ) => Served::Failed(ProxyError::NoKeys("every key tried was rate limited".into())),
+            (None, LastFailure::Upstream { .. }) => {
+                let reason = attempts.last_error_message.clone().unwrap_or_default();
+                Served::Failed(ProxyError::NoKeys(format!(
+                    "every key tried was rejected (last: {reason})"
+                )))
+            }
+            (None, LastFailure::Transport(TransportError::Timeout)) => {
+                Served::Failed(ProxyError::UpstreamTimeout)
+            }
+            (None, LastFailure::Transport(TransportError::Connect(_))) => {
+                Served::Failed(ProxyError::UpstreamUnreachable)
+            }
+            (None, LastFailure::None) => {
+                Served::Failed(ProxyError::NoKeys("no upstream key is enabled and valid".into()))
+            }
+        };
+        if let Served::Failed(error) = &served
+            && (attempts.last_error_kind.is_none() || matches!(error, ProxyError::AllKeysCooling { .. }))
+        {
+            attempts.last_error_kind = Some(error.kind());
+            attempts.last_error_message = Some(error.to_string());
+        }
+        Execution { served, attempts }
+    }
+
+    fn scrubbed(&self, text: &str) -> String {
+        let secrets = self.lock_pool().secrets();
+        let known: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        scrub(text, &known)
+    }
+}
+
+fn all_cooling(model: &str, retry_after_ms: u64) -> ProxyError {
+    ProxyError::AllKeysCooling {
+        model: model.to_string(),
+        retry_after_secs: retry_after_ms.div_ceil(1000).max(1),
+    }
+}
+
+fn passes_through(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::ClientError { .. } | Outcome::ServerError { .. })
+}
+
+/// The `error.message` of a Gemini error body (object or one-element array form).
+fn error_message(body: &[u8]) -> String {
+    let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let error = match &value {
+        Value::Array(items) => items.first().and_then(|v| v.get("error")),
+        other => other.get("error"),
+    };
+    match error.and_then(|e| e.get("message")).and_then(Value::as_str) {
+        Some(message) => message.to_string(),
+        None => String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
+    }
+}

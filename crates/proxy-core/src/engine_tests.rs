@@ -1,0 +1,235 @@
+//! The attempt loop against a scripted upstream and a manual clock.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::engine::{Engine, EngineConfig, Served};
+use crate::error::ProxyError;
+use crate::keys::{Secret, UpstreamKey};
+use crate::platform::{Clock, PreparedRequest, TransportError, Upstream, UpstreamResponse};
+use crate::pool::{KeyPool, KeyState, StateChange};
+
+/// Every future here completes without waiting, so polling once is enough.
+fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(value) => value,
+        Poll::Pending => panic!("scripted futures never wait"),
+    }
+}
+
+#[derive(Default)]
+struct ManualClock {
+    now: Mutex<u64>,
+    slept: Mutex<Vec<u64>>,
+}
+
+#[async_trait]
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        *self.now.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    async fn sleep_ms(&self, ms: u64) {
+        self.slept.lock().unwrap_or_else(|p| p.into_inner()).push(ms);
+        *self.now.lock().unwrap_or_else(|p| p.into_inner()) += ms;
+    }
+}
+
+type Answer = Result<(u16, &'static str), TransportError>;
+
+/// Answers by key: `Ok((status, body))` or a transport error. Records keys used.
+struct Scripted {
+    answers: HashMap<String, Answer>,
+    used: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Upstream for Scripted {
+    type Response = Bytes;
+
+    async fn send(
+        &self,
+        _: &PreparedRequest,
+        key: &Secret,
+        _: u64,
+    ) -> Result<UpstreamResponse<Bytes>, TransportError> {
+        self.used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(key.expose().to_string());
+        let answer = self.answers.get(key.expose()).cloned().unwrap_or(Ok((200, "{}")));
+        answer.map(|(status, body)| UpstreamResponse {
+            status,
+            inner: Bytes::from_static(body.as_bytes()),
+        })
+    }
+
+    async fn read_body(&self, response: Bytes, _: usize) -> Bytes {
+        response
+    }
+}
+
+const INVALID: &str = r#"{"error":{"code":400,"message":"API key not valid.","status":"INVALID_ARGUMENT","details":[{"reason":"API_KEY_INVALID"}]}}"#;
+const QUOTA: &str = r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"30s"}]}}"#;
+const BUSY: &str = r#"{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}"#;
+const ECHO: &str = r#"{"error":{"code":400,"message":"bad request for key-c-000000000000000000000","status":"INVALID_ARGUMENT"}}"#;
+
+fn key_name(i: i64) -> String {
+    format!("key-{}-000000000000000000000", (b'a' + i as u8) as char)
+}
+
+fn engine(answers: Vec<(i64, Answer)>, keys: i64) -> Engine<Scripted, ManualClock> {
+    let pool_keys = (0..keys)
+        .map(|i| {
+            let key = UpstreamKey {
+                id: i,
+                name: format!("k{i}"),
+                secret: Secret::new(key_name(i)),
+                enabled: true,
+            };
+            (key, KeyState::default())
+        })
+        .collect();
+    let answers = answers.into_iter().map(|(i, a)| (key_name(i), a)).collect();
+    let upstream = Scripted {
+        answers,
+        used: Mutex::new(Vec::new()),
+    };
+    let pool = Arc::new(Mutex::new(KeyPool::new(pool_keys)));
+    Engine::new(pool, upstream, ManualClock::default(), EngineConfig::default())
+}
+
+fn request() -> PreparedRequest {
+    PreparedRequest {
+        method: "POST".into(),
+        path_and_query: "/v1beta/models/m:generateContent".into(),
+        headers: vec![],
+        body: Bytes::new(),
+    }
+}
+
+#[test]
+fn fails_over_rate_limited_and_invalid_keys_then_succeeds() {
+    let engine = engine(vec![(0, Ok((429, QUOTA))), (1, Ok((400, INVALID)))], 3);
+    let run = block_on(engine.execute(&request(), "m", 1));
+    assert!(matches!(run.served, Served::Upstream(ref r) if r.status == 200));
+    assert_eq!(run.attempts.tried, vec![0, 1, 2]);
+    assert_eq!(run.attempts.answered, Some(2));
+    assert_eq!(
+        run.attempts.state_changes,
+        vec![
+            StateChange::Cooldown {
+                key_id: 0,
+                model: "m".into(),
+                until_ms: 30_000
+            },
+            StateChange::Invalid {
+                key_id: 1,
+                reason: "API_KEY_INVALID".into()
+            },
+        ]
+    );
+    assert!(
+        engine.clock().slept.lock().map(|s| s.is_empty()).unwrap_or(false),
+        "key failures retry at once"
+    );
+    // The next request goes straight to the only healthy key.
+    let run = block_on(engine.execute(&request(), "m", 2));
+    assert_eq!(run.attempts.tried, vec![2]);
+}
+
+#[test]
+fn all_keys_cooling_answers_429_with_soonest_recovery() {
+    let engine = engine(vec![(0, Ok((429, QUOTA))), (1, Ok((429, QUOTA)))], 2);
+    let run = block_on(engine.execute(&request(), "m", 1));
+    match run.served {
+        Served::Failed(ProxyError::AllKeysCooling { retry_after_secs, .. }) => {
+            assert_eq!(retry_after_secs, 30)
+        }
+        other => panic!("expected all keys cooling, got {other:?}"),
+    }
+    // A second request does not touch upstream at all.
+    let before = engine.upstream().used.lock().map(|u| u.len()).unwrap_or(0);
+    let run = block_on(engine.execute(&request(), "m", 2));
+    assert!(matches!(
+        run.served,
+        Served::Failed(ProxyError::AllKeysCooling { .. })
+    ));
+    assert_eq!(
+        engine.upstream().used.lock().map(|u| u.len()).unwrap_or(0),
+        before
+    );
+    // Another model's cooldowns are its own: both keys are tried again for it.
+    let run = block_on(engine.execute(&request(), "other", 3));
+    assert_eq!(run.attempts.tried.len(), 2);
+}
+
+#[test]
+fn overload_backs_off_and_passes_the_last_error_on() {
+    let engine = engine((0..5).map(|i| (i, Ok((503, BUSY)))).collect(), 5);
+    let run = block_on(engine.execute(&request(), "m", 9));
+    match run.served {
+        Served::UpstreamError { status, .. } => assert_eq!(status, 503),
+        other => panic!("expected the upstream 503, got {other:?}"),
+    }
+    assert_eq!(run.attempts.tried.len(), 5);
+    assert_eq!(engine.clock().slept.lock().map(|s| s.len()).unwrap_or(0), 4);
+    assert!(
+        run.attempts.state_changes.is_empty(),
+        "overload says nothing about a key"
+    );
+}
+
+#[test]
+fn transport_errors_retry_without_marking_keys() {
+    let engine = engine(
+        vec![
+            (0, Err(TransportError::Timeout)),
+            (1, Err(TransportError::Connect("refused".into()))),
+        ],
+        2,
+    );
+    let run = block_on(engine.execute(&request(), "m", 1));
+    assert!(matches!(
+        run.served,
+        Served::Failed(ProxyError::UpstreamUnreachable)
+    ));
+    assert!(run.attempts.state_changes.is_empty());
+    let pool = engine.pool().lock().map(|p| p.available("m", 0)).unwrap_or(0);
+    assert_eq!(pool, 2);
+}
+
+#[test]
+fn client_errors_pass_through_scrubbed_without_retry() {
+    let engine = engine(vec![(0, Ok((400, ECHO)))], 3);
+    let run = block_on(engine.execute(&request(), "m", 1));
+    assert_eq!(run.attempts.tried, vec![0]);
+    match run.served {
+        Served::UpstreamError { status, body } => {
+            assert_eq!(status, 400);
+            let text = String::from_utf8_lossy(&body);
+            assert!(!text.contains(&key_name(2)), "{text}");
+            assert!(text.contains("bad request for"), "{text}");
+        }
+        other => panic!("expected pass-through, got {other:?}"),
+    }
+}
+
+#[test]
+fn no_keys_is_a_clear_503() {
+    let engine = engine(vec![], 0);
+    let run = block_on(engine.execute(&request(), "m", 1));
+    match run.served {
+        Served::Failed(error @ ProxyError::NoKeys(_)) => assert_eq!(error.status_code(), 503),
+        other => panic!("expected no keys, got {other:?}"),
+    }
+    let calls = Cell::new(engine.upstream().used.lock().map(|u| u.len()).unwrap_or(1));
+    assert_eq!(calls.get(), 0);
+}

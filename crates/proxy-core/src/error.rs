@@ -1,0 +1,178 @@
+//! The proxy's own errors and the two JSON shapes clients expect them in.
+
+use serde_json::json;
+
+/// Which error JSON the client understands: Gemini's `{"error":{code,message,status}}`
+/// or OpenAI's `{"error":{message,type,code,param}}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorShape {
+    Gemini,
+    OpenAi,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyError {
+    #[error(
+        "Missing API key. Send your proxy key as the x-goog-api-key header, the key query parameter, or Authorization: Bearer."
+    )]
+    MissingKey,
+    #[error("API key not valid for this proxy. Use a proxy key issued by `gemini-proxy proxy-keys create`.")]
+    UnknownKey,
+    #[error("This proxy key has been revoked.")]
+    RevokedKey,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("Request body exceeds the proxy's limit of {limit_bytes} bytes.")]
+    BodyTooLarge { limit_bytes: usize },
+    #[error("No route for {0}. The proxy serves /v1beta/... and /v1/... like the Gemini API.")]
+    NotFound(String),
+    #[error("Every upstream key is cooling down for model {model}; retry after {retry_after_secs} s.")]
+    AllKeysCooling { model: String, retry_after_secs: u64 },
+    #[error("No usable upstream key: {0}")]
+    NoKeys(String),
+    #[error("Upstream did not answer in time.")]
+    UpstreamTimeout,
+    #[error("Could not reach the upstream Gemini API.")]
+    UpstreamUnreachable,
+    #[error("Internal proxy error.")]
+    Internal,
+}
+
+impl ProxyError {
+    pub fn status_code(&self) -> u16 {
+        match self {
+            Self::MissingKey | Self::UnknownKey => 401,
+            Self::RevokedKey => 403,
+            Self::BadRequest(_) => 400,
+            Self::BodyTooLarge { .. } => 413,
+            Self::NotFound(_) => 404,
+            Self::AllKeysCooling { .. } => 429,
+            Self::NoKeys(_) => 503,
+            Self::UpstreamTimeout => 504,
+            Self::UpstreamUnreachable => 502,
+            Self::Internal => 500,
+        }
+    }
+
+    /// Google's canonical status name for the Gemini error shape.
+    pub fn grpc_status(&self) -> &'static str {
+        match self {
+            Self::MissingKey | Self::UnknownKey => "UNAUTHENTICATED",
+            Self::RevokedKey => "PERMISSION_DENIED",
+            Self::BadRequest(_) | Self::BodyTooLarge { .. } => "INVALID_ARGUMENT",
+            Self::NotFound(_) => "NOT_FOUND",
+            Self::AllKeysCooling { .. } => "RESOURCE_EXHAUSTED",
+            Self::NoKeys(_) | Self::UpstreamUnreachable => "UNAVAILABLE",
+            Self::UpstreamTimeout => "DEADLINE_EXCEEDED",
+            Self::Internal => "INTERNAL",
+        }
+    }
+
+    /// Short machine-readable kind, used as the log's error kind and OpenAI's `code`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::MissingKey => "missing_api_key",
+            Self::UnknownKey => "invalid_api_key",
+            Self::RevokedKey => "revoked_api_key",
+            Self::BadRequest(_) => "bad_request",
+            Self::BodyTooLarge { .. } => "body_too_large",
+            Self::NotFound(_) => "not_found",
+            Self::AllKeysCooling { .. } => "all_keys_cooling",
+            Self::NoKeys(_) => "no_upstream_key",
+            Self::UpstreamTimeout => "upstream_timeout",
+            Self::UpstreamUnreachable => "upstream_connect",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// Seconds for a `Retry-After` header, when waiting is the remedy.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::AllKeysCooling { retry_after_secs, .. } => Some(*retry_after_secs),
+            _ => None,
+        }
+    }
+
+    fn openai_type(&self) -> &'static str {
+        match self.status_code() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            429 => "rate_limit_error",
+            400 | 413 => "invalid_request_error",
+            _ => "api_error",
+        }
+    }
+
+    /// The JSON body for this error in the client's dialect.
+    pub fn to_json(&self, shape: ErrorShape) -> String {
+        let message = self.to_string();
+        let body = match shape {
+            ErrorShape::Gemini => json!({"error": {
+                "code": self.status_code(),
+                "message": message,
+                "status": self.grpc_status(),
+            }}),
+            ErrorShape::OpenAi => json!({"error": {
+                "message": message,
+                "type": self.openai_type(),
+                "code": self.kind(),
+                "param": null,
+            }}),
+        };
+        body.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn check(error: ProxyError, status: u16, grpc: &str, openai_type: &str) {
+        assert_eq!(error.status_code(), status);
+        let gemini: Value = serde_json::from_str(&error.to_json(ErrorShape::Gemini)).unwrap_or_default();
+        assert_eq!(gemini["error"]["code"], status);
+        assert_eq!(gemini["error"]["status"], grpc);
+        assert!(gemini["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        let openai: Value = serde_json::from_str(&error.to_json(ErrorShape::OpenAi)).unwrap_or_default();
+        assert_eq!(openai["error"]["type"], openai_type);
+        assert_eq!(openai["error"]["code"], error.kind());
+    }
+
+    #[test]
+    fn shapes_per_error() {
+        check(
+            ProxyError::MissingKey,
+            401,
+            "UNAUTHENTICATED",
+            "authentication_error",
+        );
+        check(
+            ProxyError::UnknownKey,
+            401,
+            "UNAUTHENTICATED",
+            "authentication_error",
+        );
+        check(
+            ProxyError::RevokedKey,
+            403,
+            "PERMISSION_DENIED",
+            "permission_error",
+        );
+        check(
+            ProxyError::BadRequest("x".into()),
+            400,
+            "INVALID_ARGUMENT",
+            "invalid_request_error",
+        );
+        let cooling = ProxyError::AllKeysCooling {
+            model: "m".into(),
+            retry_after_secs: 7,
+        };
+        assert_eq!(cooling.retry_after_secs(), Some(7));
+        check(cooling, 429, "RESOURCE_EXHAUSTED", "rate_limit_error");
+        check(ProxyError::NoKeys("none".into()), 503, "UNAVAILABLE", "api_error");
+        check(ProxyError::UpstreamTimeout, 504, "DEADLINE_EXCEEDED", "api_error");
+    }
+}

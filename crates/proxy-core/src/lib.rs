@@ -1,0 +1,28 @@
+//! The platform-agnostic core of Gemini Proxy.
+//!
+//! Everything here is pure: no sockets, no files, no tokio, no `std::time::Instant`
+//! (which panics on `wasm32-unknown-unknown`). What differs per platform (the upstream
+//! HTTP call, the stores, the clock) is a trait in [`platform`]; the decisions in
+//! between (which key next, retry or not, how a response changes a key's state, what a
+//! log record holds) are synchronous functions over plain data, so the axum server and
+//! the Cloudflare Worker make exactly the same choices.
+
+pub mod admin;
+pub mod auth;
+pub mod classify;
+pub mod engine;
+#[cfg(test)]
+mod engine_tests;
+pub mod error;
+pub mod keys;
+pub mod log;
+pub mod pacific;
+pub mod platform;
+pub mod pool;
+pub mod redact;
+pub mod retry;
+pub mod route;
+pub mod stream_meta;
+
+pub use engine::{Engine, EngineConfig};
+pub use error::{ErrorShape, ProxyError};

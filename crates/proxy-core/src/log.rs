@@ -1,0 +1,136 @@
+//! The request log: one record per client request, filled in as the request goes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::keys::KeyId;
+use crate::stream_meta::ResponseMeta;
+
+/// One client request, as stored. Times are unix milliseconds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRecord {
+    pub id: String,
+    pub started_at_ms: u64,
+    pub proxy_key_id: Option<i64>,
+    /// Upstream keys tried, in order; the last one that answered is `answered_key_id`.
+    pub upstream_key_ids: Vec<KeyId>,
+    pub answered_key_id: Option<KeyId>,
+    pub model: Option<String>,
+    pub route: String,
+    pub api: String,
+    pub stream: bool,
+    pub status: u16,
+    pub attempts: u32,
+    pub latency_ms: u64,
+    pub ttfb_ms: Option<u64>,
+    pub prompt_tokens: Option<u64>,
+    pub candidates_tokens: Option<u64>,
+    pub thoughts_tokens: Option<u64>,
+    pub cached_tokens: Option<u64>,
+    pub total_tokens: Option<u64>,
+    pub finish_reason: Option<String>,
+    pub block_reason: Option<String>,
+    pub error_kind: Option<String>,
+    /// Already scrubbed of keys.
+    pub error_message: Option<String>,
+    /// Only when body logging is switched on.
+    pub request_body: Option<String>,
+}
+
+/// Finish reasons that mean the model did not give a complete answer.
+const FAILED_FINISH: [&str; 9] = [
+    "SAFETY",
+    "RECITATION",
+    "PROHIBITED_CONTENT",
+    "BLOCKLIST",
+    "SPII",
+    "MALFORMED_FUNCTION_CALL",
+    "OTHER",
+    "LANGUAGE",
+    "content_filter",
+];
+
+impl LogRecord {
+    /// Copies what the response said about itself into the record, and names a
+    /// failure hidden in an HTTP 200 (blocked prompt, safety stop, mid-stream error).
+    pub fn apply_meta(&mut self, meta: &ResponseMeta) {
+        self.prompt_tokens = meta.usage.prompt_tokens;
+        self.candidates_tokens = meta.usage.candidates_tokens;
+        self.thoughts_tokens = meta.usage.thoughts_tokens;
+        self.cached_tokens = meta.usage.cached_tokens;
+        self.total_tokens = meta.usage.total_tokens;
+        self.finish_reason = meta.finish_reason.clone();
+        self.block_reason = meta.block_reason.clone();
+        if self.error_kind.is_some() {
+            return;
+        }
+        if meta.error_status.is_some() || meta.error_message.is_some() {
+            self.error_kind = Some("upstream_stream_error".into());
+            self.error_message = meta.error_message.clone().or_else(|| meta.error_status.clone());
+        } else if meta.block_reason.is_some() {
+            self.error_kind = Some("blocked".into());
+        } else if meta
+            .finish_reason
+            .as_deref()
+            .is_some_and(|r| FAILED_FINISH.contains(&r))
+        {
+            self.error_kind = Some("incomplete_answer".into());
+        }
+    }
+}
+
+/// A request id that sorts by time: milliseconds, then a per-process counter.
+pub fn request_id(now_ms: u64, counter: u64, instance: u32) -> String {
+    format!("{now_ms:013x}-{instance:08x}-{counter:08x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream_meta::Usage;
+
+    fn meta(finish: Option<&str>, block: Option<&str>, error: Option<&str>) -> ResponseMeta {
+        ResponseMeta {
+            usage: Usage {
+                prompt_tokens: Some(3),
+                total_tokens: Some(5),
+                ..Usage::default()
+            },
+            finish_reason: finish.map(String::from),
+            block_reason: block.map(String::from),
+            error_status: error.map(String::from),
+            error_message: None,
+            bytes: 10,
+        }
+    }
+
+    fn kind_after(m: ResponseMeta) -> Option<String> {
+        let mut record = LogRecord::default();
+        record.apply_meta(&m);
+        assert_eq!(record.prompt_tokens, Some(3));
+        record.error_kind
+    }
+
+    #[test]
+    fn failures_inside_200_are_named() {
+        assert_eq!(kind_after(meta(Some("STOP"), None, None)), None);
+        assert_eq!(kind_after(meta(Some("MAX_TOKENS"), None, None)), None);
+        assert_eq!(
+            kind_after(meta(Some("SAFETY"), None, None)).as_deref(),
+            Some("incomplete_answer")
+        );
+        assert_eq!(
+            kind_after(meta(None, Some("SAFETY"), None)).as_deref(),
+            Some("blocked")
+        );
+        assert_eq!(
+            kind_after(meta(Some("STOP"), None, Some("INTERNAL"))).as_deref(),
+            Some("upstream_stream_error")
+        );
+    }
+
+    #[test]
+    fn ids_sort_by_time() {
+        assert!(request_id(1_000, 5, 1) < request_id(1_001, 0, 0));
+        assert!(request_id(1_000, 5, 1) < request_id(1_000, 6, 1));
+    }
+}

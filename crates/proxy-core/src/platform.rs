@@ -1,0 +1,104 @@
+//! What each platform provides: the upstream call, the clock, the stores.
+//!
+//! `Send` is required on native (tokio moves tasks between threads) and impossible on
+//! wasm32 (JS values are single-threaded), so it is chosen by target here, in one place,
+//! never by a cargo feature (features unify across a workspace).
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::keys::{ProxyKey, Secret, UpstreamKey};
+use crate::log::LogRecord;
+use crate::pool::{KeyState, StateChange};
+
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSend: Send + Sync {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Send + Sync + ?Sized> MaybeSend for T {}
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSend {}
+#[cfg(target_arch = "wasm32")]
+impl<T: ?Sized> MaybeSend for T {}
+
+/// Wall-clock time and sleeping. Native uses tokio; a Worker uses `Date.now()`.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+pub trait Clock: MaybeSend {
+    fn now_ms(&self) -> u64;
+    async fn sleep_ms(&self, ms: u64);
+}
+
+/// A request as it will go upstream on every attempt; only the key changes.
+#[derive(Clone, Debug)]
+pub struct PreparedRequest {
+    pub method: String,
+    /// Path and query relative to the upstream base URL, with no client credential.
+    pub path_and_query: String,
+    /// Headers to forward (never the client's credential headers).
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransportError {
+    /// No response headers within the attempt's time budget.
+    Timeout,
+    /// Connection refused, reset, DNS or TLS failure.
+    Connect(String),
+}
+
+/// An upstream answer: its status and whatever the platform needs to stream it on.
+#[derive(Debug)]
+pub struct UpstreamResponse<R> {
+    pub status: u16,
+    pub inner: R,
+}
+
+/// The upstream HTTP call. Implementations put the key in the `x-goog-api-key` header,
+/// never in the URL, and never log it.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+pub trait Upstream: MaybeSend {
+    type Response: MaybeSend;
+
+    async fn send(
+        &self,
+        request: &PreparedRequest,
+        key: &Secret,
+        timeout_ms: u64,
+    ) -> Result<UpstreamResponse<Self::Response>, TransportError>;
+
+    /// Reads an error answer's body (at most `limit` bytes) to classify it.
+    async fn read_body(&self, response: Self::Response, limit: usize) -> Bytes;
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Everything the request path needs from a store, loaded in one go.
+#[derive(Clone, Debug, Default)]
+pub struct KeySnapshot {
+    pub keys: Vec<(UpstreamKey, KeyState)>,
+    pub proxy_keys: Vec<ProxyKey>,
+}
+
+/// Where keys come from and where learned key state goes. Read at start and in the
+/// background, never on the request path.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+pub trait KeyStore: MaybeSend {
+    async fn load(&self) -> Result<KeySnapshot, StoreError>;
+    async fn save_state(&self, changes: &[StateChange]) -> Result<(), StoreError>;
+}
+
+/// Where request logs go, a batch at a time, off the request path.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+pub trait LogSink: MaybeSend {
+    async fn write_logs(&self, records: &[LogRecord]) -> Result<(), StoreError>;
+}

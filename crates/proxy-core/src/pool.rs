@@ -1,0 +1,339 @@
+//! The in-memory key pool: which key serves the next attempt, and how an answer
+//! changes a key's state. Plain data and synchronous methods; the platform wraps it in
+//! a mutex held for microseconds, never across an await.
+
+use std::collections::BTreeMap;
+
+use crate::classify::Outcome;
+use crate::keys::{KeyId, Secret, UpstreamKey};
+
+/// What the pool knows about a key beyond its configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyState {
+    /// Set when upstream said the key is broken; the key is skipped until re-enabled.
+    pub invalid_reason: Option<String>,
+    /// Model -> unix ms until which the key must not be used for that model.
+    pub cooldowns: BTreeMap<String, u64>,
+    pub last_used_ms: Option<u64>,
+}
+
+/// A change worth persisting so other instances (and restarts) see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateChange {
+    Cooldown {
+        key_id: KeyId,
+        model: String,
+        until_ms: u64,
+    },
+    Invalid {
+        key_id: KeyId,
+        reason: String,
+    },
+}
+
+/// The result of asking the pool for a key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pick {
+    Key {
+        id: KeyId,
+        secret: Secret,
+    },
+    /// Every usable key is cooling down for this model; the soonest recovers then.
+    AllCooling {
+        retry_after_ms: u64,
+    },
+    /// No key left to try: none configured, all disabled or invalid, or all tried.
+    Exhausted,
+}
+
+#[derive(Clone, Debug)]
+struct PooledKey {
+    key: UpstreamKey,
+    state: KeyState,
+    /// Order of the last pick; the smallest is the least recently used key.
+    picked_at_seq: u64,
+}
+
+/// A key with its state, as shown by status endpoints and the CLI.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyStatus {
+    pub id: KeyId,
+    pub name: String,
+    pub masked: String,
+    pub enabled: bool,
+    pub state: KeyState,
+}
+
+#[derive(Debug, Default)]
+pub struct KeyPool {
+    keys: Vec<PooledKey>,
+    seq: u64,
+}
+
+impl KeyPool {
+    pub fn new(keys: Vec<(UpstreamKey, KeyState)>) -> Self {
+        let mut pool = Self::default();
+        pool.sync(keys);
+        pool
+    }
+
+    /// Replaces the key set with what the store holds now. Keys that stay keep their
+    /// place in the rotation; cooldowns merge (the later one wins per model) so a
+    /// cooldown learned here a moment ago survives a refresh that predates it.
+    pub fn sync(&mut self, keys: Vec<(UpstreamKey, KeyState)>) {
+        let mut old: BTreeMap<KeyId, PooledKey> = self.keys.drain(..).map(|k| (k.key.id, k)).collect();
+        for (key, mut state) in keys {
+            let picked_at_seq = match old.remove(&key.id) {
+                Some(previous) => {
+                    for (model, until) in previous.state.cooldowns {
+                        let entry = state.cooldowns.entry(model).or_insert(until);
+                        *entry = (*entry).max(until);
+                    }
+                    state.last_used_ms = state.last_used_ms.max(previous.state.last_used_ms);
+                    previous.picked_at_seq
+                }
+                None => 0,
+            };
+            self.keys.push(PooledKey {
+                key,
+                state,
+                picked_at_seq,
+            });
+        }
+    }
+
+    /// Chooses the least recently used healthy key not yet tried by this request.
+    pub fn pick(&mut self, model: &str, now_ms: u64, tried: &[KeyId]) -> Pick {
+        let mut best: Option<usize> = None;
+        let mut soonest_recovery: Option<u64> = None;
+        for (index, pooled) in self.keys.iter().enumerate() {
+            if !pooled.key.enabled || pooled.state.invalid_reason.is_some() {
+                continue;
+            }
+            if tried.contains(&pooled.key.id) {
+                continue;
+            }
+            match pooled.state.cooldowns.get(model).filter(|until| **until > now_ms) {
+                Some(until) => {
+                    soonest_recovery = Some(soonest_recovery.map_or(*until, |s| s.min(*until)));
+                }
+                None => {
+                    let better = best.is_none_or(|b| pooled.picked_at_seq < self.keys[b].picked_at_seq);
+                    if better {
+                        best = Some(index);
+                    }
+                }
+            }
+        }
+        match (best, soonest_recovery) {
+            (Some(index), _) => {
+                self.seq += 1;
+                let pooled = &mut self.keys[index];
+                pooled.picked_at_seq = self.seq;
+                pooled.state.last_used_ms = Some(now_ms);
+                Pick::Key {
+                    id: pooled.key.id,
+                    secret: pooled.key.secret.clone(),
+                }
+            }
+            (None, Some(until)) => Pick::AllCooling {
+                retry_after_ms: until - now_ms,
+            },
+            (None, None) => Pick::Exhausted,
+        }
+    }
+
+    /// Records what an attempt with `key_id` for `model` taught us about the key.
+    pub fn apply(
+        &mut self,
+        key_id: KeyId,
+        model: &str,
+        outcome: &Outcome,
+        now_ms: u64,
+    ) -> Option<StateChange> {
+        let pooled = self.keys.iter_mut().find(|k| k.key.id == key_id)?;
+        match outcome {
+            Outcome::RateLimited { until_ms, .. } => {
+                pooled.state.cooldowns.insert(model.to_string(), *until_ms);
+                Some(StateChange::Cooldown {
+                    key_id,
+                    model: model.to_string(),
+                    until_ms: *until_ms,
+                })
+            }
+            Outcome::KeyInvalid { reason } => {
+                pooled.state.invalid_reason = Some(reason.clone());
+                Some(StateChange::Invalid {
+                    key_id,
+                    reason: reason.clone(),
+                })
+            }
+            Outcome::Success => {
+                pooled.state.cooldowns.retain(|_, until| *until > now_ms);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// Every upstream secret the pool holds, for scrubbing text before it leaves.
+    pub fn secrets(&self) -> Vec<String> {
+        self.keys
+            .iter()
+            .map(|k| k.key.secret.expose().to_string())
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Milliseconds until the first usable key's cooldown for `model` ends, if every
+    /// usable key is cooling down for it.
+    pub fn all_cooling_for(&self, model: &str, now_ms: u64) -> Option<u64> {
+        let usable = self
+            .keys
+            .iter()
+            .filter(|k| k.key.enabled && k.state.invalid_reason.is_none());
+        let mut soonest: Option<u64> = None;
+        for pooled in usable {
+            let until = pooled
+                .state
+                .cooldowns
+                .get(model)
+                .copied()
+                .filter(|until| *until > now_ms)?;
+            soonest = Some(soonest.map_or(until, |s| s.min(until)));
+        }
+        soonest.map(|until| until - now_ms)
+    }
+
+    /// How many keys could serve a request for `model` right now.
+    pub fn available(&self, model: &str, now_ms: u64) -> usize {
+        self.keys
+            .iter()
+            .filter(|k| k.key.enabled && k.state.invalid_reason.is_none())
+            .filter(|k| k.state.cooldowns.get(model).is_none_or(|until| *until <= now_ms))
+            .count()
+    }
+
+    pub fn statuses(&self) -> Vec<KeyStatus> {
+        self.keys
+            .iter()
+            .map(|k| KeyStatus {
+                id: k.key.id,
+                name: k.key.name.clone(),
+                masked: k.key.secret.masked(),
+                enabled: k.key.enabled,
+                state: k.state.clone(),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: KeyId) -> (UpstreamKey, KeyState) {
+        let secret = Secret::new(format!("AIzaTestKey{id:0>30}"));
+        (
+            UpstreamKey {
+                id,
+                name: format!("k{id}"),
+                secret,
+                enabled: true,
+            },
+            KeyState::default(),
+        )
+    }
+
+    fn picked(pick: Pick) -> KeyId {
+        match pick {
+            Pick::Key { id, .. } => id,
+            other => panic!("expected a key, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rotates_least_recently_used_and_never_repeats_within_a_request() {
+        let mut pool = KeyPool::new(vec![key(1), key(2), key(3)]);
+        let order: Vec<KeyId> = (0..6).map(|_| picked(pool.pick("m", 0, &[]))).collect();
+        assert_eq!(order, vec![1, 2, 3, 1, 2, 3]);
+        assert_eq!(picked(pool.pick("m", 0, &[1, 2])), 3);
+        assert_eq!(pool.pick("m", 0, &[1, 2, 3]), Pick::Exhausted);
+    }
+
+    #[test]
+    fn cooldown_is_per_model_and_expires() {
+        let mut pool = KeyPool::new(vec![key(1), key(2)]);
+        let limited = Outcome::RateLimited {
+            until_ms: 1_000,
+            per_day: false,
+        };
+        let change = pool.apply(1, "flash", &limited, 0);
+        assert_eq!(
+            change,
+            Some(StateChange::Cooldown {
+                key_id: 1,
+                model: "flash".into(),
+                until_ms: 1_000
+            })
+        );
+        assert_eq!(picked(pool.pick("flash", 10, &[])), 2);
+        assert_eq!(picked(pool.pick("flash", 10, &[])), 2);
+        assert_eq!(
+            pool.pick("flash", 10, &[2]),
+            Pick::AllCooling { retry_after_ms: 990 }
+        );
+        assert_eq!(picked(pool.pick("pro", 10, &[2])), 1);
+        assert_eq!(picked(pool.pick("flash", 1_000, &[2])), 1);
+        assert_eq!(pool.available("flash", 10), 1);
+    }
+
+    #[test]
+    fn invalid_and_disabled_keys_are_skipped() {
+        let (mut disabled, state) = key(3);
+        disabled.enabled = false;
+        let mut pool = KeyPool::new(vec![key(1), key(2), (disabled, state)]);
+        pool.apply(
+            1,
+            "m",
+            &Outcome::KeyInvalid {
+                reason: "API_KEY_INVALID".into(),
+            },
+            0,
+        );
+        for _ in 0..3 {
+            assert_eq!(picked(pool.pick("m", 0, &[])), 2);
+        }
+        assert_eq!(pool.pick("m", 0, &[2]), Pick::Exhausted);
+        assert!(pool.statuses()[0].state.invalid_reason.is_some());
+    }
+
+    #[test]
+    fn sync_keeps_rotation_and_fresh_cooldowns() {
+        let mut pool = KeyPool::new(vec![key(1), key(2)]);
+        assert_eq!(picked(pool.pick("m", 0, &[])), 1);
+        pool.apply(
+            2,
+            "m",
+            &Outcome::RateLimited {
+                until_ms: 500,
+                per_day: false,
+            },
+            0,
+        );
+        pool.sync(vec![key(1), key(2), key(3)]);
+        // Key 2 still cools down although the store did not know yet; 3 is new.
+        assert_eq!(picked(pool.pick("m", 1, &[])), 3);
+        assert_eq!(picked(pool.pick("m", 1, &[])), 1);
+        pool.sync(vec![key(3)]);
+        assert_eq!(pool.len(), 1);
+        assert!(pool.secrets().iter().all(|s| s.ends_with('3')));
+    }
+}

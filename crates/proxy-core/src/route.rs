@@ -1,0 +1,315 @@
+//! What a request path means: which API, which operation, which model, and where it
+//! goes upstream. Pure string work, shared by every platform.
+
+/// Which wire dialect the client speaks; decides the error shape we answer in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    Gemini,
+    OpenAi,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    GenerateContent,
+    StreamGenerateContent,
+    CountTokens,
+    EmbedContent,
+    BatchEmbedContents,
+    ListModels,
+    GetModel,
+    ChatCompletions,
+    Embeddings,
+    /// Anything else under the API prefixes: forwarded as it is.
+    Passthrough,
+}
+
+impl Operation {
+    /// The name recorded in the request log.
+    pub fn log_name(self) -> &'static str {
+        match self {
+            Self::GenerateContent => "generateContent",
+            Self::StreamGenerateContent => "streamGenerateContent",
+            Self::CountTokens => "countTokens",
+            Self::EmbedContent => "embedContent",
+            Self::BatchEmbedContents => "batchEmbedContents",
+            Self::ListModels => "models.list",
+            Self::GetModel => "models.get",
+            Self::ChatCompletions => "chat.completions",
+            Self::Embeddings => "embeddings",
+            Self::Passthrough => "passthrough",
+        }
+    }
+}
+
+/// How the upstream body is framed, so usage can be read from it as it streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// One JSON document, or Gemini's streamed JSON array of documents.
+    Json,
+    /// Server-sent events whose `data:` lines are JSON documents.
+    Sse,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub api: Api,
+    pub operation: Operation,
+    /// Model from the path (Gemini) or, once the adapter read it, the body (OpenAI).
+    pub model: Option<String>,
+    /// Path to request upstream, query excluded.
+    pub upstream_path: String,
+}
+
+impl Route {
+    /// Model name used for per-model cooldowns and the log; `*` when none applies.
+    pub fn model_or_any(&self) -> &str {
+        self.model.as_deref().unwrap_or("*")
+    }
+}
+
+/// Maps a request path to a route, or `None` when it is not under `/v1beta/` or `/v1/`.
+///
+/// `/v1/models` is both Gemini's v1 model list and the OpenAI-compatible one; the
+/// caller's credential style settles it: OpenAI clients send `Authorization: Bearer`.
+pub fn parse_route(path: &str, bearer_auth: bool) -> Option<Route> {
+    let (version, rest) = if let Some(rest) = path.strip_prefix("/v1beta/") {
+        ("v1beta", rest)
+    } else if let Some(rest) = path.strip_prefix("/v1/") {
+        ("v1", rest)
+    } else {
+        return None;
+    };
+    if version == "v1beta" {
+        if let Some(openai_rest) = rest.strip_prefix("openai/") {
+            return Some(openai_route(openai_rest));
+        }
+    } else if let Some(route) = v1_openai_alias(rest, bearer_auth) {
+        return Some(route);
+    }
+    Some(gemini_route(path, rest))
+}
+
+fn v1_openai_alias(rest: &str, bearer_auth: bool) -> Option<Route> {
+    let is_models = rest == "models" || (rest.starts_with("models/") && !rest.contains(':'));
+    match rest {
+        "chat/completions" | "embeddings" => Some(openai_route(rest)),
+        _ if is_models && bearer_auth => Some(openai_route(rest)),
+        _ => None,
+    }
+}
+
+fn openai_route(rest: &str) -> Route {
+    let operation = match rest {
+        "chat/completions" => Operation::ChatCompletions,
+        "embeddings" => Operation::Embeddings,
+        "models" => Operation::ListModels,
+        _ if rest.starts_with("models/") => Operation::GetModel,
+        _ => Operation::Passthrough,
+    };
+    Route {
+        api: Api::OpenAi,
+        operation,
+        model: None,
+        upstream_path: format!("/v1beta/openai/{rest}"),
+    }
+}
+
+fn gemini_route(path: &str, rest: &str) -> Route {
+    let (operation, model) = match rest.strip_prefix("models/") {
+        None if rest == "models" => (Operation::ListModels, None),
+        None => (Operation::Passthrough, None),
+        Some(target) => match target.split_once(':') {
+            None => (Operation::GetModel, Some(target)),
+            Some((model, method)) => (gemini_method(method), Some(model)),
+        },
+    };
+    Route {
+        api: Api::Gemini,
+        operation,
+        model: model.filter(|m| !m.is_empty()).map(str::to_string),
+        upstream_path: path.to_string(),
+    }
+}
+
+fn gemini_method(method: &str) -> Operation {
+    match method {
+        "generateContent" => Operation::GenerateContent,
+        "streamGenerateContent" => Operation::StreamGenerateContent,
+        "countTokens" => Operation::CountTokens,
+        "embedContent" => Operation::EmbedContent,
+        "batchEmbedContents" => Operation::BatchEmbedContents,
+        _ => Operation::Passthrough,
+    }
+}
+
+/// Splits a raw query string into the `key` parameter (a client credential, which must
+/// never travel upstream) and the rest, kept byte for byte in its original order.
+pub fn take_key_param(query: &str) -> (Option<String>, String) {
+    let mut key = None;
+    let mut kept: Vec<&str> = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("key", value)) => key = Some(percent_decode(value)),
+            _ => kept.push(pair),
+        }
+    }
+    (key, kept.join("&"))
+}
+
+/// True when the query asks Gemini for server-sent events (`alt=sse`).
+pub fn wants_sse(query: &str) -> bool {
+    query.split('&').any(|pair| pair == "alt=sse")
+}
+
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = match bytes[i] {
+            b'%' if i + 2 < bytes.len() => std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok()),
+            _ => None,
+        };
+        match (decoded, bytes[i]) {
+            (Some(b), _) => {
+                out.push(b);
+                i += 3;
+            }
+            (None, b'+') => {
+                out.push(b' ');
+                i += 1;
+            }
+            (None, b) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(path: &str, bearer: bool, api: Api, op: Operation, model: Option<&str>, up: &str) {
+        let route = parse_route(path, bearer).unwrap_or_else(|| panic!("no route for {path}"));
+        assert_eq!(route.api, api, "{path}");
+        assert_eq!(route.operation, op, "{path}");
+        assert_eq!(route.model.as_deref(), model, "{path}");
+        assert_eq!(route.upstream_path, up, "{path}");
+    }
+
+    #[test]
+    fn gemini_native_routes() {
+        use Operation::*;
+        let g = Api::Gemini;
+        let p = "/v1beta/models/gemini-2.5-flash:generateContent";
+        check(p, false, g, GenerateContent, Some("gemini-2.5-flash"), p);
+        let p = "/v1/models/gemini-2.5-pro:streamGenerateContent";
+        check(p, false, g, StreamGenerateContent, Some("gemini-2.5-pro"), p);
+        let p = "/v1beta/models/m:countTokens";
+        check(p, false, g, CountTokens, Some("m"), p);
+        let p = "/v1beta/models/text-embedding-004:embedContent";
+        check(p, false, g, EmbedContent, Some("text-embedding-004"), p);
+        let p = "/v1beta/models/e:batchEmbedContents";
+        check(p, false, g, BatchEmbedContents, Some("e"), p);
+        check("/v1beta/models", false, g, ListModels, None, "/v1beta/models");
+        check("/v1/models", false, g, ListModels, None, "/v1/models");
+        check(
+            "/v1beta/models/gemini-2.5-flash",
+            false,
+            g,
+            GetModel,
+            Some("gemini-2.5-flash"),
+            "/v1beta/models/gemini-2.5-flash",
+        );
+        check(
+            "/v1beta/cachedContents",
+            false,
+            g,
+            Passthrough,
+            None,
+            "/v1beta/cachedContents",
+        );
+        check(
+            "/v1beta/models/m:predict",
+            false,
+            g,
+            Passthrough,
+            Some("m"),
+            "/v1beta/models/m:predict",
+        );
+    }
+
+    #[test]
+    fn openai_routes_and_aliases() {
+        use Operation::*;
+        let o = Api::OpenAi;
+        let chat = "/v1beta/openai/chat/completions";
+        check(chat, true, o, ChatCompletions, None, chat);
+        check("/v1/chat/completions", false, o, ChatCompletions, None, chat);
+        check(
+            "/v1/embeddings",
+            true,
+            o,
+            Embeddings,
+            None,
+            "/v1beta/openai/embeddings",
+        );
+        check(
+            "/v1beta/openai/models",
+            true,
+            o,
+            ListModels,
+            None,
+            "/v1beta/openai/models",
+        );
+        check("/v1/models", true, o, ListModels, None, "/v1beta/openai/models");
+        check(
+            "/v1/models/gemini-2.5-flash",
+            true,
+            o,
+            GetModel,
+            None,
+            "/v1beta/openai/models/gemini-2.5-flash",
+        );
+        check(
+            "/v1beta/openai/images/generations",
+            true,
+            o,
+            Passthrough,
+            None,
+            "/v1beta/openai/images/generations",
+        );
+    }
+
+    #[test]
+    fn unknown_prefixes_have_no_route() {
+        for path in ["/", "/v2/models", "/v1beta", "/healthz", "/v1betax/models"] {
+            assert!(parse_route(path, false).is_none(), "{path}");
+        }
+    }
+
+    #[test]
+    fn key_param_is_taken_out_of_the_query() {
+        assert_eq!(
+            take_key_param("alt=sse&key=abc"),
+            (Some("abc".into()), "alt=sse".into())
+        );
+        assert_eq!(
+            take_key_param("key=a%2Bb&pageSize=2"),
+            (Some("a+b".into()), "pageSize=2".into())
+        );
+        assert_eq!(
+            take_key_param("pageSize=2&pageToken=x"),
+            (None, "pageSize=2&pageToken=x".into())
+        );
+        assert_eq!(take_key_param(""), (None, String::new()));
+        assert_eq!(take_key_param("key=%zz%"), (Some("%zz%".into()), String::new()));
+        assert!(wants_sse("key=x&alt=sse"));
+        assert!(!wants_sse("alt=json"));
+    }
+}
