@@ -1,0 +1,98 @@
+//! `gemini-proxy logs …`: the request log.
+
+use proxy_core::admin::{AdminStore, LogQuery, UsageRow};
+
+use crate::cli::LogsCommand;
+use crate::output::{format_time, opt, parse_age_ms, print_json, print_table};
+
+pub async fn run(store: &dyn AdminStore, command: LogsCommand) -> anyhow::Result<()> {
+    let now = now_ms();
+    match command {
+        LogsCommand::List { limit, since, model, key, proxy_key, status, json } => {
+            let since_ms = since.as_deref().map(parse_age_ms).transpose()?.map(|age| now.saturating_sub(age));
+            let query = LogQuery {
+                since_ms,
+                model,
+                upstream_key_id: key,
+                proxy_key_id: proxy_key,
+                status,
+                limit,
+                ..LogQuery::default()
+            };
+            list(store, &query, json).await
+        }
+        LogsCommand::Stats { since, json } => {
+            let stats = store.log_stats(now.saturating_sub(parse_age_ms(&since)?)).await?;
+            if json {
+                return print_json(&stats);
+            }
+            let mut rows = vec![usage_row("all", &stats.total)];
+            rows.extend(stats.by_model.iter().map(|r| usage_row("model", r)));
+            rows.extend(stats.by_key.iter().map(|r| usage_row("key", r)));
+            print_table(
+                &["BY", "GROUP", "REQUESTS", "ERRORS", "PROMPT", "OUTPUT", "THOUGHTS", "CACHED", "TOTAL", "AVG_MS"],
+                &rows,
+            );
+            Ok(())
+        }
+        LogsCommand::Prune { older_than } => {
+            let deleted = store.prune_logs(now.saturating_sub(parse_age_ms(&older_than)?)).await?;
+            println!("deleted {deleted} log records older than {older_than}");
+            Ok(())
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+async fn list(store: &dyn AdminStore, query: &LogQuery, json: bool) -> anyhow::Result<()> {
+    let records = store.list_logs(query).await?;
+    if json {
+        return print_json(&records);
+    }
+    let rows: Vec<Vec<String>> = records
+        .into_iter()
+        .map(|r| {
+            let tokens = format!(
+                "{}/{}/{}/{}",
+                opt(r.prompt_tokens),
+                opt(r.candidates_tokens),
+                opt(r.thoughts_tokens),
+                opt(r.total_tokens)
+            );
+            vec![
+                format_time(r.started_at_ms),
+                r.route,
+                opt(r.model),
+                r.status.to_string(),
+                opt(r.answered_key_id),
+                r.attempts.to_string(),
+                format!("{}ms", r.latency_ms),
+                tokens,
+                opt(r.error_kind),
+            ]
+        })
+        .collect();
+    print_table(
+        &["TIME", "ROUTE", "MODEL", "STATUS", "KEY", "TRIES", "LATENCY", "TOKENS P/O/T/ALL", "ERROR"],
+        &rows,
+    );
+    Ok(())
+}
+
+fn usage_row(by: &str, row: &UsageRow) -> Vec<String> {
+    vec![
+        by.to_string(),
+        row.group.clone(),
+        row.requests.to_string(),
+        row.errors.to_string(),
+        row.prompt_tokens.to_string(),
+        row.candidates_tokens.to_string(),
+        row.thoughts_tokens.to_string(),
+        row.cached_tokens.to_string(),
+        row.total_tokens.to_string(),
+        row.avg_latency_ms.to_string(),
+    ]
+}

@@ -1,0 +1,53 @@
+//! `gemini-proxy`: the self-hosted Gemini Proxy. A thin binary: it parses flags and
+//! environment into typed config and hands them to the libraries.
+
+mod cli;
+mod keys_cmd;
+mod logs_cmd;
+mod output;
+mod proxy_keys_cmd;
+mod serve;
+
+use std::sync::Arc;
+
+use clap::Parser;
+use store_sqlite::SqliteStore;
+
+use crate::cli::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log_filter, cli.log_json);
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let store = SqliteStore::open(&cli.db)
+        .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", cli.db.display()))?;
+    let store = Arc::new(store);
+    match cli.command {
+        Command::Serve(args) => serve::run(store, args).await,
+        Command::Keys(command) => keys_cmd::run(store.as_ref(), command).await,
+        Command::ProxyKeys(command) => proxy_keys_cmd::run(store.as_ref(), command).await,
+        Command::Logs(command) => logs_cmd::run(store.as_ref(), command).await,
+    }
+}
+
+/// Logs go to stderr so stdout stays for command output (and `listening on …`).
+fn init_tracing(filter: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,91 @@
+//! Response variations selected by substrings of the model name, so tests
+//! can pick a behaviour without any out-of-band setup.
+
+use std::time::Duration;
+
+/// Fixed token counts: tests assert on them, so they never depend on input.
+pub const PROMPT_TOKENS: u32 = 12;
+pub const CANDIDATE_TOKENS: u32 = 7;
+pub const THOUGHT_TOKENS: u32 = 4;
+pub const CACHED_TOKENS: u32 = 6;
+
+/// Texts of the three stream chunks; concatenated they equal [`FULL_TEXT`].
+pub const STREAM_TEXTS: [&str; 3] = ["Hello", " from", " fake Gemini"];
+pub const FULL_TEXT: &str = "Hello from fake Gemini";
+/// Cumulative `candidatesTokenCount` per stream chunk.
+pub const STREAM_CANDIDATE_TOKENS: [u32; 3] = [3, 6, 9];
+/// Streams that fail midway (`midstream`, `drop`) stop after this many chunks.
+pub const CHUNKS_BEFORE_FAILURE: usize = 2;
+/// Delay before every chunk of a `slowstream` stream.
+pub const SLOW_CHUNK_DELAY: Duration = Duration::from_millis(300);
+/// Size of the text part for `big` models.
+pub const BIG_TEXT_LEN: usize = 1 << 20;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ModelFlags {
+    pub thinking: bool,
+    pub blocked: bool,
+    pub overloaded: bool,
+    pub slow_stream: bool,
+    pub midstream: bool,
+    pub drop: bool,
+    pub big: bool,
+    pub cached: bool,
+}
+
+impl ModelFlags {
+    pub fn from_model(model: &str) -> Self {
+        ModelFlags {
+            thinking: model.contains("thinking"),
+            blocked: model.contains("blocked"),
+            overloaded: model.contains("overloaded"),
+            slow_stream: model.contains("slowstream"),
+            midstream: model.contains("midstream"),
+            drop: model.contains("drop"),
+            big: model.contains("big"),
+            cached: model.contains("cached"),
+        }
+    }
+
+    pub fn thoughts(self) -> Option<u32> {
+        self.thinking.then_some(THOUGHT_TOKENS)
+    }
+
+    pub fn cached_tokens(self) -> Option<u32> {
+        self.cached.then_some(CACHED_TOKENS)
+    }
+
+    /// Delay to wait before each stream chunk.
+    pub fn chunk_delay(self) -> Option<Duration> {
+        self.slow_stream.then_some(SLOW_CHUNK_DELAY)
+    }
+
+    /// How many of the normal stream chunks are sent before the stream
+    /// ends (normally) or fails (midstream/drop).
+    pub fn chunks_to_send(self) -> usize {
+        if self.midstream || self.drop {
+            CHUNKS_BEFORE_FAILURE
+        } else {
+            STREAM_TEXTS.len()
+        }
+    }
+
+    /// `totalTokenCount` for a given candidates count (thoughts count too).
+    pub fn total(self, candidates: u32) -> u32 {
+        PROMPT_TOKENS + candidates + self.thoughts().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_from_name() {
+        let f = ModelFlags::from_model("gemini-2.5-flash-thinking-cached");
+        assert!(f.thinking && f.cached && !f.big);
+        assert_eq!(f.total(7), 23);
+        assert_eq!(ModelFlags::from_model("gemini-2.5-flash"), ModelFlags::default());
+        assert_eq!(ModelFlags::from_model("x-drop").chunks_to_send(), 2);
+    }
+}

@@ -1,0 +1,25 @@
+//! Wall-clock time and sleeping on tokio.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use proxy_core::platform::Clock;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokioClock;
+
+/// Unix milliseconds now; a clock set before 1970 reads as 0 rather than panicking.
+pub fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+#[async_trait]
+impl Clock for TokioClock {
+    fn now_ms(&self) -> u64 {
+        unix_ms()
+    }
+
+    async fn sleep_ms(&self, ms: u64) {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+}

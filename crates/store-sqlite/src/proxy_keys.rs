@@ -1,0 +1,57 @@
+//! Client ("proxy") keys. Only the hash of each secret is ever stored; the secret is
+//! shown once by whoever generated it and then gone.
+
+use proxy_core::admin::ProxyKeyRow;
+use proxy_core::platform::StoreError;
+use rusqlite::{Connection, ErrorCode, params};
+
+use crate::convert::{from_sql, to_sql};
+use crate::error::{self, DbResult};
+
+pub(crate) fn create(
+    conn: &mut Connection,
+    name: &str,
+    secret_hash: &str,
+    now_ms: u64,
+) -> Result<i64, StoreError> {
+    if secret_hash.is_empty() {
+        return Err(StoreError::Invalid("proxy key hash is empty".into()));
+    }
+    let inserted = conn.execute(
+        "INSERT INTO proxy_keys (name, secret_hash, revoked, created_at_ms) VALUES (?1, ?2, 0, ?3)",
+        params![name, secret_hash, to_sql(now_ms)],
+    );
+    match inserted {
+        Ok(_) => Ok(conn.last_insert_rowid()),
+        // The only UNIQUE column is the hash; a clash means the same secret twice.
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == ErrorCode::ConstraintViolation => Err(
+            StoreError::Invalid("a proxy key with this secret already exists".into()),
+        ),
+        Err(e) => Err(error::map(e)),
+    }
+}
+
+pub(crate) fn list(conn: &mut Connection) -> Result<Vec<ProxyKeyRow>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT id, name, revoked, created_at_ms FROM proxy_keys ORDER BY id")
+        .db()?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok(ProxyKeyRow {
+                id: row.get(0)?,
+                name: row.get(1)?,
+                revoked: row.get(2)?,
+                created_at_ms: from_sql(row.get(3)?),
+            })
+        })
+        .db()?;
+    rows.map(|row| row.db()).collect()
+}
+
+/// Returns whether the key exists; revoking twice is not an error.
+pub(crate) fn revoke(conn: &mut Connection, id: i64) -> Result<bool, StoreError> {
+    let changed = conn
+        .execute("UPDATE proxy_keys SET revoked = 1 WHERE id = ?1", [id])
+        .db()?;
+    Ok(changed > 0)
+}

@@ -1,0 +1,133 @@
+//! Connection settings and the schema, kept as an append-only list of migrations keyed
+//! by SQLite's `user_version`, so a later release adds a step instead of editing one.
+
+use std::time::Duration;
+
+use proxy_core::platform::StoreError;
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::error::DbResult;
+
+/// How long a statement waits for another process's write lock before giving up.
+/// Log batches and CLI edits hold it for milliseconds, so seconds is generous.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Migration `i` brings the file from `user_version` `i` to `i + 1`. Never edit or
+/// reorder a shipped entry: files in the field have already run it.
+const MIGRATIONS: &[&str] = &[
+    // 1: initial schema.
+    //
+    // AUTOINCREMENT keeps ids of removed keys from being reused: request logs keep the
+    // id of the key that served them, and a new key must not inherit that history.
+    //
+    // request_logs has no foreign keys on purpose: logs outlive removed keys.
+    r#"
+    CREATE TABLE keys (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        name          TEXT    NOT NULL,
+        secret        TEXT    NOT NULL UNIQUE,
+        enabled       INTEGER NOT NULL DEFAULT 1,
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE key_state (
+        key_id         INTEGER PRIMARY KEY REFERENCES keys(id) ON DELETE CASCADE,
+        invalid_reason TEXT,
+        invalid_at_ms  INTEGER,
+        last_used_ms   INTEGER
+    );
+    CREATE TABLE key_cooldowns (
+        key_id   INTEGER NOT NULL REFERENCES keys(id) ON DELETE CASCADE,
+        model    TEXT    NOT NULL,
+        until_ms INTEGER NOT NULL,
+        PRIMARY KEY (key_id, model)
+    ) WITHOUT ROWID;
+    CREATE TABLE proxy_keys (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        name          TEXT    NOT NULL,
+        secret_hash   TEXT    NOT NULL UNIQUE,
+        revoked       INTEGER NOT NULL DEFAULT 0,
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE request_logs (
+        id                TEXT    PRIMARY KEY,
+        started_at_ms     INTEGER NOT NULL,
+        proxy_key_id      INTEGER,
+        upstream_key_ids  TEXT    NOT NULL DEFAULT '[]', -- JSON array, in the order tried
+        answered_key_id   INTEGER,
+        model             TEXT,
+        route             TEXT    NOT NULL,
+        api               TEXT    NOT NULL,
+        stream            INTEGER NOT NULL,
+        status            INTEGER NOT NULL,
+        attempts          INTEGER NOT NULL,
+        latency_ms        INTEGER NOT NULL,
+        ttfb_ms           INTEGER,
+        prompt_tokens     INTEGER,
+        candidates_tokens INTEGER,
+        thoughts_tokens   INTEGER,
+        cached_tokens     INTEGER,
+        total_tokens      INTEGER,
+        finish_reason     TEXT,
+        block_reason      TEXT,
+        error_kind        TEXT,
+        error_message     TEXT,
+        request_body      TEXT
+    );
+    CREATE INDEX request_logs_started ON request_logs (started_at_ms);
+    CREATE INDEX request_logs_model ON request_logs (model, started_at_ms);
+    CREATE INDEX request_logs_answered_key ON request_logs (answered_key_id, started_at_ms);
+    CREATE INDEX request_logs_proxy_key ON request_logs (proxy_key_id, started_at_ms);
+    "#,
+];
+
+/// Per-connection settings; none of them is stored in the file except WAL mode.
+pub(crate) fn configure(conn: &Connection, wal: bool) -> Result<(), StoreError> {
+    // First, so that switching to WAL below already waits out another process's lock.
+    conn.busy_timeout(BUSY_TIMEOUT).db()?;
+    if wal {
+        // WAL lets the CLI read while `serve` writes a log batch, and vice versa.
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .db()?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Unavailable(format!(
+                "database refused WAL mode (journal_mode is {mode})"
+            )));
+        }
+        // In WAL mode NORMAL stays consistent after a crash and only risks the last
+        // commits on power loss; FULL would fsync every log batch for little gain.
+        conn.pragma_update(None, "synchronous", "NORMAL").db()?;
+    }
+    // Off by default in SQLite, per connection: without it removing a key would leave
+    // its state rows behind.
+    conn.pragma_update(None, "foreign_keys", true).db()?;
+    Ok(())
+}
+
+/// Applies every migration the file has not seen yet, all in one transaction.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    // IMMEDIATE takes the write lock before reading the version, so two processes
+    // opening a fresh file at once cannot both run migration 1.
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .db()?;
+    let current: i64 = tx
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .db()?;
+    let current = usize::try_from(current).unwrap_or(0);
+    if current > MIGRATIONS.len() {
+        return Err(StoreError::Unavailable(format!(
+            "database schema version {current} is newer than this build understands ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    if current == MIGRATIONS.len() {
+        return Ok(());
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        tx.execute_batch(sql).db()?;
+        // user_version lives in the file header and is part of the transaction.
+        tx.pragma_update(None, "user_version", index + 1).db()?;
+    }
+    tx.commit().db()
+}
