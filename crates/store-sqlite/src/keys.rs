@@ -259,7 +259,7 @@ pub(crate) fn set_enabled(conn: &mut Connection, id: KeyId, enabled: bool) -> Re
         .execute("UPDATE keys SET enabled = ?1 WHERE id = ?2", params![enabled, id])
         .db()?
         > 0;
-    if found && enabled && false {
+    if found && enabled {
         tx.execute(
             "UPDATE key_state SET invalid_reason = NULL, invalid_at_ms = NULL WHERE key_id = ?1",
             [id],

@@ -173,6 +173,24 @@ async fn state_changes_persist_and_reload() {
 }
 
 #[tokio::test]
+async fn cooldowns_that_ran_out_are_not_returned() {
+    let (_dir, store) = temp_store();
+    let a = store.add_key(SECRET_A, "a").await.expect("add");
+    store
+        .save_state(&[StateChange::Cooldown {
+            key_id: a,
+            model: "flash".into(),
+            until_ms: now_ms() + 150,
+        }])
+        .await
+        .expect("save");
+    assert_eq!(store.load().await.expect("load").keys[0].1.cooldowns.len(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(store.load().await.expect("load").keys[0].1.cooldowns.is_empty());
+    assert!(store.list_keys().await.expect("list")[0].cooldowns.is_empty());
+}
+
+#[tokio::test]
 async fn enabling_clears_invalid_and_cooldowns() {
     let (_dir, store) = temp_store();
     let a = store.add_key(SECRET_A, "a").await.expect("add");
@@ -483,8 +501,11 @@ async fn logs_mark_keys_last_used() {
     first.upstream_key_ids = vec![a, 77];
     let mut older = record("2", 4_000);
     older.upstream_key_ids = vec![a];
-    store.write_logs(&[first]).await.expect("write");
-    store.write_logs(&[older]).await.expect("write older");
+    // Within a batch and across batches, the latest time wins whatever the order.
+    store.write_logs(&[first, older]).await.expect("write");
+    let mut oldest = record("3", 3_000);
+    oldest.upstream_key_ids = vec![a];
+    store.write_logs(&[oldest]).await.expect("write oldest");
     let (_, state) = store.load().await.expect("load").keys.remove(0);
     assert_eq!(state.last_used_ms, Some(5_000));
 }
