@@ -10,7 +10,12 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "gemini-proxy", version, about = "A key-pool proxy for the Gemini API")]
 pub struct Cli {
     /// SQLite file holding keys, key state and request logs.
-    #[arg(long, env = "GEMINI_PROXY_DB", default_value = "gemini-proxy.db", global = true)]
+    #[arg(
+        long,
+        env = "GEMINI_PROXY_DB",
+        default_value = "gemini-proxy.db",
+        global = true
+    )]
     pub db: PathBuf,
     /// Log filter, e.g. `info` or `proxy_axum=debug`.
     #[arg(long = "log", env = "GEMINI_PROXY_LOG", default_value = "info", global = true)]
@@ -43,7 +48,11 @@ pub struct ServeArgs {
     #[arg(long, env = "GEMINI_PROXY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Upstream Gemini API base URL (Google's, a Cloudflare AI Gateway, a test server).
-    #[arg(long, env = "GEMINI_BASE_URL", default_value = "https://generativelanguage.googleapis.com")]
+    #[arg(
+        long,
+        env = "GEMINI_BASE_URL",
+        default_value = "https://generativelanguage.googleapis.com"
+    )]
     pub upstream: String,
     /// Attempts per request, across different keys.
     #[arg(long, env = "GEMINI_PROXY_MAX_ATTEMPTS", default_value_t = 5)]

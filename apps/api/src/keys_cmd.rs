@@ -68,19 +68,29 @@ async fn list(store: &dyn AdminStore, json: bool) -> anyhow::Result<()> {
                 (true, Some(_)) => "invalid",
                 (true, None) => "active",
             };
-            let cooldowns: Vec<String> =
-                k.cooldowns.iter().map(|(model, until)| format!("{model} until {}", format_time(*until))).collect();
+            let cooldowns: Vec<String> = k
+                .cooldowns
+                .iter()
+                .map(|(model, until)| format!("{model} until {}", format_time(*until)))
+                .collect();
             vec![
                 k.id.to_string(),
                 k.name,
                 k.masked,
                 status.to_string(),
                 opt(k.invalid_reason),
-                if cooldowns.is_empty() { "-".into() } else { cooldowns.join(", ") },
+                if cooldowns.is_empty() {
+                    "-".into()
+                } else {
+                    cooldowns.join(", ")
+                },
                 format_time(k.created_at_ms),
             ]
         })
         .collect();
-    print_table(&["ID", "NAME", "KEY", "STATUS", "INVALID", "COOLDOWNS", "CREATED"], &rows);
+    print_table(
+        &["ID", "NAME", "KEY", "STATUS", "INVALID", "COOLDOWNS", "CREATED"],
+        &rows,
+    );
     Ok(())
 }

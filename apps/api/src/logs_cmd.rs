@@ -8,8 +8,20 @@ use crate::output::{format_time, opt, parse_age_ms, print_json, print_table};
 pub async fn run(store: &dyn AdminStore, command: LogsCommand) -> anyhow::Result<()> {
     let now = now_ms();
     match command {
-        LogsCommand::List { limit, since, model, key, proxy_key, status, json } => {
-            let since_ms = since.as_deref().map(parse_age_ms).transpose()?.map(|age| now.saturating_sub(age));
+        LogsCommand::List {
+            limit,
+            since,
+            model,
+            key,
+            proxy_key,
+            status,
+            json,
+        } => {
+            let since_ms = since
+                .as_deref()
+                .map(parse_age_ms)
+                .transpose()?
+                .map(|age| now.saturating_sub(age));
             let query = LogQuery {
                 since_ms,
                 model,
@@ -30,13 +42,18 @@ pub async fn run(store: &dyn AdminStore, command: LogsCommand) -> anyhow::Result
             rows.extend(stats.by_model.iter().map(|r| usage_row("model", r)));
             rows.extend(stats.by_key.iter().map(|r| usage_row("key", r)));
             print_table(
-                &["BY", "GROUP", "REQUESTS", "ERRORS", "PROMPT", "OUTPUT", "THOUGHTS", "CACHED", "TOTAL", "AVG_MS"],
+                &[
+                    "BY", "GROUP", "REQUESTS", "ERRORS", "PROMPT", "OUTPUT", "THOUGHTS", "CACHED", "TOTAL",
+                    "AVG_MS",
+                ],
                 &rows,
             );
             Ok(())
         }
         LogsCommand::Prune { older_than } => {
-            let deleted = store.prune_logs(now.saturating_sub(parse_age_ms(&older_than)?)).await?;
+            let deleted = store
+                .prune_logs(now.saturating_sub(parse_age_ms(&older_than)?))
+                .await?;
             println!("deleted {deleted} log records older than {older_than}");
             Ok(())
         }
@@ -44,7 +61,9 @@ pub async fn run(store: &dyn AdminStore, command: LogsCommand) -> anyhow::Result
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 async fn list(store: &dyn AdminStore, query: &LogQuery, json: bool) -> anyhow::Result<()> {
@@ -76,7 +95,17 @@ async fn list(store: &dyn AdminStore, query: &LogQuery, json: bool) -> anyhow::R
         })
         .collect();
     print_table(
-        &["TIME", "ROUTE", "MODEL", "STATUS", "KEY", "TRIES", "LATENCY", "TOKENS P/O/T/ALL", "ERROR"],
+        &[
+            "TIME",
+            "ROUTE",
+            "MODEL",
+            "STATUS",
+            "KEY",
+            "TRIES",
+            "LATENCY",
+            "TOKENS P/O/T/ALL",
+            "ERROR",
+        ],
         &rows,
     );
     Ok(())

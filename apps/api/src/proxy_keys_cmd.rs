@@ -24,7 +24,9 @@ async fn create(store: &dyn AdminStore, name: &str, json: bool) -> anyhow::Resul
     let mut random = [0u8; 24];
     getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
     let secret = format_proxy_key(&random);
-    let id = store.create_proxy_key(name.trim(), &hash_proxy_key(&secret)).await?;
+    let id = store
+        .create_proxy_key(name.trim(), &hash_proxy_key(&secret))
+        .await?;
     if json {
         return print_json(&json!({"id": id, "name": name.trim(), "key": secret}));
     }
@@ -42,7 +44,12 @@ async fn list(store: &dyn AdminStore, json: bool) -> anyhow::Result<()> {
         .into_iter()
         .map(|k| {
             let status = if k.revoked { "revoked" } else { "active" };
-            vec![k.id.to_string(), k.name, status.to_string(), format_time(k.created_at_ms)]
+            vec![
+                k.id.to_string(),
+                k.name,
+                status.to_string(),
+                format_time(k.created_at_ms),
+            ]
         })
         .collect();
     print_table(&["ID", "NAME", "STATUS", "CREATED"], &rows);

@@ -24,7 +24,11 @@ pub struct BatchQueue<T> {
 
 impl<T> Clone for BatchQueue<T> {
     fn clone(&self) -> Self {
-        Self { tx: self.tx.clone(), dropped: self.dropped.clone(), name: self.name }
+        Self {
+            tx: self.tx.clone(),
+            dropped: self.dropped.clone(),
+            name: self.name,
+        }
     }
 }
 
@@ -73,7 +77,14 @@ impl BatchWriter {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let shutdown = Arc::new(Notify::new());
         let dropped = Arc::new(AtomicU64::new(0));
-        let task = run(name, rx, shutdown.clone(), batch_size.max(1), flush, dropped.clone());
+        let task = run(
+            name,
+            rx,
+            shutdown.clone(),
+            batch_size.max(1),
+            flush,
+            dropped.clone(),
+        );
         let handle = tokio::spawn(task);
         (BatchQueue { tx, dropped, name }, BatchWriter { shutdown, handle })
     }
@@ -126,7 +137,11 @@ async fn run<T, F, Fut>(
     }
     let lost = dropped.load(Ordering::Relaxed);
     if lost > 0 {
-        tracing::warn!(queue = name, lost, "items were dropped while the store could not keep up");
+        tracing::warn!(
+            queue = name,
+            lost,
+            "items were dropped while the store could not keep up"
+        );
     }
 }
 
@@ -149,7 +164,11 @@ async fn write_with_retry<T, F, Fut>(
                 tracing::warn!(queue = name, attempt, %error, "batch write failed; will retry");
                 if closing && attempt >= 3 {
                     dropped.fetch_add(returned.len() as u64, Ordering::Relaxed);
-                    tracing::error!(queue = name, lost = returned.len(), "giving up on a batch at shutdown");
+                    tracing::error!(
+                        queue = name,
+                        lost = returned.len(),
+                        "giving up on a batch at shutdown"
+                    );
                     return;
                 }
                 batch = returned;

@@ -10,7 +10,9 @@ pub struct TokioClock;
 
 /// Unix milliseconds now; a clock set before 1970 reads as 0 rather than panicking.
 pub fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[async_trait]

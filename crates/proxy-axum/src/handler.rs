@@ -65,8 +65,18 @@ pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request
         query_key.as_deref(),
     );
     let bearer = credential.as_ref().is_some_and(|c| c.bearer);
-    let record = LogRecord { id, started_at_ms: now_ms, route: "unknown".into(), ..LogRecord::default() };
-    let mut ctx = Ctx { state, record, started, shape: ErrorShape::Gemini };
+    let record = LogRecord {
+        id,
+        started_at_ms: now_ms,
+        route: "unknown".into(),
+        ..LogRecord::default()
+    };
+    let mut ctx = Ctx {
+        state,
+        record,
+        started,
+        shape: ErrorShape::Gemini,
+    };
     let Some(mut route) = parse_route(parts.uri.path(), bearer) else {
         return ctx.reject(ProxyError::NotFound(parts.uri.path().to_string()));
     };
@@ -75,7 +85,12 @@ pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request
         Api::OpenAi => ErrorShape::OpenAi,
     };
     ctx.record.route = route.operation.log_name().to_string();
-    ctx.record.api = if route.api == Api::OpenAi { "openai" } else { "gemini" }.to_string();
+    ctx.record.api = if route.api == Api::OpenAi {
+        "openai"
+    } else {
+        "gemini"
+    }
+    .to_string();
     ctx.record.model = route.model.clone();
     match ctx.state.proxy_keys().check(credential.as_ref()) {
         AuthOutcome::Allowed { proxy_key_id } => ctx.record.proxy_key_id = Some(proxy_key_id),
@@ -110,7 +125,11 @@ pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request
         headers: upstream_headers(&parts.headers),
         body,
     };
-    let execution = ctx.state.engine.execute(&prepared, route.model_or_any(), seed).await;
+    let execution = ctx
+        .state
+        .engine
+        .execute(&prepared, route.model_or_any(), seed)
+        .await;
     respond(ctx, execution, format.0)
 }
 
@@ -153,7 +172,11 @@ fn stream_response(ctx: Ctx, upstream: reqwest::Response, format: BodyFormat) ->
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.contains("json") || ct.contains("event-stream"));
     let reader = readable.then(|| MetaReader::new(format));
-    let log = PendingLog { record: ctx.record, started: ctx.started, queue: ctx.state.logs.clone() };
+    let log = PendingLog {
+        record: ctx.record,
+        started: ctx.started,
+        queue: ctx.state.logs.clone(),
+    };
     let body = Body::from_stream(ObservedBody::new(upstream, reader, log));
     let mut response = Response::new(body);
     *response.status_mut() = status;
@@ -169,8 +192,8 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ProxyError> {
     match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => Ok(bytes),
         Err(error) => {
-            let too_large = std::error::Error::source(&error)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            let too_large =
+                std::error::Error::source(&error).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
             Err(match too_large {
                 true => ProxyError::BodyTooLarge { limit_bytes: limit },
                 false => ProxyError::BadRequest("could not read the request body".into()),
@@ -194,7 +217,8 @@ fn inspect_body(
     body: &[u8],
     query: &str,
 ) -> Result<(BodyFormat, bool), ProxyError> {
-    let invalid = |e: serde_json::Error| ProxyError::BadRequest(format!("Invalid JSON payload received: {e}"));
+    let invalid =
+        |e: serde_json::Error| ProxyError::BadRequest(format!("Invalid JSON payload received: {e}"));
     let has_json = *method != Method::GET && !body.is_empty();
     match route.api {
         Api::OpenAi if has_json => {

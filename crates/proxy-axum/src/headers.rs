@@ -8,8 +8,14 @@ use axum::http::HeaderMap;
 /// Client headers forwarded upstream. Credentials (`x-goog-api-key`, `authorization`)
 /// and `accept-encoding` are not: the proxy reads the body to count tokens, so it asks
 /// for it uncompressed.
-const FORWARD_UPSTREAM: [&str; 6] =
-    ["content-type", "accept", "user-agent", "x-goog-api-client", "x-server-timeout", "x-goog-request-params"];
+const FORWARD_UPSTREAM: [&str; 6] = [
+    "content-type",
+    "accept",
+    "user-agent",
+    "x-goog-api-client",
+    "x-server-timeout",
+    "x-goog-request-params",
+];
 
 /// Upstream headers passed back to the client.
 const FORWARD_DOWNSTREAM: [&str; 3] = ["content-type", "content-length", "cache-control"];

@@ -33,11 +33,21 @@ pub(crate) struct PendingLog {
 impl ObservedBody {
     pub(crate) fn new(response: reqwest::Response, reader: Option<MetaReader>, log: PendingLog) -> Self {
         let remaining = response.content_length();
-        Self { inner: Box::pin(response.bytes_stream()), reader, log: Some(log), remaining }
+        Self {
+            inner: Box::pin(response.bytes_stream()),
+            reader,
+            log: Some(log),
+            remaining,
+        }
     }
 
     fn complete(&mut self, error: Option<(&str, &str)>) {
-        let Some(PendingLog { mut record, started, queue }) = self.log.take() else {
+        let Some(PendingLog {
+            mut record,
+            started,
+            queue,
+        }) = self.log.take()
+        else {
             return;
         };
         if let Some(reader) = self.reader.take() {
@@ -77,8 +87,13 @@ impl Stream for ObservedBody {
             }
             Poll::Ready(Some(Err(_))) => {
                 // reqwest's error text may name the URL; the client gets a fixed message.
-                this.complete(Some(("upstream_stream_interrupted", "upstream closed the stream early")));
-                Poll::Ready(Some(Err(std::io::Error::other("upstream closed the stream early"))))
+                this.complete(Some((
+                    "upstream_stream_interrupted",
+                    "upstream closed the stream early",
+                )));
+                Poll::Ready(Some(Err(std::io::Error::other(
+                    "upstream closed the stream early",
+                ))))
             }
             Poll::Ready(None) => {
                 this.complete(None);
@@ -92,6 +107,9 @@ impl Stream for ObservedBody {
 impl Drop for ObservedBody {
     fn drop(&mut self) {
         // Still pending here means the body never reached its end: the client left.
-        self.complete(Some(("client_disconnected", "client closed the connection before the answer ended")));
+        self.complete(Some((
+            "client_disconnected",
+            "client closed the connection before the answer ended",
+        )));
     }
 }

@@ -9,7 +9,9 @@ use proxy_core::{ErrorShape, ProxyError};
 pub(crate) fn error_response(error: &ProxyError, shape: ErrorShape, request_id: &str) -> Response {
     let mut response = json_response(error.status_code(), error.to_json(shape).into(), request_id);
     if let Some(secs) = error.retry_after_secs() {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     response
 }
@@ -19,7 +21,10 @@ pub(crate) fn json_response(status: u16, body: Body, request_id: &str) -> Respon
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=UTF-8"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=UTF-8"),
+    );
     set_request_id(headers, request_id);
     response
 }

@@ -14,7 +14,10 @@ use crate::runtime::ProxyState;
 /// Serves the Gemini and OpenAI-compatible routes under `/v1beta/` and `/v1/`, and
 /// `GET /healthz`. Unknown paths get a Gemini-shaped 404.
 pub fn proxy_router(state: Arc<ProxyState>) -> Router {
-    Router::new().route("/healthz", get(healthz)).fallback(proxy).with_state(state)
+    Router::new()
+        .route("/healthz", get(healthz))
+        .fallback(proxy)
+        .with_state(state)
 }
 
 async fn healthz(State(state): State<Arc<ProxyState>>) -> Json<Value> {

@@ -4,11 +4,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use proxy_core::Engine;
 use proxy_core::auth::ProxyKeyTable;
 use proxy_core::log::LogRecord;
 use proxy_core::platform::{KeySnapshot, KeyStore, LogSink, StoreError};
 use proxy_core::pool::{KeyPool, StateChange};
-use proxy_core::Engine;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -39,7 +39,9 @@ pub struct ProxyState {
 
 impl ProxyState {
     pub(crate) fn proxy_keys(&self) -> Arc<ProxyKeyTable> {
-        self.proxy_keys.read().map_or_else(|p| p.into_inner().clone(), |t| t.clone())
+        self.proxy_keys
+            .read()
+            .map_or_else(|p| p.into_inner().clone(), |t| t.clone())
     }
 
     /// Replaces keys and proxy keys with a fresh snapshot from the store.
@@ -68,7 +70,11 @@ impl ProxyState {
     /// (keys in the pool, keys usable now for any model, proxy keys)
     pub fn counts(&self) -> (usize, usize, usize) {
         let pool = self.engine.pool().lock().unwrap_or_else(|p| p.into_inner());
-        (pool.len(), pool.available("*", unix_ms()), self.proxy_keys().len())
+        (
+            pool.len(),
+            pool.available("*", unix_ms()),
+            self.proxy_keys().len(),
+        )
     }
 }
 
@@ -108,7 +114,13 @@ impl ProxyRuntime {
         state.apply_snapshot(snapshot);
         let stop_refresh = Arc::new(Notify::new());
         let refresher = tokio::spawn(refresh_loop(state.clone(), store, stop_refresh.clone()));
-        Ok(Self { state, log_writer, state_writer, refresher, stop_refresh })
+        Ok(Self {
+            state,
+            log_writer,
+            state_writer,
+            refresher,
+            stop_refresh,
+        })
     }
 
     pub fn state(&self) -> Arc<ProxyState> {
@@ -126,19 +138,27 @@ impl ProxyRuntime {
         self.log_writer.shutdown().await;
         let dropped = self.state.dropped_logs();
         if dropped > 0 {
-            tracing::warn!(dropped, "log records were dropped because the store could not keep up");
+            tracing::warn!(
+                dropped,
+                "log records were dropped because the store could not keep up"
+            );
         }
     }
 }
 
 fn spawn_log_writer(sink: Arc<dyn LogSink>, config: &ProxyConfig) -> (BatchQueue<LogRecord>, BatchWriter) {
-    BatchWriter::spawn("request-log", config.log_queue_capacity, config.log_batch_size, move |batch| {
-        let sink = sink.clone();
-        async move {
-            let result = sink.write_logs(&batch).await;
-            (batch, result)
-        }
-    })
+    BatchWriter::spawn(
+        "request-log",
+        config.log_queue_capacity,
+        config.log_batch_size,
+        move |batch| {
+            let sink = sink.clone();
+            async move {
+                let result = sink.write_logs(&batch).await;
+                (batch, result)
+            }
+        },
+    )
 }
 
 fn spawn_state_writer(store: Arc<dyn KeyStore>) -> (BatchQueue<StateChange>, BatchWriter) {

@@ -24,7 +24,10 @@ impl ReqwestUpstream {
             // Streams may sit silent for minutes while a model thinks; only the
             // per-attempt header deadline applies, never a whole-response timeout.
             .build()?;
-        Ok(Self { client, base_url: base_url.trim_end_matches('/').to_string() })
+        Ok(Self {
+            client,
+            base_url: base_url.trim_end_matches('/').to_string(),
+        })
     }
 }
 
@@ -56,7 +59,10 @@ impl Upstream for ReqwestUpstream {
             // reqwest's Display never includes headers, so the key cannot appear here;
             // the URL can, but it never carries a key.
             Ok(Err(error)) => Err(TransportError::Connect(error.without_url().to_string())),
-            Ok(Ok(response)) => Ok(UpstreamResponse { status: response.status().as_u16(), inner: response }),
+            Ok(Ok(response)) => Ok(UpstreamResponse {
+                status: response.status().as_u16(),
+                inner: response,
+            }),
         }
     }
 

@@ -1,0 +1,191 @@
+//! Client authentication and bad input, answered in the shape the client expects.
+
+use proxy_core::admin::AdminStore;
+use serde_json::Value;
+
+use crate::harness::{FLASH, Harness, key};
+
+async fn json(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_unknown_and_revoked_proxy_keys_are_refused() {
+    let h = Harness::start(&[key("good")]).await;
+    let path = h.url(&format!("/v1beta/models/{FLASH}:generateContent"));
+    let (status, body) = json(h.http.post(&path).body("{}").send().await.expect("answer")).await;
+    assert_eq!(
+        (status, body["error"]["status"].as_str()),
+        (401, Some("UNAUTHENTICATED"))
+    );
+    let unknown = h
+        .http
+        .post(&path)
+        .header("x-goog-api-key", "gp-nope")
+        .body("{}")
+        .send()
+        .await;
+    let (status, body) = json(unknown.expect("answer")).await;
+    assert_eq!((status, body["error"]["code"].as_u64()), (401, Some(401)));
+    // An upstream Gemini key is not a proxy key either.
+    let upstream = h
+        .http
+        .post(&path)
+        .header("x-goog-api-key", key("good"))
+        .body("{}")
+        .send()
+        .await;
+    assert_eq!(upstream.expect("answer").status(), 401);
+    // OpenAI routes answer in OpenAI's shape.
+    let chat = h
+        .http
+        .post(h.url("/v1beta/openai/chat/completions"))
+        .bearer_auth("gp-nope")
+        .body("{}")
+        .send();
+    let (status, body) = json(chat.await.expect("answer")).await;
+    assert_eq!(
+        (status, body["error"]["type"].as_str()),
+        (401, Some("authentication_error"))
+    );
+    assert_eq!(body["error"]["code"], "invalid_api_key");
+    // The key in the query works, and is not forwarded.
+    let ok = h
+        .http
+        .post(format!("{path}?key={}", h.proxy_key))
+        .body("{}")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(ok.status(), 200);
+    assert!(
+        h.fake
+            .requests()
+            .iter()
+            .all(|r| r.query.as_deref().is_none_or(|q| !q.contains("key=")))
+    );
+    // Revocation takes effect with the next refresh.
+    h.store.revoke_proxy_key(1).await.expect("revoked");
+    let mut status = 0;
+    for _ in 0..100 {
+        status = h.generate(FLASH).await.status().as_u16();
+        if status == 403 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 403);
+    let rejected = h.logs(5).await;
+    assert!(
+        rejected
+            .iter()
+            .any(|l| l.error_kind.as_deref() == Some("revoked_api_key"))
+    );
+    assert!(
+        rejected
+            .iter()
+            .any(|l| l.error_kind.as_deref() == Some("missing_api_key"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_json_is_a_400_without_an_upstream_call() {
+    let h = Harness::start(&[key("good")]).await;
+    let (status, body) = json(
+        h.post(&format!("/v1beta/models/{FLASH}:generateContent"), "{not json")
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["status"].as_str()),
+        (400, Some("INVALID_ARGUMENT"))
+    );
+    let chat = h
+        .http
+        .post(h.url("/v1/chat/completions"))
+        .bearer_auth(&h.proxy_key)
+        .body("[1,")
+        .send();
+    let (status, body) = json(chat.await.expect("answer")).await;
+    assert_eq!(
+        (status, body["error"]["type"].as_str()),
+        (400, Some("invalid_request_error"))
+    );
+    assert!(h.fake.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_paths_are_a_gemini_shaped_404() {
+    let h = Harness::start(&[key("good")]).await;
+    let (status, body) = json(h.http.get(h.url("/nope")).send().await.expect("answer")).await;
+    assert_eq!(
+        (status, body["error"]["status"].as_str()),
+        (404, Some("NOT_FOUND"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_of_25_mb_passes_through_and_oversize_is_413() {
+    let h = Harness::start_with(&[key("good")], |c| c.max_body_bytes = 30 * 1024 * 1024).await;
+    let image = "A".repeat(25 * 1024 * 1024);
+    let body = format!(
+        r#"{{"contents":[{{"parts":[{{"inlineData":{{"mimeType":"image/png","data":"{image}"}}}}]}}]}}"#
+    );
+    let response = h
+        .post(&format!("/v1beta/models/{FLASH}:generateContent"), &body)
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(h.fake.requests()[0].body_len, body.len());
+    let huge = format!("{body}{}", " ".repeat(6 * 1024 * 1024));
+    let (status, payload) = json(
+        h.post(&format!("/v1beta/models/{FLASH}:generateContent"), &huge)
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, payload["error"]["status"].as_str()),
+        (413, Some("INVALID_ARGUMENT"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_list_paging_and_other_routes_pass_through() {
+    let h = Harness::start(&[key("good")]).await;
+    let list = h
+        .http
+        .get(h.url("/v1beta/models?pageSize=1"))
+        .header("x-goog-api-key", &h.proxy_key)
+        .send();
+    let (status, body) = json(list.await.expect("answer")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["models"].as_array().map(Vec::len), Some(1));
+    assert!(body["nextPageToken"].is_string());
+    assert_eq!(h.fake.requests()[0].query.as_deref(), Some("pageSize=1"));
+    let get = h
+        .http
+        .get(h.url(&format!("/v1beta/models/{FLASH}")))
+        .header("x-goog-api-key", &h.proxy_key)
+        .send();
+    let (status, body) = json(get.await.expect("answer")).await;
+    assert_eq!(
+        (status, body["name"].as_str()),
+        (200, Some("models/gemini-2.5-flash"))
+    );
+    for op in ["countTokens", "embedContent"] {
+        let response = h
+            .post(&format!("/v1beta/models/{FLASH}:{op}"), r#"{"contents":[]}"#)
+            .await;
+        assert_eq!(response.status(), 200, "{op}");
+    }
+    let missing = h
+        .http
+        .get(h.url("/v1beta/tunedModels/x"))
+        .header("x-goog-api-key", &h.proxy_key)
+        .send();
+    assert_eq!(
+        missing.await.expect("answer").status(),
+        404,
+        "upstream's own 404 passes through"
+    );
+}

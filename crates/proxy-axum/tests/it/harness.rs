@@ -1,0 +1,170 @@
+//! Starts fake Gemini, a store, and the proxy on port 0; helpers to call and inspect.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fake_gemini::FakeGemini;
+use proxy_axum::{ProxyConfig, ProxyRuntime, proxy_router};
+use proxy_core::admin::{AdminStore, KeyRow, LogQuery};
+use proxy_core::auth::{format_proxy_key, hash_proxy_key};
+use proxy_core::log::LogRecord;
+use proxy_core::retry::RetryPolicy;
+use store_sqlite::SqliteStore;
+use tokio::task::JoinHandle;
+
+pub const FLASH: &str = "gemini-2.5-flash";
+
+/// A realistic-length upstream key whose text carries a fake-gemini behaviour marker.
+pub fn key(label: &str) -> String {
+    format!("AIzaSy{:0<33}", format!("{label}-x"))
+}
+
+pub struct Harness {
+    pub fake: FakeGemini,
+    pub store: Arc<SqliteStore>,
+    pub base: String,
+    pub proxy_key: String,
+    pub upstream_keys: Vec<String>,
+    pub http: reqwest::Client,
+    runtime: Option<ProxyRuntime>,
+    server: JoinHandle<()>,
+}
+
+pub fn test_config(upstream: &str) -> ProxyConfig {
+    let mut config = ProxyConfig {
+        upstream_base_url: upstream.to_string(),
+        ..ProxyConfig::default()
+    };
+    config.engine.retry = RetryPolicy {
+        backoff_base_ms: 5,
+        backoff_max_ms: 20,
+        ..RetryPolicy::default()
+    };
+    config.engine.attempt_timeout_ms = 1_000;
+    config.refresh_interval = Duration::from_millis(100);
+    config.log_batch_size = 10;
+    config
+}
+
+impl Harness {
+    pub async fn start(keys: &[String]) -> Self {
+        Self::start_with(keys, |_| {}).await
+    }
+
+    pub async fn start_with(keys: &[String], tweak: impl FnOnce(&mut ProxyConfig)) -> Self {
+        let fake = FakeGemini::start().await.expect("fake gemini starts");
+        let store = Arc::new(SqliteStore::open_in_memory().expect("store opens"));
+        for (i, secret) in keys.iter().enumerate() {
+            store
+                .add_key(secret, &format!("key{i}"))
+                .await
+                .expect("key added");
+        }
+        let proxy_key = format_proxy_key(&[0x5a; 24]);
+        store
+            .create_proxy_key("tests", &hash_proxy_key(&proxy_key))
+            .await
+            .expect("proxy key created");
+        let mut config = test_config(&fake.base_url());
+        tweak(&mut config);
+        let runtime = ProxyRuntime::start(store.clone(), store.clone(), config)
+            .await
+            .expect("proxy starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let app = proxy_router(runtime.state());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.ok();
+        });
+        Self {
+            fake,
+            store,
+            base,
+            proxy_key,
+            upstream_keys: keys.to_vec(),
+            http: reqwest::Client::new(),
+            runtime: Some(runtime),
+            server,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// POSTs JSON to a Gemini path with the proxy key in `x-goog-api-key`.
+    pub async fn post(&self, path: &str, body: &str) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .header("x-goog-api-key", &self.proxy_key)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("proxy answers")
+    }
+
+    pub async fn generate(&self, model: &str) -> reqwest::Response {
+        self.post(
+            &format!("/v1beta/models/{model}:generateContent"),
+            r#"{"contents":[{"parts":[{"text":"hi"}]}]}"#,
+        )
+        .await
+    }
+
+    /// Waits until at least `count` log records are stored (they are written in the
+    /// background), then returns them oldest first.
+    pub async fn logs(&self, count: usize) -> Vec<LogRecord> {
+        for _ in 0..500 {
+            let query = LogQuery {
+                limit: 1000,
+                ..LogQuery::default()
+            };
+            let mut records = self.store.list_logs(&query).await.expect("logs readable");
+            if records.len() >= count {
+                records.reverse();
+                return records;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("fewer than {count} log records were written");
+    }
+
+    /// Waits until `check` holds for the stored key rows (state is persisted in the
+    /// background).
+    pub async fn wait_keys(&self, check: impl Fn(&[KeyRow]) -> bool) -> Vec<KeyRow> {
+        for _ in 0..500 {
+            let rows = self.store.list_keys().await.expect("keys readable");
+            if check(&rows) {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("key state never reached the expected condition");
+    }
+
+    /// The upstream keys fake Gemini saw, in order.
+    pub fn keys_used(&self) -> Vec<String> {
+        self.fake
+            .requests()
+            .into_iter()
+            .filter_map(|r| r.api_key)
+            .collect()
+    }
+
+    pub fn key_index(&self, secret: &str) -> usize {
+        self.upstream_keys
+            .iter()
+            .position(|k| k == secret)
+            .expect("known key")
+    }
+
+    /// Stops the server and flushes logs, as graceful shutdown does.
+    pub async fn shutdown(mut self) -> Arc<SqliteStore> {
+        self.server.abort();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown().await;
+        }
+        self.store.clone()
+    }
+}

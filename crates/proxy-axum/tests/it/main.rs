@@ -1,0 +1,9 @@
+//! End-to-end tests of the proxy route: a real listener on port 0 in front of the fake
+//! Gemini server (real wire format, errors included), with the embedded SQLite store.
+
+mod harness;
+
+mod auth_and_input;
+mod failover;
+mod secrets;
+mod streaming;
