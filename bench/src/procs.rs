@@ -215,11 +215,14 @@ fn run_admin(bin: &Path, db: &Path, args: &[&str]) -> anyhow::Result<String> {
     String::from_utf8(out.stdout).context("admin output is not UTF-8")
 }
 
-/// Per-request info logs would cost CPU on the measured path and are not
-/// what we benchmark; an explicit RUST_LOG from the user still wins.
+/// Per-request info logs on stderr would cost CPU on the measured path and
+/// are not what we benchmark; a level set by the user still wins. The proxy
+/// reads GEMINI_PROXY_LOG, the mock (if anything) RUST_LOG.
 fn quiet_logs(cmd: &mut Command) {
-    if std::env::var_os("RUST_LOG").is_none() {
-        cmd.env("RUST_LOG", "warn");
+    for var in ["RUST_LOG", "GEMINI_PROXY_LOG"] {
+        if std::env::var_os(var).is_none() {
+            cmd.env(var, "warn");
+        }
     }
 }
 

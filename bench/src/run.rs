@@ -257,13 +257,15 @@ fn method_lines(args: &Args) -> Vec<String> {
             .to_owned(),
         format!(
             "Mock: `fake-gemini --threads 1 --no-record`. Proxy: `gemini-proxy serve`, default threads, fresh SQLite db, \
-             4 upstream keys. Load generator: {} runtime thread(s). Children run with RUST_LOG={}.",
+             4 upstream keys, request log to SQLite on (as deployed). Load generator: {} runtime thread(s). \
+             Proxy stderr log level: {}.",
             args.client_threads,
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned())
+            std::env::var("GEMINI_PROXY_LOG").unwrap_or_else(|_| "warn".to_owned())
         ),
         format!(
-            "Streaming TTFB: {} sequential `streamGenerateContent?alt=sse` requests per path after {} warmup, \
-             alternating direct/proxy; time from send to the first non-empty body chunk.",
+            "Streaming TTFB: {} sequential `streamGenerateContent?alt=sse` requests per path in ABBA blocks \
+             (direct, proxy, proxy, direct), each block on one keep-alive connection after {} unrecorded requests; \
+             time from send to the first non-empty body chunk.",
             args.ttfb_requests, args.ttfb_warmup
         ),
         "Added = proxy − direct for the same percentile (can be negative within noise). In a closed loop at \

@@ -3,9 +3,11 @@
 //! chunk arrives (response headers alone do not count: a proxy that sends
 //! headers early but buffers the SSE events would otherwise look fine).
 //!
-//! Requests alternate between the targets (direct, proxy, direct, proxy...)
-//! on one keep-alive connection each, so slow drift of the machine hits both
-//! sides equally.
+//! Each path is measured in blocks, ABBA order (direct, proxy, proxy,
+//! direct), each block on one keep-alive connection after its own warmup.
+//! Not request-by-request alternation: the proxy's trailing work after each
+//! answer (request-log write) would then land on the next direct request and
+//! inflate the baseline, flattering the proxy.
 
 use std::time::{Duration, Instant};
 
@@ -30,34 +32,47 @@ pub struct TtfbResult {
 
 /// Returns one result per target, in the order given.
 pub async fn run(targets: &[&Target], spec: TtfbSpec) -> Vec<TtfbResult> {
-    let mut conns: Vec<Option<Conn>> = targets.iter().map(|_| None).collect();
     let mut results: Vec<TtfbResult> = targets.iter().map(|_| TtfbResult::default()).collect();
-
-    for i in 0..spec.warmup + spec.requests {
-        let measured = i >= spec.warmup;
-        for ((target, conn), result) in targets.iter().zip(&mut conns).zip(&mut results) {
-            let outcome = tokio::time::timeout(spec.timeout, one_stream(conn, target)).await;
-            let error = match outcome {
-                Ok(Ok(ttfb)) => {
-                    if measured {
-                        let us = ttfb.as_micros();
-                        result.samples_us.push(u32::try_from(us).unwrap_or(u32::MAX));
-                    }
-                    None
-                }
-                Ok(Err(e)) => Some(format!("{e:#}")),
-                Err(_) => Some(format!("timeout after {:?}", spec.timeout)),
-            };
-            if let Some(msg) = error {
-                *conn = None;
-                if measured {
-                    result.errors += 1;
-                    result.first_error.get_or_insert(msg);
-                }
+    // Two halves: forward order, then reversed (ABBA).
+    let halves = [spec.requests.div_ceil(2), spec.requests / 2];
+    for (round, &count) in halves.iter().enumerate() {
+        let mut order: Vec<usize> = (0..targets.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            if let (Some(target), Some(result)) = (targets.get(i), results.get_mut(i)) {
+                block(target, spec.warmup, count, spec.timeout, result).await;
             }
         }
     }
     results
+}
+
+/// `warmup` unrecorded then `count` recorded sequential requests.
+async fn block(target: &Target, warmup: usize, count: usize, timeout: Duration, result: &mut TtfbResult) {
+    let mut conn = None;
+    for i in 0..warmup + count {
+        let measured = i >= warmup;
+        let error = match tokio::time::timeout(timeout, one_stream(&mut conn, target)).await {
+            Ok(Ok(ttfb)) => {
+                if measured {
+                    let us = ttfb.as_micros();
+                    result.samples_us.push(u32::try_from(us).unwrap_or(u32::MAX));
+                }
+                None
+            }
+            Ok(Err(e)) => Some(format!("{e:#}")),
+            Err(_) => Some(format!("timeout after {timeout:?}")),
+        };
+        if let Some(msg) = error {
+            conn = None;
+            if measured {
+                result.errors += 1;
+                result.first_error.get_or_insert(msg);
+            }
+        }
+    }
 }
 
 /// One streaming request; returns the time to the first body byte. The rest
@@ -108,6 +123,22 @@ mod tests {
         assert_eq!(r[0].errors, 0, "{:?}", r[0].first_error);
         assert!(r[1].samples_us.is_empty());
         assert_eq!(r[1].errors, 5, "warmup errors are not counted");
+        // Odd counts split 3 + 2 across the ABBA halves, none lost.
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn zero_requests_gives_empty_results() -> anyhow::Result<()> {
+        let ok = Target::new("direct", testserver::start(StatusCode::OK).await?, "k")?;
+        let spec = TtfbSpec {
+            warmup: 0,
+            requests: 0,
+            timeout: Duration::from_secs(5),
+        };
+        let r = run(&[&ok], spec).await;
+        assert_eq!(r.len(), 1);
+        assert!(r[0].samples_us.is_empty());
+        assert_eq!(r[0].errors, 0);
         Ok(())
     }
 }

@@ -12,7 +12,7 @@ from typing import Iterator
 
 import pytest
 
-from gp_harness import UPSTREAM_KEYS, Child, ProxyStack, find_binary, clean_env, start_proxy
+from gp_harness import UPSTREAM_KEYS, Child, ProxyStack, clean_env, find_binary, start_proxy
 
 
 @pytest.fixture(scope="session")

@@ -39,7 +39,7 @@ EMBEDDING = [0.1, 0.2, 0.3, 0.4]
 FAKE_MODELS = ["models/gemini-2.5-flash", "models/gemini-2.5-pro", "models/text-embedding-004"]
 
 
-def _realistic(prefix: str) -> str:
+def realistic_key(prefix: str) -> str:
     """A 39-character key shaped like a real Gemini key (`AIzaSy` + 33)."""
     filler = "Qx7Lm2Np9Rt4Vw8Yz3Bc6Df1Gh5Jk0Ls"
     key = (prefix + filler)[:39]
@@ -51,22 +51,27 @@ def _realistic(prefix: str) -> str:
 # the least recently used key, in id order, so the first request of the session
 # fails over through every one of them before the healthy key answers.
 UPSTREAM_KEYS: dict[str, str] = {
-    "r429m": _realistic("AIzaSy-r429m-"),
-    "invalid": _realistic("AIzaSy-invalid-"),
-    "suspended": _realistic("AIzaSy-suspended-"),
-    "r503": _realistic("AIzaSy-r503-"),
-    "healthy": _realistic("AIzaSyHEALTHY"),
+    "r429m": realistic_key("AIzaSy-r429m-"),
+    "invalid": realistic_key("AIzaSy-invalid-"),
+    "suspended": realistic_key("AIzaSy-suspended-"),
+    "r503": realistic_key("AIzaSy-r503-"),
+    "healthy": realistic_key("AIzaSyHEALTHY"),
 }
 
 
+# Every upstream secret any proxy started by these tests holds.
+KNOWN_SECRETS: set[str] = set(UPSTREAM_KEYS.values())
+
+
 def leaked_secrets(text: str, secrets: list[str] | None = None) -> list[str]:
-    """Upstream secrets (whole, or their unmasked middle) found in ``text``.
+    """Upstream secrets (whole, or their unmasked middle) found in ``text``;
+    by default all of :data:`KNOWN_SECRETS`.
 
     The proxy masks keys as first four + last four characters, so a masked key
     never contains the middle; any middle found is a leak.
     """
     found = []
-    for secret in secrets if secrets is not None else list(UPSTREAM_KEYS.values()):
+    for secret in secrets if secrets is not None else sorted(KNOWN_SECRETS):
         if secret in text or secret[6:-6] in text:
             found.append(secret)
     return found
@@ -232,11 +237,18 @@ class ProxyStack:
 
 
 def start_proxy(
-    proxy_bin: Path, fake_url: str, workdir: Path, secrets: dict[str, str], name: str = "gemini-proxy"
+    proxy_bin: Path,
+    fake_url: str,
+    workdir: Path,
+    secrets: dict[str, str],
+    name: str = "gemini-proxy",
+    refresh_ms: int = 200,
+    extra_env: dict[str, str] | None = None,
 ) -> ProxyStack:
     """Creates a database with ``secrets`` (name -> key) and a proxy key, then
     starts `serve` on port 0. The caller must call ``stack.child.stop()``."""
     workdir.mkdir(parents=True, exist_ok=True)
+    KNOWN_SECRETS.update(secrets.values())
     db = workdir / "proxy.db"
     stack = ProxyStack(
         url="", fake_url=fake_url, db=db, proxy_bin=proxy_bin, proxy_key="", proxy_key_id=0,
@@ -251,8 +263,9 @@ def start_proxy(
     env = clean_env(
         GEMINI_BASE_URL=fake_url,
         GEMINI_PROXY_DB=str(db),
-        GEMINI_PROXY_REFRESH_MS="200",
+        GEMINI_PROXY_REFRESH_MS=str(refresh_ms),
         GEMINI_PROXY_SHUTDOWN_GRACE_SECS="1",
+        **(extra_env or {}),
     )
     stack.child = Child(name, [str(proxy_bin), "serve", "--listen", "127.0.0.1:0"], env, workdir)
     stack.url = stack.child.wait_listening()

@@ -14,7 +14,7 @@ from gp_harness import EMBEDDING, FAKE_MODELS, FULL_TEXT, leaked_secrets
 def make_client(url: str, key: str) -> genai.Client:
     # vertexai=False and an explicit key: no GOOGLE_* environment variable may
     # redirect the SDK anywhere but the proxy.
-    return genai.Client(api_key=key, vertexai=False, http_options=types.HttpOptions(base_url=url))
+    return genai.Client(api_key=key, vertexai=False, http_options=types.HttpOptions(base_url=url, timeout=30_000))
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ use crate::cli::LogsCommand;
 use crate::output::{format_time, opt, parse_age_ms, print_json, print_table};
 
 pub async fn run(store: &dyn AdminStore, command: LogsCommand) -> anyhow::Result<()> {
-    let now = now_ms();
+    let now = proxy_axum::unix_ms();
     match command {
         LogsCommand::List {
             limit,
@@ -58,12 +58,6 @@ pub async fn run(store: &dyn AdminStore, command: LogsCommand) -> anyhow::Result
             Ok(())
         }
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 async fn list(store: &dyn AdminStore, query: &LogQuery, json: bool) -> anyhow::Result<()> {

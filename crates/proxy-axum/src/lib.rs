@@ -18,7 +18,7 @@ mod runtime;
 mod upstream;
 
 pub use batcher::{BatchQueue, BatchWriter};
-pub use clock::TokioClock;
+pub use clock::{TokioClock, unix_ms};
 pub use config::ProxyConfig;
 pub use router::proxy_router;
 pub use runtime::{ProxyRuntime, ProxyState, StartError};

@@ -67,15 +67,7 @@ async fn missing_unknown_and_revoked_proxy_keys_are_refused() {
     );
     // Revocation takes effect with the next refresh.
     h.store.revoke_proxy_key(1).await.expect("revoked");
-    let mut status = 0;
-    for _ in 0..100 {
-        status = h.generate(FLASH).await.status().as_u16();
-        if status == 403 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(status, 403);
+    assert_eq!(h.generate_until(403).await, 403);
     let rejected = h.logs(5).await;
     assert!(
         rejected

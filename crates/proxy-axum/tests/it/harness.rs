@@ -40,7 +40,7 @@ pub fn test_config(upstream: &str) -> ProxyConfig {
         backoff_max_ms: 20,
         ..RetryPolicy::default()
     };
-    config.engine.attempt_timeout_ms = 1_000;
+    config.engine.attempt_timeout_ms = 10_000;
     config.refresh_interval = Duration::from_millis(100);
     config.log_batch_size = 10;
     config
@@ -128,6 +128,20 @@ impl Harness {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("fewer than {count} log records were written");
+    }
+
+    /// Sends generateContent until it answers `status` (background refreshes make
+    /// store changes visible within a few intervals); returns the last status seen.
+    pub async fn generate_until(&self, status: u16) -> u16 {
+        let mut seen = 0;
+        for _ in 0..100 {
+            seen = self.generate(FLASH).await.status().as_u16();
+            if seen == status {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        seen
     }
 
     /// Waits until `check` holds for the stored key rows (state is persisted in the
