@@ -173,15 +173,6 @@ def test_upstream_got_keys_in_header_only(records, stack):
     assert chats and all(r["api_key"] in secrets for r in chats)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "proxy bug: the db refresher's KeyPool::sync replaces a key's in-memory invalid_reason "
-        "with the db's, and the change marking the key invalid is only queued for the db when "
-        "the whole request ends; a refresh in between un-invalidates the key, so concurrent "
-        "requests send the known-invalid key upstream again"
-    ),
-)
 def test_invalid_key_not_retried_after_refresh(proxy_bin, fake_url, tmp_path):
     """Keys in id order: invalid, hang, healthy; attempts time out after 1 s and
     the refresher reads the db every 50 ms.

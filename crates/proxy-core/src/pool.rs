@@ -52,6 +52,10 @@ struct PooledKey {
     state: KeyState,
     /// Order of the last pick; the smallest is the least recently used key.
     picked_at_seq: u64,
+    /// Marked invalid here, and the store has not shown the mark back yet. Until it
+    /// does, a refresh must not undo it (the write is queued, or another request is
+    /// still in flight); once it has, a refresh without it means an operator cleared it.
+    invalid_unconfirmed: bool,
 }
 
 /// A key with its state, as shown by status endpoints and the CLI.
@@ -83,6 +87,7 @@ impl KeyPool {
     pub fn sync(&mut self, keys: Vec<(UpstreamKey, KeyState)>) {
         let mut old: BTreeMap<KeyId, PooledKey> = self.keys.drain(..).map(|k| (k.key.id, k)).collect();
         for (key, mut state) in keys {
+            let mut invalid_unconfirmed = false;
             let picked_at_seq = match old.remove(&key.id) {
                 Some(previous) => {
                     for (model, until) in previous.state.cooldowns {
@@ -90,6 +95,10 @@ impl KeyPool {
                         *entry = (*entry).max(until);
                     }
                     state.last_used_ms = state.last_used_ms.max(previous.state.last_used_ms);
+                    if state.invalid_reason.is_none() && previous.invalid_unconfirmed {
+                        state.invalid_reason = previous.state.invalid_reason;
+                        invalid_unconfirmed = true;
+                    }
                     previous.picked_at_seq
                 }
                 None => 0,
@@ -98,6 +107,7 @@ impl KeyPool {
                 key,
                 state,
                 picked_at_seq,
+                invalid_unconfirmed,
             });
         }
     }
@@ -163,6 +173,7 @@ impl KeyPool {
             }
             Outcome::KeyInvalid { reason } => {
                 pooled.state.invalid_reason = Some(reason.clone());
+                pooled.invalid_unconfirmed = true;
                 Some(StateChange::Invalid {
                     key_id,
                     reason: reason.clone(),
@@ -313,6 +324,30 @@ mod tests {
         }
         assert_eq!(pool.pick("m", 0, &[2]), Pick::Exhausted);
         assert!(pool.statuses()[0].state.invalid_reason.is_some());
+    }
+
+    #[test]
+    fn invalid_mark_survives_refreshes_until_the_store_has_it_then_follows_the_store() {
+        let mut pool = KeyPool::new(vec![key(1), key(2)]);
+        pool.apply(
+            1,
+            "m",
+            &Outcome::KeyInvalid {
+                reason: "API_KEY_INVALID".into(),
+            },
+            0,
+        );
+        // The store has not written the mark yet: a refresh keeps it.
+        pool.sync(vec![key(1), key(2)]);
+        assert_eq!(pool.available("m", 0), 1);
+        // The store shows it back...
+        let (k1, mut s1) = key(1);
+        s1.invalid_reason = Some("API_KEY_INVALID".into());
+        pool.sync(vec![(k1, s1), key(2)]);
+        assert_eq!(pool.available("m", 0), 1);
+        // ...and later an operator's `keys enable` clears it in the store.
+        pool.sync(vec![key(1), key(2)]);
+        assert_eq!(pool.available("m", 0), 2);
     }
 
     #[test]
