@@ -260,13 +260,14 @@ def start_proxy(
     stack.key_ids = {key_name: by_name[key_name] for key_name in secrets}
     created = stack.cli_json("proxy-keys", "create", "--name", "sdk-tests", "--json")
     stack.proxy_key, stack.proxy_key_id = created["key"], created["id"]
-    env = clean_env(
-        GEMINI_BASE_URL=fake_url,
-        GEMINI_PROXY_DB=str(db),
-        GEMINI_PROXY_REFRESH_MS=str(refresh_ms),
-        GEMINI_PROXY_SHUTDOWN_GRACE_SECS="1",
-        **(extra_env or {}),
-    )
+    settings = {
+        "GEMINI_BASE_URL": fake_url,
+        "GEMINI_PROXY_DB": str(db),
+        "GEMINI_PROXY_REFRESH_MS": str(refresh_ms),
+        "GEMINI_PROXY_SHUTDOWN_GRACE_SECS": "1",
+    }
+    settings.update(extra_env or {})
+    env = clean_env(**settings)
     stack.child = Child(name, [str(proxy_bin), "serve", "--listen", "127.0.0.1:0"], env, workdir)
     stack.url = stack.child.wait_listening()
     return stack
