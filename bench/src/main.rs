@@ -42,10 +42,11 @@ pub struct Args {
     #[arg(long)]
     pub requests_per_level: Option<u64>,
     /// Unrecorded warmup before each measured round, in seconds.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 0.5)]
     pub warmup_secs: f64,
-    /// Alternating direct/proxy rounds per level (ABBA order).
-    #[arg(long, default_value_t = 2)]
+    /// Alternating direct/proxy rounds per level (ABBA order). Several short
+    /// rounds average out where the kernel happens to place the threads.
+    #[arg(long, default_value_t = 4)]
     pub rounds: usize,
     /// Sequential streaming requests per path for time-to-first-byte.
     #[arg(long, default_value_t = 300)]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use proxy_axum::{ProxyConfig, ProxyRuntime, proxy_router};
 use proxy_core::EngineConfig;
 use proxy_core::retry::RetryPolicy;
@@ -30,6 +31,13 @@ pub async fn run(store: Arc<SqliteStore>, args: ServeArgs) -> anyhow::Result<()>
 
     let (stopping_tx, mut stopping_rx) = watch::channel(false);
     let app = proxy_router(runtime.state());
+    // Answers are many small writes (SSE chunks); without TCP_NODELAY, Nagle's
+    // algorithm meets the client's delayed ACK and holds them for ~40 ms.
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown_signal().await;
         tracing::info!("shutting down: no new connections; waiting for in-flight requests");
