@@ -15,6 +15,7 @@ mod refresh;
 mod respond;
 mod router;
 mod runtime;
+mod snapshot_cache;
 mod upstream;
 
 pub use batcher::{BatchQueue, BatchWriter};
@@ -22,4 +23,5 @@ pub use clock::{TokioClock, unix_ms};
 pub use config::ProxyConfig;
 pub use router::proxy_router;
 pub use runtime::{ProxyRuntime, ProxyState, StartError};
+pub use snapshot_cache::CachedKeyStore;
 pub use upstream::ReqwestUpstream;

@@ -9,7 +9,14 @@ use crate::runtime::ProxyState;
 
 /// Re-reads keys and proxy keys every `refresh_interval` until told to stop. A store
 /// that cannot be read is logged and the last known pool keeps serving.
-pub(crate) async fn refresh_loop(state: Arc<ProxyState>, store: Arc<dyn KeyStore>, stop: Arc<Notify>) {
+/// `changed` fires when the store announces a change (e.g. PostgreSQL NOTIFY), so the
+/// pool catches up at once instead of at the next tick.
+pub(crate) async fn refresh_loop(
+    state: Arc<ProxyState>,
+    store: Arc<dyn KeyStore>,
+    stop: Arc<Notify>,
+    changed: Arc<Notify>,
+) {
     let mut interval = tokio::time::interval(state.config.refresh_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     interval.tick().await;
@@ -17,6 +24,7 @@ pub(crate) async fn refresh_loop(state: Arc<ProxyState>, store: Arc<dyn KeyStore
     loop {
         tokio::select! {
             _ = interval.tick() => {}
+            () = changed.notified() => {}
             () = stop.notified() => return,
         }
         match store.load().await {

@@ -85,6 +85,7 @@ pub struct ProxyRuntime {
     state_writer: BatchWriter,
     refresher: JoinHandle<()>,
     stop_refresh: Arc<Notify>,
+    store_changed: Arc<Notify>,
 }
 
 impl ProxyRuntime {
@@ -113,18 +114,30 @@ impl ProxyRuntime {
         });
         state.apply_snapshot(snapshot);
         let stop_refresh = Arc::new(Notify::new());
-        let refresher = tokio::spawn(refresh_loop(state.clone(), store, stop_refresh.clone()));
+        let store_changed = Arc::new(Notify::new());
+        let refresher = tokio::spawn(refresh_loop(
+            state.clone(),
+            store,
+            stop_refresh.clone(),
+            store_changed.clone(),
+        ));
         Ok(Self {
             state,
             log_writer,
             state_writer,
             refresher,
             stop_refresh,
+            store_changed,
         })
     }
 
     pub fn state(&self) -> Arc<ProxyState> {
         self.state.clone()
+    }
+
+    /// Notify this to refresh the key pool now (the store announced a change).
+    pub fn store_changed(&self) -> Arc<Notify> {
+        self.store_changed.clone()
     }
 
     /// Stops refreshing and flushes queued key state and logs. Call after the server
