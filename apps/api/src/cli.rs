@@ -23,6 +23,9 @@ pub struct Cli {
     /// Write logs as JSON lines.
     #[arg(long, env = "GEMINI_PROXY_LOG_JSON", global = true)]
     pub log_json: bool,
+    /// Worker threads of the async runtime (default: one per CPU).
+    #[arg(long, env = "GEMINI_PROXY_WORKER_THREADS", global = true)]
+    pub worker_threads: Option<usize>,
     #[command(subcommand)]
     pub command: Command,
 }

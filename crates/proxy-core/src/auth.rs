@@ -49,8 +49,18 @@ pub fn extract_credential(
 
 /// Lowercase hex SHA-256 of a proxy key secret: what the stores keep.
 pub fn hash_proxy_key(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    to_hex(&Sha256::digest(secret.as_bytes()))
+}
+
+/// Lowercase hex without a `format!` per byte: this runs on every request.
+fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(DIGITS[usize::from(byte >> 4)] as char);
+        out.push(DIGITS[usize::from(byte & 0x0f)] as char);
+    }
+    out
 }
 
 /// Prefix of every proxy key we issue, so users can tell them from Gemini keys.
@@ -58,8 +68,7 @@ pub const PROXY_KEY_PREFIX: &str = "gp-";
 
 /// Turns 24 random bytes into a proxy key secret (`gp-` + 48 hex characters).
 pub fn format_proxy_key(random: &[u8; 24]) -> String {
-    let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{PROXY_KEY_PREFIX}{hex}")
+    format!("{PROXY_KEY_PREFIX}{}", to_hex(random))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
