@@ -13,7 +13,8 @@ use proxy_core::auth::{AuthOutcome, extract_credential};
 use proxy_core::engine::{Execution, Served};
 use proxy_core::log::LogRecord;
 use proxy_core::platform::PreparedRequest;
-use proxy_core::route::{Api, BodyFormat, Operation, Route, parse_route, take_key_param, wants_sse};
+use proxy_core::request::{inspect_body, upstream_target};
+use proxy_core::route::{Api, BodyFormat, parse_route, take_key_param};
 use proxy_core::stream_meta::MetaReader;
 use proxy_core::{ErrorShape, ProxyError};
 
@@ -105,23 +106,19 @@ pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request
         Ok(body) => body,
         Err(error) => return ctx.reject(error),
     };
-    let format = match inspect_body(&mut route, &parts.method, &body, &query) {
-        Ok(format) => format,
+    let framing = match inspect_body(&mut route, parts.method != Method::GET, &body, &query) {
+        Ok(framing) => framing,
         Err(error) => return ctx.reject(error),
     };
     ctx.record.model = route.model.clone();
-    ctx.record.stream = format.1;
+    ctx.record.stream = framing.stream;
     if ctx.state.config.log_bodies && !body.is_empty() {
         let logged = &body[..body.len().min(LOGGED_BODY_LIMIT)];
         ctx.record.request_body = Some(String::from_utf8_lossy(logged).into_owned());
     }
-    let path_and_query = match query.is_empty() {
-        true => route.upstream_path.clone(),
-        false => format!("{}?{}", route.upstream_path, query),
-    };
     let prepared = PreparedRequest {
         method: parts.method.as_str().to_string(),
-        path_and_query,
+        path_and_query: upstream_target(&route, &query),
         headers: upstream_headers(&parts.headers),
         body,
     };
@@ -130,7 +127,7 @@ pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request
         .engine
         .execute(&prepared, route.model_or_any(), seed)
         .await;
-    respond(ctx, execution, format.0)
+    respond(ctx, execution, framing.format)
 }
 
 /// Sends the engine's verdict to the client and, unless a body is still streaming,
@@ -198,45 +195,6 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ProxyError> {
                 true => ProxyError::BodyTooLarge { limit_bytes: limit },
                 false => ProxyError::BadRequest("could not read the request body".into()),
             })
-        }
-    }
-}
-
-/// The two fields of an OpenAI request the proxy needs; serde skips the rest.
-#[derive(serde::Deserialize)]
-struct OpenAiFields {
-    model: Option<String>,
-    stream: Option<bool>,
-}
-
-/// Checks the body is JSON, takes the model from it on OpenAI routes, and works out
-/// how the answer will be framed: (format, streamed).
-fn inspect_body(
-    route: &mut Route,
-    method: &Method,
-    body: &[u8],
-    query: &str,
-) -> Result<(BodyFormat, bool), ProxyError> {
-    let invalid =
-        |e: serde_json::Error| ProxyError::BadRequest(format!("Invalid JSON payload received: {e}"));
-    let has_json = *method != Method::GET && !body.is_empty();
-    match route.api {
-        Api::OpenAi if has_json => {
-            let fields: OpenAiFields = serde_json::from_slice(body).map_err(invalid)?;
-            route.model = fields.model.map(|m| m.trim_start_matches("models/").to_string());
-            let stream = fields.stream.unwrap_or(false);
-            Ok((if stream { BodyFormat::Sse } else { BodyFormat::Json }, stream))
-        }
-        Api::OpenAi => Ok((BodyFormat::Json, false)),
-        Api::Gemini => {
-            if has_json {
-                serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(invalid)?;
-            }
-            match route.operation {
-                Operation::StreamGenerateContent if wants_sse(query) => Ok((BodyFormat::Sse, true)),
-                Operation::StreamGenerateContent => Ok((BodyFormat::Json, true)),
-                _ => Ok((BodyFormat::Json, false)),
-            }
         }
     }
 }

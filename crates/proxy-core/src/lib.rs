@@ -20,6 +20,7 @@ pub mod pacific;
 pub mod platform;
 pub mod pool;
 pub mod redact;
+pub mod request;
 pub mod retry;
 pub mod route;
 pub mod stream_meta;

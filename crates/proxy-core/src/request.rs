@@ -1,0 +1,155 @@
+//! The platform-neutral reading of a client request: what it asks for, in which
+//! dialect, streamed or not, and what travels upstream. Shared by every platform's
+//! route so that the axum server and the Worker admit and refuse the same requests.
+
+use crate::error::ProxyError;
+use crate::route::{Api, BodyFormat, Operation, Route, wants_sse};
+
+/// Client headers forwarded upstream. Credentials (`x-goog-api-key`, `authorization`)
+/// are not, and neither is `accept-encoding`: the proxy reads the body to count tokens,
+/// so it asks for it uncompressed. An allow-list, so a header nobody thought of (a
+/// cookie, a credential under a new name) stays behind.
+const FORWARDED_HEADERS: [&str; 6] = [
+    "content-type",
+    "accept",
+    "user-agent",
+    "x-goog-api-client",
+    "x-server-timeout",
+    "x-goog-request-params",
+];
+
+/// Upstream response headers passed back to the client.
+pub const RETURNED_HEADERS: [&str; 3] = ["content-type", "content-length", "cache-control"];
+
+/// Whether a client header (lowercase name) goes upstream.
+pub fn forwards_header(name: &str) -> bool {
+    FORWARDED_HEADERS.contains(&name) || name.starts_with("x-goog-upload-")
+}
+
+/// How the answer to a request will be framed, and whether it is a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Framing {
+    pub format: BodyFormat,
+    pub stream: bool,
+}
+
+/// The two fields of an OpenAI request the proxy needs; serde skips the rest.
+#[derive(serde::Deserialize)]
+struct OpenAiFields {
+    model: Option<String>,
+    stream: Option<bool>,
+}
+
+/// Checks the body is JSON, takes the model from it on OpenAI routes, and works out the
+/// answer's framing. `query` is the client's query without its `key` parameter.
+pub fn inspect_body(
+    route: &mut Route,
+    has_body: bool,
+    body: &[u8],
+    query: &str,
+) -> Result<Framing, ProxyError> {
+    let invalid =
+        |e: serde_json::Error| ProxyError::BadRequest(format!("Invalid JSON payload received: {e}"));
+    let has_json = has_body && !body.is_empty();
+    let framing = |format, stream| Framing { format, stream };
+    match route.api {
+        Api::OpenAi if has_json => {
+            let fields: OpenAiFields = serde_json::from_slice(body).map_err(invalid)?;
+            route.model = fields.model.map(|m| m.trim_start_matches("models/").to_string());
+            let stream = fields.stream.unwrap_or(false);
+            Ok(framing(
+                if stream { BodyFormat::Sse } else { BodyFormat::Json },
+                stream,
+            ))
+        }
+        Api::OpenAi => Ok(framing(BodyFormat::Json, false)),
+        Api::Gemini => {
+            if has_json {
+                serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(invalid)?;
+            }
+            match route.operation {
+                Operation::StreamGenerateContent if wants_sse(query) => Ok(framing(BodyFormat::Sse, true)),
+                Operation::StreamGenerateContent => Ok(framing(BodyFormat::Json, true)),
+                _ => Ok(framing(BodyFormat::Json, false)),
+            }
+        }
+    }
+}
+
+/// Upstream path and query for a route; `query` has no client credential in it.
+pub fn upstream_target(route: &Route, query: &str) -> String {
+    if query.is_empty() {
+        route.upstream_path.clone()
+    } else {
+        format!("{}?{query}", route.upstream_path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::parse_route;
+
+    fn check(path: &str, body: &str, query: &str) -> Result<(Framing, Option<String>), ProxyError> {
+        let mut route = parse_route(path, true).ok_or(ProxyError::Internal)?;
+        let framing = inspect_body(&mut route, true, body.as_bytes(), query)?;
+        Ok((framing, route.model))
+    }
+
+    #[test]
+    fn framing_and_model_per_dialect() {
+        let sse = Framing {
+            format: BodyFormat::Sse,
+            stream: true,
+        };
+        let array = Framing {
+            format: BodyFormat::Json,
+            stream: true,
+        };
+        let plain = Framing {
+            format: BodyFormat::Json,
+            stream: false,
+        };
+        let path = "/v1beta/models/m:streamGenerateContent";
+        assert_eq!(check(path, "{}", "alt=sse").ok(), Some((sse, Some("m".into()))));
+        assert_eq!(check(path, "{}", "").ok(), Some((array, Some("m".into()))));
+        let chat = "/v1/chat/completions";
+        let body = r#"{"model":"models/gemini-2.5-flash","stream":true,"messages":[]}"#;
+        assert_eq!(
+            check(chat, body, "").ok(),
+            Some((sse, Some("gemini-2.5-flash".into())))
+        );
+        assert_eq!(
+            check(chat, r#"{"model":"x"}"#, "").ok(),
+            Some((plain, Some("x".into())))
+        );
+    }
+
+    #[test]
+    fn malformed_json_is_a_bad_request() {
+        for (path, body) in [
+            ("/v1beta/models/m:generateContent", "{oops"),
+            ("/v1/chat/completions", "[1,"),
+        ] {
+            assert!(
+                matches!(check(path, body, ""), Err(ProxyError::BadRequest(m)) if m.contains("Invalid JSON"))
+            );
+        }
+    }
+
+    #[test]
+    fn only_allowed_headers_travel() {
+        for name in ["content-type", "x-goog-upload-protocol", "user-agent"] {
+            assert!(forwards_header(name), "{name}");
+        }
+        for name in [
+            "x-goog-api-key",
+            "authorization",
+            "cookie",
+            "accept-encoding",
+            "host",
+        ] {
+            assert!(!forwards_header(name), "{name}");
+        }
+    }
+}
