@@ -23,6 +23,20 @@ pub struct Cli {
     /// Write logs as JSON lines.
     #[arg(long, env = "GEMINI_PROXY_LOG_JSON", global = true)]
     pub log_json: bool,
+    /// PostgreSQL connection string (e.g. a Supabase project's); overrides --db.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Supabase project URL, to use its REST API (with the service role key).
+    #[arg(long, env = "SUPABASE_URL", global = true)]
+    pub supabase_url: Option<String>,
+    /// Supabase service role key (a secret: prefer the environment variable).
+    #[arg(
+        long,
+        env = "SUPABASE_SERVICE_ROLE_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub supabase_service_role_key: Option<String>,
     /// Worker threads of the async runtime (default: one per CPU).
     #[arg(long, env = "GEMINI_PROXY_WORKER_THREADS", global = true)]
     pub worker_threads: Option<usize>,
@@ -78,6 +92,14 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGTERM/Ctrl-C.
     #[arg(long, env = "GEMINI_PROXY_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+    /// Where `serve` keeps the last key set read from PostgreSQL/Supabase, to start
+    /// while the database is down.
+    #[arg(
+        long,
+        env = "GEMINI_PROXY_KEY_CACHE",
+        default_value = "gemini-proxy-keys.cache.json"
+    )]
+    pub key_cache: PathBuf,
     /// Log records that may wait for the database before new ones are dropped (and counted).
     #[arg(long, env = "GEMINI_PROXY_LOG_QUEUE", default_value_t = 10_000)]
     pub log_queue: usize,

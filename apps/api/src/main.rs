@@ -1,6 +1,7 @@
 //! `gemini-proxy`: the self-hosted Gemini Proxy. A thin binary: it parses flags and
 //! environment into typed config and hands them to the libraries.
 
+mod backend;
 mod cli;
 mod keys_cmd;
 mod logs_cmd;
@@ -8,11 +9,9 @@ mod output;
 mod proxy_keys_cmd;
 mod serve;
 
-use std::sync::Arc;
-
 use clap::Parser;
-use store_sqlite::SqliteStore;
 
+use crate::backend::Backend;
 use crate::cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
@@ -36,14 +35,13 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let store = SqliteStore::open(&cli.db)
-        .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", cli.db.display()))?;
-    let store = Arc::new(store);
+    let backend = Backend::open(&cli).await?;
+    let admin = backend.admin.as_ref();
     match cli.command {
-        Command::Serve(args) => serve::run(store, args).await,
-        Command::Keys(command) => keys_cmd::run(store.as_ref(), command).await,
-        Command::ProxyKeys(command) => proxy_keys_cmd::run(store.as_ref(), command).await,
-        Command::Logs(command) => logs_cmd::run(store.as_ref(), command).await,
+        Command::Serve(args) => serve::run(&backend, args).await,
+        Command::Keys(command) => keys_cmd::run(admin, command).await,
+        Command::ProxyKeys(command) => proxy_keys_cmd::run(admin, command).await,
+        Command::Logs(command) => logs_cmd::run(admin, command).await,
     }
 }
 

@@ -2,7 +2,6 @@
 //! in-flight streams finish (bounded), then flush logs.
 
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,21 +9,30 @@ use axum::serve::ListenerExt;
 use proxy_axum::{ProxyConfig, ProxyRuntime, proxy_router};
 use proxy_core::EngineConfig;
 use proxy_core::retry::RetryPolicy;
-use store_sqlite::SqliteStore;
 use tokio::sync::watch;
 
+use crate::backend::Backend;
 use crate::cli::ServeArgs;
 
-pub async fn run(store: Arc<SqliteStore>, args: ServeArgs) -> anyhow::Result<()> {
+pub async fn run(backend: &Backend, args: ServeArgs) -> anyhow::Result<()> {
     let config = proxy_config(&args);
-    let runtime = ProxyRuntime::start(store.clone(), store, config).await?;
+    let keys = backend.serving_keys(args.key_cache.clone());
+    let runtime = ProxyRuntime::start(keys, backend.logs.clone(), config)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot start: no key set from the {} store and no usable key cache",
+                backend.kind
+            )
+        })?;
+    backend.forward_changes(runtime.store_changed()).await;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     announce(&format!("listening on http://{addr}"))?;
     let (keys, available, proxy_keys) = runtime.state().counts();
-    tracing::info!(%addr, keys, available, proxy_keys, upstream = %args.upstream, "gemini-proxy serving");
+    tracing::info!(%addr, keys, available, proxy_keys, store = backend.kind, upstream = %args.upstream, "gemini-proxy serving");
     if keys == 0 {
         tracing::warn!("no upstream keys yet: add one with `gemini-proxy keys add <KEY>`");
     }

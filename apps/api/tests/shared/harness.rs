@@ -1,0 +1,172 @@
+//! Fresh databases, the proxy binary as a child process, and its CLI.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+/// One test at a time in this binary (see main.rs).
+pub static SERIAL: Mutex<()> = Mutex::const_new(());
+
+const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_gemini-proxy")
+}
+
+/// A database with the shipped migrations, dropped on drop (best effort).
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn create() -> TestDb {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "gp_api_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let admin = admin().await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+        store_postgres::apply_migrations(&url)
+            .await
+            .expect("migrations apply");
+        TestDb { name, url }
+    }
+
+    pub async fn count_logs(&self) -> i64 {
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        let row = client
+            .query_one("SELECT count(*) FROM request_logs", &[])
+            .await
+            .expect("count");
+        row.get(0)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-q", "-c"])
+            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+async fn admin() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(ADMIN_URL, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL must run at 127.0.0.1:5432 (user postgres, trust auth)");
+    tokio::spawn(connection);
+    client
+}
+
+/// Runs the CLI against `db`; panics with its output when it fails.
+pub fn cli(db: &TestDb, args: &[&str]) -> String {
+    let output = Command::new(bin())
+        .args(args)
+        .env("DATABASE_URL", &db.url)
+        .env_remove("GEMINI_PROXY_DB")
+        .output()
+        .expect("run gemini-proxy");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "gemini-proxy {args:?} failed: {stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+pub fn cli_json(db: &TestDb, args: &[&str]) -> Value {
+    serde_json::from_str(&cli(db, args)).expect("json output")
+}
+
+/// A running `gemini-proxy serve`, killed on drop.
+pub struct Serve {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Serve {
+    pub fn start(db: &TestDb, upstream: &str, cache: &std::path::Path) -> Serve {
+        let mut child = Command::new(bin())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("DATABASE_URL", &db.url)
+            .env("GEMINI_BASE_URL", upstream)
+            .env("GEMINI_PROXY_KEY_CACHE", cache)
+            .env("GEMINI_PROXY_REFRESH_MS", "500")
+            .env("GEMINI_PROXY_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_default()
+            .to_string();
+        assert!(url.starts_with("http://"), "serve did not start: {line:?}");
+        Serve { child, url }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A realistic-length upstream key carrying a fake-gemini behaviour marker.
+pub fn key(label: &str) -> String {
+    format!("AIzaSy{:0<33}", format!("{label}-x"))
+}
+
+pub async fn generate(http: &reqwest::Client, serve: &Serve, proxy_key: &str) -> u16 {
+    let url = format!("{}/v1beta/models/gemini-2.5-flash:generateContent", serve.url);
+    match http
+        .post(url)
+        .header("x-goog-api-key", proxy_key)
+        .body("{}")
+        .send()
+        .await
+    {
+        Ok(response) => response.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+/// Polls `check` every 100 ms for up to `secs` seconds; true once it held.
+pub async fn eventually<F, Fut>(secs: u64, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..secs * 10 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}

@@ -1,0 +1,116 @@
+//! Client ("proxy") keys. Only the SHA-256 of each secret is ever stored; the secret is
+//! shown once by whoever generated it and then gone.
+
+use proxy_core::admin::ProxyKeyRow;
+use proxy_core::keys::ProxyKey;
+use proxy_core::platform::StoreError;
+
+use crate::convert::{clean, from_sql, ms_from_ts};
+use crate::error::DbResult;
+
+/// The schema only accepts a lowercase hex SHA-256 (see the migration's check), which
+/// makes storing a raw `gp-…` key impossible; checked here first for a clear message.
+fn validate_hash(secret_hash: &str) -> Result<(), StoreError> {
+    if secret_hash.is_empty() {
+        return Err(StoreError::Invalid("proxy key hash is empty".into()));
+    }
+    let hex = secret_hash.len() == 64
+        && secret_hash
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if !hex {
+        return Err(StoreError::Invalid(
+            "proxy key hash must be a lowercase hex SHA-256 (64 characters)".into(),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) async fn create(
+    client: &deadpool_postgres::Client,
+    name: &str,
+    secret_hash: &str,
+) -> Result<i64, StoreError> {
+    validate_hash(secret_hash)?;
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO proxy_keys (name, secret_hash) VALUES ($1, $2) \
+             ON CONFLICT (secret_hash) DO NOTHING RETURNING id",
+        )
+        .await
+        .db()?;
+    match client
+        .query_opt(&stmt, &[&clean(name), &secret_hash])
+        .await
+        .db()?
+    {
+        Some(row) => row.try_get("id").db(),
+        // The only UNIQUE column is the hash; a clash means the same secret twice.
+        None => Err(StoreError::Invalid(
+            "a proxy key with this secret already exists".into(),
+        )),
+    }
+}
+
+/// What the request path needs: hashes and revocation, for the in-memory auth table.
+pub(crate) async fn load(client: &deadpool_postgres::Client) -> Result<Vec<ProxyKey>, StoreError> {
+    let stmt = client
+        .prepare_cached("SELECT id, name, secret_hash, revoked FROM proxy_keys ORDER BY id")
+        .await
+        .db()?;
+    let rows = client.query(&stmt, &[]).await.db()?;
+    rows.iter()
+        .map(|row| {
+            Ok(ProxyKey {
+                id: row.try_get("id").db()?,
+                name: row.try_get("name").db()?,
+                secret_hash: row.try_get("secret_hash").db()?,
+                revoked: row.try_get("revoked").db()?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn list(client: &deadpool_postgres::Client) -> Result<Vec<ProxyKeyRow>, StoreError> {
+    let stmt = client
+        .prepare_cached(concat!(
+            "SELECT id, name, revoked, ",
+            ms_from_ts!("created_at"),
+            " AS created_ms FROM proxy_keys ORDER BY id"
+        ))
+        .await
+        .db()?;
+    let rows = client.query(&stmt, &[]).await.db()?;
+    rows.iter()
+        .map(|row| {
+            Ok(ProxyKeyRow {
+                id: row.try_get("id").db()?,
+                name: row.try_get("name").db()?,
+                revoked: row.try_get("revoked").db()?,
+                created_at_ms: from_sql(row.try_get("created_ms").db()?),
+            })
+        })
+        .collect()
+}
+
+/// Returns whether the key exists; revoking twice is not an error.
+pub(crate) async fn revoke(client: &deadpool_postgres::Client, id: i64) -> Result<bool, StoreError> {
+    let stmt = client
+        .prepare_cached("UPDATE proxy_keys SET revoked = true WHERE id = $1")
+        .await
+        .db()?;
+    Ok(client.execute(&stmt, &[&id]).await.db()? > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_hash;
+
+    #[test]
+    fn only_sha256_hex_is_a_hash() {
+        assert!(validate_hash(&"ab".repeat(32)).is_ok());
+        assert!(validate_hash("").is_err());
+        assert!(validate_hash(&"AB".repeat(32)).is_err());
+        assert!(validate_hash("gp-0123456789abcdef0123456789abcdef0123456789abcdef").is_err());
+    }
+}

@@ -1,0 +1,92 @@
+//! Client ("proxy") keys. Only the hash of each secret is stored; the table's CHECK
+//! insists on 64 lowercase hex digits (a SHA-256), so the key itself cannot land there.
+
+use proxy_core::admin::ProxyKeyRow;
+use proxy_core::keys::ProxyKey;
+use proxy_core::platform::StoreError;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::convert::opt_timestamp;
+use crate::error::RestError;
+use crate::keys::{IdRecord, first_id};
+use crate::rest::Rest;
+
+#[derive(Deserialize)]
+struct ProxyKeyRecord {
+    id: i64,
+    name: String,
+    #[serde(default)]
+    secret_hash: Option<String>,
+    revoked: bool,
+    #[serde(default)]
+    created_at: Option<String>,
+}
+
+async fn records(rest: &Rest, columns: &str) -> Result<Vec<ProxyKeyRecord>, RestError> {
+    rest.fetch_all(rest.table("proxy_keys").select(columns).order("id.asc"))
+        .await
+}
+
+pub(crate) async fn load(rest: &Rest) -> Result<Vec<ProxyKey>, RestError> {
+    let rows = records(rest, "id,name,secret_hash,revoked").await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ProxyKey {
+            id: r.id,
+            name: r.name,
+            secret_hash: r.secret_hash.unwrap_or_default(),
+            revoked: r.revoked,
+        })
+        .collect())
+}
+
+pub(crate) async fn create(rest: &Rest, name: &str, secret_hash: &str) -> Result<i64, StoreError> {
+    if secret_hash.is_empty() {
+        return Err(StoreError::Invalid("proxy key hash is empty".into()));
+    }
+    let body = json!({ "name": name, "secret_hash": secret_hash });
+    let inserted: Result<Vec<IdRecord>, RestError> = rest
+        .fetch(
+            rest.table("proxy_keys").select("id").insert(body.to_string()),
+            &[],
+        )
+        .await;
+    match inserted {
+        Ok(rows) => first_id(rows),
+        // The only UNIQUE column is the hash; a clash means the same secret twice.
+        Err(e) if e.is_unique_violation() => Err(StoreError::Invalid(
+            "a proxy key with this secret already exists".into(),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(crate) async fn list(rest: &Rest) -> Result<Vec<ProxyKeyRow>, RestError> {
+    records(rest, "id,name,revoked,created_at")
+        .await?
+        .into_iter()
+        .map(|r| {
+            Ok(ProxyKeyRow {
+                id: r.id,
+                name: r.name,
+                revoked: r.revoked,
+                created_at_ms: opt_timestamp(r.created_at.as_deref())?.unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+/// Returns whether the key exists; revoking twice is not an error.
+pub(crate) async fn revoke(rest: &Rest, id: i64) -> Result<bool, RestError> {
+    let changed: Vec<IdRecord> = rest
+        .fetch(
+            rest.table("proxy_keys")
+                .eq("id", id.to_string())
+                .select("id")
+                .update(json!({ "revoked": true }).to_string()),
+            &[],
+        )
+        .await?;
+    Ok(!changed.is_empty())
+}
