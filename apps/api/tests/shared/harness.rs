@@ -75,14 +75,23 @@ async fn admin() -> tokio_postgres::Client {
     client
 }
 
-/// Runs the CLI against `db`; panics with its output when it fails.
+/// Runs the CLI against `db` over a direct connection; panics with its output when it
+/// fails.
 pub fn cli(db: &TestDb, args: &[&str]) -> String {
-    let output = Command::new(bin())
+    cli_with(&[("DATABASE_URL", db.url.as_str())], args)
+}
+
+/// Runs the CLI with the given store environment.
+pub fn cli_with(env: &[(&str, &str)], args: &[&str]) -> String {
+    let mut command = Command::new(bin());
+    command
         .args(args)
-        .env("DATABASE_URL", &db.url)
         .env_remove("GEMINI_PROXY_DB")
-        .output()
-        .expect("run gemini-proxy");
+        .env_remove("DATABASE_URL");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().expect("run gemini-proxy");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),

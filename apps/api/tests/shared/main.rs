@@ -9,4 +9,5 @@
 mod harness;
 
 mod database_outage;
+mod supabase_rest;
 mod two_instances;
