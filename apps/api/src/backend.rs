@@ -9,7 +9,7 @@ use anyhow::Context;
 use proxy_axum::CachedKeyStore;
 use proxy_core::admin::AdminStore;
 use proxy_core::platform::{KeyStore, LogSink};
-use store_postgres::PostgresStore;
+use store_postgres::{ConnectOptions, PostgresStore};
 use store_sqlite::SqliteStore;
 use store_supabase::SupabaseStore;
 use tokio::sync::Notify;
@@ -31,7 +31,13 @@ impl Backend {
         if let Some(url) = cli.database_url.as_deref().filter(|u| !u.is_empty()) {
             // Lazy: `serve` must start from its key cache while the database is down;
             // the CLI's first query reports an unreachable database clearly.
-            let store = PostgresStore::connect_lazy(url).context("invalid DATABASE_URL")?;
+            let mut options = ConnectOptions::default();
+            if let Some(path) = &cli.database_ca_file {
+                let pem = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read DATABASE_CA_FILE {}", path.display()))?;
+                options.ca_certificates_pem = Some(pem);
+            }
+            let store = PostgresStore::connect_lazy(url, options).context("invalid DATABASE_URL")?;
             return Ok(Self::remote(Arc::new(store.clone()), "postgres", Some(store)));
         }
         if let (Some(url), Some(key)) = (

@@ -26,6 +26,10 @@ pub struct Cli {
     /// PostgreSQL connection string (e.g. a Supabase project's); overrides --db.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
+    /// PEM file with the CA that signs the database's certificate (Supabase's root CA
+    /// for `sslmode=require`).
+    #[arg(long, env = "DATABASE_CA_FILE", global = true)]
+    pub database_ca_file: Option<PathBuf>,
     /// Supabase project URL, to use its REST API (with the service role key).
     #[arg(long, env = "SUPABASE_URL", global = true)]
     pub supabase_url: Option<String>,

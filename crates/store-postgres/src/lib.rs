@@ -104,8 +104,7 @@ impl PostgresStore {
     /// Builds the pool without touching the database: for a server that must start
     /// from its cached key set while the database is away. Calls fail with
     /// `Unavailable` until it is reachable.
-    pub fn connect_lazy(database_url: &str) -> Result<Self, StoreError> {
-        let options = ConnectOptions::default();
+    pub fn connect_lazy(database_url: &str, options: ConnectOptions) -> Result<Self, StoreError> {
         let connector = Connector::new(database_url, &options)?;
         let pool = connector.pool(options.max_connections)?;
         Ok(Self {
