@@ -50,6 +50,21 @@ pub fn mask_key(key: &str) -> String {
     format!("{head}…{tail}")
 }
 
+/// Rejects what cannot be a key before any store keeps it, with one rule for every
+/// store. The error never repeats the value: it may be a real key with a stray space.
+pub fn validate_secret(secret: &str) -> Result<(), crate::platform::StoreError> {
+    let problem = if secret.is_empty() {
+        "key is empty"
+    } else if secret.chars().any(char::is_whitespace) {
+        "key contains whitespace"
+    } else if secret.chars().any(char::is_control) {
+        "key contains a control character"
+    } else {
+        return Ok(());
+    };
+    Err(crate::platform::StoreError::Invalid(problem.into()))
+}
+
 /// An upstream key as the stores hand it to the pool.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpstreamKey {
@@ -78,6 +93,19 @@ mod tests {
         assert_eq!(mask_key(key), "AIza…1234");
         assert_eq!(format!("{:?}", Secret::new(key)), "AIza…1234");
         assert_eq!(format!("{}", Secret::new(key)), "AIza…1234");
+    }
+
+    #[test]
+    fn secrets_are_validated_without_echo() {
+        assert!(validate_secret("AIzaSyOk").is_ok());
+        for bad in ["", "AIza Sy", "AIza\0x", "AIza\u{7}"] {
+            let error = validate_secret(bad)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(error.starts_with("key "), "{bad:?}: {error}");
+            assert!(bad.is_empty() || !error.contains(bad), "{error}");
+        }
     }
 
     #[test]

@@ -19,20 +19,7 @@ use crate::convert::{clean, from_sql, ms_from_ts, opt_from_sql, ts_param};
 use crate::error::DbResult;
 use crate::params::{Batch, SecretParam};
 
-/// Rejects what cannot be a key before it reaches the database. The message never
-/// repeats the value: it may be a real key pasted with a stray space.
-pub(crate) fn validate_secret(secret: &str) -> Result<(), StoreError> {
-    if secret.is_empty() {
-        return Err(StoreError::Invalid("key is empty".into()));
-    }
-    if secret.chars().any(char::is_whitespace) {
-        return Err(StoreError::Invalid("key contains whitespace".into()));
-    }
-    if secret.chars().any(char::is_control) {
-        return Err(StoreError::Invalid("key contains a control character".into()));
-    }
-    Ok(())
-}
+pub(crate) use proxy_core::keys::validate_secret;
 
 /// Keys with their state and running cooldowns (as two arrays in the same order), in
 /// one statement so they come from one snapshot.

@@ -12,17 +12,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use crate::convert::{from_sql, opt_from_sql, to_sql};
 use crate::error::DbResult;
 
-/// Rejects what cannot be a key before it reaches the database. The message never
-/// repeats the value: it may be a real key pasted with a stray space.
-pub(crate) fn validate_secret(secret: &str) -> Result<(), StoreError> {
-    if secret.is_empty() {
-        return Err(StoreError::Invalid("key is empty".into()));
-    }
-    if secret.chars().any(char::is_whitespace) {
-        return Err(StoreError::Invalid("key contains whitespace".into()));
-    }
-    Ok(())
-}
+pub(crate) use proxy_core::keys::validate_secret;
 
 /// Cooldowns still running at `now_ms`, per key. Expired rows are left for
 /// `save_state` to sweep: a read should not need the write lock.

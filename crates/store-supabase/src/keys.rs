@@ -15,17 +15,7 @@ use crate::convert::{clamp_ms, opt_timestamp, timestamp, to_timestamp};
 use crate::error::RestError;
 use crate::rest::Rest;
 
-/// Rejects what cannot be a key before it reaches the database (whose CHECK says the
-/// same). The message never repeats the value: it may be a real key with a stray space.
-pub(crate) fn validate_secret(secret: &str) -> Result<(), StoreError> {
-    if secret.is_empty() {
-        return Err(StoreError::Invalid("key is empty".into()));
-    }
-    if secret.chars().any(char::is_whitespace) {
-        return Err(StoreError::Invalid("key contains whitespace".into()));
-    }
-    Ok(())
-}
+pub(crate) use proxy_core::keys::validate_secret;
 
 /// A row of `upstream_keys`. No `Debug`: it holds the secret.
 #[derive(Deserialize)]

@@ -73,7 +73,7 @@ async fn anon_and_authenticated_get_nothing() {
     let store = db.store().await;
     // Data in every table, so "nothing" is not just an empty table.
     let key = store.add_key(SECRET_A, "a").await.expect("add");
-    store.create_proxy_key("p", &hash('a')).await.expect("proxy key");
+    store.create_proxy_key("p", &hash(0xa)).await.expect("proxy key");
     store
         .save_state(&[proxy_core::pool::StateChange::Cooldown {
             key_id: key,
@@ -262,7 +262,7 @@ async fn service_role_can_do_what_the_proxy_needs() {
         .batch_execute(&format!(
             "INSERT INTO proxy_keys (name, secret_hash) VALUES ('p', '{}'); UPDATE proxy_keys SET revoked = true; \
              DELETE FROM proxy_keys; DELETE FROM upstream_keys;",
-            hash('b')
+            hash(0xb)
         ))
         .await
         .expect("service_role manages keys");

@@ -3,14 +3,11 @@
 //! panics).
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use proxy_core::log::LogRecord;
 use store_postgres::{PostgresStore, apply_migrations};
 use tokio_postgres::{Client, NoTls};
 
-pub const SECRET_A: &str = "AIzaSyTESTtestTESTtestTESTtestAAAA1111";
-pub const SECRET_B: &str = "AIzaSyTESTtestTESTtestTESTtestBBBB2222";
+pub use store_conformance::{SECRET_A, SECRET_B, hash, ids, now_ms, record};
 
 /// Server URL without a database name.
 pub fn server_url() -> String {
@@ -122,34 +119,4 @@ impl Drop for TestDb {
         });
         let _ = dropped.join();
     }
-}
-
-pub fn now_ms() -> u64 {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970");
-    u64::try_from(since_epoch.as_millis()).expect("fits in u64")
-}
-
-pub fn record(id: &str, started_at_ms: u64) -> LogRecord {
-    LogRecord {
-        id: id.into(),
-        started_at_ms,
-        route: "generateContent".into(),
-        api: "gemini".into(),
-        status: 200,
-        attempts: 1,
-        latency_ms: 100,
-        model: Some("flash".into()),
-        ..LogRecord::default()
-    }
-}
-
-pub fn ids(records: &[LogRecord]) -> Vec<&str> {
-    records.iter().map(|r| r.id.as_str()).collect()
-}
-
-/// Lowercase hex SHA-256-shaped test hash.
-pub fn hash(seed: char) -> String {
-    std::iter::repeat_n(seed, 64).collect()
 }

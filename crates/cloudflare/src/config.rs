@@ -1,0 +1,269 @@
+//! The Worker's settings, read from its vars and secrets.
+//!
+//! Two ways to give it keys:
+//! - without a database: the secrets `GEMINI_API_KEYS` and `PROXY_KEYS`, comma (or
+//!   newline) separated. Upstream keys get the ids 1, 2, … by position; proxy keys are
+//!   hashed here, so the isolate keeps only their SHA-256 (an entry written as
+//!   `sha256:<64 hex>` is taken as an already hashed key);
+//! - with Supabase: the var `SUPABASE_URL` and the secret `SUPABASE_SERVICE_ROLE_KEY`.
+//!
+//! The limits use the same names and defaults as the native binary's environment.
+
+use proxy_core::EngineConfig;
+use proxy_core::auth::hash_proxy_key;
+use proxy_core::keys::Secret;
+use proxy_core::retry::RetryPolicy;
+
+pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
+
+/// How often the isolate re-reads keys from Supabase (checked lazily per request).
+pub const DEFAULT_REFRESH_MS: u64 = 10_000;
+
+/// Where the keys come from, and so where logs and learned key state go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    /// Keys from secrets; key state lives in the isolate, logs go to the console.
+    Secrets {
+        /// Upstream keys with their stable id (1-based position in `GEMINI_API_KEYS`).
+        upstream_keys: Vec<(i64, Secret)>,
+        /// Proxy key hashes with their id (1-based position in `PROXY_KEYS`).
+        proxy_key_hashes: Vec<(i64, String)>,
+    },
+    /// Keys, key state and logs in a Supabase project (PostgREST).
+    Supabase { url: String, service_role_key: Secret },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerConfig {
+    pub upstream_base_url: String,
+    pub source: KeySource,
+    pub engine: EngineConfig,
+    pub max_body_bytes: usize,
+    pub log_bodies: bool,
+    pub refresh_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "the Worker has no keys: set the secrets GEMINI_API_KEYS and PROXY_KEYS, or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY"
+    )]
+    NoKeySource,
+    #[error("{0} is set but empty")]
+    Empty(&'static str),
+    #[error("SUPABASE_URL is set but the secret SUPABASE_SERVICE_ROLE_KEY is not")]
+    MissingServiceRoleKey,
+    #[error("{name} must be a whole number, got {value:?}")]
+    NotANumber { name: &'static str, value: String },
+    #[error("{name} must start with http:// or https://")]
+    NotAUrl { name: &'static str },
+    #[error("PROXY_KEYS entry {position} starts with sha256: but is not 64 hex digits")]
+    BadHash { position: usize },
+}
+
+impl WorkerConfig {
+    /// Reads the settings through `get` (a var or secret by name; `None` when unset).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let upstream_base_url = match get("GEMINI_BASE_URL") {
+            Some(url) => checked_url("GEMINI_BASE_URL", &url)?,
+            None => DEFAULT_BASE_URL.to_string(),
+        };
+        let source = match get("SUPABASE_URL") {
+            Some(url) => KeySource::Supabase {
+                url: checked_url("SUPABASE_URL", &url)?,
+                service_role_key: Secret::new(
+                    get("SUPABASE_SERVICE_ROLE_KEY").ok_or(ConfigError::MissingServiceRoleKey)?,
+                ),
+            },
+            None => secrets_source(get("GEMINI_API_KEYS"), get("PROXY_KEYS"))?,
+        };
+        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(value) => value
+                    .parse::<u64>()
+                    .map_err(|_| ConfigError::NotANumber { name, value }),
+            }
+        };
+        let defaults = RetryPolicy::default();
+        let engine = EngineConfig {
+            retry: RetryPolicy {
+                max_attempts: u32::try_from(number("GEMINI_PROXY_MAX_ATTEMPTS", 5)?)
+                    .unwrap_or(u32::MAX)
+                    .max(1),
+                deadline_ms: number("GEMINI_PROXY_DEADLINE_SECS", 600)?.saturating_mul(1000),
+                ..defaults
+            },
+            attempt_timeout_ms: number("GEMINI_PROXY_ATTEMPT_TIMEOUT_SECS", 300)?.saturating_mul(1000),
+            ..EngineConfig::default()
+        };
+        let max_body_mb = number("GEMINI_PROXY_MAX_BODY_MB", 64)?;
+        let log_bodies = get("GEMINI_PROXY_LOG_BODIES")
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
+        Ok(Self {
+            upstream_base_url,
+            source,
+            engine,
+            max_body_bytes: usize::try_from(max_body_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX),
+            log_bodies,
+            refresh_ms: number("GEMINI_PROXY_REFRESH_MS", DEFAULT_REFRESH_MS)?.max(50),
+        })
+    }
+}
+
+fn checked_url(name: &'static str, url: &str) -> Result<String, ConfigError> {
+    if url.starts_with("https://") || url.starts_with("http://") {
+        Ok(url.trim_end_matches('/').to_string())
+    } else {
+        Err(ConfigError::NotAUrl { name })
+    }
+}
+
+fn secrets_source(keys: Option<String>, proxy_keys: Option<String>) -> Result<KeySource, ConfigError> {
+    let (Some(keys), Some(proxy_keys)) = (keys, proxy_keys) else {
+        return Err(ConfigError::NoKeySource);
+    };
+    let upstream_keys: Vec<(i64, Secret)> = positioned(&keys)
+        .map(|(id, key)| (id, Secret::new(key)))
+        .collect();
+    if upstream_keys.is_empty() {
+        return Err(ConfigError::Empty("GEMINI_API_KEYS"));
+    }
+    let mut proxy_key_hashes = Vec::new();
+    for (id, entry) in positioned(&proxy_keys) {
+        let hash = match entry.strip_prefix("sha256:") {
+            Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                hex.to_ascii_lowercase()
+            }
+            Some(_) => {
+                return Err(ConfigError::BadHash {
+                    position: id as usize,
+                });
+            }
+            None => hash_proxy_key(entry),
+        };
+        proxy_key_hashes.push((id, hash));
+    }
+    if proxy_key_hashes.is_empty() {
+        return Err(ConfigError::Empty("PROXY_KEYS"));
+    }
+    Ok(KeySource::Secrets {
+        upstream_keys,
+        proxy_key_hashes,
+    })
+}
+
+/// Entries of a comma or newline separated list with their 1-based position among the
+/// non-empty entries; a repeat keeps its number unused, so later ids do not move.
+fn positioned(list: &str) -> impl Iterator<Item = (i64, &str)> {
+    let mut seen = Vec::new();
+    list.split([',', '\n', '\r'])
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .enumerate()
+        .filter(move |(_, entry)| {
+            let fresh = !seen.contains(entry);
+            seen.push(*entry);
+            fresh
+        })
+        .map(|(index, entry)| (index as i64 + 1, entry))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<WorkerConfig, ConfigError> {
+        let vars: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        WorkerConfig::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn secrets_give_positional_ids_and_hashed_proxy_keys() {
+        let hashed = hash_proxy_key("gp-two");
+        let proxy_keys = format!("gp-one, sha256:{}", hashed.to_uppercase());
+        let Ok(config) = config(&[
+            ("GEMINI_API_KEYS", " AIzaA ,\nAIzaB,,AIzaA, AIzaC "),
+            ("PROXY_KEYS", &proxy_keys),
+        ]) else {
+            panic!("config should parse");
+        };
+        assert_eq!(config.upstream_base_url, DEFAULT_BASE_URL);
+        assert_eq!(config.refresh_ms, DEFAULT_REFRESH_MS);
+        assert_eq!(config.engine, EngineConfig::default());
+        let KeySource::Secrets {
+            upstream_keys,
+            proxy_key_hashes,
+        } = config.source
+        else {
+            panic!("expected keys from secrets");
+        };
+        let ids: Vec<(i64, &str)> = upstream_keys.iter().map(|(id, s)| (*id, s.expose())).collect();
+        assert_eq!(ids, vec![(1, "AIzaA"), (2, "AIzaB"), (4, "AIzaC")]);
+        assert_eq!(proxy_key_hashes, vec![(1, hash_proxy_key("gp-one")), (2, hashed)]);
+    }
+
+    #[test]
+    fn supabase_wins_and_needs_its_key() {
+        let vars = [
+            ("SUPABASE_URL", "https://x.supabase.co/"),
+            (
+                "GEMINI_BASE_URL",
+                "https://gateway.ai.cloudflare.com/v1/a/b/google-ai-studio/",
+            ),
+            ("GEMINI_PROXY_MAX_ATTEMPTS", "3"),
+        ];
+        assert_eq!(config(&vars), Err(ConfigError::MissingServiceRoleKey));
+        let mut with_key = vars.to_vec();
+        with_key.push(("SUPABASE_SERVICE_ROLE_KEY", "service"));
+        let Ok(config) = config(&with_key) else {
+            panic!("config should parse");
+        };
+        assert_eq!(
+            config.source,
+            KeySource::Supabase {
+                url: "https://x.supabase.co".into(),
+                service_role_key: Secret::new("service"),
+            }
+        );
+        assert_eq!(
+            config.upstream_base_url,
+            "https://gateway.ai.cloudflare.com/v1/a/b/google-ai-studio"
+        );
+        assert_eq!(config.engine.retry.max_attempts, 3);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        assert_eq!(config(&[]), Err(ConfigError::NoKeySource));
+        assert_eq!(
+            config(&[("GEMINI_API_KEYS", ", ,"), ("PROXY_KEYS", "p")]),
+            Err(ConfigError::Empty("GEMINI_API_KEYS"))
+        );
+        assert_eq!(
+            config(&[("GEMINI_API_KEYS", "k"), ("PROXY_KEYS", "sha256:abc")]),
+            Err(ConfigError::BadHash { position: 1 })
+        );
+        assert!(matches!(
+            config(&[
+                ("GEMINI_API_KEYS", "k"),
+                ("PROXY_KEYS", "p"),
+                ("GEMINI_PROXY_DEADLINE_SECS", "soon")
+            ]),
+            Err(ConfigError::NotANumber { .. })
+        ));
+        assert_eq!(
+            config(&[
+                ("GEMINI_API_KEYS", "k"),
+                ("PROXY_KEYS", "p"),
+                ("GEMINI_BASE_URL", "ftp://x")
+            ]),
+            Err(ConfigError::NotAUrl {
+                name: "GEMINI_BASE_URL"
+            })
+        );
+    }
+}

@@ -1,0 +1,48 @@
+"""Session fixtures: fake Gemini and the Worker (under `wrangler dev`) in front of it.
+
+Nothing is built here (scripts/test-worker.sh builds everything first); see
+worker_harness.py. Every child process is stopped in fixture teardown, also when a
+test or the fixture itself fails.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+
+from worker_harness import PROXY_KEYS, UPSTREAM_KEYS, Child, WorkerStack, clean_env, find_binary, start_worker
+
+
+@pytest.fixture(scope="session")
+def fake_url(tmp_path_factory) -> Iterator[str]:
+    fake_bin = find_binary("FAKE_GEMINI_BIN", "fake-gemini")
+    workdir = tmp_path_factory.mktemp("fake")
+    child = Child("fake-gemini", [str(fake_bin), "--listen", "127.0.0.1:0"], clean_env(), workdir)
+    try:
+        yield child.wait_listening()
+    finally:
+        child.stop()
+
+
+def _run_worker(fake_url, workdir, secrets, name) -> Iterator[WorkerStack]:
+    stack = None
+    try:
+        stack = start_worker(fake_url, workdir, secrets, PROXY_KEYS, name=name)
+        yield stack
+    finally:
+        if stack is not None and stack.wrangler is not None:
+            stack.wrangler.stop()
+
+
+@pytest.fixture(scope="session")
+def worker(fake_url, tmp_path_factory) -> Iterator[WorkerStack]:
+    """The shared Worker: five upstream keys, four of which fail in their own way."""
+    yield from _run_worker(fake_url, tmp_path_factory.mktemp("worker"), UPSTREAM_KEYS, "gemini-proxy-test")
+
+
+@pytest.fixture(scope="module")
+def fresh_worker(fake_url, tmp_path_factory) -> Iterator[WorkerStack]:
+    """A Worker of its own (a fresh isolate and pool) for the failover tests, whose
+    first request must meet every key in id order."""
+    yield from _run_worker(fake_url, tmp_path_factory.mktemp("fresh"), UPSTREAM_KEYS, "gemini-proxy-failover")
