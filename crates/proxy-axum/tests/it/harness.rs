@@ -112,6 +112,24 @@ impl Harness {
         .await
     }
 
+    /// Waits until the stored records satisfy `check` (they are written in the
+    /// background, in batches), then returns them oldest first.
+    pub async fn logs_where(&self, check: impl Fn(&[LogRecord]) -> bool) -> Vec<LogRecord> {
+        for _ in 0..500 {
+            let query = LogQuery {
+                limit: 1000,
+                ..LogQuery::default()
+            };
+            let mut records = self.store.list_logs(&query).await.expect("logs readable");
+            records.reverse();
+            if check(&records) {
+                return records;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the log records never reached the expected condition");
+    }
+
     /// Waits until at least `count` log records are stored (they are written in the
     /// background), then returns them oldest first.
     pub async fn logs(&self, count: usize) -> Vec<LogRecord> {

@@ -1,0 +1,36 @@
+//! The whole web app: dashboard pages plus the proxy route from `proxy-axum`, which
+//! keeps its own proxy-key auth and answers every path the dashboard does not own.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use proxy_axum::ProxyState;
+
+use crate::handlers::{actions, login, pages};
+use crate::state::AppState;
+
+pub fn dashboard_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(pages::overview))
+        .route("/login", get(login::show).post(login::submit))
+        .route("/logout", post(login::logout))
+        .route("/keys", get(pages::keys).post(actions::add_keys))
+        .route("/keys/{id}/{action}", post(actions::key_action))
+        .route(
+            "/proxy-keys",
+            get(pages::proxy_keys).post(actions::create_proxy_key),
+        )
+        .route("/proxy-keys/{id}/revoke", post(actions::revoke_proxy_key))
+        .route("/logs", get(pages::logs))
+        .route("/logs/{id}", get(pages::log_detail))
+        .route("/usage", get(pages::usage))
+        .route("/usage.csv", get(pages::usage_csv))
+        .route("/pkg/{file}", get(crate::bundle::serve))
+        .with_state(state)
+}
+
+/// Dashboard routes first; everything else (`/v1beta/…`, `/v1/…`, `/healthz`) is the proxy.
+pub fn app(dashboard: Arc<AppState>, proxy: Arc<ProxyState>) -> Router {
+    dashboard_router(dashboard).merge(proxy_axum::proxy_router(proxy))
+}

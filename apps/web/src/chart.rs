@@ -1,0 +1,105 @@
+//! Server-rendered SVG bar charts: they need no JavaScript and no chart library.
+
+pub struct Series<'a> {
+    pub name: &'a str,
+    pub color: &'a str,
+    pub values: Vec<u64>,
+}
+
+const WIDTH: f64 = 640.0;
+const HEIGHT: f64 = 160.0;
+const LEFT: f64 = 48.0;
+const BOTTOM: f64 = 20.0;
+
+/// Stacked bars, one per label; each bar has a hover title with its values.
+pub fn stacked_bars(aria_label: &str, labels: &[String], series: &[Series]) -> String {
+    let count = labels.len().max(1);
+    let totals: Vec<u64> = (0..count)
+        .map(|i| series.iter().map(|s| s.values.get(i).copied().unwrap_or(0)).sum())
+        .collect();
+    let max = totals.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let plot_w = WIDTH - LEFT;
+    let plot_h = HEIGHT - BOTTOM;
+    let slot = plot_w / count as f64;
+    let bar_w = (slot * 0.8).max(1.0);
+    let mut svg = format!(
+        r#"<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{}" xmlns="http://www.w3.org/2000/svg">"#,
+        escape(aria_label)
+    );
+    svg.push_str(&format!(
+        r##"<text x="0" y="12" class="axis">{}</text><text x="0" y="{plot_h}" class="axis">0</text><line x1="{LEFT}" y1="{plot_h}" x2="{WIDTH}" y2="{plot_h}" stroke="#999"/>"##,
+        max as u64
+    ));
+    for (i, label) in labels.iter().enumerate() {
+        let x = LEFT + slot * i as f64 + (slot - bar_w) / 2.0;
+        let mut y = plot_h;
+        let mut tip = escape(label);
+        for s in series {
+            let value = s.values.get(i).copied().unwrap_or(0);
+            tip.push_str(&format!("\n{}: {value}", escape(s.name)));
+            let h = value as f64 / max * (plot_h - 4.0);
+            if h > 0.0 {
+                y -= h;
+                svg.push_str(&format!(
+                    r#"<rect x="{x:.1}" y="{y:.1}" width="{bar_w:.1}" height="{h:.1}" fill="{}"/>"#,
+                    s.color
+                ));
+            }
+        }
+        // An invisible full-height rect carries the tooltip for the whole column.
+        svg.push_str(&format!(
+            r#"<rect x="{x:.1}" y="0" width="{bar_w:.1}" height="{plot_h}" fill="transparent"><title>{tip}</title></rect>"#
+        ));
+    }
+    let step = (count / 6).max(1);
+    for (i, label) in labels.iter().enumerate().step_by(step) {
+        let x = LEFT + slot * i as f64;
+        svg.push_str(&format!(
+            r#"<text x="{x:.1}" y="{}" class="axis">{}</text>"#,
+            HEIGHT - 4.0,
+            escape(label)
+        ));
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// The legend under a chart.
+pub fn legend(series: &[Series]) -> String {
+    series
+        .iter()
+        .map(|s| {
+            format!(
+                r#"<span class="legend"><i style="background:{}"></i>{}</span>"#,
+                s.color,
+                escape(s.name)
+            )
+        })
+        .collect()
+}
+
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_one_column_per_label_and_escapes() {
+        let labels = vec!["a<b".to_string(), "c".to_string()];
+        let series = [Series {
+            name: "requests",
+            color: "#36c",
+            values: vec![1, 3],
+        }];
+        let svg = stacked_bars("x", &labels, &series);
+        assert!(svg.starts_with("<svg"));
+        assert!(svg.contains("a&lt;b"));
+        assert_eq!(svg.matches("<title>").count(), 2);
+    }
+}

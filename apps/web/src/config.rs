@@ -1,0 +1,86 @@
+//! Flags and environment for `gemini-proxy-web`. The store flags carry the same names
+//! and variables as `gemini-proxy`, so one environment configures both binaries.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "gemini-proxy-web",
+    version,
+    about = "Gemini Proxy: dashboard and proxy route"
+)]
+pub struct WebArgs {
+    /// Address to listen on; port 0 picks a free port (printed as `listening on …`).
+    #[arg(long, env = "GEMINI_PROXY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Operator password for the dashboard. Required unless listening on loopback.
+    #[arg(long, env = "GEMINI_PROXY_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// Mark the session cookie `Secure` (set when a TLS proxy sits in front). Requests
+    /// carrying `X-Forwarded-Proto: https` get it anyway.
+    #[arg(long, env = "GEMINI_PROXY_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+    /// SQLite file holding keys, key state and request logs.
+    #[arg(long, env = "GEMINI_PROXY_DB", default_value = "gemini-proxy.db")]
+    pub db: PathBuf,
+    #[arg(long = "log", env = "GEMINI_PROXY_LOG", default_value = "info")]
+    pub log_filter: String,
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    #[arg(long, env = "DATABASE_CA_FILE")]
+    pub database_ca_file: Option<PathBuf>,
+    #[arg(long, env = "SUPABASE_URL")]
+    pub supabase_url: Option<String>,
+    #[arg(long, env = "SUPABASE_SERVICE_ROLE_KEY", hide_env_values = true)]
+    pub supabase_service_role_key: Option<String>,
+    /// Gemini's base URL (tests point it at fake-gemini).
+    #[arg(
+        long,
+        env = "GEMINI_BASE_URL",
+        default_value = "https://generativelanguage.googleapis.com"
+    )]
+    pub upstream: String,
+    /// How often the proxy re-reads keys from the store, in ms.
+    #[arg(long, env = "GEMINI_PROXY_REFRESH_MS", default_value_t = 2000)]
+    pub refresh_ms: u64,
+    /// Where a remote store's last key set is cached, to start while it is down.
+    #[arg(
+        long,
+        env = "GEMINI_PROXY_KEY_CACHE",
+        default_value = "gemini-proxy-keys.cache.json"
+    )]
+    pub key_cache: PathBuf,
+    /// Where `scripts/build-web.sh` put the browser bundle (`pkg/` inside).
+    #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
+    pub site_root: PathBuf,
+}
+
+/// Why the dashboard refuses to start.
+pub fn check_exposure(listen: SocketAddr, password: Option<&str>) -> Result<(), String> {
+    let has_password = password.is_some_and(|p| !p.is_empty());
+    if has_password || listen.ip().is_loopback() {
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to serve the dashboard on {listen} without a password: set \
+         GEMINI_PROXY_ADMIN_PASSWORD, or listen on a loopback address such as 127.0.0.1"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_address_needs_a_password() {
+        let public: SocketAddr = "0.0.0.0:8080".parse().expect("addr");
+        let local: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        assert!(check_exposure(public, None).is_err());
+        assert!(check_exposure(public, Some("")).is_err());
+        assert!(check_exposure(public, Some("s3cret")).is_ok());
+        assert!(check_exposure(local, None).is_ok());
+    }
+}

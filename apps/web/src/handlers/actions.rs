@@ -1,0 +1,148 @@
+//! POST handlers: check the CSRF token, change the store, wake the proxy's refresher,
+//! then redirect (so reloading does not repeat the action).
+
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use proxy_core::admin::AdminStore;
+use proxy_core::auth::{format_proxy_key, hash_proxy_key};
+use proxy_core::platform::StoreError;
+use serde::Deserialize;
+
+use super::login::CsrfForm;
+use super::{html, store_error};
+use crate::operator::Operator;
+use crate::state::AppState;
+use crate::views;
+
+#[derive(Deserialize)]
+pub struct AddKeysForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    keys: String,
+}
+
+/// Adds every non-empty line as a key. Several keys with one name get `name-1`, `name-2`…
+pub async fn add_keys(
+    State(state): State<Arc<AppState>>,
+    operator: Operator,
+    Form(form): Form<AddKeysForm>,
+) -> Response {
+    if let Some(response) = operator.csrf_rejection(&form.csrf) {
+        return response;
+    }
+    match add_key_lines(state.admin.as_ref(), &form.name, &form.keys).await {
+        Ok(0) => Redirect::to("/keys?msg=none").into_response(),
+        Ok(_) => {
+            state.refresh.notify_one();
+            Redirect::to("/keys?msg=added").into_response()
+        }
+        Err(error) => store_error(error),
+    }
+}
+
+pub async fn add_key_lines(admin: &dyn AdminStore, name: &str, text: &str) -> Result<usize, StoreError> {
+    let secrets: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let name = name.trim();
+    for (i, secret) in secrets.iter().enumerate() {
+        let name = if secrets.len() > 1 && !name.is_empty() {
+            format!("{name}-{}", i + 1)
+        } else {
+            name.to_string()
+        };
+        admin.add_key(secret, &name).await?;
+    }
+    Ok(secrets.len())
+}
+
+pub async fn key_action(
+    State(state): State<Arc<AppState>>,
+    operator: Operator,
+    Path((id, action)): Path<(i64, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(response) = operator.csrf_rejection(&form.csrf) {
+        return response;
+    }
+    let admin = state.admin.as_ref();
+    let (result, msg) = match action.as_str() {
+        "enable" => (admin.set_key_enabled(id, true).await, "enabled"),
+        "disable" => (admin.set_key_enabled(id, false).await, "disabled"),
+        "delete" => (admin.remove_key(id).await, "deleted"),
+        _ => return (StatusCode::NOT_FOUND, "unknown action").into_response(),
+    };
+    match result {
+        Ok(true) => {
+            state.refresh.notify_one();
+            Redirect::to(&format!("/keys?msg={msg}")).into_response()
+        }
+        Ok(false) => Redirect::to("/keys?msg=missing").into_response(),
+        Err(error) => store_error(error),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CreateProxyKeyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// Answers with the page itself (not a redirect): the secret must appear exactly once
+/// and never in a URL.
+pub async fn create_proxy_key(
+    State(state): State<Arc<AppState>>,
+    operator: Operator,
+    Form(form): Form<CreateProxyKeyForm>,
+) -> Response {
+    if let Some(response) = operator.csrf_rejection(&form.csrf) {
+        return response;
+    }
+    let mut random = [0u8; 24];
+    if let Err(error) = getrandom::fill(&mut random) {
+        tracing::error!(%error, "no randomness for a proxy key");
+        return (StatusCode::INTERNAL_SERVER_ERROR, "cannot generate a key").into_response();
+    }
+    let secret = format_proxy_key(&random);
+    let name = form.name.trim().to_string();
+    let admin = state.admin.as_ref();
+    if let Err(error) = admin.create_proxy_key(&name, &hash_proxy_key(&secret)).await {
+        return store_error(error);
+    }
+    state.refresh.notify_one();
+    match admin.list_proxy_keys().await {
+        Ok(keys) => html(views::proxy_keys::page(
+            operator.csrf(),
+            keys,
+            Some((name, secret)),
+            None,
+        )),
+        Err(error) => store_error(error),
+    }
+}
+
+pub async fn revoke_proxy_key(
+    State(state): State<Arc<AppState>>,
+    operator: Operator,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(response) = operator.csrf_rejection(&form.csrf) {
+        return response;
+    }
+    match state.admin.revoke_proxy_key(id).await {
+        Ok(true) => {
+            state.refresh.notify_one();
+            Redirect::to("/proxy-keys?msg=revoked").into_response()
+        }
+        Ok(false) => Redirect::to("/proxy-keys?msg=missing").into_response(),
+        Err(error) => store_error(error),
+    }
+}

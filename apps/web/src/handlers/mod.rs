@@ -1,0 +1,34 @@
+//! axum handlers: page renders (GET) and form posts (POST, redirect after).
+
+pub mod actions;
+pub mod login;
+pub mod pages;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use proxy_core::platform::StoreError;
+
+/// A rendered page, never cached (it shows live state and secrets once), never framed
+/// (clickjacking a one-button form would be a CSRF by other means).
+pub fn html(body: String) -> Response {
+    let mut response = Html(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    response
+}
+
+/// Store failures become a 503 page; the message is the store's, which holds no secret.
+pub fn store_error(error: StoreError) -> Response {
+    tracing::warn!(%error, "dashboard store query failed");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the store failed: {error}"),
+    )
+        .into_response()
+}

@@ -1,0 +1,101 @@
+//! UTC date formatting and parsing without a date library: the dashboard only needs
+//! `YYYY-MM-DD HH:MM:SS` and the `datetime-local` input's `YYYY-MM-DDTHH:MM`.
+
+const DAY_MS: u64 = 86_400_000;
+
+/// Days since 1970-01-01 -> (year, month, day); Howard Hinnant's civil_from_days.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let month = i64::from(month);
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+pub fn date(ms: u64) -> String {
+    let (y, m, d) = civil_from_days((ms / DAY_MS) as i64);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+pub fn date_time(ms: u64) -> String {
+    let secs = (ms % DAY_MS) / 1000;
+    format!(
+        "{} {:02}:{:02}:{:02}",
+        date(ms),
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
+/// The `datetime-local` form value for `ms` (UTC, minutes).
+pub fn input_value(ms: u64) -> String {
+    let secs = (ms % DAY_MS) / 1000;
+    format!("{}T{:02}:{:02}", date(ms), secs / 3600, (secs / 60) % 60)
+}
+
+/// Parses `YYYY-MM-DDTHH:MM` (or with a space, or date only) as UTC.
+pub fn parse_input(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (date_part, time_part) = match text.split_once(['T', ' ']) {
+        Some((d, t)) => (d, t),
+        None => (text, "00:00"),
+    };
+    let mut date_fields = date_part.split('-');
+    let year: i64 = date_fields.next()?.parse().ok()?;
+    let month: u32 = date_fields.next()?.parse().ok()?;
+    let day: u32 = date_fields.next()?.parse().ok()?;
+    let mut time_fields = time_part.split(':');
+    let hour: u64 = time_fields.next()?.parse().ok()?;
+    let minute: u64 = time_fields.next().unwrap_or("0").parse().ok()?;
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    let days = u64::try_from(days_from_civil(year, month, day)).ok()?;
+    Some(days * DAY_MS + (hour * 60 + minute) * 60_000)
+}
+
+/// "3m 12s" style duration for cooldowns.
+pub fn duration(ms: u64) -> String {
+    let secs = ms / 1000;
+    match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m {}s", secs / 60, secs % 60),
+        _ => format!("{}h {}m", secs / 3600, (secs / 60) % 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_and_parses_utc() {
+        assert_eq!(date_time(0), "1970-01-01 00:00:00");
+        // 2024-02-29 13:45:00 UTC
+        let ms = 1_709_214_300_000;
+        assert_eq!(date_time(ms), "2024-02-29 13:45:00");
+        assert_eq!(input_value(ms), "2024-02-29T13:45");
+        assert_eq!(parse_input("2024-02-29T13:45"), Some(ms));
+        assert_eq!(parse_input("2024-02-29"), Some(ms - (13 * 60 + 45) * 60_000));
+        assert_eq!(parse_input("nonsense"), None);
+        assert_eq!(parse_input("2024-13-01"), None);
+        assert_eq!(duration(61_000), "1m 1s");
+    }
+}

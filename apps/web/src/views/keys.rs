@@ -1,0 +1,107 @@
+//! Upstream keys: masked key, name, status, cooldowns with time left, last used; add
+//! (one or many, one per line), enable/disable, delete.
+
+use leptos::prelude::*;
+use proxy_core::admin::KeyRow;
+
+use super::{csrf_field, notice, post_button};
+use crate::timefmt;
+
+pub struct KeyView {
+    pub row: KeyRow,
+    pub last_used_ms: Option<u64>,
+}
+
+/// "disabled", "invalid: …", "cooling: model 3m 2s", or "ok".
+pub fn state_text(k: &KeyRow, now_ms: u64) -> String {
+    if !k.enabled {
+        return "disabled".into();
+    }
+    if let Some(reason) = &k.invalid_reason {
+        return format!("invalid: {reason}");
+    }
+    let cooling: Vec<String> = k
+        .cooldowns
+        .iter()
+        .filter(|(_, until)| *until > now_ms)
+        .map(|(model, until)| format!("{model} {}", timefmt::duration(until - now_ms)))
+        .collect();
+    if cooling.is_empty() {
+        "ok".into()
+    } else {
+        format!("cooling: {}", cooling.join(", "))
+    }
+}
+
+/// The status cell: cooldowns are spans the browser bundle (if loaded) counts down.
+pub fn state_view(k: &KeyRow, now_ms: u64) -> AnyView {
+    let text = state_text(k, now_ms);
+    if !text.starts_with("cooling") {
+        return view! { {text} }.into_any();
+    }
+    let spans = k
+        .cooldowns
+        .iter()
+        .filter(|(_, until)| *until > now_ms)
+        .enumerate()
+        .map(|(i, (model, until))| {
+            let separator = (i > 0).then_some(", ");
+            let shown = format!("{model} {}", timefmt::duration(until - now_ms));
+            view! { {separator}<span data-until=until.to_string() data-label=model.clone()>{shown}</span> }
+        })
+        .collect_view();
+    view! { "cooling: "{spans} }.into_any()
+}
+
+pub fn page(csrf: &str, keys: Vec<KeyView>, now_ms: u64, msg: Option<&str>) -> String {
+    let rows = keys
+        .into_iter()
+        .map(|k| {
+            let id = k.row.id;
+            let state = state_text(&k.row, now_ms);
+            let class = match state.as_str() {
+                "ok" => "status-ok",
+                s if s.starts_with("cooling") => "status-warn",
+                _ => "status-bad",
+            };
+            let toggle = if k.row.enabled {
+                post_button(format!("/keys/{id}/disable"), "Disable", csrf, false)
+            } else {
+                post_button(format!("/keys/{id}/enable"), "Enable", csrf, false)
+            };
+            let delete = post_button(format!("/keys/{id}/delete"), "Delete", csrf, true);
+            let last_used = k
+                .last_used_ms
+                .map_or_else(|| "never".to_string(), timefmt::date_time);
+            view! {
+                <tr data-key-id=id.to_string()>
+                    <td>{id.to_string()}</td>
+                    <td>{k.row.name.clone()}</td>
+                    <td><code>{k.row.masked.clone()}</code></td>
+                    <td class=class>{state_view(&k.row, now_ms)}</td>
+                    <td>{last_used}</td>
+                    <td>{timefmt::date_time(k.row.created_at_ms)}</td>
+                    <td>{toggle}" "{delete}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let body = view! {
+        <h1>"Upstream keys"</h1>
+        {notice(msg)}
+        <table id="keys">
+            <tr><th>"#"</th><th>"Name"</th><th>"Key"</th><th>"Status"</th><th>"Last used"</th><th>"Added"</th><th></th></tr>
+            {rows}
+        </table>
+        <h2>"Add keys"</h2>
+        <form method="post" action="/keys">
+            {csrf_field(csrf)}
+            <p><label>"Name (optional) " <input type="text" name="name"/></label></p>
+            <p><label>"Gemini API keys, one per line"<br/>
+                <textarea name="keys" rows="5" required=true autocomplete="off"></textarea></label></p>
+            <button type="submit">"Add"</button>
+        </form>
+    }
+    .into_any();
+    super::layout::document("Upstream keys", "/keys", Some(csrf), body)
+}

@@ -1,0 +1,65 @@
+//! The page frame: navigation, styles, and the logout form.
+
+use leptos::prelude::*;
+
+use super::csrf_field;
+
+const STYLE: &str = include_str!("style.css");
+
+/// Small progressive enhancement: copy buttons. Pages work without it.
+const SCRIPT: &str = "document.addEventListener('click',function(e){var b=e.target.closest('[data-copy]');\
+if(!b)return;var t=document.getElementById(b.dataset.copy);if(t&&navigator.clipboard){\
+navigator.clipboard.writeText(t.textContent.trim()).then(function(){b.textContent='Copied';});}});";
+
+/// A whole HTML document. `csrf` is `None` on the login page (no session yet).
+pub fn document(title: &str, current: &str, csrf: Option<&str>, body: AnyView) -> String {
+    let title = format!("{title} · Gemini Proxy");
+    let nav = csrf.map(|csrf| nav(current, csrf));
+    let html = view! {
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <title>{title}</title>
+                // No favicon request: it would fall through to the proxy's 404.
+                <link rel="icon" href="data:,"/>
+                <style inner_html=STYLE></style>
+            </head>
+            <body>
+                {nav}
+                <main>{body}</main>
+                <script inner_html=SCRIPT></script>
+                {crate::bundle::loaded().then(|| view! { <script type="module" inner_html=crate::bundle::script()></script> })}
+            </body>
+        </html>
+    };
+    format!("<!DOCTYPE html>{}", html.to_html())
+}
+
+fn nav(current: &str, csrf: &str) -> AnyView {
+    let links = [
+        ("/", "Overview"),
+        ("/keys", "Upstream keys"),
+        ("/proxy-keys", "Proxy keys"),
+        ("/logs", "Logs"),
+        ("/usage", "Usage"),
+    ];
+    let items = links
+        .into_iter()
+        .map(|(href, label)| {
+            let class = if href == current { "active" } else { "" };
+            view! { <a href=href class=class>{label}</a> }
+        })
+        .collect_view();
+    view! {
+        <nav>
+            <strong>"Gemini Proxy"</strong>
+            {items}
+            <form method="post" action="/logout" class="inline logout">
+                {csrf_field(csrf)}
+                <button type="submit">"Log out"</button>
+            </form>
+        </nav>
+    }
+    .into_any()
+}

@@ -1,0 +1,45 @@
+//! Leptos components for each page, rendered to HTML on the server. Every action is a
+//! plain `<form method="post">`, so the dashboard works with JavaScript off.
+
+pub mod keys;
+pub mod layout;
+pub mod login;
+pub mod logs;
+pub mod overview;
+pub mod proxy_keys;
+pub mod usage;
+
+use leptos::prelude::*;
+
+/// The hidden CSRF field every mutating form carries.
+pub fn csrf_field(csrf: &str) -> impl IntoView + use<> {
+    let csrf = csrf.to_string();
+    view! { <input type="hidden" name="csrf" value=csrf/> }
+}
+
+/// A one-button form posting to `action` (enable, delete, revoke…).
+pub fn post_button(action: String, label: &'static str, csrf: &str, danger: bool) -> AnyView {
+    let class = if danger { "inline danger" } else { "inline" };
+    view! {
+        <form method="post" action=action class=class>
+            {csrf_field(csrf)}
+            <button type="submit">{label}</button>
+        </form>
+    }
+    .into_any()
+}
+
+/// Notice shown after a redirect, from a fixed set of codes (never echoed input).
+pub fn notice(code: Option<&str>) -> Option<AnyView> {
+    let text = match code? {
+        "added" => "Keys added.",
+        "enabled" => "Key enabled; its invalid mark and cooldowns were cleared.",
+        "disabled" => "Key disabled.",
+        "deleted" => "Key deleted.",
+        "revoked" => "Proxy key revoked.",
+        "none" => "Nothing to add: paste one key per line.",
+        "missing" => "No such key.",
+        _ => return None,
+    };
+    Some(view! { <p class="notice">{text}</p> }.into_any())
+}

@@ -1,0 +1,61 @@
+//! Proxy keys: create (the secret is shown once, with a copy button), list, revoke.
+
+use leptos::prelude::*;
+use proxy_core::admin::ProxyKeyRow;
+
+use super::{csrf_field, notice, post_button};
+use crate::timefmt;
+
+/// `created` is the new key's name and secret, only on the response to the create form.
+pub fn page(
+    csrf: &str,
+    keys: Vec<ProxyKeyRow>,
+    created: Option<(String, String)>,
+    msg: Option<&str>,
+) -> String {
+    let created = created.map(|(name, secret)| {
+        view! {
+            <div class="notice">
+                <p>"Proxy key “"{name}"” created. Copy it now: it is not shown again."</p>
+                <p class="secret" id="new-secret">{secret}</p>
+                <button type="button" data-copy="new-secret">"Copy"</button>
+            </div>
+        }
+    });
+    let rows = keys
+        .into_iter()
+        .map(|k| {
+            let action = if k.revoked {
+                view! { "revoked" }.into_any()
+            } else {
+                post_button(format!("/proxy-keys/{}/revoke", k.id), "Revoke", csrf, true)
+            };
+            view! {
+                <tr>
+                    <td>{k.id.to_string()}</td>
+                    <td>{k.name}</td>
+                    <td>{timefmt::date_time(k.created_at_ms)}</td>
+                    <td>{action}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let body = view! {
+        <h1>"Proxy keys"</h1>
+        {notice(msg)}
+        {created}
+        <table id="proxy-keys">
+            <tr><th>"#"</th><th>"Name"</th><th>"Created"</th><th></th></tr>
+            {rows}
+        </table>
+        <h2>"Create a proxy key"</h2>
+        <form method="post" action="/proxy-keys">
+            {csrf_field(csrf)}
+            <label>"Name " <input type="text" name="name" required=true/></label>
+            " "
+            <button type="submit">"Create"</button>
+        </form>
+    }
+    .into_any();
+    super::layout::document("Proxy keys", "/proxy-keys", Some(csrf), body)
+}

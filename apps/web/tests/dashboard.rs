@@ -1,0 +1,235 @@
+//! The dashboard over HTTP, in process, on the SQLite store: login, CSRF, key and
+//! proxy-key management, and requests through the mounted proxy route to fake Gemini.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fake_gemini::FakeGemini;
+use gemini_proxy_web::app::app;
+use gemini_proxy_web::state::AppState;
+use proxy_axum::{ProxyConfig, ProxyRuntime};
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use store_sqlite::SqliteStore;
+
+struct Running {
+    base: String,
+    http: reqwest::Client,
+    _fake: FakeGemini,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(password: Option<&str>) -> Running {
+    let fake = FakeGemini::start().await.expect("fake gemini");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(SqliteStore::open(&dir.path().join("web.db")).expect("sqlite"));
+    let config = ProxyConfig {
+        upstream_base_url: fake.base_url(),
+        refresh_interval: Duration::from_millis(100),
+        ..ProxyConfig::default()
+    };
+    let runtime = ProxyRuntime::start(store.clone(), store.clone(), config)
+        .await
+        .expect("runtime");
+    let state = AppState::new(store, runtime.store_changed(), password, false, None);
+    let router = app(state, runtime.state());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        // Keeps the runtime (and its background writers) alive as long as the server.
+        let _runtime = runtime;
+        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let _ = axum::serve(listener, service).await;
+    });
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    Running {
+        base,
+        http,
+        _fake: fake,
+        _dir: dir,
+    }
+}
+
+impl Running {
+    async fn login(&self, password: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/login", self.base))
+            .form(&[("password", password)])
+            .send()
+            .await
+            .expect("login")
+    }
+
+    async fn get(&self, cookie: &str, path: &str) -> (StatusCode, String) {
+        let res = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header(COOKIE, cookie)
+            .send()
+            .await
+            .expect("get");
+        (res.status(), res.text().await.expect("body"))
+    }
+
+    async fn post(&self, cookie: &str, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, cookie)
+            .form(form)
+            .send()
+            .await
+            .expect("post")
+    }
+
+    async fn generate(&self, proxy_key: &str) -> StatusCode {
+        self.http
+            .post(format!(
+                "{}/v1beta/models/gemini-2.0-flash:generateContent",
+                self.base
+            ))
+            .header("x-goog-api-key", proxy_key)
+            .json(&serde_json::json!({"contents": [{"parts": [{"text": "hi"}]}]}))
+            .send()
+            .await
+            .expect("generate")
+            .status()
+    }
+}
+
+fn session_cookie(res: &reqwest::Response) -> String {
+    let set = res
+        .headers()
+        .get(SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .expect("set-cookie");
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    set.split(';').next().expect("cookie pair").to_string()
+}
+
+/// The CSRF token from a rendered form.
+fn csrf(page: &str) -> String {
+    let marker = r#"name="csrf" value=""#;
+    let start = page.find(marker).expect("csrf field") + marker.len();
+    page[start..].split('"').next().expect("csrf value").to_string()
+}
+
+async fn eventually<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn operator_manages_keys_and_sees_proxied_requests() {
+    let web = start(Some("correct horse")).await;
+
+    let (status, _) = web.get("", "/").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "pages need a session");
+    assert_eq!(web.login("wrong").await.status(), StatusCode::UNAUTHORIZED);
+    let res = web.login("correct horse").await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let cookie = session_cookie(&res);
+
+    let (status, page) = web.get(&cookie, "/keys").await;
+    assert_eq!(status, StatusCode::OK);
+    let token = csrf(&page);
+    let secret = "AIzaSyWEB-test-key-000000000000000000001";
+    let forged = web
+        .post(&cookie, "/keys", &[("csrf", "nope"), ("keys", secret)])
+        .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let added = web
+        .post(&cookie, "/keys", &[("csrf", &token), ("keys", secret)])
+        .await;
+    assert_eq!(
+        added.headers().get(LOCATION).expect("redirect"),
+        "/keys?msg=added"
+    );
+    let (_, page) = web.get(&cookie, "/keys").await;
+    assert!(
+        page.contains("AIza…0001") || page.contains("0001"),
+        "masked key listed"
+    );
+    assert!(!page.contains(secret), "the upstream secret never appears");
+
+    let created = web
+        .post(&cookie, "/proxy-keys", &[("csrf", &token), ("name", "app")])
+        .await;
+    let page = created.text().await.expect("page");
+    let start = page.find("gp-").expect("secret shown once");
+    let proxy_key = page[start..start + 51].to_string();
+
+    assert!(eventually(|| async { web.generate(&proxy_key).await == StatusCode::OK }).await);
+    assert!(
+        eventually(|| async { web.get(&cookie, "/logs").await.1.contains("gemini-2.0-flash") }).await,
+        "the request shows in the logs"
+    );
+    let (_, csv) = web.get(&cookie, "/usage.csv?days=1").await;
+    assert!(csv.starts_with("day,model,key"), "{csv}");
+    assert!(csv.contains("gemini-2.0-flash"));
+    let (status, overview) = web.get(&cookie, "/?range=hour").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(overview.contains("<svg"));
+
+    let revoked = web
+        .post(&cookie, "/proxy-keys/1/revoke", &[("csrf", &token)])
+        .await;
+    assert_eq!(revoked.status(), StatusCode::SEE_OTHER);
+    assert!(eventually(|| async { web.generate(&proxy_key).await != StatusCode::OK }).await);
+
+    let out = web.post(&cookie, "/logout", &[("csrf", &token)]).await;
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert_eq!(web.get(&cookie, "/").await.0, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn login_is_rate_limited() {
+    let web = start(Some("pw")).await;
+    for _ in 0..gemini_proxy_web::login_limit::MAX_FAILURES {
+        assert_eq!(web.login("guess").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(web.login("pw").await.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn without_a_password_the_login_page_opens_a_session() {
+    let web = start(None).await;
+    let res = web
+        .http
+        .get(format!("{}/login", web.base))
+        .send()
+        .await
+        .expect("login page");
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let cookie = session_cookie(&res);
+    assert_eq!(web.get(&cookie, "/usage").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_proxy_route_still_answers_unknown_paths_and_healthz() {
+    let web = start(Some("pw")).await;
+    let (status, body) = web.get("", "/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("upstream_keys"));
+    assert_eq!(web.generate("gp-unknown").await, StatusCode::UNAUTHORIZED);
+    // No bundle built: its route serves nothing, and never a file named by the URL.
+    assert_eq!(
+        web.get("", "/pkg/gemini-proxy-web.js").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(web.get("", "/pkg/..%2FCargo.toml").await.0, StatusCode::NOT_FOUND);
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Builds the dashboard's browser bundle (apps/web, feature `hydrate`, wasm32) into
+# target/site/pkg, where `gemini-proxy-web` picks it up at start (--site-root /
+# LEPTOS_SITE_ROOT). The dashboard works without it. rustup cannot download targets on
+# our machines, so this uses Debian's rustc-web toolchain and builds std from source.
+# Never built together with `ssr`: the server build is plain `cargo build`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+profile="${WEB_PROFILE:-release}"
+flag=()
+[ "$profile" = release ] && flag=(--release)
+
+RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-22 \
+  /usr/bin/cargo rustc --locked "${flag[@]}" --target wasm32-unknown-unknown \
+  -Zbuild-std=std,panic_abort --target-dir target-wasm \
+  -p gemini-proxy-web --lib --no-default-features --features hydrate --crate-type cdylib
+
+# wasm-bindgen's CLI must be the very version of the wasm-bindgen crate in Cargo.lock.
+version="$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')"
+bindgen="$HOME/.cargo/bin/wasm-bindgen"
+if [ "$("$bindgen" --version 2>/dev/null)" != "wasm-bindgen $version" ]; then
+  cargo install --locked wasm-bindgen-cli --version "$version"
+fi
+"$bindgen" --target web --no-typescript --out-dir target/site/pkg --out-name gemini-proxy-web \
+  "target-wasm/wasm32-unknown-unknown/$profile/gemini_proxy_web.wasm"
+ls -l target/site/pkg

@@ -1,0 +1,177 @@
+// End to end in headless Chromium: log in, manage keys, send requests through the
+// app's own proxy route (to fake Gemini), and find them in logs, overview and usage.
+// scripts/test-web.sh starts the servers and sets WEB_URL, ADMIN_PASSWORD, SCREENSHOT_DIR.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+
+const WEB = process.env.WEB_URL;
+const PASSWORD = process.env.ADMIN_PASSWORD;
+const SHOTS = process.env.SCREENSHOT_DIR ?? 'screenshots';
+const MODEL = 'gemini-2.0-flash';
+// fake-gemini: `-r429m-` in a key means "per-minute quota exhausted", so one key cools down.
+const KEYS = ['AIzaSyE2E-good-key-00000000000000000001', 'AIzaSyE2E-r429m-key-0000000000000000002'];
+
+let browser;
+let page;
+const consoleErrors = [];
+
+before(async () => {
+  assert.ok(WEB && PASSWORD, 'WEB_URL and ADMIN_PASSWORD must be set');
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+  page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
+  page.on('pageerror', (e) => consoleErrors.push(String(e)));
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+const shot = (name) => page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
+
+async function login(p, password) {
+  await p.goto(`${WEB}/login`);
+  await p.fill('input[name=password]', password);
+  await Promise.all([p.waitForLoadState('load'), p.click('button[type=submit]')]);
+}
+
+/// One generateContent call (or a streamed one) through the app's proxy route.
+async function generate(secret, stream = false) {
+  const op = stream ? 'streamGenerateContent?alt=sse' : 'generateContent';
+  const res = await fetch(`${WEB}/v1beta/models/${MODEL}:${op}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-goog-api-key': secret },
+    body: JSON.stringify({ contents: [{ role: 'user', parts: [{ text: 'hello' }] }] }),
+  });
+  await res.arrayBuffer();
+  return res.status;
+}
+
+async function eventually(what, check, ms = 10000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+let secret;
+
+test('a wrong password is refused', async () => {
+  await login(page, 'not-the-password');
+  assert.match(await page.textContent('#login-error'), /Wrong password/);
+  assert.ok(page.url().endsWith('/login'));
+  await shot('login');
+  // The 401 answer itself is logged by Chromium as a failed load: expected here.
+  consoleErrors.length = 0;
+});
+
+test('logs in and adds upstream keys (bulk paste)', async () => {
+  await login(page, PASSWORD);
+  assert.equal(new URL(page.url()).pathname, '/');
+  await page.goto(`${WEB}/keys`);
+  await page.fill('input[name=name]', 'e2e');
+  await page.fill('textarea[name=keys]', KEYS.join('\n'));
+  await Promise.all([page.waitForURL(/msg=added/), page.click('form[action="/keys"] button')]);
+  const table = await page.textContent('#keys');
+  assert.match(table, /e2e-1/);
+  assert.match(table, /e2e-2/);
+  for (const key of KEYS) assert.ok(!table.includes(key), 'the key table must only show masked keys');
+});
+
+test('creates a proxy key and shows its secret once', async () => {
+  await page.goto(`${WEB}/proxy-keys`);
+  await page.fill('form[action="/proxy-keys"] input[name=name]', 'e2e client');
+  await Promise.all([page.waitForLoadState('load'), page.click('form[action="/proxy-keys"] button')]);
+  secret = (await page.textContent('#new-secret')).trim();
+  assert.match(secret, /^gp-[0-9a-f]{48}$/);
+  await shot('proxy-keys');
+  await page.goto(`${WEB}/proxy-keys`);
+  assert.ok(!(await page.content()).includes(secret), 'the secret is shown only once');
+});
+
+test('requests through the proxy route reach fake Gemini', async () => {
+  // The store change wakes the proxy's refresher; allow it a moment.
+  await eventually('the new proxy key to work', async () => (await generate(secret)) === 200);
+  assert.equal(await generate(secret, true), 200);
+  assert.equal(await generate(secret), 200);
+  assert.equal(await generate('gp-wrong'), 401);
+});
+
+test('the requests show in logs, with a detail view and no upstream key', async () => {
+  await eventually('log records', async () => {
+    await page.goto(`${WEB}/logs`);
+    return ((await page.locator('#logs tr').count()) - 1) >= 3;
+  });
+  const table = await page.textContent('#logs');
+  assert.match(table, new RegExp(MODEL));
+  await shot('logs');
+  await page.goto(`${WEB}/logs?stream=yes`);
+  assert.equal((await page.locator('#logs tr').count()) - 1, 1);
+  await page.click('#logs tr:nth-child(2) a');
+  const detail = await page.textContent('#log-detail');
+  assert.match(detail, /streamGenerateContent|generateContent/);
+  assert.match(detail, /Total tokens/);
+  await shot('log-detail');
+  for (const key of KEYS) assert.ok(!(await page.content()).includes(key));
+});
+
+test('overview shows totals, charts and the cooling key', async () => {
+  await page.goto(`${WEB}/?range=hour`);
+  const cards = await page.textContent('#totals');
+  assert.match(cards, /Requests\s*\d+/);
+  assert.ok((await page.locator('svg.chart').count()) >= 3);
+  assert.match(await page.textContent('main'), /cooling: gemini-2\.0-flash/);
+  await shot('overview');
+  await page.goto(`${WEB}/keys`);
+  await shot('keys');
+  if (process.env.EXPECT_BUNDLE === '1') {
+    // The wasm bundle mounts a ticking countdown onto each cooldown.
+    const cell = page.locator('[data-until]').first();
+    const first = await cell.textContent();
+    await eventually('the cooldown to count down in the browser', async () => (await cell.textContent()) !== first, 5000);
+  }
+});
+
+test('usage shows day x model x key and downloads CSV', async () => {
+  await page.goto(`${WEB}/usage`);
+  assert.match(await page.textContent('#usage'), new RegExp(MODEL));
+  await shot('usage');
+  const csv = await page.request.get(`${WEB}/usage.csv?days=7`);
+  assert.equal(csv.status(), 200);
+  const text = await csv.text();
+  assert.match(text, /^day,model,key,requests/);
+  assert.match(text, new RegExp(MODEL));
+});
+
+test('a revoked proxy key is refused', async () => {
+  await page.goto(`${WEB}/proxy-keys`);
+  await Promise.all([page.waitForURL(/msg=revoked/), page.click('#proxy-keys form button')]);
+  // The proxy answers a revoked key with 401 or 403 (it knows the key was revoked).
+  await eventually('the revoked key to be refused', async () => [401, 403].includes(await generate(secret)));
+});
+
+test('forms work with JavaScript off', async () => {
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  const p = await context.newPage();
+  await login(p, PASSWORD);
+  await p.goto(`${WEB}/keys`);
+  await Promise.all([p.waitForURL(/msg=disabled/), p.click('#keys form[action$="/disable"] button >> nth=0')]);
+  assert.match(await p.textContent('#keys'), /disabled/);
+  await context.close();
+});
+
+test('a mutation without the CSRF token is refused', async () => {
+  const res = await page.request.post(`${WEB}/keys/1/enable`, { form: { csrf: 'forged' } });
+  assert.equal(res.status(), 403);
+});
+
+test('no console errors', () => {
+  assert.deepEqual(consoleErrors, []);
+});
