@@ -5,42 +5,19 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use store_select::StoreArgs;
 
 #[derive(Debug, Parser)]
 #[command(name = "gemini-proxy", version, about = "A key-pool proxy for the Gemini API")]
 pub struct Cli {
-    /// SQLite file holding keys, key state and request logs.
-    #[arg(
-        long,
-        env = "GEMINI_PROXY_DB",
-        default_value = "gemini-proxy.db",
-        global = true
-    )]
-    pub db: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Log filter, e.g. `info` or `proxy_axum=debug`.
     #[arg(long = "log", env = "GEMINI_PROXY_LOG", default_value = "info", global = true)]
     pub log_filter: String,
     /// Write logs as JSON lines.
     #[arg(long, env = "GEMINI_PROXY_LOG_JSON", global = true)]
     pub log_json: bool,
-    /// PostgreSQL connection string (e.g. a Supabase project's); overrides --db.
-    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
-    pub database_url: Option<String>,
-    /// PEM file with the CA that signs the database's certificate (Supabase's root CA
-    /// for `sslmode=require`).
-    #[arg(long, env = "DATABASE_CA_FILE", global = true)]
-    pub database_ca_file: Option<PathBuf>,
-    /// Supabase project URL, to use its REST API (with the service role key).
-    #[arg(long, env = "SUPABASE_URL", global = true)]
-    pub supabase_url: Option<String>,
-    /// Supabase service role key (a secret: prefer the environment variable).
-    #[arg(
-        long,
-        env = "SUPABASE_SERVICE_ROLE_KEY",
-        global = true,
-        hide_env_values = true
-    )]
-    pub supabase_service_role_key: Option<String>,
     /// Worker threads of the async runtime (default: one per CPU).
     #[arg(long, env = "GEMINI_PROXY_WORKER_THREADS", global = true)]
     pub worker_threads: Option<usize>,

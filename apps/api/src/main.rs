@@ -1,7 +1,6 @@
 //! `gemini-proxy`: the self-hosted Gemini Proxy. A thin binary: it parses flags and
 //! environment into typed config and hands them to the libraries.
 
-mod backend;
 mod cli;
 mod keys_cmd;
 mod logs_cmd;
@@ -11,8 +10,8 @@ mod serve;
 
 use clap::Parser;
 
-use crate::backend::Backend;
 use crate::cli::{Cli, Command};
+use store_select::Backend;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -35,7 +34,7 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let backend = Backend::open(&cli).await?;
+    let backend = Backend::open(&cli.store).await?;
     let admin = backend.admin.as_ref();
     match cli.command {
         Command::Serve(args) => serve::run(&backend, args).await,

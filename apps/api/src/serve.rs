@@ -11,8 +11,8 @@ use proxy_core::EngineConfig;
 use proxy_core::retry::RetryPolicy;
 use tokio::sync::watch;
 
-use crate::backend::Backend;
 use crate::cli::ServeArgs;
+use store_select::Backend;
 
 pub async fn run(backend: &Backend, args: ServeArgs) -> anyhow::Result<()> {
     let config = proxy_config(&args);

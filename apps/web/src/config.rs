@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
+use store_select::StoreArgs;
 
 #[derive(Clone, Debug, Parser)]
 #[command(
@@ -23,19 +24,10 @@ pub struct WebArgs {
     /// carrying `X-Forwarded-Proto: https` get it anyway.
     #[arg(long, env = "GEMINI_PROXY_SECURE_COOKIES")]
     pub secure_cookies: bool,
-    /// SQLite file holding keys, key state and request logs.
-    #[arg(long, env = "GEMINI_PROXY_DB", default_value = "gemini-proxy.db")]
-    pub db: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
     #[arg(long = "log", env = "GEMINI_PROXY_LOG", default_value = "info")]
     pub log_filter: String,
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
-    #[arg(long, env = "DATABASE_CA_FILE")]
-    pub database_ca_file: Option<PathBuf>,
-    #[arg(long, env = "SUPABASE_URL")]
-    pub supabase_url: Option<String>,
-    #[arg(long, env = "SUPABASE_SERVICE_ROLE_KEY", hide_env_values = true)]
-    pub supabase_service_role_key: Option<String>,
     /// Gemini's base URL (tests point it at fake-gemini).
     #[arg(
         long,

@@ -4,14 +4,9 @@
 #[cfg(feature = "ssr")]
 pub mod app;
 #[cfg(feature = "ssr")]
-#[path = "../../api/src/backend.rs"]
-pub mod backend;
-#[cfg(feature = "ssr")]
 pub mod bundle;
 #[cfg(feature = "ssr")]
 pub mod chart;
-#[cfg(feature = "ssr")]
-pub mod cli;
 #[cfg(feature = "ssr")]
 pub mod config;
 #[cfg(feature = "ssr")]

@@ -6,11 +6,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use gemini_proxy_web::app::app;
-use gemini_proxy_web::backend::Backend;
 use gemini_proxy_web::bundle::Bundle;
 use gemini_proxy_web::config::{WebArgs, check_exposure};
 use gemini_proxy_web::state::AppState;
 use proxy_axum::{ProxyConfig, ProxyRuntime};
+use store_select::Backend;
 
 fn main() -> std::process::ExitCode {
     let args = WebArgs::parse();
@@ -35,7 +35,7 @@ fn main() -> std::process::ExitCode {
 
 async fn run(args: WebArgs) -> anyhow::Result<()> {
     check_exposure(args.listen, args.admin_password.as_deref()).map_err(anyhow::Error::msg)?;
-    let backend = Backend::open(&args).await?;
+    let backend = Backend::open(&args.store).await?;
     let config = ProxyConfig {
         upstream_base_url: args.upstream.clone(),
         refresh_interval: Duration::from_millis(args.refresh_ms.max(50)),

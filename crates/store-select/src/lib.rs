@@ -1,6 +1,8 @@
-//! Which store this process uses, chosen by configuration: PostgreSQL/Supabase over a
-//! direct connection (`DATABASE_URL`), Supabase's REST API (`SUPABASE_URL` +
-//! `SUPABASE_SERVICE_ROLE_KEY`), or the embedded SQLite file (the default).
+//! Which store a Gemini Proxy process uses, chosen by configuration: PostgreSQL/Supabase
+//! over a direct connection (`DATABASE_URL`), Supabase's REST API (`SUPABASE_URL` +
+//! `SUPABASE_SERVICE_ROLE_KEY`), or the embedded SQLite file (the default). Both
+//! binaries (`gemini-proxy`, `gemini-proxy-web`) flatten [`StoreArgs`] into their flags,
+//! so one environment configures either.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,7 +16,36 @@ use store_sqlite::SqliteStore;
 use store_supabase::SupabaseStore;
 use tokio::sync::Notify;
 
-use crate::cli::Cli;
+/// The store flags, each also an environment variable.
+#[derive(Clone, Debug, clap::Args)]
+pub struct StoreArgs {
+    /// SQLite file holding keys, key state and request logs (when no database is set).
+    #[arg(
+        long,
+        env = "GEMINI_PROXY_DB",
+        default_value = "gemini-proxy.db",
+        global = true
+    )]
+    pub db: PathBuf,
+    /// PostgreSQL connection string (e.g. a Supabase project's); overrides --db.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// PEM file with the CA that signs the database's certificate (Supabase's root CA
+    /// for `sslmode=require`).
+    #[arg(long, env = "DATABASE_CA_FILE", global = true)]
+    pub database_ca_file: Option<PathBuf>,
+    /// Supabase project URL, to use its REST API (with the service role key).
+    #[arg(long, env = "SUPABASE_URL", global = true)]
+    pub supabase_url: Option<String>,
+    /// Supabase service role key (a secret: prefer the environment variable).
+    #[arg(
+        long,
+        env = "SUPABASE_SERVICE_ROLE_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub supabase_service_role_key: Option<String>,
+}
 
 /// The store behind every role, plus how it announces changes.
 pub struct Backend {
@@ -27,7 +58,7 @@ pub struct Backend {
 }
 
 impl Backend {
-    pub async fn open(cli: &Cli) -> anyhow::Result<Backend> {
+    pub async fn open(cli: &StoreArgs) -> anyhow::Result<Backend> {
         if let Some(url) = cli.database_url.as_deref().filter(|u| !u.is_empty()) {
             // Lazy: `serve` must start from its key cache while the database is down;
             // the CLI's first query reports an unreachable database clearly.
