@@ -1,12 +1,12 @@
 //! `gemini-proxy serve`: listen, proxy, and on SIGTERM/Ctrl-C stop accepting, let
 //! in-flight streams finish (bounded), then flush logs.
 
-use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
-use proxy_axum::{ProxyConfig, ProxyRuntime, proxy_router};
+use proxy_axum::{
+    ProxyConfig, ProxyRuntime, announce_listening, proxy_router, shutdown_signal, without_nagle,
+};
 use proxy_core::EngineConfig;
 use proxy_core::retry::RetryPolicy;
 use tokio::sync::watch;
@@ -30,7 +30,7 @@ pub async fn run(backend: &Backend, args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    announce(&format!("listening on http://{addr}"))?;
+    announce_listening(addr)?;
     let (keys, available, proxy_keys) = runtime.state().counts();
     tracing::info!(%addr, keys, available, proxy_keys, store = backend.kind, upstream = %args.upstream, "gemini-proxy serving");
     if keys == 0 {
@@ -39,14 +39,7 @@ pub async fn run(backend: &Backend, args: ServeArgs) -> anyhow::Result<()> {
 
     let (stopping_tx, mut stopping_rx) = watch::channel(false);
     let app = proxy_router(runtime.state());
-    // Answers are many small writes (SSE chunks); without TCP_NODELAY, Nagle's
-    // algorithm meets the client's delayed ACK and holds them for ~40 ms.
-    let listener = listener.tap_io(|stream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = axum::serve(without_nagle(listener), app).with_graceful_shutdown(async move {
         shutdown_signal().await;
         tracing::info!("shutting down: no new connections; waiting for in-flight requests");
         let _ = stopping_tx.send(true);
@@ -83,36 +76,5 @@ fn proxy_config(args: &ServeArgs) -> ProxyConfig {
         refresh_interval: Duration::from_millis(args.refresh_ms.max(50)),
         log_queue_capacity: args.log_queue.max(1),
         ..ProxyConfig::default()
-    }
-}
-
-/// The line scripts wait for, on stdout, flushed at once.
-fn announce(line: &str) -> anyhow::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{line}")?;
-    stdout.flush()?;
-    Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
     }
 }

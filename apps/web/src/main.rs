@@ -1,6 +1,5 @@
 //! `gemini-proxy-web`: the operator dashboard and the proxy route in one process.
 
-use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -9,7 +8,7 @@ use gemini_proxy_web::app::app;
 use gemini_proxy_web::bundle::Bundle;
 use gemini_proxy_web::config::{WebArgs, check_exposure};
 use gemini_proxy_web::state::AppState;
-use proxy_axum::{ProxyConfig, ProxyRuntime};
+use proxy_axum::{ProxyConfig, ProxyRuntime, announce_listening, shutdown_signal};
 use store_select::Backend;
 
 fn main() -> std::process::ExitCode {
@@ -60,11 +59,7 @@ async fn run(args: WebArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    // The line scripts wait for, flushed at once.
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on http://{addr}")?;
-    stdout.flush()?;
-    drop(stdout);
+    announce_listening(addr)?;
     tracing::info!(%addr, store = backend.kind, "gemini-proxy-web serving dashboard and proxy");
     let service = app(state, runtime.state()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, service)
@@ -73,27 +68,4 @@ async fn run(args: WebArgs) -> anyhow::Result<()> {
         .context("server error")?;
     runtime.shutdown().await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
 }

@@ -48,13 +48,7 @@ impl<S, C: Clock> ObservedStream<S, C> {
         else {
             return;
         };
-        if let Some(reader) = self.reader.take() {
-            record.apply_meta(&reader.finish());
-        }
-        if let Some((kind, message)) = error {
-            record.error_kind = Some(kind.to_string());
-            record.error_message = Some(message.to_string());
-        }
+        record.end_body(self.reader.take().map(MetaReader::finish), error);
         record.latency_ms = clock.now_ms().saturating_sub(started_ms);
         done(record);
     }

@@ -38,12 +38,8 @@ struct Ctx {
 impl Ctx {
     /// Answers with the proxy's own error and logs it.
     fn reject(mut self, error: ProxyError) -> Response {
-        if self.record.error_kind.is_none() {
-            self.record.error_kind = Some(error.kind().to_string());
-            self.record.error_message = Some(error.to_string());
-        }
+        self.record.reject(&error);
         let response = error_response(&error, self.shape, &self.record.id);
-        self.record.status = error.status_code();
         self.submit();
         response
     }

@@ -15,6 +15,7 @@ mod refresh;
 mod respond;
 mod router;
 mod runtime;
+mod serving;
 mod snapshot_cache;
 mod upstream;
 
@@ -23,5 +24,6 @@ pub use clock::{TokioClock, unix_ms};
 pub use config::ProxyConfig;
 pub use router::proxy_router;
 pub use runtime::{ProxyRuntime, ProxyState, StartError};
+pub use serving::{announce_listening, shutdown_signal, without_nagle};
 pub use snapshot_cache::CachedKeyStore;
 pub use upstream::ReqwestUpstream;

@@ -50,13 +50,7 @@ impl ObservedBody {
         else {
             return;
         };
-        if let Some(reader) = self.reader.take() {
-            record.apply_meta(&reader.finish());
-        }
-        if let Some((kind, message)) = error {
-            record.error_kind = Some(kind.to_string());
-            record.error_message = Some(message.to_string());
-        }
+        record.end_body(self.reader.take().map(MetaReader::finish), error);
         record.latency_ms = started.elapsed().as_millis() as u64;
         queue.submit(record);
     }

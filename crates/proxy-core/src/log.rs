@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::ProxyError;
 use crate::keys::KeyId;
 use crate::stream_meta::ResponseMeta;
 
@@ -50,6 +51,28 @@ const FAILED_FINISH: [&str; 9] = [
 ];
 
 impl LogRecord {
+    /// Records the proxy's own refusal: its status, and its kind and message unless an
+    /// earlier failure (e.g. the last upstream attempt) already named the cause.
+    pub fn reject(&mut self, error: &ProxyError) {
+        if self.error_kind.is_none() {
+            self.error_kind = Some(error.kind().to_string());
+            self.error_message = Some(error.to_string());
+        }
+        self.status = error.status_code();
+    }
+
+    /// Completes a streamed answer's record when its body ends: what the body said about
+    /// itself, then, if it did not end normally, how it ended (kind, message).
+    pub fn end_body(&mut self, meta: Option<ResponseMeta>, failure: Option<(&str, &str)>) {
+        if let Some(meta) = meta {
+            self.apply_meta(&meta);
+        }
+        if let Some((kind, message)) = failure {
+            self.error_kind = Some(kind.to_string());
+            self.error_message = Some(message.to_string());
+        }
+    }
+
     /// Copies what the response said about itself into the record, and names a
     /// failure hidden in an HTTP 200 (blocked prompt, safety stop, mid-stream error).
     pub fn apply_meta(&mut self, meta: &ResponseMeta) {
@@ -126,6 +149,32 @@ mod tests {
             kind_after(meta(Some("STOP"), None, Some("INTERNAL"))).as_deref(),
             Some("upstream_stream_error")
         );
+    }
+
+    #[test]
+    fn rejection_keeps_an_earlier_cause_and_a_cut_body_overrides() {
+        let mut record = LogRecord {
+            error_kind: Some("rate_limited".into()),
+            ..LogRecord::default()
+        };
+        record.reject(&ProxyError::NoKeys("x".into()));
+        assert_eq!(
+            (record.status, record.error_kind.as_deref()),
+            (503, Some("rate_limited"))
+        );
+        let mut fresh = LogRecord::default();
+        fresh.reject(&ProxyError::MissingKey);
+        assert_eq!(
+            (fresh.status, fresh.error_kind.as_deref()),
+            (401, Some("missing_api_key"))
+        );
+        let mut streamed = LogRecord::default();
+        streamed.end_body(
+            Some(meta(Some("STOP"), None, None)),
+            Some(("client_disconnected", "gone")),
+        );
+        assert_eq!(streamed.prompt_tokens, Some(3));
+        assert_eq!(streamed.error_kind.as_deref(), Some("client_disconnected"));
     }
 
     #[test]
