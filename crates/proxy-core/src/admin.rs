@@ -64,6 +64,76 @@ pub struct LogStats {
     pub by_key: Vec<UsageRow>,
 }
 
+/// How [`AdminStore::usage`] groups request logs: by time bucket and, optionally, by
+/// model, answering upstream key and proxy key. Records started in `[since_ms, until_ms)`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageQuery {
+    pub since_ms: u64,
+    pub until_ms: Option<u64>,
+    /// Bucket width in ms, buckets aligned to the Unix epoch (86 400 000 gives UTC
+    /// days); 0 puts the whole range in one bucket starting at `since_ms`.
+    pub bucket_ms: u64,
+    pub by_model: bool,
+    pub by_upstream_key: bool,
+    pub by_proxy_key: bool,
+}
+
+/// Totals of one group. A dimension the query did not group by is `None`, as is "no
+/// model" or "no key" in one it did. Latency percentiles are nearest-rank: the
+/// smallest latency at or above which lie p% of the group's requests.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageCell {
+    pub bucket_start_ms: u64,
+    pub model: Option<String>,
+    pub upstream_key_id: Option<KeyId>,
+    pub proxy_key_id: Option<i64>,
+    pub requests: u64,
+    pub errors: u64,
+    pub prompt_tokens: u64,
+    pub candidates_tokens: u64,
+    pub thoughts_tokens: u64,
+    pub cached_tokens: u64,
+    pub total_tokens: u64,
+    pub latency_sum_ms: u64,
+    pub latency_p50_ms: u64,
+    pub latency_p95_ms: u64,
+}
+
+impl UsageCell {
+    pub fn avg_latency_ms(&self) -> u64 {
+        self.latency_sum_ms.checked_div(self.requests).unwrap_or(0)
+    }
+
+    pub fn error_rate_percent(&self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.errors as f64 * 100.0 / self.requests as f64
+        }
+    }
+}
+
+/// The one order every store returns cells in: by bucket, then model, upstream key
+/// and proxy key ("none" first), so pages and tests never depend on a database's.
+pub fn sort_usage(cells: &mut [UsageCell]) {
+    cells.sort_by(|a, b| {
+        (a.bucket_start_ms, &a.model, a.upstream_key_id, a.proxy_key_id).cmp(&(
+            b.bucket_start_ms,
+            &b.model,
+            b.upstream_key_id,
+            b.proxy_key_id,
+        ))
+    });
+}
+
+/// Where a record of `started_at_ms` falls for `query`: the start of its bucket.
+pub fn bucket_start(query: &UsageQuery, started_at_ms: u64) -> u64 {
+    match query.bucket_ms {
+        0 => query.since_ms,
+        width => started_at_ms / width * width,
+    }
+}
+
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 pub trait AdminStore: MaybeSend {
@@ -77,6 +147,9 @@ pub trait AdminStore: MaybeSend {
     async fn revoke_proxy_key(&self, id: i64) -> Result<bool, StoreError>;
     async fn list_logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>, StoreError>;
     async fn log_stats(&self, since_ms: u64) -> Result<LogStats, StoreError>;
+    /// Totals per time bucket and group, aggregated by the store (no rows are shipped),
+    /// in [`sort_usage`] order.
+    async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageCell>, StoreError>;
     /// Deletes records that started before `before_ms`; returns how many.
     async fn prune_logs(&self, before_ms: u64) -> Result<u64, StoreError>;
 }

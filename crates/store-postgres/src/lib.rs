@@ -25,12 +25,13 @@ mod params;
 mod proxy_keys;
 mod stats;
 mod tls;
+mod usage;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
-use proxy_core::admin::{AdminStore, KeyRow, LogQuery, LogStats, ProxyKeyRow};
+use proxy_core::admin::{AdminStore, KeyRow, LogQuery, LogStats, ProxyKeyRow, UsageCell, UsageQuery};
 use proxy_core::keys::KeyId;
 use proxy_core::log::LogRecord;
 use proxy_core::platform::{KeySnapshot, KeyStore, LogSink, StoreError};
@@ -214,6 +215,10 @@ impl AdminStore for PostgresStore {
 
     async fn log_stats(&self, since_ms: u64) -> Result<LogStats, StoreError> {
         retry_on_dead_connection!(self, |client| stats::log_stats(&client, since_ms))
+    }
+
+    async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageCell>, StoreError> {
+        retry_on_dead_connection!(self, |client| usage::usage(&client, query))
     }
 
     async fn prune_logs(&self, before_ms: u64) -> Result<u64, StoreError> {

@@ -38,10 +38,16 @@ pub const BOOTSTRAP_ROLES: &str = include_str!("../../../supabase/tests/bootstra
 
 /// Every file of `supabase/migrations`, in order. A test checks that this list and the
 /// folder agree, so a new file cannot be forgotten here.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    file: "20261124000000_gemini_proxy.sql",
-    sql: include_str!("../../../supabase/migrations/20261124000000_gemini_proxy.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        file: "20261124000000_gemini_proxy.sql",
+        sql: include_str!("../../../supabase/migrations/20261124000000_gemini_proxy.sql"),
+    },
+    Migration {
+        file: "20261125000000_usage_buckets.sql",
+        sql: include_str!("../../../supabase/migrations/20261125000000_usage_buckets.sql"),
+    },
+];
 
 /// Serialises concurrent appliers (two instances starting at once) within a database.
 const MIGRATION_LOCK: i64 = 0x6765_6d69_6e69; // "gemini"

@@ -13,12 +13,13 @@ mod logs;
 mod proxy_keys;
 mod schema;
 mod stats;
+mod usage;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use proxy_core::admin::{AdminStore, KeyRow, LogQuery, LogStats, ProxyKeyRow};
+use proxy_core::admin::{AdminStore, KeyRow, LogQuery, LogStats, ProxyKeyRow, UsageCell, UsageQuery};
 use proxy_core::keys::KeyId;
 use proxy_core::log::LogRecord;
 use proxy_core::platform::{KeySnapshot, KeyStore, LogSink, StoreError};
@@ -155,6 +156,11 @@ impl AdminStore for SqliteStore {
 
     async fn log_stats(&self, since_ms: u64) -> Result<LogStats, StoreError> {
         self.run(move |conn| stats::log_stats(conn, since_ms)).await
+    }
+
+    async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageCell>, StoreError> {
+        let query = query.clone();
+        self.run(move |conn| usage::usage(conn, &query)).await
     }
 
     async fn prune_logs(&self, before_ms: u64) -> Result<u64, StoreError> {

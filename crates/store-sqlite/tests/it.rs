@@ -91,6 +91,12 @@ async fn stats_sum_tokens_and_count_errors() {
 }
 
 #[tokio::test]
+async fn usage_buckets_groups_and_percentiles() {
+    let (_dir, store) = temp_store();
+    conformance::usage_buckets_groups_and_percentiles(&store).await;
+}
+
+#[tokio::test]
 async fn prune_deletes_only_older_rows() {
     let (_dir, store) = temp_store();
     conformance::prune_deletes_only_older_rows(&store).await;

@@ -21,7 +21,7 @@ mod time;
 
 use async_trait::async_trait;
 use futures_util::future::try_join;
-use proxy_core::admin::{AdminStore, KeyRow, LogQuery, LogStats, ProxyKeyRow};
+use proxy_core::admin::{AdminStore, KeyRow, LogQuery, LogStats, ProxyKeyRow, UsageCell, UsageQuery};
 use proxy_core::keys::KeyId;
 use proxy_core::log::LogRecord;
 use proxy_core::platform::{KeySnapshot, KeyStore, LogSink, StoreError};
@@ -135,6 +135,10 @@ impl AdminStore for SupabaseStore {
 
     async fn log_stats(&self, since_ms: u64) -> Result<LogStats, StoreError> {
         Ok(stats::log_stats(&self.rest, since_ms).await?)
+    }
+
+    async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageCell>, StoreError> {
+        Ok(stats::usage(&self.rest, query).await?)
     }
 
     async fn prune_logs(&self, before_ms: u64) -> Result<u64, StoreError> {

@@ -1,7 +1,7 @@
 //! Usage totals over the request logs, from the `usage_summary` function: one call
 //! returns the total, per-model and per-key rows of one consistent snapshot.
 
-use proxy_core::admin::{LogStats, UsageRow};
+use proxy_core::admin::{LogStats, UsageCell, UsageQuery, UsageRow, sort_usage};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -68,4 +68,20 @@ pub(crate) async fn log_stats(rest: &Rest, since_ms: u64) -> Result<LogStats, Re
     sort(&mut stats.by_model);
     sort(&mut stats.by_key);
     Ok(stats)
+}
+
+/// Per-bucket usage from the schema's `usage_buckets` function, which answers one JSON
+/// array (never cut short by PostgREST's max-rows) whose fields are `UsageCell`'s.
+pub(crate) async fn usage(rest: &Rest, query: &UsageQuery) -> Result<Vec<UsageCell>, RestError> {
+    let args = json!({
+        "since_ms": query.since_ms,
+        "until_ms": query.until_ms,
+        "bucket_ms": query.bucket_ms,
+        "by_model": query.by_model,
+        "by_upstream_key": query.by_upstream_key,
+        "by_proxy_key": query.by_proxy_key,
+    });
+    let mut cells: Vec<UsageCell> = rest.fetch(rest.rpc("usage_buckets", &args), &[]).await?;
+    sort_usage(&mut cells);
+    Ok(cells)
 }

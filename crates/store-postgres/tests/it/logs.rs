@@ -63,6 +63,12 @@ async fn the_same_batch_twice_keeps_one_copy() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn usage_buckets_groups_and_percentiles() {
+    let db = TestDb::new().await;
+    conformance::usage_buckets_groups_and_percentiles(&db.store().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn stats_sum_tokens_and_count_errors() {
     let db = TestDb::new().await;
     conformance::stats_sum_tokens_and_count_errors(&db.store().await).await;

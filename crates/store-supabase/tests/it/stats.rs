@@ -15,6 +15,12 @@ async fn stats_sum_tokens_and_count_errors() {
 }
 
 #[tokio::test]
+async fn usage_buckets_groups_and_percentiles() {
+    let env = Env::new().await;
+    conformance::usage_buckets_groups_and_percentiles(&env.store).await;
+}
+
+#[tokio::test]
 async fn stats_take_one_request() {
     let env = Env::new().await;
     env.store
