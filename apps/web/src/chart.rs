@@ -51,7 +51,71 @@ pub fn stacked_bars(aria_label: &str, labels: &[String], series: &[Series]) -> S
             r#"<rect x="{x:.1}" y="0" width="{bar_w:.1}" height="{plot_h}" fill="transparent"><title>{tip}</title></rect>"#
         ));
     }
-    let step = (count / 6).max(1);
+    axis_labels(&mut svg, labels, slot);
+    svg.push_str("</svg>");
+    svg
+}
+
+/// Lines over the same labels (p50 and p95 latency, say), a dot per value with a hover
+/// title; a label with no requests is a gap in the lines, not a zero.
+pub fn lines(aria_label: &str, labels: &[String], series: &[Series], present: &[bool]) -> String {
+    let count = labels.len().max(1);
+    let max = series
+        .iter()
+        .flat_map(|s| s.values.iter().copied())
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let plot_w = WIDTH - LEFT;
+    let plot_h = HEIGHT - BOTTOM;
+    let slot = plot_w / count as f64;
+    let mut svg = format!(
+        r#"<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{}" xmlns="http://www.w3.org/2000/svg">"#,
+        escape(aria_label)
+    );
+    svg.push_str(&format!(
+        r##"<text x="0" y="12" class="axis">{}</text><text x="0" y="{plot_h}" class="axis">0</text><line x1="{LEFT}" y1="{plot_h}" x2="{WIDTH}" y2="{plot_h}" stroke="#999"/>"##,
+        max as u64
+    ));
+    for s in series {
+        let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
+        for (i, label) in labels.iter().enumerate() {
+            let here = present.get(i).copied().unwrap_or(false);
+            let Some(run) = runs.last_mut() else { continue };
+            if !here {
+                if !run.is_empty() {
+                    runs.push(Vec::new());
+                }
+                continue;
+            }
+            let value = s.values.get(i).copied().unwrap_or(0);
+            let x = LEFT + slot * (i as f64 + 0.5);
+            let y = plot_h - value as f64 / max * (plot_h - 4.0);
+            run.push((x, y));
+            svg.push_str(&format!(
+                r#"<circle cx="{x:.1}" cy="{y:.1}" r="2.5" fill="{}"><title>{} {}: {value}</title></circle>"#,
+                s.color,
+                escape(label),
+                escape(s.name)
+            ));
+        }
+        for run in runs.iter().filter(|r| r.len() > 1) {
+            let points: Vec<String> = run.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+            svg.push_str(&format!(
+                r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="1.5"/>"#,
+                points.join(" "),
+                s.color
+            ));
+        }
+    }
+    axis_labels(&mut svg, labels, slot);
+    svg.push_str("</svg>");
+    svg
+}
+
+/// About six labels along the bottom axis.
+fn axis_labels(svg: &mut String, labels: &[String], slot: f64) {
+    let step = (labels.len() / 6).max(1);
     for (i, label) in labels.iter().enumerate().step_by(step) {
         let x = LEFT + slot * i as f64;
         svg.push_str(&format!(
@@ -60,8 +124,6 @@ pub fn stacked_bars(aria_label: &str, labels: &[String], series: &[Series]) -> S
             escape(label)
         ));
     }
-    svg.push_str("</svg>");
-    svg
 }
 
 /// The legend under a chart.
@@ -101,5 +163,19 @@ mod tests {
         assert!(svg.starts_with("<svg"));
         assert!(svg.contains("a&lt;b"));
         assert_eq!(svg.matches("<title>").count(), 2);
+    }
+
+    #[test]
+    fn lines_break_where_no_requests_were_made() {
+        let labels: Vec<String> = ["a", "b", "c", "d", "e"].iter().map(|s| s.to_string()).collect();
+        let series = [Series {
+            name: "p50",
+            color: "#d80",
+            values: vec![5, 7, 0, 9, 11],
+        }];
+        let svg = lines("latency", &labels, &series, &[true, true, false, true, true]);
+        assert_eq!(svg.matches("<circle").count(), 4, "{svg}");
+        assert_eq!(svg.matches("<polyline").count(), 2, "{svg}");
+        assert!(svg.contains("<title>b p50: 7</title>"), "{svg}");
     }
 }

@@ -1,18 +1,15 @@
-//! Reads the store for the pages and aggregates request logs into chart buckets and
-//! the usage table. Everything goes through `AdminStore`, so every store works.
+//! Shapes what the store aggregates (`AdminStore::usage`) into chart buckets and the
+//! usage table. Everything goes through `AdminStore`, so every store works.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use proxy_core::admin::{AdminStore, LogQuery};
+use proxy_core::admin::{AdminStore, LogQuery, UsageCell};
 use proxy_core::keys::KeyId;
 use proxy_core::log::LogRecord;
 use proxy_core::platform::StoreError;
 
 use crate::timefmt;
 
-/// Upper bound on records read for one chart or usage table, so a huge log table
-/// cannot stall the dashboard; pages say when it was reached.
-pub const MAX_ROWS: usize = 50_000;
 const PAGE: u32 = 1000;
 
 /// The overview's time windows.
@@ -55,135 +52,74 @@ impl Range {
     }
 }
 
-/// Records that started in `[since, until)`, newest first, at most `MAX_ROWS`.
-pub async fn fetch_logs(
-    admin: &dyn AdminStore,
-    since_ms: u64,
-    until_ms: Option<u64>,
-) -> Result<Vec<LogRecord>, StoreError> {
-    let mut all: Vec<LogRecord> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    let mut offset = 0u32;
-    loop {
-        let query = LogQuery {
-            since_ms: Some(since_ms),
-            until_ms,
-            limit: PAGE,
-            offset,
-            ..LogQuery::default()
-        };
-        let page = admin.list_logs(&query).await?;
-        let full = page.len() == PAGE as usize;
-        // Records written meanwhile shift later pages by a few rows; ids dedupe them.
-        all.extend(page.into_iter().filter(|r| seen.insert(r.id.clone())));
-        if !full || all.len() >= MAX_ROWS {
-            break;
-        }
-        offset += PAGE;
-    }
-    all.truncate(MAX_ROWS);
-    Ok(all)
-}
+pub const DAY_MS: u64 = 86_400_000;
 
-pub fn is_error(record: &LogRecord) -> bool {
-    record.status >= 400 || record.error_kind.is_some()
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Totals {
-    pub requests: u64,
-    pub errors: u64,
-    pub prompt: u64,
-    pub output: u64,
-    pub thinking: u64,
-    pub cached: u64,
-    pub total: u64,
-    pub latency_sum: u64,
-}
-
-impl Totals {
-    pub fn add(&mut self, r: &LogRecord) {
-        self.requests += 1;
-        self.errors += u64::from(is_error(r));
-        self.prompt += r.prompt_tokens.unwrap_or(0);
-        self.output += r.candidates_tokens.unwrap_or(0);
-        self.thinking += r.thoughts_tokens.unwrap_or(0);
-        self.cached += r.cached_tokens.unwrap_or(0);
-        self.total += r.total_tokens.unwrap_or(0);
-        self.latency_sum += r.latency_ms;
-    }
-
-    pub fn avg_latency(&self) -> u64 {
-        self.latency_sum.checked_div(self.requests).unwrap_or(0)
-    }
-
-    pub fn error_rate_percent(&self) -> f64 {
-        if self.requests == 0 {
-            0.0
-        } else {
-            self.errors as f64 * 100.0 / self.requests as f64
-        }
-    }
-}
-
-/// `count` consecutive buckets of `width` ms ending at `now`, oldest first.
-pub fn buckets(logs: &[LogRecord], now_ms: u64, width: u64, count: usize) -> Vec<(u64, Totals)> {
+/// The buckets `range` charts at `now`: (first bucket's start, width, count), aligned to
+/// the epoch as the stores align them, the last bucket holding `now`.
+pub fn window(range: Range, now_ms: u64) -> (u64, u64, usize) {
+    let (width, count) = range.buckets();
     let end = (now_ms / width + 1) * width;
-    let start = end.saturating_sub(width * count as u64);
-    let mut out: Vec<(u64, Totals)> = (0..count)
-        .map(|i| (start + width * i as u64, Totals::default()))
-        .collect();
-    for record in logs {
-        if record.started_at_ms < start {
-            continue;
-        }
-        let index = ((record.started_at_ms - start) / width) as usize;
-        if let Some((_, totals)) = out.get_mut(index) {
-            totals.add(record);
-        }
-    }
-    out
+    (end.saturating_sub(width * count as u64), width, count)
 }
 
-/// One row of the usage table: day × model × key.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct UsageKey {
+/// Every bucket of the window in order, zeros where the store had no records (it
+/// returns only buckets with some), from cells of a query that grouped by time alone.
+pub fn fill_buckets(cells: &[UsageCell], start: u64, width: u64, count: usize) -> Vec<UsageCell> {
+    let by_start: HashMap<u64, &UsageCell> = cells.iter().map(|c| (c.bucket_start_ms, c)).collect();
+    (0..count as u64)
+        .map(|i| {
+            let at = start + width * i;
+            by_start.get(&at).map_or_else(
+                || UsageCell {
+                    bucket_start_ms: at,
+                    ..UsageCell::default()
+                },
+                |c| (*c).clone(),
+            )
+        })
+        .collect()
+}
+
+/// One row of the usage table: a UTC day, a model and the key that answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageLine {
     pub day: String,
     pub model: String,
     pub key: String,
+    pub cell: UsageCell,
 }
 
-/// Groups by UTC day, model and the key that answered; newest day first.
-pub fn usage(logs: &[LogRecord], key_names: &HashMap<KeyId, String>) -> Vec<(UsageKey, Totals)> {
-    let mut groups: BTreeMap<UsageKey, Totals> = BTreeMap::new();
-    for record in logs {
-        let key = UsageKey {
-            day: timefmt::date(record.started_at_ms),
-            model: record.model.clone().unwrap_or_else(|| "-".into()),
-            key: key_label(record.answered_key_id, key_names),
-        };
-        groups.entry(key).or_default().add(record);
-    }
-    let mut rows: Vec<_> = groups.into_iter().collect();
-    rows.sort_by(|a, b| b.0.day.cmp(&a.0.day).then_with(|| a.0.cmp(&b.0)));
-    rows
+/// Day x model x key cells as table rows: newest day first, then model and key.
+pub fn usage_lines(cells: Vec<UsageCell>, key_names: &HashMap<KeyId, String>) -> Vec<UsageLine> {
+    let mut lines: Vec<UsageLine> = cells
+        .into_iter()
+        .map(|cell| UsageLine {
+            day: timefmt::date(cell.bucket_start_ms),
+            model: cell.model.clone().unwrap_or_else(|| "-".into()),
+            key: key_label(cell.upstream_key_id, key_names),
+            cell,
+        })
+        .collect();
+    lines.sort_by(|a, b| {
+        b.day
+            .cmp(&a.day)
+            .then_with(|| a.model.cmp(&b.model))
+            .then_with(|| a.key.cmp(&b.key))
+    });
+    lines
 }
 
-/// Daily totals (oldest first) for the usage chart.
-pub fn per_day(rows: &[(UsageKey, Totals)]) -> Vec<(String, Totals)> {
-    let mut days: BTreeMap<String, Totals> = BTreeMap::new();
-    for (key, totals) in rows {
-        let day = days.entry(key.day.clone()).or_default();
-        day.requests += totals.requests;
-        day.errors += totals.errors;
-        day.prompt += totals.prompt;
-        day.output += totals.output;
-        day.thinking += totals.thinking;
-        day.cached += totals.cached;
-        day.total += totals.total;
-        day.latency_sum += totals.latency_sum;
-    }
-    days.into_iter().collect()
+/// The `top` busiest groups of `cells`, busiest first.
+pub fn busiest(mut cells: Vec<UsageCell>, top: usize) -> Vec<UsageCell> {
+    cells.sort_by_key(|c| std::cmp::Reverse(c.requests));
+    cells.truncate(top);
+    cells
+}
+
+/// The last midnight in Pacific time, when Gemini's per-day quotas reset: "today" for
+/// an upstream key.
+pub fn pacific_day_start(now_ms: u64) -> u64 {
+    proxy_core::pacific::next_midnight_pacific_ms(now_ms).saturating_sub(DAY_MS)
 }
 
 /// "name (#id)" for an upstream key, masked secrets never needed.
@@ -216,40 +152,59 @@ pub async fn find_log(
 mod tests {
     use super::*;
 
-    fn record(id: &str, at: u64, status: u16, model: &str, key: KeyId) -> LogRecord {
-        LogRecord {
-            id: id.into(),
-            started_at_ms: at,
-            status,
-            model: Some(model.into()),
-            answered_key_id: Some(key),
-            prompt_tokens: Some(10),
-            candidates_tokens: Some(5),
-            latency_ms: 100,
-            ..LogRecord::default()
+    fn cell(at: u64, model: Option<&str>, key: Option<KeyId>, requests: u64) -> UsageCell {
+        UsageCell {
+            bucket_start_ms: at,
+            model: model.map(Into::into),
+            upstream_key_id: key,
+            requests,
+            ..UsageCell::default()
         }
     }
 
     #[test]
-    fn buckets_and_usage_add_up() {
-        let day = 86_400_000;
-        let logs = vec![
-            record("a", day + 10, 200, "m1", 1),
-            record("b", day + 20, 429, "m1", 1),
-            record("c", 2 * day + 5, 200, "m2", 2),
-        ];
-        let b = buckets(&logs, 2 * day + 10, day, 2);
-        assert_eq!(b.len(), 2);
-        assert_eq!(b[0].1.requests, 2);
-        assert_eq!(b[0].1.errors, 1);
-        assert_eq!(b[1].1.requests, 1);
+    fn window_ends_with_the_bucket_holding_now() {
+        let (start, width, count) = window(Range::Hour, 100 * 60_000 + 5);
+        assert_eq!((width, count), (60_000, 60));
+        assert_eq!(start + width * (count as u64 - 1), 100 * 60_000);
+    }
+
+    #[test]
+    fn missing_buckets_are_zeros() {
+        let filled = fill_buckets(&[cell(20, None, None, 4)], 0, 10, 4);
+        let shape: Vec<(u64, u64)> = filled.iter().map(|c| (c.bucket_start_ms, c.requests)).collect();
+        assert_eq!(shape, vec![(0, 0), (10, 0), (20, 4), (30, 0)]);
+    }
+
+    #[test]
+    fn usage_lines_are_newest_day_first_with_key_names() {
         let names = HashMap::from([(1, "first".to_string())]);
-        let rows = usage(&logs, &names);
-        assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0].0.day, "1970-01-03");
-        assert_eq!(rows[0].0.key, "#2");
-        assert_eq!(rows[1].0.key, "first (#1)");
-        assert_eq!(rows[1].1.prompt, 20);
-        assert_eq!(per_day(&rows).len(), 2);
+        let lines = usage_lines(
+            vec![
+                cell(DAY_MS, Some("m1"), Some(1), 2),
+                cell(2 * DAY_MS, Some("m2"), Some(2), 1),
+                cell(DAY_MS, None, None, 1),
+            ],
+            &names,
+        );
+        let shape: Vec<(&str, &str, &str)> = lines
+            .iter()
+            .map(|l| (l.day.as_str(), l.model.as_str(), l.key.as_str()))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                ("1970-01-03", "m2", "#2"),
+                ("1970-01-02", "-", "-"),
+                ("1970-01-02", "m1", "first (#1)")
+            ]
+        );
+    }
+
+    #[test]
+    fn pacific_day_starts_at_local_midnight() {
+        // 2026-01-15 12:00 UTC is 04:00 PST; the day began at 08:00 UTC.
+        let noon_utc = 1_768_478_400_000;
+        assert_eq!(pacific_day_start(noon_utc), noon_utc - 4 * 3_600_000);
     }
 }

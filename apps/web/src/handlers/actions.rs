@@ -117,7 +117,7 @@ pub async fn create_proxy_key(
         return store_error(error);
     }
     state.refresh.notify_one();
-    match admin.list_proxy_keys().await {
+    match super::pages::proxy_key_views(admin, proxy_axum::unix_ms()).await {
         Ok(keys) => html(views::proxy_keys::page(
             operator.csrf(),
             keys,

@@ -7,13 +7,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use proxy_axum::unix_ms;
-use proxy_core::admin::{AdminStore, KeyRow, LogQuery, UsageRow};
+use proxy_core::admin::{AdminStore, KeyRow, LogQuery, UsageCell, UsageQuery};
 use proxy_core::keys::KeyId;
 use proxy_core::platform::StoreError;
 use serde::Deserialize;
 
 use super::{html, store_error};
-use crate::data::{self, Range, Totals};
+use crate::data::{self, Range};
 use crate::log_filter::{LogFilters, PAGE_SIZE};
 use crate::operator::Operator;
 use crate::state::AppState;
@@ -43,13 +43,32 @@ pub async fn overview_data(
     range: Range,
     now: u64,
 ) -> Result<views::overview::Overview, StoreError> {
-    let (width, count) = range.buckets();
-    let since = now.saturating_sub(range.span_ms());
-    let logs = data::fetch_logs(admin, since, None).await?;
-    let mut totals = Totals::default();
-    logs.iter().for_each(|r| totals.add(r));
-    let stats = admin.log_stats(since).await?;
-    let keys = admin.list_keys().await?;
+    let (since, width, count) = data::window(range, now);
+    let whole = UsageQuery {
+        since_ms: since,
+        ..UsageQuery::default()
+    };
+    let per_bucket = UsageQuery {
+        bucket_ms: width,
+        ..whole.clone()
+    };
+    let per_model = UsageQuery {
+        by_model: true,
+        ..whole.clone()
+    };
+    let per_key = UsageQuery {
+        by_upstream_key: true,
+        ..whole.clone()
+    };
+    // Independent reads: on PostgreSQL and Supabase they go out at once.
+    let (totals, buckets, models, keys_used, keys) = tokio::join!(
+        admin.usage(&whole),
+        admin.usage(&per_bucket),
+        admin.usage(&per_model),
+        admin.usage(&per_key),
+        admin.list_keys(),
+    );
+    let keys = keys?;
     let names: HashMap<KeyId, String> = keys.iter().map(|k| (k.id, k.name.clone())).collect();
     let troubled = keys
         .into_iter()
@@ -57,26 +76,19 @@ pub async fn overview_data(
         .collect();
     Ok(views::overview::Overview {
         range,
-        truncated: logs.len() >= data::MAX_ROWS,
-        buckets: data::buckets(&logs, now, width, count),
-        totals,
-        top_models: top(stats.by_model, |g| g.to_string()),
-        top_keys: top(stats.by_key, |g| match g.parse::<KeyId>() {
-            Ok(id) => data::key_label(Some(id), &names),
-            Err(_) => g.to_string(),
-        }),
+        totals: totals?.into_iter().next().unwrap_or_default(),
+        buckets: data::fill_buckets(&buckets?, since, width, count),
+        top_models: data::busiest(models?, TOP)
+            .into_iter()
+            .map(|c| (c.model.clone().unwrap_or_else(|| "(none)".into()), c))
+            .collect(),
+        top_keys: data::busiest(keys_used?, TOP)
+            .into_iter()
+            .map(|c| (data::key_label(c.upstream_key_id, &names), c))
+            .collect(),
         troubled,
         now_ms: now,
     })
-}
-
-fn top(mut rows: Vec<UsageRow>, label: impl Fn(&str) -> String) -> Vec<UsageRow> {
-    rows.sort_by_key(|r| std::cmp::Reverse(r.requests));
-    rows.truncate(TOP);
-    for row in &mut rows {
-        row.group = label(&row.group);
-    }
-    rows
 }
 
 #[derive(Deserialize, Default)]
@@ -89,20 +101,32 @@ pub async fn keys(
     operator: Operator,
     Query(params): Query<MsgParams>,
 ) -> Response {
-    match key_views(state.admin.as_ref()).await {
+    let now = unix_ms();
+    match key_views(state.admin.as_ref(), now).await {
         Ok(keys) => html(views::keys::page(
             operator.csrf(),
             keys,
-            unix_ms(),
+            now,
             params.msg.as_deref(),
         )),
         Err(error) => store_error(error),
     }
 }
 
-/// Keys with when each last answered (its newest log record).
-pub async fn key_views(admin: &dyn AdminStore) -> Result<Vec<views::keys::KeyView>, StoreError> {
+/// Keys with what each answered today (Pacific) and when it last answered (its newest
+/// log record).
+pub async fn key_views(admin: &dyn AdminStore, now: u64) -> Result<Vec<views::keys::KeyView>, StoreError> {
     let rows: Vec<KeyRow> = admin.list_keys().await?;
+    let today = per_id(
+        admin,
+        UsageQuery {
+            since_ms: data::pacific_day_start(now),
+            by_upstream_key: true,
+            ..UsageQuery::default()
+        },
+        |c| c.upstream_key_id,
+    )
+    .await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let query = LogQuery {
@@ -111,7 +135,12 @@ pub async fn key_views(admin: &dyn AdminStore) -> Result<Vec<views::keys::KeyVie
             ..LogQuery::default()
         };
         let last_used_ms = admin.list_logs(&query).await?.first().map(|r| r.started_at_ms);
-        out.push(views::keys::KeyView { row, last_used_ms });
+        let today = today.get(&row.id).cloned().unwrap_or_default();
+        out.push(views::keys::KeyView {
+            row,
+            last_used_ms,
+            today,
+        });
     }
     Ok(out)
 }
@@ -121,7 +150,7 @@ pub async fn proxy_keys(
     operator: Operator,
     Query(params): Query<MsgParams>,
 ) -> Response {
-    match state.admin.list_proxy_keys().await {
+    match proxy_key_views(state.admin.as_ref(), unix_ms()).await {
         Ok(keys) => html(views::proxy_keys::page(
             operator.csrf(),
             keys,
@@ -130,6 +159,50 @@ pub async fn proxy_keys(
         )),
         Err(error) => store_error(error),
     }
+}
+
+/// Proxy keys with their usage today (UTC) and over the last 30 days.
+pub async fn proxy_key_views(
+    admin: &dyn AdminStore,
+    now: u64,
+) -> Result<Vec<views::proxy_keys::ProxyKeyView>, StoreError> {
+    let query = |since_ms| UsageQuery {
+        since_ms,
+        by_proxy_key: true,
+        ..UsageQuery::default()
+    };
+    let today = per_id(admin, query(now / data::DAY_MS * data::DAY_MS), |c| {
+        c.proxy_key_id
+    })
+    .await?;
+    let month = per_id(admin, query(now.saturating_sub(30 * data::DAY_MS)), |c| {
+        c.proxy_key_id
+    })
+    .await?;
+    Ok(admin
+        .list_proxy_keys()
+        .await?
+        .into_iter()
+        .map(|row| views::proxy_keys::ProxyKeyView {
+            today: today.get(&row.id).cloned().unwrap_or_default(),
+            month: month.get(&row.id).cloned().unwrap_or_default(),
+            row,
+        })
+        .collect())
+}
+
+/// One usage query's cells by the id they were grouped by.
+async fn per_id(
+    admin: &dyn AdminStore,
+    query: UsageQuery,
+    id: fn(&UsageCell) -> Option<i64>,
+) -> Result<HashMap<i64, UsageCell>, StoreError> {
+    Ok(admin
+        .usage(&query)
+        .await?
+        .into_iter()
+        .filter_map(|c| id(&c).map(|id| (id, c)))
+        .collect())
 }
 
 pub async fn logs(
@@ -194,22 +267,34 @@ impl UsageParams {
     }
 }
 
-async fn usage_rows(
+/// The usage table (day x model x key, newest day first) and the chart's days (every
+/// day of the range, oldest first), for today plus the `days - 1` UTC days before it.
+pub async fn usage_data(
     admin: &dyn AdminStore,
     days: u32,
     now: u64,
-) -> Result<Vec<(data::UsageKey, Totals)>, StoreError> {
-    // Whole UTC days: today plus the `days - 1` before it.
-    let day_ms = 86_400_000;
-    let since = (now / day_ms).saturating_sub(u64::from(days) - 1) * day_ms;
-    let logs = data::fetch_logs(admin, since, None).await?;
+) -> Result<(Vec<data::UsageLine>, Vec<UsageCell>), StoreError> {
+    let day = data::DAY_MS;
+    let since = (now / day).saturating_sub(u64::from(days) - 1) * day;
+    let daily = UsageQuery {
+        since_ms: since,
+        bucket_ms: day,
+        ..UsageQuery::default()
+    };
+    let split = UsageQuery {
+        by_model: true,
+        by_upstream_key: true,
+        ..daily.clone()
+    };
     let names = admin
         .list_keys()
         .await?
         .into_iter()
         .map(|k| (k.id, k.name))
         .collect();
-    Ok(data::usage(&logs, &names))
+    let lines = data::usage_lines(admin.usage(&split).await?, &names);
+    let per_day = data::fill_buckets(&admin.usage(&daily).await?, since, day, days as usize);
+    Ok((lines, per_day))
 }
 
 pub async fn usage(
@@ -217,11 +302,8 @@ pub async fn usage(
     operator: Operator,
     Query(params): Query<UsageParams>,
 ) -> Response {
-    match usage_rows(state.admin.as_ref(), params.days(), unix_ms()).await {
-        Ok(rows) => {
-            let daily = data::per_day(&rows);
-            html(views::usage::page(operator.csrf(), params.days(), &rows, &daily))
-        }
+    match usage_data(state.admin.as_ref(), params.days(), unix_ms()).await {
+        Ok((rows, daily)) => html(views::usage::page(operator.csrf(), params.days(), &rows, &daily)),
         Err(error) => store_error(error),
     }
 }
@@ -231,8 +313,8 @@ pub async fn usage_csv(
     _operator: Operator,
     Query(params): Query<UsageParams>,
 ) -> Response {
-    match usage_rows(state.admin.as_ref(), params.days(), unix_ms()).await {
-        Ok(rows) => {
+    match usage_data(state.admin.as_ref(), params.days(), unix_ms()).await {
+        Ok((rows, _)) => {
             let mut response = views::usage::csv(&rows).into_response();
             let headers = response.headers_mut();
             headers.insert(

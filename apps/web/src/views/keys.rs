@@ -1,8 +1,8 @@
-//! Upstream keys: masked key, name, status, cooldowns with time left, last used; add
-//! (one or many, one per line), enable/disable, delete.
+//! Upstream keys: masked key, name, status, cooldowns with time left, usage today, last
+//! used; add (one or many, one per line), enable/disable, re-check, delete.
 
 use leptos::prelude::*;
-use proxy_core::admin::KeyRow;
+use proxy_core::admin::{KeyRow, UsageCell};
 
 use super::{csrf_field, notice, post_button};
 use crate::timefmt;
@@ -10,6 +10,18 @@ use crate::timefmt;
 pub struct KeyView {
     pub row: KeyRow,
     pub last_used_ms: Option<u64>,
+    /// Requests this key answered since midnight Pacific, when Gemini's daily quotas reset.
+    pub today: UsageCell,
+}
+
+/// "12 req · 3400 tok" (errors added when there were some).
+pub fn usage_text(u: &UsageCell) -> String {
+    let errors = if u.errors > 0 {
+        format!(" ({} failed)", u.errors)
+    } else {
+        String::new()
+    };
+    format!("{} req{errors} · {} tok", u.requests, u.total_tokens)
 }
 
 /// "disabled", "invalid: …", "cooling: model 3m 2s", or "ok".
@@ -79,6 +91,7 @@ pub fn page(csrf: &str, keys: Vec<KeyView>, now_ms: u64, msg: Option<&str>) -> S
                     <td>{k.row.name.clone()}</td>
                     <td><code>{k.row.masked.clone()}</code></td>
                     <td class=class>{state_view(&k.row, now_ms)}</td>
+                    <td class="num">{usage_text(&k.today)}</td>
                     <td>{last_used}</td>
                     <td>{timefmt::date_time(k.row.created_at_ms)}</td>
                     <td>{toggle}" "{delete}</td>
@@ -90,7 +103,7 @@ pub fn page(csrf: &str, keys: Vec<KeyView>, now_ms: u64, msg: Option<&str>) -> S
         <h1>"Upstream keys"</h1>
         {notice(msg)}
         <table id="keys">
-            <tr><th>"#"</th><th>"Name"</th><th>"Key"</th><th>"Status"</th><th>"Last used"</th><th>"Added"</th><th></th></tr>
+            <tr><th>"#"</th><th>"Name"</th><th>"Key"</th><th>"Status"</th><th>"Today (PT)"</th><th>"Last used"</th><th>"Added"</th><th></th></tr>
             {rows}
         </table>
         <h2>"Add keys"</h2>

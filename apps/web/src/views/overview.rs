@@ -2,22 +2,22 @@
 //! keys that are cooling down or invalid right now.
 
 use leptos::prelude::*;
-use proxy_core::admin::{KeyRow, UsageRow};
+use proxy_core::admin::{KeyRow, UsageCell};
 
 use crate::chart::{self, Series};
-use crate::data::{Range, Totals};
+use crate::data::Range;
 use crate::timefmt;
 
 pub struct Overview {
     pub range: Range,
-    pub totals: Totals,
-    /// (bucket start, totals), oldest first.
-    pub buckets: Vec<(u64, Totals)>,
-    pub top_models: Vec<UsageRow>,
-    pub top_keys: Vec<UsageRow>,
+    pub totals: UsageCell,
+    /// Every bucket of the range, oldest first.
+    pub buckets: Vec<UsageCell>,
+    /// (label, totals), busiest first.
+    pub top_models: Vec<(String, UsageCell)>,
+    pub top_keys: Vec<(String, UsageCell)>,
     pub troubled: Vec<KeyRow>,
     pub now_ms: u64,
-    pub truncated: bool,
 }
 
 pub fn page(csrf: &str, o: Overview) -> String {
@@ -32,12 +32,12 @@ pub fn page(csrf: &str, o: Overview) -> String {
     let labels: Vec<String> = o
         .buckets
         .iter()
-        .map(|(start, _)| match o.range {
-            Range::Hour | Range::Day => timefmt::date_time(*start)[11..16].to_string(),
-            Range::Week => timefmt::date_time(*start)[5..13].to_string(),
+        .map(|b| match o.range {
+            Range::Hour | Range::Day => timefmt::date_time(b.bucket_start_ms)[11..16].to_string(),
+            Range::Week => timefmt::date_time(b.bucket_start_ms)[5..13].to_string(),
         })
         .collect();
-    let col = |f: fn(&Totals) -> u64| o.buckets.iter().map(|(_, t)| f(t)).collect::<Vec<u64>>();
+    let col = |f: fn(&UsageCell) -> u64| o.buckets.iter().map(f).collect::<Vec<u64>>();
     let requests = [
         Series {
             name: "ok",
@@ -54,59 +54,64 @@ pub fn page(csrf: &str, o: Overview) -> String {
         Series {
             name: "prompt",
             color: "#36c",
-            values: col(|t| t.prompt),
+            values: col(|t| t.prompt_tokens),
         },
         Series {
             name: "output",
             color: "#3a7",
-            values: col(|t| t.output),
+            values: col(|t| t.candidates_tokens),
         },
         Series {
             name: "thinking",
             color: "#a5c",
-            values: col(|t| t.thinking),
+            values: col(|t| t.thoughts_tokens),
         },
         Series {
             name: "cached",
             color: "#aaa",
-            values: col(|t| t.cached),
+            values: col(|t| t.cached_tokens),
         },
     ];
-    let latency = [Series {
-        name: "avg latency ms",
-        color: "#d80",
-        values: col(Totals::avg_latency),
-    }];
+    let latency = [
+        Series {
+            name: "p50 latency ms",
+            color: "#36c",
+            values: col(|t| t.latency_p50_ms),
+        },
+        Series {
+            name: "p95 latency ms",
+            color: "#d80",
+            values: col(|t| t.latency_p95_ms),
+        },
+    ];
+    let answered: Vec<bool> = o.buckets.iter().map(|b| b.requests > 0).collect();
     let charts = format!(
         "<h2>Requests</h2>{}<div>{}</div><h2>Tokens</h2>{}<div>{}</div><h2>Latency</h2>{}<div>{}</div>",
         chart::stacked_bars("requests", &labels, &requests),
         chart::legend(&requests),
         chart::stacked_bars("tokens", &labels, &tokens),
         chart::legend(&tokens),
-        chart::stacked_bars("latency", &labels, &latency),
+        chart::lines("latency", &labels, &latency, &answered),
         chart::legend(&latency),
     );
     let t = &o.totals;
     let cards = [
         ("Requests", t.requests.to_string()),
         ("Error rate", format!("{:.1}%", t.error_rate_percent())),
-        ("Prompt tokens", t.prompt.to_string()),
-        ("Output tokens", t.output.to_string()),
-        ("Thinking tokens", t.thinking.to_string()),
-        ("Cached tokens", t.cached.to_string()),
-        ("Avg latency", format!("{} ms", t.avg_latency())),
+        ("Prompt tokens", t.prompt_tokens.to_string()),
+        ("Output tokens", t.candidates_tokens.to_string()),
+        ("Thinking tokens", t.thoughts_tokens.to_string()),
+        ("Cached tokens", t.cached_tokens.to_string()),
+        ("Latency p50", format!("{} ms", t.latency_p50_ms)),
+        ("Latency p95", format!("{} ms", t.latency_p95_ms)),
     ]
     .into_iter()
     .map(|(label, value)| view! { <div class="card">{label}<b>{value}</b></div> })
     .collect_view();
-    let truncated = o
-        .truncated
-        .then(|| view! { <p class="error">"Only the newest records were charted (too many to read)."</p> });
     let troubled = troubled_table(&o.troubled, o.now_ms);
     let body = view! {
         <h1>"Overview"</h1>
         <p>{ranges}</p>
-        {truncated}
         <div class="cards" id="totals">{cards}</div>
         <div inner_html=charts></div>
         <h2>"Top models"</h2>
@@ -120,27 +125,28 @@ pub fn page(csrf: &str, o: Overview) -> String {
     super::layout::document("Overview", "/", Some(csrf), body)
 }
 
-fn usage_table(rows: &[UsageRow], what: &'static str) -> AnyView {
+fn usage_table(rows: &[(String, UsageCell)], what: &'static str) -> AnyView {
     if rows.is_empty() {
         return view! { <p>"No requests in this period."</p> }.into_any();
     }
     let rows = rows
         .iter()
-        .map(|r| {
+        .map(|(label, r)| {
             view! {
                 <tr>
-                    <td>{r.group.clone()}</td>
+                    <td>{label.clone()}</td>
                     <td class="num">{r.requests.to_string()}</td>
                     <td class="num">{r.errors.to_string()}</td>
                     <td class="num">{r.total_tokens.to_string()}</td>
-                    <td class="num">{r.avg_latency_ms.to_string()}</td>
+                    <td class="num">{r.latency_p50_ms.to_string()}</td>
+                    <td class="num">{r.latency_p95_ms.to_string()}</td>
                 </tr>
             }
         })
         .collect_view();
     view! {
         <table>
-            <tr><th>{what}</th><th>"Requests"</th><th>"Errors"</th><th>"Tokens"</th><th>"Avg ms"</th></tr>
+            <tr><th>{what}</th><th>"Requests"</th><th>"Errors"</th><th>"Tokens"</th><th>"p50 ms"</th><th>"p95 ms"</th></tr>
             {rows}
         </table>
     }

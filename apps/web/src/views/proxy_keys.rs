@@ -1,15 +1,23 @@
-//! Proxy keys: create (the secret is shown once, with a copy button), list, revoke.
+//! Proxy keys: create (the secret is shown once, with a copy button), list with usage,
+//! revoke.
 
 use leptos::prelude::*;
-use proxy_core::admin::ProxyKeyRow;
+use proxy_core::admin::{ProxyKeyRow, UsageCell};
 
 use super::{csrf_field, notice, post_button};
 use crate::timefmt;
 
+pub struct ProxyKeyView {
+    pub row: ProxyKeyRow,
+    /// Since midnight UTC, and over the last 30 days.
+    pub today: UsageCell,
+    pub month: UsageCell,
+}
+
 /// `created` is the new key's name and secret, only on the response to the create form.
 pub fn page(
     csrf: &str,
-    keys: Vec<ProxyKeyRow>,
+    keys: Vec<ProxyKeyView>,
     created: Option<(String, String)>,
     msg: Option<&str>,
 ) -> String {
@@ -24,7 +32,8 @@ pub fn page(
     });
     let rows = keys
         .into_iter()
-        .map(|k| {
+        .map(|view| {
+            let k = view.row;
             let action = if k.revoked {
                 view! { "revoked" }.into_any()
             } else {
@@ -35,6 +44,8 @@ pub fn page(
                     <td>{k.id.to_string()}</td>
                     <td>{k.name}</td>
                     <td>{timefmt::date_time(k.created_at_ms)}</td>
+                    <td class="num">{super::keys::usage_text(&view.today)}</td>
+                    <td class="num">{super::keys::usage_text(&view.month)}</td>
                     <td>{action}</td>
                 </tr>
             }
@@ -45,7 +56,7 @@ pub fn page(
         {notice(msg)}
         {created}
         <table id="proxy-keys">
-            <tr><th>"#"</th><th>"Name"</th><th>"Created"</th><th></th></tr>
+            <tr><th>"#"</th><th>"Name"</th><th>"Created"</th><th>"Today (UTC)"</th><th>"Last 30 days"</th><th></th></tr>
             {rows}
         </table>
         <h2>"Create a proxy key"</h2>

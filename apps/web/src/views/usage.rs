@@ -3,9 +3,13 @@
 use leptos::prelude::*;
 
 use crate::chart::{self, Series};
-use crate::data::{Totals, UsageKey};
+use proxy_core::admin::UsageCell;
 
-pub fn page(csrf: &str, days: u32, rows: &[(UsageKey, Totals)], daily: &[(String, Totals)]) -> String {
+use crate::data::UsageLine;
+use crate::timefmt;
+
+/// `daily` holds every day of the range, oldest first.
+pub fn page(csrf: &str, days: u32, rows: &[UsageLine], daily: &[UsageCell]) -> String {
     let choices = [1u32, 7, 30, 90]
         .into_iter()
         .map(|d| {
@@ -14,23 +18,26 @@ pub fn page(csrf: &str, days: u32, rows: &[(UsageKey, Totals)], daily: &[(String
             view! { <a href=href class=class>{format!("{d} days ")}</a> }
         })
         .collect_view();
-    let labels: Vec<String> = daily.iter().map(|(day, _)| day[5..].to_string()).collect();
-    let col = |f: fn(&Totals) -> u64| daily.iter().map(|(_, t)| f(t)).collect::<Vec<u64>>();
+    let labels: Vec<String> = daily
+        .iter()
+        .map(|d| timefmt::date(d.bucket_start_ms)[5..].to_string())
+        .collect();
+    let col = |f: fn(&UsageCell) -> u64| daily.iter().map(f).collect::<Vec<u64>>();
     let series = [
         Series {
             name: "prompt",
             color: "#36c",
-            values: col(|t| t.prompt),
+            values: col(|t| t.prompt_tokens),
         },
         Series {
             name: "output",
             color: "#3a7",
-            values: col(|t| t.output),
+            values: col(|t| t.candidates_tokens),
         },
         Series {
             name: "thinking",
             color: "#a5c",
-            values: col(|t| t.thinking),
+            values: col(|t| t.thoughts_tokens),
         },
     ];
     let svg = format!(
@@ -40,19 +47,22 @@ pub fn page(csrf: &str, days: u32, rows: &[(UsageKey, Totals)], daily: &[(String
     );
     let table_rows = rows
         .iter()
-        .map(|(k, t)| {
+        .map(|line| {
+            let t = &line.cell;
             view! {
                 <tr>
-                    <td>{k.day.clone()}</td>
-                    <td>{k.model.clone()}</td>
-                    <td>{k.key.clone()}</td>
+                    <td>{line.day.clone()}</td>
+                    <td>{line.model.clone()}</td>
+                    <td>{line.key.clone()}</td>
                     <td class="num">{t.requests.to_string()}</td>
                     <td class="num">{t.errors.to_string()}</td>
-                    <td class="num">{t.prompt.to_string()}</td>
-                    <td class="num">{t.output.to_string()}</td>
-                    <td class="num">{t.thinking.to_string()}</td>
-                    <td class="num">{t.cached.to_string()}</td>
-                    <td class="num">{t.total.to_string()}</td>
+                    <td class="num">{t.prompt_tokens.to_string()}</td>
+                    <td class="num">{t.candidates_tokens.to_string()}</td>
+                    <td class="num">{t.thoughts_tokens.to_string()}</td>
+                    <td class="num">{t.cached_tokens.to_string()}</td>
+                    <td class="num">{t.total_tokens.to_string()}</td>
+                    <td class="num">{t.latency_p50_ms.to_string()}</td>
+                    <td class="num">{t.latency_p95_ms.to_string()}</td>
                 </tr>
             }
         })
@@ -64,7 +74,8 @@ pub fn page(csrf: &str, days: u32, rows: &[(UsageKey, Totals)], daily: &[(String
         <div inner_html=svg></div>
         <table id="usage">
             <tr><th>"Day (UTC)"</th><th>"Model"</th><th>"Key"</th><th>"Requests"</th><th>"Errors"</th>
-                <th>"Prompt"</th><th>"Output"</th><th>"Thinking"</th><th>"Cached"</th><th>"Total"</th></tr>
+                <th>"Prompt"</th><th>"Output"</th><th>"Thinking"</th><th>"Cached"</th><th>"Total"</th>
+                <th>"p50 ms"</th><th>"p95 ms"</th></tr>
             {table_rows}
         </table>
     }
@@ -73,7 +84,7 @@ pub fn page(csrf: &str, days: u32, rows: &[(UsageKey, Totals)], daily: &[(String
 }
 
 /// The same table as CSV; text cells are quoted so commas and quotes survive.
-pub fn csv(rows: &[(UsageKey, Totals)]) -> String {
+pub fn csv(rows: &[UsageLine]) -> String {
     // A leading = + - @ would make spreadsheets run the cell as a formula.
     let quote = |s: &str| {
         let guard = if s.starts_with(['=', '+', '-', '@']) {
@@ -84,21 +95,25 @@ pub fn csv(rows: &[(UsageKey, Totals)]) -> String {
         format!("\"{guard}{}\"", s.replace('"', "\"\""))
     };
     let mut out = String::from(
-        "day,model,key,requests,errors,prompt_tokens,output_tokens,thinking_tokens,cached_tokens,total_tokens\n",
+        "day,model,key,requests,errors,prompt_tokens,output_tokens,thinking_tokens,cached_tokens,total_tokens,\
+         latency_p50_ms,latency_p95_ms\n",
     );
-    for (k, t) in rows {
+    for line in rows {
+        let t = &line.cell;
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{}\n",
-            k.day,
-            quote(&k.model),
-            quote(&k.key),
+            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            line.day,
+            quote(&line.model),
+            quote(&line.key),
             t.requests,
             t.errors,
-            t.prompt,
-            t.output,
-            t.thinking,
-            t.cached,
-            t.total
+            t.prompt_tokens,
+            t.candidates_tokens,
+            t.thoughts_tokens,
+            t.cached_tokens,
+            t.total_tokens,
+            t.latency_p50_ms,
+            t.latency_p95_ms
         ));
     }
     out

@@ -1,0 +1,176 @@
+//! The dashboard's page data on both server stores: the embedded SQLite file and
+//! PostgreSQL (a fresh database with the shipped migrations; the Supabase store runs the
+//! same SQL functions over REST and passes the same conformance tests).
+//! Needs PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth), as CI provides.
+
+use gemini_proxy_web::data::Range;
+use gemini_proxy_web::handlers::{actions, pages};
+use proxy_core::admin::AdminStore;
+use proxy_core::log::LogRecord;
+use proxy_core::platform::LogSink;
+use store_postgres::{ConnectOptions, PostgresStore};
+use store_sqlite::SqliteStore;
+
+const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+struct TestDb {
+    name: String,
+    url: String,
+}
+
+impl TestDb {
+    async fn create() -> TestDb {
+        let name = format!("gp_web_{}", std::process::id());
+        let admin = admin().await;
+        // Two calls: one multi-statement batch runs as one transaction, and PostgreSQL
+        // refuses DROP/CREATE DATABASE inside a transaction.
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .expect("drop leftover database");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+        store_postgres::apply_migrations(&url)
+            .await
+            .expect("migrations apply");
+        TestDb { name, url }
+    }
+
+    async fn drop_db(self) {
+        let _ = admin()
+            .await
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .await;
+    }
+}
+
+async fn admin() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(ADMIN_URL, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL must run at 127.0.0.1:5432 (user postgres, trust auth)");
+    tokio::spawn(connection);
+    client
+}
+
+#[tokio::test]
+async fn dashboard_queries_work_on_postgres() {
+    let db = TestDb::create().await;
+    let store = PostgresStore::connect_lazy(&db.url, ConnectOptions::default()).expect("store");
+    dashboard_queries(&store).await;
+    drop(store);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn dashboard_queries_work_on_sqlite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("proxy.db")).expect("store");
+    dashboard_queries(&store).await;
+}
+
+/// Adds keys, writes three records (two now, one yesterday), and reads every page's data.
+async fn dashboard_queries<S: AdminStore + LogSink>(store: &S) {
+    let admin: &dyn AdminStore = store;
+    let added = actions::add_key_lines(
+        admin,
+        "pg",
+        "AIzaSyPG-key-0000000000000000000000001\n\n  AIzaSyPG-key-0000000000000000000000002 \n",
+    )
+    .await
+    .expect("add keys");
+    assert_eq!(added, 2);
+    let now = proxy_axum::unix_ms();
+    let keys = pages::key_views(admin, now).await.expect("keys");
+    assert_eq!(keys.len(), 2);
+    assert!(keys.iter().all(|k| k.last_used_ms.is_none()
+        && k.today.requests == 0
+        && !k.row.masked.contains("0000000000000000")));
+    let proxy_key = admin
+        .create_proxy_key("app", &"ab".repeat(32))
+        .await
+        .expect("proxy key");
+
+    let first_key = keys[0].row.id;
+    let first_label = format!("{} (#{first_key})", keys[0].row.name);
+    let record = |id: &str, at: u64, latency_ms: u64, status: u16| LogRecord {
+        id: id.into(),
+        started_at_ms: at,
+        proxy_key_id: Some(proxy_key),
+        upstream_key_ids: vec![first_key],
+        answered_key_id: Some(first_key),
+        model: Some("gemini-2.0-flash".into()),
+        route: "generateContent".into(),
+        api: "gemini".into(),
+        status,
+        attempts: 1,
+        latency_ms,
+        prompt_tokens: Some(7),
+        total_tokens: Some(9),
+        ..LogRecord::default()
+    };
+    store
+        .write_logs(&[
+            record("web-1", now - 1000, 12, 200),
+            record("web-2", now - 500, 40, 503),
+            record("web-old", now - 2 * 86_400_000, 5, 200),
+        ])
+        .await
+        .expect("write logs");
+
+    let overview = pages::overview_data(admin, Range::Hour, now)
+        .await
+        .expect("overview");
+    let t = &overview.totals;
+    assert_eq!(
+        (t.requests, t.errors, t.prompt_tokens),
+        (2, 1, 14),
+        "last hour's totals"
+    );
+    assert_eq!(
+        (t.latency_p50_ms, t.latency_p95_ms),
+        (12, 40),
+        "nearest-rank percentiles"
+    );
+    assert_eq!(overview.buckets.len(), 60, "every minute of the hour");
+    assert_eq!(
+        overview.buckets.iter().map(|b| b.requests).sum::<u64>(),
+        2,
+        "the buckets add up to the total"
+    );
+    assert_eq!(
+        overview
+            .top_models
+            .first()
+            .map(|(label, c)| (label.as_str(), c.requests)),
+        Some(("gemini-2.0-flash", 2))
+    );
+    assert_eq!(
+        overview.top_keys.first().map(|(label, _)| label.clone()),
+        Some(first_label.clone())
+    );
+
+    let keys = pages::key_views(admin, now).await.expect("keys");
+    let used = keys.iter().find(|k| k.row.id == first_key).expect("first key");
+    assert_eq!(used.last_used_ms, Some(now - 500));
+    assert!(used.today.requests >= 2, "usage today counts this hour's records");
+
+    let proxy_keys = pages::proxy_key_views(admin, now).await.expect("proxy keys");
+    assert_eq!(proxy_keys.len(), 1);
+    assert_eq!(proxy_keys[0].month.requests, 3, "30 days include the old record");
+    assert!(proxy_keys[0].today.requests >= 2);
+
+    let (lines, daily) = pages::usage_data(admin, 7, now).await.expect("usage");
+    assert_eq!(daily.len(), 7, "one chart bar per day");
+    assert_eq!(daily.iter().map(|d| d.requests).sum::<u64>(), 3);
+    assert_eq!(lines.iter().map(|l| l.cell.requests).sum::<u64>(), 3);
+    assert!(lines.windows(2).all(|w| w[0].day >= w[1].day), "newest day first");
+    assert!(lines.iter().all(|l| l.key == first_label));
+
+    let found = gemini_proxy_web::data::find_log(admin, "web-1", now - 1000)
+        .await
+        .expect("find");
+    assert_eq!(found.map(|r| r.latency_ms), Some(12));
+}
