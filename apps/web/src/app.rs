@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
-use proxy_axum::ProxyState;
 
 use crate::handlers::{actions, login, pages};
 use crate::state::AppState;
@@ -31,6 +30,7 @@ pub fn dashboard_router(state: Arc<AppState>) -> Router {
 }
 
 /// Dashboard routes first; everything else (`/v1beta/…`, `/v1/…`, `/healthz`) is the proxy.
-pub fn app(dashboard: Arc<AppState>, proxy: Arc<ProxyState>) -> Router {
+pub fn app(dashboard: Arc<AppState>) -> Router {
+    let proxy = dashboard.proxy.clone();
     dashboard_router(dashboard).merge(proxy_axum::proxy_router(proxy))
 }

@@ -7,7 +7,7 @@ use clap::Parser;
 use gemini_proxy_web::app::app;
 use gemini_proxy_web::bundle::Bundle;
 use gemini_proxy_web::config::{WebArgs, check_exposure};
-use gemini_proxy_web::state::AppState;
+use gemini_proxy_web::state::{AppState, Backing};
 use proxy_axum::{ProxyConfig, ProxyRuntime, announce_listening, shutdown_signal};
 use store_select::Backend;
 
@@ -45,9 +45,14 @@ async fn run(args: WebArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot start: no key set from the {} store", backend.kind))?;
     backend.forward_changes(runtime.store_changed()).await;
+    let backing = Backing {
+        admin: backend.admin.clone(),
+        key_store: backend.keys.clone(),
+        proxy: runtime.state(),
+        refresh: runtime.store_changed(),
+    };
     let state = AppState::new(
-        backend.admin.clone(),
-        runtime.store_changed(),
+        backing,
         args.admin_password.as_deref(),
         args.secure_cookies,
         Bundle::load(&args.site_root),
@@ -61,7 +66,7 @@ async fn run(args: WebArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     announce_listening(addr)?;
     tracing::info!(%addr, store = backend.kind, "gemini-proxy-web serving dashboard and proxy");
-    let service = app(state, runtime.state()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
         .await

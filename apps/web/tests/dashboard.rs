@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use fake_gemini::FakeGemini;
 use gemini_proxy_web::app::app;
-use gemini_proxy_web::state::AppState;
+use gemini_proxy_web::state::{AppState, Backing};
 use proxy_axum::{ProxyConfig, ProxyRuntime};
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
@@ -31,8 +31,14 @@ async fn start(password: Option<&str>) -> Running {
     let runtime = ProxyRuntime::start(store.clone(), store.clone(), config)
         .await
         .expect("runtime");
-    let state = AppState::new(store, runtime.store_changed(), password, false, None);
-    let router = app(state, runtime.state());
+    let backing = Backing {
+        admin: store.clone(),
+        key_store: store,
+        proxy: runtime.state(),
+        refresh: runtime.store_changed(),
+    };
+    let state = AppState::new(backing, password, false, None);
+    let router = app(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move {
@@ -232,4 +238,68 @@ async fn the_proxy_route_still_answers_unknown_paths_and_healthz() {
         StatusCode::NOT_FOUND
     );
     assert_eq!(web.get("", "/pkg/..%2FCargo.toml").await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn recheck_asks_upstream_and_marks_only_a_broken_key() {
+    let web = start(Some("pw")).await;
+    let cookie = session_cookie(&web.login("pw").await);
+    let (_, page) = web.get(&cookie, "/keys").await;
+    let token = csrf(&page);
+    let good = "AIzaSyWEB-good-key-000000000000000000001";
+    let broken = "AIzaSyWEB-invalid-key-00000000000000000002";
+    let limited = "AIzaSyWEB-r429d-key-000000000000000000003";
+    let lines = format!("{good}\n{broken}\n{limited}");
+    let added = web
+        .post(&cookie, "/keys", &[("csrf", &token), ("keys", &lines)])
+        .await;
+    assert_eq!(added.status(), StatusCode::SEE_OTHER);
+
+    // The proxy's pool learns of new keys on its next refresh.
+    let mut verdicts = Vec::new();
+    for id in 1..=3 {
+        let mut location = String::new();
+        for _ in 0..50 {
+            let res = web
+                .post(&cookie, &format!("/keys/{id}/recheck"), &[("csrf", &token)])
+                .await;
+            location = res
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            if location != "/keys?msg=missing" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        verdicts.push(location);
+    }
+    assert_eq!(
+        verdicts,
+        vec![
+            "/keys?msg=checked-valid",
+            "/keys?msg=checked-invalid",
+            "/keys?msg=checked-rate_limited"
+        ]
+    );
+    let (_, page) = web.get(&cookie, "/keys?msg=checked-invalid").await;
+    assert!(page.contains("upstream rejects the key"), "the verdict is shown");
+    let row = |id: i64| {
+        let start = page.find(&format!(r#"data-key-id="{id}""#)).expect("row");
+        page[start..]
+            .split("</tr>")
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(row(2).contains("invalid:"), "{}", row(2));
+    assert!(row(1).contains("status-ok") && row(3).contains("status-ok"));
+    assert!(
+        !page.contains(broken) && !page.contains(good),
+        "no secret on the page"
+    );
+    let forged = web.post(&cookie, "/keys/1/recheck", &[("csrf", "forged")]).await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
 }

@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use proxy_core::Engine;
 use proxy_core::auth::ProxyKeyTable;
+use proxy_core::key_check::KeyCheck;
+use proxy_core::keys::KeyId;
 use proxy_core::log::LogRecord;
 use proxy_core::platform::{KeySnapshot, KeyStore, LogSink, StoreError};
 use proxy_core::pool::{KeyPool, StateChange};
@@ -60,6 +62,12 @@ impl ProxyState {
         let n = self.request_counter.fetch_add(1, Ordering::Relaxed);
         let id = proxy_core::log::request_id(now_ms, n, self.instance);
         (id, now_ms ^ n.rotate_left(32) ^ u64::from(self.instance))
+    }
+
+    /// Re-checks one upstream key with a cheap upstream call; an invalid verdict is
+    /// already in the pool when this returns (the caller persists `change`).
+    pub async fn check_key(&self, key_id: KeyId) -> Option<KeyCheck> {
+        self.engine.check_key(key_id).await
     }
 
     /// Log records dropped because the writer could not keep up.

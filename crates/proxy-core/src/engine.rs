@@ -105,7 +105,7 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
 
     /// A poisoned lock only means another request panicked mid-update; the pool's
     /// data is still consistent (every update is a single assignment), so keep going.
-    fn lock_pool(&self) -> MutexGuard<'_, KeyPool> {
+    pub(crate) fn lock_pool(&self) -> MutexGuard<'_, KeyPool> {
         self.pool.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 

@@ -233,3 +233,53 @@ fn no_keys_is_a_clear_503() {
     let calls = Cell::new(engine.upstream().used.lock().map(|u| u.len()).unwrap_or(1));
     assert_eq!(calls.get(), 0);
 }
+
+#[test]
+fn key_check_marks_only_a_broken_key() {
+    let engine = engine(
+        vec![
+            (1, Ok((400, INVALID))),
+            (2, Ok((429, QUOTA))),
+            (3, Err(TransportError::Timeout)),
+        ],
+        4,
+    );
+    let valid = block_on(engine.check_key(0)).expect("key 0 is pooled");
+    assert_eq!((valid.verdict(), valid.change.clone()), ("valid", None));
+
+    let broken = block_on(engine.check_key(1)).expect("key 1 is pooled");
+    assert_eq!(broken.verdict(), "invalid");
+    assert!(matches!(
+        broken.change,
+        Some(StateChange::Invalid { key_id: 1, ref reason }) if reason.contains("API_KEY_INVALID")
+    ));
+    let limited = block_on(engine.check_key(2)).expect("key 2 is pooled");
+    assert_eq!(
+        (limited.verdict(), limited.change.clone()),
+        ("rate_limited", None)
+    );
+    let silent = block_on(engine.check_key(3)).expect("key 3 is pooled");
+    assert_eq!((silent.verdict(), silent.change.clone()), ("unreachable", None));
+    assert_eq!(
+        block_on(engine.check_key(9)),
+        None,
+        "an unknown key is not checked"
+    );
+
+    // The broken key carries its mark; the rate-limited one is not cooled down.
+    let run = block_on(engine.execute(&request(), "m", 1));
+    assert_eq!(run.attempts.tried, vec![0]);
+    let statuses = engine.pool().lock().map(|p| p.statuses()).unwrap_or_default();
+    assert!(
+        statuses.iter().all(|s| s.state.cooldowns.is_empty()),
+        "{statuses:?}"
+    );
+    let marked: Vec<i64> = statuses
+        .iter()
+        .filter(|s| s.state.invalid_reason.is_some())
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(marked, vec![1]);
+    let sent = engine.upstream().used.lock().map(|u| u.len()).unwrap_or(0);
+    assert_eq!(sent, 5, "one call per check of a pooled key, one for the request");
+}

@@ -14,6 +14,7 @@ pub mod engine;
 #[cfg(test)]
 mod engine_tests;
 pub mod error;
+pub mod key_check;
 pub mod keys;
 pub mod log;
 pub mod pacific;

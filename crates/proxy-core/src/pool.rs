@@ -187,6 +187,14 @@ impl KeyPool {
         }
     }
 
+    /// The secret of one key, enabled or not (for an operator's re-check).
+    pub fn secret_of(&self, key_id: KeyId) -> Option<Secret> {
+        self.keys
+            .iter()
+            .find(|k| k.key.id == key_id)
+            .map(|k| k.key.secret.clone())
+    }
+
     /// Every upstream secret the pool holds, for scrubbing text before it leaves.
     pub fn secrets(&self) -> Vec<String> {
         self.keys

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use proxy_core::admin::AdminStore;
 use proxy_core::auth::{format_proxy_key, hash_proxy_key};
+use proxy_core::classify::Outcome;
 use proxy_core::platform::StoreError;
 use serde::Deserialize;
 
@@ -75,6 +76,7 @@ pub async fn key_action(
         "enable" => (admin.set_key_enabled(id, true).await, "enabled"),
         "disable" => (admin.set_key_enabled(id, false).await, "disabled"),
         "delete" => (admin.remove_key(id).await, "deleted"),
+        "recheck" => return recheck(&state, id).await,
         _ => return (StatusCode::NOT_FOUND, "unknown action").into_response(),
     };
     match result {
@@ -85,6 +87,42 @@ pub async fn key_action(
         Ok(false) => Redirect::to("/keys?msg=missing").into_response(),
         Err(error) => store_error(error),
     }
+}
+
+/// "Re-check now": one cheap upstream call with the key. An invalid verdict is saved as
+/// the proxy saves its own; a valid key that carried an invalid mark is re-enabled, which
+/// clears the mark (and any cooldowns: the next real request re-learns them).
+async fn recheck(state: &AppState, id: i64) -> Response {
+    let Some(check) = state.proxy.check_key(id).await else {
+        return Redirect::to("/keys?msg=missing").into_response();
+    };
+    let saved = match (&check.outcome, &check.change) {
+        (_, Some(change)) => state.key_store.save_state(std::slice::from_ref(change)).await,
+        (Outcome::Success, None) => clear_invalid_mark(state.admin.as_ref(), id).await,
+        _ => Ok(()),
+    };
+    if let Err(error) = saved {
+        return store_error(error);
+    }
+    state.refresh.notify_one();
+    tracing::info!(
+        key_id = id,
+        verdict = check.verdict(),
+        "operator re-checked an upstream key"
+    );
+    Redirect::to(&format!("/keys?msg=checked-{}", check.verdict())).into_response()
+}
+
+async fn clear_invalid_mark(admin: &dyn AdminStore, id: i64) -> Result<(), StoreError> {
+    let marked = admin
+        .list_keys()
+        .await?
+        .into_iter()
+        .any(|k| k.id == id && k.enabled && k.invalid_reason.is_some());
+    if marked {
+        admin.set_key_enabled(id, true).await?;
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]

@@ -81,6 +81,7 @@ pub fn page(csrf: &str, keys: Vec<KeyView>, now_ms: u64, msg: Option<&str>) -> S
             } else {
                 post_button(format!("/keys/{id}/enable"), "Enable", csrf, false)
             };
+            let recheck = post_button(format!("/keys/{id}/recheck"), "Re-check", csrf, false);
             let delete = post_button(format!("/keys/{id}/delete"), "Delete", csrf, true);
             let last_used = k
                 .last_used_ms
@@ -94,7 +95,7 @@ pub fn page(csrf: &str, keys: Vec<KeyView>, now_ms: u64, msg: Option<&str>) -> S
                     <td class="num">{usage_text(&k.today)}</td>
                     <td>{last_used}</td>
                     <td>{timefmt::date_time(k.row.created_at_ms)}</td>
-                    <td>{toggle}" "{delete}</td>
+                    <td>{toggle}" "{recheck}" "{delete}</td>
                 </tr>
             }
         })

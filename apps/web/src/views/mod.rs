@@ -39,6 +39,11 @@ pub fn notice(code: Option<&str>) -> Option<AnyView> {
         "revoked" => "Proxy key revoked.",
         "none" => "Nothing to add: paste one key per line.",
         "missing" => "No such key.",
+        "checked-valid" => "Re-checked: upstream accepts the key.",
+        "checked-invalid" => "Re-checked: upstream rejects the key; it is marked invalid.",
+        "checked-rate_limited" => "Re-checked: the key is valid but rate-limited right now.",
+        "checked-unreachable" => "Re-checked: upstream did not answer; nothing was changed.",
+        "checked-refused" => "Re-checked: upstream refused the call for another reason; nothing was changed.",
         _ => return None,
     };
     Some(view! { <p class="notice">{text}</p> }.into_any())
