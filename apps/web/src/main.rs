@@ -8,7 +8,7 @@ use gemini_proxy_web::app::app;
 use gemini_proxy_web::bundle::Bundle;
 use gemini_proxy_web::config::{WebArgs, check_exposure};
 use gemini_proxy_web::state::{AppState, Backing};
-use proxy_axum::{ProxyConfig, ProxyRuntime, announce_listening, shutdown_signal};
+use proxy_axum::{ProxyConfig, ProxyRuntime, announce_listening, shutdown_signal, without_nagle};
 use store_select::Backend;
 
 fn main() -> std::process::ExitCode {
@@ -67,7 +67,7 @@ async fn run(args: WebArgs) -> anyhow::Result<()> {
     announce_listening(addr)?;
     tracing::info!(%addr, store = backend.kind, "gemini-proxy-web serving dashboard and proxy");
     let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service)
+    axum::serve(without_nagle(listener), service)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("server error")?;

@@ -45,7 +45,7 @@ async fn start(password: Option<&str>) -> Running {
         // Keeps the runtime (and its background writers) alive as long as the server.
         let _runtime = runtime;
         let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let _ = axum::serve(listener, service).await;
+        let _ = axum::serve(proxy_axum::without_nagle(listener), service).await;
     });
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

@@ -4,7 +4,8 @@
 use std::io::Write;
 use std::net::SocketAddr;
 
-use axum::serve::{Listener, ListenerExt};
+use axum::serve::{ListenerExt, TapIo};
+use tokio::net::TcpStream;
 use tokio::net::TcpListener;
 
 /// Prints `listening on http://ADDR` on stdout, flushed at once: the line scripts and
@@ -17,13 +18,16 @@ pub fn announce_listening(addr: SocketAddr) -> std::io::Result<()> {
 
 /// Sets TCP_NODELAY on every accepted connection. Answers are many small writes (SSE
 /// chunks); without it, Nagle's algorithm meets the client's delayed ACK and holds
-/// them for ~40 ms.
-pub fn without_nagle(listener: TcpListener) -> impl Listener<Io = tokio::net::TcpStream, Addr = SocketAddr> {
-    listener.tap_io(|stream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    })
+/// them for ~40 ms. The concrete type (not `impl Listener`) keeps axum's
+/// `ConnectInfo<SocketAddr>` available to the router.
+pub fn without_nagle(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStream)> {
+    listener.tap_io(set_nodelay as fn(&mut TcpStream))
+}
+
+fn set_nodelay(stream: &mut TcpStream) {
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "cannot set TCP_NODELAY");
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
