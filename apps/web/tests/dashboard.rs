@@ -303,3 +303,42 @@ async fn recheck_asks_upstream_and_marks_only_a_broken_key() {
     let forged = web.post(&cookie, "/keys/1/recheck", &[("csrf", "forged")]).await;
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn cross_site_posts_are_refused_even_to_login() {
+    let web = start(Some("pw")).await;
+    let post = |origin: String| {
+        web.http
+            .post(format!("{}/login", web.base))
+            .header("origin", origin)
+            .form(&[("password", "pw")])
+            .send()
+    };
+    let forged = post("https://evil.example".into()).await.expect("post");
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert!(
+        forged.headers().get(SET_COOKIE).is_none(),
+        "no session for a forged login"
+    );
+    let own = post(web.base.clone()).await.expect("post");
+    assert_eq!(
+        own.status(),
+        StatusCode::SEE_OTHER,
+        "the dashboard's own origin logs in"
+    );
+    // The proxy route is not the dashboard's: browsers' cross-origin API calls pass on
+    // to proxy-key auth.
+    let api = web
+        .http
+        .post(format!(
+            "{}/v1beta/models/gemini-2.0-flash:generateContent",
+            web.base
+        ))
+        .header("origin", "https://app.example")
+        .header("x-goog-api-key", "gp-unknown")
+        .json(&serde_json::json!({"contents": []}))
+        .send()
+        .await
+        .expect("proxy");
+    assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
+}

@@ -5,8 +5,8 @@ use std::io::Write;
 use std::net::SocketAddr;
 
 use axum::serve::{ListenerExt, TapIo};
-use tokio::net::TcpStream;
 use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 
 /// Prints `listening on http://ADDR` on stdout, flushed at once: the line scripts and
 /// tests wait for (the port may have been chosen by the OS).
