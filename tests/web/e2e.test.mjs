@@ -132,11 +132,37 @@ test('overview shows totals, charts and the cooling key', async () => {
   await page.goto(`${WEB}/keys`);
   await shot('keys');
   if (process.env.EXPECT_BUNDLE === '1') {
-    // The wasm bundle mounts a ticking countdown onto each cooldown.
-    const cell = page.locator('[data-until]').first();
+    // The wasm bundle mounts the shared KeyStatus component onto each status cell; it
+    // counts cooldowns down every second.
+    const cell = page.locator('[data-live-key]', { hasText: 'cooling' }).first();
     const first = await cell.textContent();
     await eventually('the cooldown to count down in the browser', async () => (await cell.textContent()) !== first, 5000);
   }
+});
+
+const bundleOnly = { skip: process.env.EXPECT_BUNDLE !== '1' && 'no browser bundle built (WEB_HYDRATE=1 builds it)' };
+
+test('key states refresh in place from the key_rows server function', bundleOnly, async () => {
+  await page.goto(`${WEB}/keys`);
+  const csrf = await page.getAttribute('input[name=csrf]', 'value');
+  const cell = page.locator('tr[data-key-id="1"] [data-live-key]');
+  await eventually('the live cell to mount', async () => /ok/.test(await cell.textContent()));
+  // Another operator's change, made outside this page: no reload here.
+  const res = await page.request.post(`${WEB}/keys/1/disable`, { form: { csrf }, maxRedirects: 0 });
+  assert.equal(res.status(), 303);
+  await eventually('the status cell to show the change', async () => /disabled/.test(await cell.textContent()), 15000);
+  const again = await page.request.post(`${WEB}/keys/1/enable`, { form: { csrf }, maxRedirects: 0 });
+  assert.equal(again.status(), 303);
+  await eventually('the status cell to recover', async () => /^ok$/.test((await cell.textContent()).trim()), 15000);
+});
+
+test('overview totals refresh in place from the overview_totals server function', bundleOnly, async () => {
+  await page.goto(`${WEB}/?range=hour`);
+  const count = async () => Number((await page.textContent('#totals')).match(/Requests\s*(\d+)/)?.[1] ?? -1);
+  const before = await count();
+  assert.ok(before >= 3, `the totals show this hour's requests (${before})`);
+  assert.equal(await generate(secret), 200);
+  await eventually('the totals to count the new request', async () => (await count()) > before, 25000);
 });
 
 test('usage shows day x model x key and downloads CSV', async () => {

@@ -26,6 +26,7 @@ pub fn dashboard_router(state: Arc<AppState>) -> Router {
         .route("/usage", get(pages::usage))
         .route("/usage.csv", get(pages::usage_csv))
         .route("/pkg/{file}", get(crate::bundle::serve))
+        .route("/api/{name}", post(crate::server_fns::handle))
         .route_layer(axum::middleware::from_fn(crate::same_origin::require_same_origin))
         .with_state(state)
 }

@@ -1,50 +1,114 @@
-//! The browser bundle (`scripts/build-web.sh`, feature `hydrate`): Leptos components
-//! mounted onto the server-rendered pages. Pages are complete without it; it only makes
-//! cooldown times count down live.
+//! The browser bundle (`scripts/build-web.sh`, feature `hydrate`). Pages are complete
+//! without it; with it, the parts that change on their own stay current: key status
+//! cells (cooldowns count down every second, states refresh from the `key_rows` server
+//! function) and the overview's totals (from `overview_totals`). Each part is the same
+//! `live` component the server rendered, mounted in its place once fresh data arrives.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use leptos::prelude::*;
+use leptos::task::spawn_local;
+use proxy_core::admin::KeyRow;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::wasm_bindgen;
+
+use crate::api::{key_rows, overview_totals};
+use crate::live::{KeyStatus, TotalsCards};
+
+const KEYS_EVERY: Duration = Duration::from_secs(5);
+const TOTALS_EVERY: Duration = Duration::from_secs(10);
 
 /// Called by the page's module script once the bundle is loaded.
 #[wasm_bindgen]
 pub fn hydrate() {
-    let Some(document) = web_sys::window().and_then(|w| w.document()) else {
-        return;
-    };
-    let Ok(cells) = document.query_selector_all("[data-until]") else {
-        return;
-    };
-    for i in 0..cells.length() {
-        let Some(cell) = cells
-            .item(i)
-            .and_then(|n| n.dyn_into::<web_sys::HtmlElement>().ok())
-        else {
-            continue;
-        };
-        let data = cell.dataset();
-        let Some(until) = data.get("until").and_then(|v| v.parse::<f64>().ok()) else {
-            continue;
-        };
-        let label = data.get("label").unwrap_or_default();
-        cell.set_inner_html("");
-        leptos::mount::mount_to(cell, move || countdown(label, until)).forget();
+    console_error_panic_hook::set_once();
+    // Already running is fine (a second call of this function).
+    let _ = any_spawner::Executor::init_wasm_bindgen();
+    let cells = elements("[data-live-key]");
+    if !cells.is_empty() {
+        spawn_local(live_keys(cells));
+    }
+    if let Some(totals) = elements("#totals[data-range]").into_iter().next() {
+        spawn_local(live_totals(totals));
     }
 }
 
-/// "model 1m 5s", ticking every second.
-fn countdown(label: String, until_ms: f64) -> impl IntoView {
-    let now = RwSignal::new(js_sys::Date::now());
-    set_interval(move || now.set(js_sys::Date::now()), Duration::from_secs(1));
-    move || {
-        let left = ((until_ms - now.get()).max(0.0) / 1000.0) as u64;
-        let text = match left {
-            0..=59 => format!("{left}s"),
-            60..=3599 => format!("{}m {}s", left / 60, left % 60),
-            _ => format!("{}h {}m", left / 3600, (left / 60) % 60),
+fn elements(selector: &str) -> Vec<web_sys::HtmlElement> {
+    let Some(found) = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.query_selector_all(selector).ok())
+    else {
+        return Vec::new();
+    };
+    (0..found.length())
+        .filter_map(|i| found.item(i))
+        .filter_map(|node| node.dyn_into::<web_sys::HtmlElement>().ok())
+        .collect()
+}
+
+fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+async fn live_keys(cells: Vec<web_sys::HtmlElement>) {
+    let Ok(first) = key_rows().await else {
+        return; // Logged out or the store is down: the rendered cells stay as they are.
+    };
+    let rows = RwSignal::new(by_id(first));
+    let now = RwSignal::new(now_ms());
+    set_interval(move || now.set(now_ms()), Duration::from_secs(1));
+    set_interval(
+        move || {
+            spawn_local(async move {
+                if let Ok(fresh) = key_rows().await {
+                    rows.set(by_id(fresh));
+                }
+            })
+        },
+        KEYS_EVERY,
+    );
+    for cell in cells {
+        let Some(id) = cell.dataset().get("liveKey").and_then(|v| v.parse::<i64>().ok()) else {
+            continue;
         };
-        format!("{label} {text}")
+        let Some(initial) = rows.with_untracked(|m| m.get(&id).cloned()) else {
+            continue;
+        };
+        // A key deleted meanwhile keeps its last known state until the page reloads.
+        let last = StoredValue::new(initial);
+        let row = Signal::derive(move || {
+            if let Some(fresh) = rows.with(|m| m.get(&id).cloned()) {
+                last.set_value(fresh);
+            }
+            last.get_value()
+        });
+        cell.set_inner_html("");
+        leptos::mount::mount_to(cell, move || view! { <KeyStatus row=row now_ms=now/> }).forget();
     }
+}
+
+fn by_id(rows: Vec<KeyRow>) -> HashMap<i64, KeyRow> {
+    rows.into_iter().map(|r| (r.id, r)).collect()
+}
+
+async fn live_totals(element: web_sys::HtmlElement) {
+    let range = element.dataset().get("range").unwrap_or_else(|| "day".into());
+    let Ok(first) = overview_totals(range.clone()).await else {
+        return;
+    };
+    let totals = RwSignal::new(first);
+    set_interval(
+        move || {
+            let range = range.clone();
+            spawn_local(async move {
+                if let Ok(fresh) = overview_totals(range).await {
+                    totals.set(fresh);
+                }
+            })
+        },
+        TOTALS_EVERY,
+    );
+    element.set_inner_html("");
+    leptos::mount::mount_to(element, move || view! { <TotalsCards totals=totals/> }).forget();
 }

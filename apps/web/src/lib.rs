@@ -1,6 +1,7 @@
 //! Gemini Proxy's operator dashboard: Leptos components rendered on the server inside
 //! axum, next to the very same proxy route `gemini-proxy serve` mounts.
 
+pub mod api;
 #[cfg(feature = "ssr")]
 pub mod app;
 #[cfg(feature = "ssr")]
@@ -15,6 +16,7 @@ pub mod data;
 pub mod handlers;
 #[cfg(feature = "hydrate")]
 pub mod hydrate;
+pub mod live;
 #[cfg(feature = "ssr")]
 pub mod log_filter;
 #[cfg(feature = "ssr")]
@@ -26,10 +28,11 @@ pub mod password;
 #[cfg(feature = "ssr")]
 pub mod same_origin;
 #[cfg(feature = "ssr")]
+pub mod server_fns;
+#[cfg(feature = "ssr")]
 pub mod session;
 #[cfg(feature = "ssr")]
 pub mod state;
-#[cfg(feature = "ssr")]
 pub mod timefmt;
 #[cfg(feature = "ssr")]
 pub mod views;

@@ -342,3 +342,57 @@ async fn cross_site_posts_are_refused_even_to_login() {
         .expect("proxy");
     assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn server_functions_answer_only_a_session() {
+    let web = start(Some("pw")).await;
+    let call = |cookie: String, name: &'static str, form: &'static [(&'static str, &'static str)]| {
+        web.http
+            .post(format!("{}/api/{name}", web.base))
+            .header(COOKIE, cookie)
+            .form(form)
+            .send()
+    };
+    let anonymous = call(String::new(), "key_rows", &[]).await.expect("call");
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
+    let cookie = session_cookie(&web.login("pw").await);
+    let (_, page) = web.get(&cookie, "/keys").await;
+    let secret = "AIzaSyWEB-live-key-000000000000000000009";
+    let added = web
+        .post(&cookie, "/keys", &[("csrf", &csrf(&page)), ("keys", secret)])
+        .await;
+    assert_eq!(added.status(), StatusCode::SEE_OTHER);
+
+    let rows = call(cookie.clone(), "key_rows", &[]).await.expect("call");
+    assert_eq!(rows.status(), StatusCode::OK);
+    let body = rows.text().await.expect("body");
+    let rows: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(rows[0]["enabled"], true, "{body}");
+    assert!(!body.contains(secret), "no secret in a server function's answer");
+
+    let proxy_key = {
+        let created = web
+            .post(
+                &cookie,
+                "/proxy-keys",
+                &[("csrf", &csrf(&page)), ("name", "live")],
+            )
+            .await;
+        let page = created.text().await.expect("page");
+        let start = page.find("gp-").expect("secret shown once");
+        page[start..start + 51].to_string()
+    };
+    assert!(eventually(|| async { web.generate(&proxy_key).await == StatusCode::OK }).await);
+    let requests = || async {
+        let totals = call(cookie.clone(), "overview_totals", &[("range", "hour")])
+            .await
+            .expect("call");
+        let totals: serde_json::Value = totals.json().await.expect("json");
+        totals["requests"].as_u64().unwrap_or(0)
+    };
+    assert!(
+        eventually(|| async { requests().await >= 1 }).await,
+        "the request shows in the live totals"
+    );
+}

@@ -14,7 +14,7 @@ use proxy_core::platform::StoreError;
 use serde::Deserialize;
 
 use super::login::CsrfForm;
-use super::{html, store_error};
+use super::{render, store_error};
 use crate::operator::Operator;
 use crate::state::AppState;
 use crate::views;
@@ -156,12 +156,7 @@ pub async fn create_proxy_key(
     }
     state.refresh.notify_one();
     match super::pages::proxy_key_views(admin, proxy_axum::unix_ms()).await {
-        Ok(keys) => html(views::proxy_keys::page(
-            operator.csrf(),
-            keys,
-            Some((name, secret)),
-            None,
-        )),
+        Ok(keys) => render(|| views::proxy_keys::page(operator.csrf(), keys, Some((name, secret)), None)),
         Err(error) => store_error(error),
     }
 }

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use proxy_axum::unix_ms;
 use serde::Deserialize;
 
-use super::html;
+use super::{html, render};
 use crate::operator::Operator;
 use crate::session;
 use crate::state::AppState;
@@ -34,7 +34,7 @@ pub async fn show(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
     if !state.password.required() {
         return start_session(&state, &headers);
     }
-    html(views::login::page(None))
+    render(|| views::login::page(None))
 }
 
 pub async fn submit(

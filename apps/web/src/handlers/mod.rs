@@ -23,6 +23,14 @@ pub fn html(body: String) -> Response {
     response
 }
 
+/// Renders a page inside its own reactive owner: components with signals (the shared
+/// ones in `live`) need one, and it is dropped with everything it owned once the HTML
+/// is out.
+pub fn render(page: impl FnOnce() -> String) -> Response {
+    let owner = leptos::prelude::Owner::new();
+    html(owner.with(page))
+}
+
 /// Store failures become a 503 page; the message is the store's, which holds no secret.
 pub fn store_error(error: StoreError) -> Response {
     tracing::warn!(%error, "dashboard store query failed");

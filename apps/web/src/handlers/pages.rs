@@ -12,7 +12,7 @@ use proxy_core::keys::KeyId;
 use proxy_core::platform::StoreError;
 use serde::Deserialize;
 
-use super::{html, store_error};
+use super::{render, store_error};
 use crate::data::{self, Range};
 use crate::log_filter::{LogFilters, PAGE_SIZE};
 use crate::operator::Operator;
@@ -33,7 +33,7 @@ pub async fn overview(
 ) -> Response {
     let range = Range::parse(params.range.as_deref());
     match overview_data(state.admin.as_ref(), range, unix_ms()).await {
-        Ok(o) => html(views::overview::page(operator.csrf(), o)),
+        Ok(o) => render(|| views::overview::page(operator.csrf(), o)),
         Err(error) => store_error(error),
     }
 }
@@ -103,12 +103,7 @@ pub async fn keys(
 ) -> Response {
     let now = unix_ms();
     match key_views(state.admin.as_ref(), now).await {
-        Ok(keys) => html(views::keys::page(
-            operator.csrf(),
-            keys,
-            now,
-            params.msg.as_deref(),
-        )),
+        Ok(keys) => render(|| views::keys::page(operator.csrf(), keys, now, params.msg.as_deref())),
         Err(error) => store_error(error),
     }
 }
@@ -151,12 +146,7 @@ pub async fn proxy_keys(
     Query(params): Query<MsgParams>,
 ) -> Response {
     match proxy_key_views(state.admin.as_ref(), unix_ms()).await {
-        Ok(keys) => html(views::proxy_keys::page(
-            operator.csrf(),
-            keys,
-            None,
-            params.msg.as_deref(),
-        )),
+        Ok(keys) => render(|| views::proxy_keys::page(operator.csrf(), keys, None, params.msg.as_deref())),
         Err(error) => store_error(error),
     }
 }
@@ -227,7 +217,7 @@ pub async fn logs(
     }
     .await;
     match result {
-        Ok(page) => html(views::logs::page(operator.csrf(), page)),
+        Ok(page) => render(|| views::logs::page(operator.csrf(), page)),
         Err(error) => store_error(error),
     }
 }
@@ -250,7 +240,7 @@ pub async fn log_detail(
     let found = data::find_log(admin, &id, at).await;
     let keys = admin.list_keys().await;
     match (found, keys) {
-        (Ok(Some(record)), Ok(keys)) => html(views::logs::detail(operator.csrf(), record, &keys)),
+        (Ok(Some(record)), Ok(keys)) => render(|| views::logs::detail(operator.csrf(), record, &keys)),
         (Ok(None), _) => (StatusCode::NOT_FOUND, "no such request record").into_response(),
         (Err(error), _) | (_, Err(error)) => store_error(error),
     }
@@ -303,7 +293,7 @@ pub async fn usage(
     Query(params): Query<UsageParams>,
 ) -> Response {
     match usage_data(state.admin.as_ref(), params.days(), unix_ms()).await {
-        Ok((rows, daily)) => html(views::usage::page(operator.csrf(), params.days(), &rows, &daily)),
+        Ok((rows, daily)) => render(|| views::usage::page(operator.csrf(), params.days(), &rows, &daily)),
         Err(error) => store_error(error),
     }
 }

@@ -5,6 +5,7 @@ use leptos::prelude::*;
 use proxy_core::admin::{KeyRow, UsageCell};
 
 use super::{csrf_field, notice, post_button};
+use crate::live::KeyStatus;
 use crate::timefmt;
 
 pub struct KeyView {
@@ -24,45 +25,11 @@ pub fn usage_text(u: &UsageCell) -> String {
     format!("{} req{errors} · {} tok", u.requests, u.total_tokens)
 }
 
-/// "disabled", "invalid: …", "cooling: model 3m 2s", or "ok".
-pub fn state_text(k: &KeyRow, now_ms: u64) -> String {
-    if !k.enabled {
-        return "disabled".into();
-    }
-    if let Some(reason) = &k.invalid_reason {
-        return format!("invalid: {reason}");
-    }
-    let cooling: Vec<String> = k
-        .cooldowns
-        .iter()
-        .filter(|(_, until)| *until > now_ms)
-        .map(|(model, until)| format!("{model} {}", timefmt::duration(until - now_ms)))
-        .collect();
-    if cooling.is_empty() {
-        "ok".into()
-    } else {
-        format!("cooling: {}", cooling.join(", "))
-    }
-}
-
-/// The status cell: cooldowns are spans the browser bundle (if loaded) counts down.
-pub fn state_view(k: &KeyRow, now_ms: u64) -> AnyView {
-    let text = state_text(k, now_ms);
-    if !text.starts_with("cooling") {
-        return view! { {text} }.into_any();
-    }
-    let spans = k
-        .cooldowns
-        .iter()
-        .filter(|(_, until)| *until > now_ms)
-        .enumerate()
-        .map(|(i, (model, until))| {
-            let separator = (i > 0).then_some(", ");
-            let shown = format!("{model} {}", timefmt::duration(until - now_ms));
-            view! { {separator}<span data-until=until.to_string() data-label=model.clone()>{shown}</span> }
-        })
-        .collect_view();
-    view! { "cooling: "{spans} }.into_any()
+/// The status cell: the shared `KeyStatus` component, which the browser bundle (when
+/// loaded) keeps current from the `key_rows` server function and counts down.
+pub fn status_cell(k: &KeyRow, now_ms: u64) -> AnyView {
+    let id = k.id.to_string();
+    view! { <td data-live-key=id><KeyStatus row=k.clone() now_ms=now_ms/></td> }.into_any()
 }
 
 pub fn page(csrf: &str, keys: Vec<KeyView>, now_ms: u64, msg: Option<&str>) -> String {
@@ -70,12 +37,6 @@ pub fn page(csrf: &str, keys: Vec<KeyView>, now_ms: u64, msg: Option<&str>) -> S
         .into_iter()
         .map(|k| {
             let id = k.row.id;
-            let state = state_text(&k.row, now_ms);
-            let class = match state.as_str() {
-                "ok" => "status-ok",
-                s if s.starts_with("cooling") => "status-warn",
-                _ => "status-bad",
-            };
             let toggle = if k.row.enabled {
                 post_button(format!("/keys/{id}/disable"), "Disable", csrf, false)
             } else {
@@ -91,7 +52,7 @@ pub fn page(csrf: &str, keys: Vec<KeyView>, now_ms: u64, msg: Option<&str>) -> S
                     <td>{id.to_string()}</td>
                     <td>{k.row.name.clone()}</td>
                     <td><code>{k.row.masked.clone()}</code></td>
-                    <td class=class>{state_view(&k.row, now_ms)}</td>
+                    {status_cell(&k.row, now_ms)}
                     <td class="num">{usage_text(&k.today)}</td>
                     <td>{last_used}</td>
                     <td>{timefmt::date_time(k.row.created_at_ms)}</td>

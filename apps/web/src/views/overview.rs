@@ -6,6 +6,7 @@ use proxy_core::admin::{KeyRow, UsageCell};
 
 use crate::chart::{self, Series};
 use crate::data::Range;
+use crate::live::TotalsCards;
 use crate::timefmt;
 
 pub struct Overview {
@@ -94,25 +95,11 @@ pub fn page(csrf: &str, o: Overview) -> String {
         chart::lines("latency", &labels, &latency, &answered),
         chart::legend(&latency),
     );
-    let t = &o.totals;
-    let cards = [
-        ("Requests", t.requests.to_string()),
-        ("Error rate", format!("{:.1}%", t.error_rate_percent())),
-        ("Prompt tokens", t.prompt_tokens.to_string()),
-        ("Output tokens", t.candidates_tokens.to_string()),
-        ("Thinking tokens", t.thoughts_tokens.to_string()),
-        ("Cached tokens", t.cached_tokens.to_string()),
-        ("Latency p50", format!("{} ms", t.latency_p50_ms)),
-        ("Latency p95", format!("{} ms", t.latency_p95_ms)),
-    ]
-    .into_iter()
-    .map(|(label, value)| view! { <div class="card">{label}<b>{value}</b></div> })
-    .collect_view();
     let troubled = troubled_table(&o.troubled, o.now_ms);
     let body = view! {
         <h1>"Overview"</h1>
         <p>{ranges}</p>
-        <div class="cards" id="totals">{cards}</div>
+        <div class="cards" id="totals" data-range=o.range.name()><TotalsCards totals=o.totals.clone()/></div>
         <div inner_html=charts></div>
         <h2>"Top models"</h2>
         {usage_table(&o.top_models, "Model")}
@@ -160,8 +147,8 @@ fn troubled_table(keys: &[KeyRow], now_ms: u64) -> AnyView {
     let rows = keys
         .iter()
         .map(|k| {
-            let state = super::keys::state_view(k, now_ms);
-            view! { <tr><td>{k.name.clone()}</td><td>{k.masked.clone()}</td><td>{state}</td></tr> }
+            let state = super::keys::status_cell(k, now_ms);
+            view! { <tr><td>{k.name.clone()}</td><td>{k.masked.clone()}</td>{state}</tr> }
         })
         .collect_view();
     view! { <table><tr><th>"Name"</th><th>"Key"</th><th>"State"</th></tr>{rows}</table> }.into_any()
