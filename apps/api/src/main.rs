@@ -15,12 +15,8 @@ use store_select::Backend;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_tracing(&cli.log_filter, cli.log_json);
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = cli.worker_threads.filter(|n| *n > 0) {
-        runtime.worker_threads(threads);
-    }
-    let result = match runtime.enable_all().build() {
+    cli.process.init_tracing();
+    let result = match cli.process.runtime() {
         Ok(runtime) => runtime.block_on(run(cli)),
         Err(error) => Err(anyhow::anyhow!("cannot start the async runtime: {error}")),
     };
@@ -41,19 +37,5 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(command) => keys_cmd::run(admin, command).await,
         Command::ProxyKeys(command) => proxy_keys_cmd::run(admin, command).await,
         Command::Logs(command) => logs_cmd::run(admin, command).await,
-    }
-}
-
-/// Logs go to stderr so stdout stays for command output (and `listening on …`).
-fn init_tracing(filter: &str, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
     }
 }

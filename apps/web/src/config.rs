@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
+use proxy_axum::{ProcessArgs, ProxyArgs};
 use store_select::StoreArgs;
 
 #[derive(Clone, Debug, Parser)]
@@ -26,25 +27,11 @@ pub struct WebArgs {
     pub secure_cookies: bool,
     #[command(flatten)]
     pub store: StoreArgs,
-    #[arg(long = "log", env = "GEMINI_PROXY_LOG", default_value = "info")]
-    pub log_filter: String,
-    /// Gemini's base URL (tests point it at fake-gemini).
-    #[arg(
-        long,
-        env = "GEMINI_BASE_URL",
-        default_value = "https://generativelanguage.googleapis.com"
-    )]
-    pub upstream: String,
-    /// How often the proxy re-reads keys from the store, in ms.
-    #[arg(long, env = "GEMINI_PROXY_REFRESH_MS", default_value_t = 2000)]
-    pub refresh_ms: u64,
-    /// Where a remote store's last key set is cached, to start while it is down.
-    #[arg(
-        long,
-        env = "GEMINI_PROXY_KEY_CACHE",
-        default_value = "gemini-proxy-keys.cache.json"
-    )]
-    pub key_cache: PathBuf,
+    #[command(flatten)]
+    pub process: ProcessArgs,
+    /// The proxy route's settings, the same as `gemini-proxy serve`'s.
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
     /// Where `scripts/build-web.sh` put the browser bundle (`pkg/` inside).
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,

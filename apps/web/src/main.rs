@@ -1,25 +1,18 @@
 //! `gemini-proxy-web`: the operator dashboard and the proxy route in one process.
 
-use std::time::Duration;
-
 use anyhow::Context;
 use clap::Parser;
 use gemini_proxy_web::app::app;
 use gemini_proxy_web::bundle::Bundle;
 use gemini_proxy_web::config::{WebArgs, check_exposure};
 use gemini_proxy_web::state::{AppState, Backing};
-use proxy_axum::{ProxyConfig, ProxyRuntime, announce_listening, shutdown_signal, without_nagle};
+use proxy_axum::{ProxyRuntime, announce_listening, serve_until_shutdown};
 use store_select::Backend;
 
 fn main() -> std::process::ExitCode {
     let args = WebArgs::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    let result = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    args.process.init_tracing();
+    let result = match args.process.runtime() {
         Ok(runtime) => runtime.block_on(run(args)),
         Err(error) => Err(anyhow::anyhow!("cannot start the async runtime: {error}")),
     };
@@ -35,13 +28,8 @@ fn main() -> std::process::ExitCode {
 async fn run(args: WebArgs) -> anyhow::Result<()> {
     check_exposure(args.listen, args.admin_password.as_deref()).map_err(anyhow::Error::msg)?;
     let backend = Backend::open(&args.store).await?;
-    let config = ProxyConfig {
-        upstream_base_url: args.upstream.clone(),
-        refresh_interval: Duration::from_millis(args.refresh_ms.max(50)),
-        ..ProxyConfig::default()
-    };
-    let keys = backend.serving_keys(args.key_cache.clone());
-    let runtime = ProxyRuntime::start(keys, backend.logs.clone(), config)
+    let keys = backend.serving_keys(args.proxy.key_cache.clone());
+    let runtime = ProxyRuntime::start(keys, backend.logs.clone(), args.proxy.config())
         .await
         .with_context(|| format!("cannot start: no key set from the {} store", backend.kind))?;
     backend.forward_changes(runtime.store_changed()).await;
@@ -65,12 +53,11 @@ async fn run(args: WebArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     announce_listening(addr)?;
-    tracing::info!(%addr, store = backend.kind, "gemini-proxy-web serving dashboard and proxy");
-    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(without_nagle(listener), service)
-        .with_graceful_shutdown(shutdown_signal())
+    tracing::info!(%addr, store = backend.kind, upstream = %args.proxy.upstream, "gemini-proxy-web serving dashboard and proxy");
+    serve_until_shutdown(listener, app(state), args.proxy.shutdown_grace())
         .await
         .context("server error")?;
     runtime.shutdown().await;
+    tracing::info!("stopped; logs flushed");
     Ok(())
 }

@@ -6,6 +6,8 @@
 //! `apps/api` and `apps/web` mount [`proxy_router`], so they serve the same proxy.
 
 mod batcher;
+#[cfg(feature = "cli")]
+mod cli;
 mod clock;
 mod config;
 mod handler;
@@ -20,10 +22,12 @@ mod snapshot_cache;
 mod upstream;
 
 pub use batcher::{BatchQueue, BatchWriter};
+#[cfg(feature = "cli")]
+pub use cli::{ProcessArgs, ProxyArgs};
 pub use clock::{TokioClock, unix_ms};
 pub use config::ProxyConfig;
 pub use router::proxy_router;
 pub use runtime::{ProxyRuntime, ProxyState, StartError};
-pub use serving::{announce_listening, shutdown_signal, without_nagle};
+pub use serving::{announce_listening, serve_until_shutdown, shutdown_signal, without_nagle};
 pub use snapshot_cache::CachedKeyStore;
 pub use upstream::ReqwestUpstream;

@@ -3,10 +3,14 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
 
 use axum::serve::{ListenerExt, TapIo};
 use tokio::net::TcpListener;
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 
 /// Prints `listening on http://ADDR` on stdout, flushed at once: the line scripts and
 /// tests wait for (the port may have been chosen by the OS).
@@ -27,6 +31,33 @@ pub fn without_nagle(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStr
 fn set_nodelay(stream: &mut TcpStream) {
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%error, "cannot set TCP_NODELAY");
+    }
+}
+
+/// Serves `app` (with the client's address as `ConnectInfo<SocketAddr>`) until SIGTERM
+/// or Ctrl-C; then accepts nothing new and gives in-flight requests, streams included,
+/// at most `grace` to finish.
+pub async fn serve_until_shutdown(
+    listener: TcpListener,
+    app: Router,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let (stopping_tx, mut stopping_rx) = watch::channel(false);
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(without_nagle(listener), service).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: no new connections; waiting for in-flight requests");
+        let _ = stopping_tx.send(true);
+    });
+    tokio::select! {
+        result = server => result,
+        () = async {
+            let _ = stopping_rx.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(?grace, "grace period over; closing the remaining connections");
+            Ok(())
+        }
     }
 }
 

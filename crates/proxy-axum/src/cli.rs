@@ -1,0 +1,161 @@
+//! The proxy's flags (feature `cli`), flattened into both binaries' command lines so
+//! `gemini-proxy serve` and `gemini-proxy-web` tune the same proxy the same way. Every
+//! flag has an environment variable; the README's configuration table lists them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use proxy_core::EngineConfig;
+use proxy_core::retry::RetryPolicy;
+
+use crate::config::ProxyConfig;
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct ProxyArgs {
+    /// Upstream Gemini API base URL (Google's, a Cloudflare AI Gateway, a test server).
+    #[arg(
+        long,
+        env = "GEMINI_BASE_URL",
+        default_value = "https://generativelanguage.googleapis.com"
+    )]
+    pub upstream: String,
+    /// Attempts per request, across different keys.
+    #[arg(long, env = "GEMINI_PROXY_MAX_ATTEMPTS", default_value_t = 5)]
+    pub max_attempts: u32,
+    /// Total seconds a request may spend on attempts before upstream answers.
+    #[arg(long, env = "GEMINI_PROXY_DEADLINE_SECS", default_value_t = 600)]
+    pub deadline_secs: u64,
+    /// Seconds one attempt may wait for upstream's response headers.
+    #[arg(long, env = "GEMINI_PROXY_ATTEMPT_TIMEOUT_SECS", default_value_t = 300)]
+    pub attempt_timeout_secs: u64,
+    /// Largest request body in MiB.
+    #[arg(long, env = "GEMINI_PROXY_MAX_BODY_MB", default_value_t = 64)]
+    pub max_body_mb: usize,
+    /// Store request bodies (first 64 KiB) in the log.
+    #[arg(long, env = "GEMINI_PROXY_LOG_BODIES")]
+    pub log_bodies: bool,
+    /// Milliseconds between re-reads of keys from the database.
+    #[arg(long, env = "GEMINI_PROXY_REFRESH_MS", default_value_t = 2000)]
+    pub refresh_ms: u64,
+    /// Seconds in-flight requests get to finish after SIGTERM/Ctrl-C.
+    #[arg(long, env = "GEMINI_PROXY_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+    /// Where the last key set read from PostgreSQL/Supabase is kept, to start while the
+    /// database is down.
+    #[arg(
+        long,
+        env = "GEMINI_PROXY_KEY_CACHE",
+        default_value = "gemini-proxy-keys.cache.json"
+    )]
+    pub key_cache: PathBuf,
+    /// Log records that may wait for the database before new ones are dropped (and counted).
+    #[arg(long, env = "GEMINI_PROXY_LOG_QUEUE", default_value_t = 10_000)]
+    pub log_queue: usize,
+}
+
+impl ProxyArgs {
+    pub fn config(&self) -> ProxyConfig {
+        let retry = RetryPolicy {
+            max_attempts: self.max_attempts.max(1),
+            deadline_ms: self.deadline_secs.saturating_mul(1000),
+            ..RetryPolicy::default()
+        };
+        let engine = EngineConfig {
+            retry,
+            attempt_timeout_ms: self.attempt_timeout_secs.saturating_mul(1000),
+            ..EngineConfig::default()
+        };
+        ProxyConfig {
+            upstream_base_url: self.upstream.clone(),
+            engine,
+            max_body_bytes: self.max_body_mb.saturating_mul(1024 * 1024),
+            log_bodies: self.log_bodies,
+            refresh_interval: Duration::from_millis(self.refresh_ms.max(50)),
+            log_queue_capacity: self.log_queue.max(1),
+            ..ProxyConfig::default()
+        }
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+/// The logging and runtime flags, global to every subcommand.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ProcessArgs {
+    /// Log filter, e.g. `info` or `proxy_axum=debug`.
+    #[arg(long = "log", env = "GEMINI_PROXY_LOG", default_value = "info", global = true)]
+    pub log_filter: String,
+    /// Write logs as JSON lines.
+    #[arg(long, env = "GEMINI_PROXY_LOG_JSON", global = true)]
+    pub log_json: bool,
+    /// Worker threads of the async runtime (default: one per CPU).
+    #[arg(long, env = "GEMINI_PROXY_WORKER_THREADS", global = true)]
+    pub worker_threads: Option<usize>,
+}
+
+impl ProcessArgs {
+    /// Logs go to stderr so stdout stays for command output (and `listening on …`).
+    pub fn init_tracing(&self) {
+        let filter = tracing_subscriber::EnvFilter::try_new(&self.log_filter)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        if self.log_json {
+            builder.json().init();
+        } else {
+            builder.init();
+        }
+    }
+
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        let mut runtime = tokio::runtime::Builder::new_multi_thread();
+        if let Some(threads) = self.worker_threads.filter(|n| *n > 0) {
+            runtime.worker_threads(threads);
+        }
+        runtime.enable_all().build()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        proxy: ProxyArgs,
+    }
+
+    #[test]
+    fn flags_become_the_config_with_floors() {
+        let cli = Cli::parse_from([
+            "x",
+            "--max-attempts",
+            "0",
+            "--deadline-secs",
+            "7",
+            "--max-body-mb",
+            "2",
+            "--refresh-ms",
+            "1",
+            "--log-queue",
+            "0",
+        ]);
+        let config = cli.proxy.config();
+        assert_eq!(config.engine.retry.max_attempts, 1, "at least one attempt");
+        assert_eq!(config.engine.retry.deadline_ms, 7_000);
+        assert_eq!(config.max_body_bytes, 2 * 1024 * 1024);
+        assert_eq!(
+            config.refresh_interval,
+            Duration::from_millis(50),
+            "refresh floor"
+        );
+        assert_eq!(config.log_queue_capacity, 1);
+        assert_eq!(cli.proxy.shutdown_grace(), Duration::from_secs(30));
+    }
+}
