@@ -8,21 +8,33 @@ use fake_gemini::FakeGemini;
 use gemini_proxy_web::app::app;
 use gemini_proxy_web::state::{AppState, Backing};
 use proxy_axum::{ProxyConfig, ProxyRuntime};
+use proxy_core::admin::AdminStore;
+use proxy_core::platform::{KeyStore, LogSink};
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use store_sqlite::SqliteStore;
+
+mod common;
 
 struct Running {
     base: String,
     http: reqwest::Client,
     _fake: FakeGemini,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
+/// The app on a fresh SQLite file.
 async fn start(password: Option<&str>) -> Running {
-    let fake = FakeGemini::start().await.expect("fake gemini");
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(SqliteStore::open(&dir.path().join("web.db")).expect("sqlite"));
+    start_on(store, password, Some(dir)).await
+}
+
+async fn start_on<S>(store: Arc<S>, password: Option<&str>, dir: Option<tempfile::TempDir>) -> Running
+where
+    S: KeyStore + LogSink + AdminStore + 'static,
+{
+    let fake = FakeGemini::start().await.expect("fake gemini");
     let config = ProxyConfig {
         upstream_base_url: fake.base_url(),
         refresh_interval: Duration::from_millis(100),
@@ -344,8 +356,21 @@ async fn cross_site_posts_are_refused_even_to_login() {
 }
 
 #[tokio::test]
-async fn server_functions_answer_only_a_session() {
-    let web = start(Some("pw")).await;
+async fn server_functions_answer_only_a_session_on_sqlite() {
+    server_functions_answer_only_a_session(start(Some("pw")).await).await;
+}
+
+#[tokio::test]
+async fn server_functions_answer_only_a_session_on_postgres() {
+    let db = common::TestDb::create("server_fns").await;
+    let store =
+        store_postgres::PostgresStore::connect_lazy(&db.url, store_postgres::ConnectOptions::default())
+            .expect("store");
+    server_functions_answer_only_a_session(start_on(Arc::new(store), Some("pw"), None).await).await;
+    db.drop_db().await;
+}
+
+async fn server_functions_answer_only_a_session(web: Running) {
     let call = |cookie: String, name: &'static str, form: &'static [(&'static str, &'static str)]| {
         web.http
             .post(format!("{}/api/{name}", web.base))

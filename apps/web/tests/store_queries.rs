@@ -11,53 +11,13 @@ use proxy_core::platform::LogSink;
 use store_postgres::{ConnectOptions, PostgresStore};
 use store_sqlite::SqliteStore;
 
-const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+mod common;
 
-struct TestDb {
-    name: String,
-    url: String,
-}
-
-impl TestDb {
-    async fn create() -> TestDb {
-        let name = format!("gp_web_{}", std::process::id());
-        let admin = admin().await;
-        // Two calls: one multi-statement batch runs as one transaction, and PostgreSQL
-        // refuses DROP/CREATE DATABASE inside a transaction.
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await
-            .expect("drop leftover database");
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create database");
-        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
-        store_postgres::apply_migrations(&url)
-            .await
-            .expect("migrations apply");
-        TestDb { name, url }
-    }
-
-    async fn drop_db(self) {
-        let _ = admin()
-            .await
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .await;
-    }
-}
-
-async fn admin() -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(ADMIN_URL, tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL must run at 127.0.0.1:5432 (user postgres, trust auth)");
-    tokio::spawn(connection);
-    client
-}
+use common::TestDb;
 
 #[tokio::test]
 async fn dashboard_queries_work_on_postgres() {
-    let db = TestDb::create().await;
+    let db = TestDb::create("queries").await;
     let store = PostgresStore::connect_lazy(&db.url, ConnectOptions::default()).expect("store");
     dashboard_queries(&store).await;
     drop(store);
