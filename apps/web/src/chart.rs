@@ -1,9 +1,32 @@
 //! Server-rendered SVG bar charts: they need no JavaScript and no chart library.
 
+use proxy_core::admin::UsageCell;
+
 pub struct Series<'a> {
     pub name: &'a str,
     pub color: &'a str,
     pub values: Vec<u64>,
+}
+
+impl<'a> Series<'a> {
+    /// One value per cell, in order.
+    pub fn of(name: &'a str, color: &'a str, cells: &[UsageCell], value: fn(&UsageCell) -> u64) -> Self {
+        Series {
+            name,
+            color,
+            values: cells.iter().map(value).collect(),
+        }
+    }
+}
+
+/// Prompt, output, thinking and cached tokens: the stack every token chart shows.
+pub fn token_series(cells: &[UsageCell]) -> [Series<'static>; 4] {
+    [
+        Series::of("prompt", "#36c", cells, |c| c.prompt_tokens),
+        Series::of("output", "#3a7", cells, |c| c.candidates_tokens),
+        Series::of("thinking", "#a5c", cells, |c| c.thoughts_tokens),
+        Series::of("cached", "#aaa", cells, |c| c.cached_tokens),
+    ]
 }
 
 const WIDTH: f64 = 640.0;
@@ -22,14 +45,7 @@ pub fn stacked_bars(aria_label: &str, labels: &[String], series: &[Series]) -> S
     let plot_h = HEIGHT - BOTTOM;
     let slot = plot_w / count as f64;
     let bar_w = (slot * 0.8).max(1.0);
-    let mut svg = format!(
-        r#"<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{}" xmlns="http://www.w3.org/2000/svg">"#,
-        escape(aria_label)
-    );
-    svg.push_str(&format!(
-        r##"<text x="0" y="12" class="axis">{}</text><text x="0" y="{plot_h}" class="axis">0</text><line x1="{LEFT}" y1="{plot_h}" x2="{WIDTH}" y2="{plot_h}" stroke="#999"/>"##,
-        max as u64
-    ));
+    let mut svg = frame(aria_label, max);
     for (i, label) in labels.iter().enumerate() {
         let x = LEFT + slot * i as f64 + (slot - bar_w) / 2.0;
         let mut y = plot_h;
@@ -69,14 +85,7 @@ pub fn lines(aria_label: &str, labels: &[String], series: &[Series], present: &[
     let plot_w = WIDTH - LEFT;
     let plot_h = HEIGHT - BOTTOM;
     let slot = plot_w / count as f64;
-    let mut svg = format!(
-        r#"<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{}" xmlns="http://www.w3.org/2000/svg">"#,
-        escape(aria_label)
-    );
-    svg.push_str(&format!(
-        r##"<text x="0" y="12" class="axis">{}</text><text x="0" y="{plot_h}" class="axis">0</text><line x1="{LEFT}" y1="{plot_h}" x2="{WIDTH}" y2="{plot_h}" stroke="#999"/>"##,
-        max as u64
-    ));
+    let mut svg = frame(aria_label, max);
     for s in series {
         let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
         for (i, label) in labels.iter().enumerate() {
@@ -111,6 +120,16 @@ pub fn lines(aria_label: &str, labels: &[String], series: &[Series], present: &[
     axis_labels(&mut svg, labels, slot);
     svg.push_str("</svg>");
     svg
+}
+
+/// The opening `<svg>` with the value axis (0 to `max`) and the baseline.
+fn frame(aria_label: &str, max: f64) -> String {
+    let plot_h = HEIGHT - BOTTOM;
+    format!(
+        r##"<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{}" xmlns="http://www.w3.org/2000/svg"><text x="0" y="12" class="axis">{}</text><text x="0" y="{plot_h}" class="axis">0</text><line x1="{LEFT}" y1="{plot_h}" x2="{WIDTH}" y2="{plot_h}" stroke="#999"/>"##,
+        escape(aria_label),
+        max as u64
+    )
 }
 
 /// About six labels along the bottom axis.

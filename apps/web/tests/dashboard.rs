@@ -14,8 +14,6 @@ use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use store_sqlite::SqliteStore;
 
-mod common;
-
 struct Running {
     base: String,
     http: reqwest::Client,
@@ -362,12 +360,12 @@ async fn server_functions_answer_only_a_session_on_sqlite() {
 
 #[tokio::test]
 async fn server_functions_answer_only_a_session_on_postgres() {
-    let db = common::TestDb::create("server_fns").await;
+    let db = store_postgres::testing::TestDb::create("gp_web").await;
     let store =
         store_postgres::PostgresStore::connect_lazy(&db.url, store_postgres::ConnectOptions::default())
             .expect("store");
     server_functions_answer_only_a_session(start_on(Arc::new(store), Some("pw"), None).await).await;
-    db.drop_db().await;
+    drop(db);
 }
 
 async fn server_functions_answer_only_a_session(web: Running) {

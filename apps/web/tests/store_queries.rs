@@ -11,17 +11,15 @@ use proxy_core::platform::LogSink;
 use store_postgres::{ConnectOptions, PostgresStore};
 use store_sqlite::SqliteStore;
 
-mod common;
-
-use common::TestDb;
+use store_postgres::testing::TestDb;
 
 #[tokio::test]
 async fn dashboard_queries_work_on_postgres() {
-    let db = TestDb::create("queries").await;
+    let db = TestDb::create("gp_web").await;
     let store = PostgresStore::connect_lazy(&db.url, ConnectOptions::default()).expect("store");
     dashboard_queries(&store).await;
     drop(store);
-    db.drop_db().await;
+    drop(db);
 }
 
 #[tokio::test]

@@ -24,6 +24,8 @@ mod migrate;
 mod params;
 mod proxy_keys;
 mod stats;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod tls;
 mod usage;
 

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::harness::{SERIAL, Serve, TestDb, cli, cli_json, eventually, generate, key};
+use crate::harness::{SERIAL, Serve, cli, cli_json, eventually, generate, key, test_db};
 
 fn pg_cluster(action: &str) {
     let versions = std::fs::read_dir("/etc/postgresql").expect("a Debian PostgreSQL cluster");
@@ -39,7 +39,7 @@ impl Drop for RestartGuard {
 async fn database_restart_under_load_loses_no_log_row() {
     let _serial = SERIAL.lock().await;
     let fake = fake_gemini::FakeGemini::start().await.expect("fake starts");
-    let db = TestDb::create().await;
+    let db = test_db().await;
     let dir = tempfile::tempdir().expect("tempdir");
     cli(&db, &["keys", "add", &key("good")]);
     let created = cli_json(&db, &["proxy-keys", "create", "--name", "t", "--json"]);
@@ -92,7 +92,7 @@ async fn database_restart_under_load_loses_no_log_row() {
 async fn starts_from_the_key_cache_while_the_database_is_down() {
     let _serial = SERIAL.lock().await;
     let fake = fake_gemini::FakeGemini::start().await.expect("fake starts");
-    let db = TestDb::create().await;
+    let db = test_db().await;
     let dir = tempfile::tempdir().expect("tempdir");
     cli(&db, &["keys", "add", &key("good")]);
     let created = cli_json(&db, &["proxy-keys", "create", "--name", "t", "--json"]);

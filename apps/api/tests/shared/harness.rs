@@ -2,7 +2,6 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -11,68 +10,16 @@ use tokio::sync::Mutex;
 /// One test at a time in this binary (see main.rs).
 pub static SERIAL: Mutex<()> = Mutex::const_new(());
 
-const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_gemini-proxy")
 }
 
-/// A database with the shipped migrations, dropped on drop (best effort).
-pub struct TestDb {
-    pub name: String,
-    pub url: String,
-}
+/// A fresh database with the shipped migrations, dropped on drop.
+pub type TestDb = store_postgres::testing::TestDb;
 
-impl TestDb {
-    pub async fn create() -> TestDb {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "gp_api_{}_{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        );
-        let admin = admin().await;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create database");
-        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
-        store_postgres::apply_migrations(&url)
-            .await
-            .expect("migrations apply");
-        TestDb { name, url }
-    }
-
-    pub async fn count_logs(&self) -> i64 {
-        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
-            .await
-            .expect("connect");
-        tokio::spawn(connection);
-        let row = client
-            .query_one("SELECT count(*) FROM request_logs", &[])
-            .await
-            .expect("count");
-        row.get(0)
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-q", "-c"])
-            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-async fn admin() -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(ADMIN_URL, tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL must run at 127.0.0.1:5432 (user postgres, trust auth)");
-    tokio::spawn(connection);
-    client
+/// A test database for this binary's tests.
+pub async fn test_db() -> TestDb {
+    TestDb::create("gp_api").await
 }
 
 /// Runs the CLI against `db` over a direct connection; panics with its output when it

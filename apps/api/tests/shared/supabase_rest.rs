@@ -6,13 +6,13 @@ use std::process::{Command, Stdio};
 
 use postgrest_test_server::{PostgrestTestServer, SERVICE_ROLE_TOKEN};
 
-use crate::harness::{SERIAL, TestDb, bin, cli_with, eventually, key};
+use crate::harness::{SERIAL, bin, cli_with, eventually, key, test_db};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_and_cli_work_over_supabase_rest() {
     let _serial = SERIAL.lock().await;
     let fake = fake_gemini::FakeGemini::start().await.expect("fake starts");
-    let db = TestDb::create().await;
+    let db = test_db().await;
     let rest = PostgrestTestServer::start(&db.url)
         .await
         .expect("rest server starts");

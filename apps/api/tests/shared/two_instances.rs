@@ -1,12 +1,12 @@
 //! Two proxies, one database: what one learns, the other skips within seconds.
 
-use crate::harness::{SERIAL, Serve, TestDb, cli, cli_json, eventually, generate, key};
+use crate::harness::{SERIAL, Serve, cli, cli_json, eventually, generate, key, test_db};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_cooldowns_disables_and_logs() {
     let _serial = SERIAL.lock().await;
     let fake = fake_gemini::FakeGemini::start().await.expect("fake starts");
-    let db = TestDb::create().await;
+    let db = test_db().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let (limited, good) = (key("a-r429m-"), key("b-good"));
     cli(&db, &["keys", "add", &limited, "--name", "limited"]);

@@ -38,52 +38,15 @@ pub fn page(csrf: &str, o: Overview) -> String {
             Range::Week => timefmt::date_time(b.bucket_start_ms)[5..13].to_string(),
         })
         .collect();
-    let col = |f: fn(&UsageCell) -> u64| o.buckets.iter().map(f).collect::<Vec<u64>>();
+    let cells = &o.buckets;
     let requests = [
-        Series {
-            name: "ok",
-            color: "#3a7",
-            values: col(|t| t.requests - t.errors),
-        },
-        Series {
-            name: "errors",
-            color: "#c33",
-            values: col(|t| t.errors),
-        },
+        Series::of("ok", "#3a7", cells, |c| c.requests - c.errors),
+        Series::of("errors", "#c33", cells, |c| c.errors),
     ];
-    let tokens = [
-        Series {
-            name: "prompt",
-            color: "#36c",
-            values: col(|t| t.prompt_tokens),
-        },
-        Series {
-            name: "output",
-            color: "#3a7",
-            values: col(|t| t.candidates_tokens),
-        },
-        Series {
-            name: "thinking",
-            color: "#a5c",
-            values: col(|t| t.thoughts_tokens),
-        },
-        Series {
-            name: "cached",
-            color: "#aaa",
-            values: col(|t| t.cached_tokens),
-        },
-    ];
+    let tokens = chart::token_series(cells);
     let latency = [
-        Series {
-            name: "p50 latency ms",
-            color: "#36c",
-            values: col(|t| t.latency_p50_ms),
-        },
-        Series {
-            name: "p95 latency ms",
-            color: "#d80",
-            values: col(|t| t.latency_p95_ms),
-        },
+        Series::of("p50 latency ms", "#36c", cells, |c| c.latency_p50_ms),
+        Series::of("p95 latency ms", "#d80", cells, |c| c.latency_p95_ms),
     ];
     let answered: Vec<bool> = o.buckets.iter().map(|b| b.requests > 0).collect();
     let charts = format!(

@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use crate::chart::{self, Series};
+use crate::chart;
 use proxy_core::admin::UsageCell;
 
 use crate::data::UsageLine;
@@ -22,24 +22,7 @@ pub fn page(csrf: &str, days: u32, rows: &[UsageLine], daily: &[UsageCell]) -> S
         .iter()
         .map(|d| timefmt::date(d.bucket_start_ms)[5..].to_string())
         .collect();
-    let col = |f: fn(&UsageCell) -> u64| daily.iter().map(f).collect::<Vec<u64>>();
-    let series = [
-        Series {
-            name: "prompt",
-            color: "#36c",
-            values: col(|t| t.prompt_tokens),
-        },
-        Series {
-            name: "output",
-            color: "#3a7",
-            values: col(|t| t.candidates_tokens),
-        },
-        Series {
-            name: "thinking",
-            color: "#a5c",
-            values: col(|t| t.thoughts_tokens),
-        },
-    ];
+    let series = chart::token_series(daily);
     let svg = format!(
         "{}<div>{}</div>",
         chart::stacked_bars("tokens per day", &labels, &series),
