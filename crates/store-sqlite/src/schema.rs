@@ -101,6 +101,10 @@ pub(crate) fn configure(conn: &Connection, wal: bool) -> Result<(), StoreError> 
     // Off by default in SQLite, per connection: without it removing a key would leave
     // its state rows behind.
     conn.pragma_update(None, "foreign_keys", true).db()?;
+    // The dashboard scans a week of logs: 32 MiB of page cache (SQLite's default is
+    // 2 MiB) and reads through a memory map rather than one read() per page.
+    conn.pragma_update(None, "cache_size", -32_768).db()?;
+    conn.pragma_update(None, "mmap_size", 256 * 1024 * 1024).db()?;
     Ok(())
 }
 
