@@ -2,7 +2,8 @@
 # Builds the dashboard's browser bundle (apps/web, feature `hydrate`, wasm32) into
 # target/site/pkg, where `gemini-proxy-web` picks it up at start (--site-root /
 # LEPTOS_SITE_ROOT). The dashboard works without it. rustup cannot download targets on
-# our machines, so this uses Debian's rustc-web toolchain and builds std from source.
+# our machines, so by default this uses Debian's rustc-web toolchain and builds std from
+# source; WASM_TOOLCHAIN=rustup uses rustup's wasm32 target instead.
 # Never built together with `ssr`: the server build is plain `cargo build`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,10 +11,16 @@ profile="${WEB_PROFILE:-release}"
 flag=()
 [ "$profile" = release ] && flag=(--release)
 
-RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-22 \
-  /usr/bin/cargo rustc --locked "${flag[@]}" --target wasm32-unknown-unknown \
-  -Zbuild-std=std,panic_abort --target-dir target-wasm \
-  -p gemini-proxy-web --lib --no-default-features --features hydrate --crate-type cdylib
+crate=(-p gemini-proxy-web --lib --no-default-features --features hydrate --crate-type cdylib)
+if [ "${WASM_TOOLCHAIN:-debian}" = rustup ]; then
+  # Where rustup can download the target (the Dockerfile: `rustup target add
+  # wasm32-unknown-unknown` first), the ordinary toolchain builds it.
+  cargo rustc --locked "${flag[@]}" --target wasm32-unknown-unknown --target-dir target-wasm "${crate[@]}"
+else
+  RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-22 \
+    /usr/bin/cargo rustc --locked "${flag[@]}" --target wasm32-unknown-unknown \
+    -Zbuild-std=std,panic_abort --target-dir target-wasm "${crate[@]}"
+fi
 
 # wasm-bindgen's CLI must be the very version of the wasm-bindgen crate in Cargo.lock.
 version="$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')"
