@@ -279,7 +279,8 @@ async fn recheck_asks_upstream_and_marks_only_a_broken_key() {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default()
                 .to_string();
-            if location != "/keys?msg=missing" {
+            assert_ne!(location, "/keys?msg=missing", "key {id} is in the store");
+            if location != "/keys?msg=checked-pending" {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

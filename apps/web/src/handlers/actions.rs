@@ -94,7 +94,14 @@ pub async fn key_action(
 /// clears the mark (and any cooldowns: the next real request re-learns them).
 async fn recheck(state: &AppState, id: i64) -> Response {
     let Some(check) = state.proxy.check_key(id).await else {
-        return Redirect::to("/keys?msg=missing").into_response();
+        // Added a moment ago, the key may be in the store but not yet in the proxy.
+        let known = match state.admin.list_keys().await {
+            Ok(keys) => keys.iter().any(|k| k.id == id),
+            Err(error) => return store_error(error),
+        };
+        state.refresh.notify_one();
+        let msg = if known { "checked-pending" } else { "missing" };
+        return Redirect::to(&format!("/keys?msg={msg}")).into_response();
     };
     let saved = match (&check.outcome, &check.change) {
         (_, Some(change)) => state.key_store.save_state(std::slice::from_ref(change)).await,

@@ -43,6 +43,7 @@ pub fn notice(code: Option<&str>) -> Option<AnyView> {
         "checked-invalid" => "Re-checked: upstream rejects the key; it is marked invalid.",
         "checked-rate_limited" => "Re-checked: the key is valid but rate-limited right now.",
         "checked-unreachable" => "Re-checked: upstream did not answer; nothing was changed.",
+        "checked-pending" => "The proxy has not loaded this key yet; re-check it again in a moment.",
         "checked-refused" => "Re-checked: upstream refused the call for another reason; nothing was changed.",
         _ => return None,
     };
