@@ -15,7 +15,12 @@ pub fn page(csrf: &str, days: u32, rows: &[UsageLine], daily: &[UsageCell]) -> S
         .map(|d| {
             let class = if d == days { "active" } else { "" };
             let href = format!("/usage?days={d}");
-            view! { <a href=href class=class>{format!("{d} days ")}</a> }
+            let label = if d == 1 {
+                "1 day ".to_string()
+            } else {
+                format!("{d} days ")
+            };
+            view! { <a href=href class=class>{label}</a> }
         })
         .collect_view();
     let labels: Vec<String> = daily
