@@ -155,24 +155,17 @@ fn respond(
     format: BodyFormat,
 ) -> worker::Result<Response> {
     let Execution { served, attempts } = execution;
-    flight.record.attempts = attempts.tried.len() as u32;
-    flight.record.upstream_key_ids = attempts.tried;
-    flight.record.answered_key_id = attempts.answered;
-    if !attempts.state_changes.is_empty() {
+    let changes = flight.record.apply_attempts(attempts);
+    if !changes.is_empty() {
         let queue = flight.state.state_changes.clone();
-        for change in attempts.state_changes {
+        for change in changes {
             queue.push(change);
         }
         flight.ctx.wait_until(queue.flush());
     }
-    flight.record.error_kind = attempts.last_error_kind.map(str::to_string);
-    flight.record.error_message = attempts.last_error_message;
     match served {
         Served::Upstream(response) => {
-            // An earlier attempt's failure is history once a key answered.
-            flight.record.error_kind = None;
-            flight.record.error_message = None;
-            flight.record.status = response.status;
+            flight.record.answered(response.status);
             stream_response(flight, response.inner, format)
         }
         Served::UpstreamError { status, body } => {

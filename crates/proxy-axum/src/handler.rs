@@ -130,20 +130,12 @@ pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request
 /// logs it now.
 fn respond(mut ctx: Ctx, execution: Execution<reqwest::Response>, format: BodyFormat) -> Response {
     let Execution { served, attempts } = execution;
-    ctx.record.attempts = attempts.tried.len() as u32;
-    ctx.record.upstream_key_ids = attempts.tried;
-    ctx.record.answered_key_id = attempts.answered;
-    for change in attempts.state_changes {
+    for change in ctx.record.apply_attempts(attempts) {
         ctx.state.state_changes.submit(change);
     }
-    ctx.record.error_kind = attempts.last_error_kind.map(str::to_string);
-    ctx.record.error_message = attempts.last_error_message;
     match served {
         Served::Upstream(response) => {
-            // An earlier attempt's failure is history once a key answered.
-            ctx.record.error_kind = None;
-            ctx.record.error_message = None;
-            ctx.record.status = response.status;
+            ctx.record.answered(response.status);
             stream_response(ctx, response.inner, format)
         }
         Served::UpstreamError { status, body } => {

@@ -2,8 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::Attempts;
 use crate::error::ProxyError;
 use crate::keys::KeyId;
+use crate::pool::StateChange;
 use crate::stream_meta::ResponseMeta;
 
 /// One client request, as stored. Times are unix milliseconds.
@@ -51,6 +53,24 @@ const FAILED_FINISH: [&str; 9] = [
 ];
 
 impl LogRecord {
+    /// Records what the attempt loop did (keys tried, the one that answered, the last
+    /// failure) and hands back the key-state changes the store should keep.
+    pub fn apply_attempts(&mut self, attempts: Attempts) -> Vec<StateChange> {
+        self.attempts = attempts.tried.len() as u32;
+        self.upstream_key_ids = attempts.tried;
+        self.answered_key_id = attempts.answered;
+        self.error_kind = attempts.last_error_kind.map(str::to_string);
+        self.error_message = attempts.last_error_message;
+        attempts.state_changes
+    }
+
+    /// A key answered with `status` (a 2xx): earlier attempts' failures are history.
+    pub fn answered(&mut self, status: u16) {
+        self.error_kind = None;
+        self.error_message = None;
+        self.status = status;
+    }
+
     /// Records the proxy's own refusal: its status, and its kind and message unless an
     /// earlier failure (e.g. the last upstream attempt) already named the cause.
     pub fn reject(&mut self, error: &ProxyError) {
@@ -110,6 +130,34 @@ pub fn request_id(now_ms: u64, counter: u64, instance: u32) -> String {
 mod tests {
     use super::*;
     use crate::stream_meta::Usage;
+
+    #[test]
+    fn attempts_fill_the_record_and_an_answer_clears_earlier_failures() {
+        let change = StateChange::Invalid {
+            key_id: 1,
+            reason: "API_KEY_INVALID".into(),
+        };
+        let attempts = Attempts {
+            tried: vec![1, 2],
+            answered: Some(2),
+            state_changes: vec![change.clone()],
+            last_error_kind: Some("key_invalid"),
+            last_error_message: Some("API key not valid".into()),
+        };
+        let mut record = LogRecord::default();
+        assert_eq!(record.apply_attempts(attempts), vec![change]);
+        assert_eq!(
+            (record.attempts, record.upstream_key_ids.clone()),
+            (2, vec![1, 2])
+        );
+        assert_eq!(record.answered_key_id, Some(2));
+        assert_eq!(record.error_kind.as_deref(), Some("key_invalid"));
+        record.answered(200);
+        assert_eq!(
+            (record.status, record.error_kind, record.error_message),
+            (200, None, None)
+        );
+    }
 
     fn meta(finish: Option<&str>, block: Option<&str>, error: Option<&str>) -> ResponseMeta {
         ResponseMeta {
