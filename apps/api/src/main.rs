@@ -15,18 +15,8 @@ use store_select::Backend;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    cli.process.init_tracing();
-    let result = match cli.process.runtime() {
-        Ok(runtime) => runtime.block_on(run(cli)),
-        Err(error) => Err(anyhow::anyhow!("cannot start the async runtime: {error}")),
-    };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    let process = cli.process.clone();
+    process.run_main(run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -11,18 +11,8 @@ use store_select::Backend;
 
 fn main() -> std::process::ExitCode {
     let args = WebArgs::parse();
-    args.process.init_tracing();
-    let result = match args.process.runtime() {
-        Ok(runtime) => runtime.block_on(run(args)),
-        Err(error) => Err(anyhow::anyhow!("cannot start the async runtime: {error}")),
-    };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    let process = args.process.clone();
+    process.run_main(run(args))
 }
 
 async fn run(args: WebArgs) -> anyhow::Result<()> {

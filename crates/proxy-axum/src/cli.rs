@@ -2,7 +2,10 @@
 //! `gemini-proxy serve` and `gemini-proxy-web` tune the same proxy the same way. Every
 //! flag has an environment variable; the README's configuration table lists them.
 
+use std::fmt::Display;
+use std::future::Future;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use proxy_core::EngineConfig;
@@ -97,7 +100,7 @@ pub struct ProcessArgs {
 
 impl ProcessArgs {
     /// Logs go to stderr so stdout stays for command output (and `listening on …`).
-    pub fn init_tracing(&self) {
+    fn init_tracing(&self) {
         let filter = tracing_subscriber::EnvFilter::try_new(&self.log_filter)
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
         let builder = tracing_subscriber::fmt()
@@ -110,12 +113,23 @@ impl ProcessArgs {
         }
     }
 
-    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+    /// A binary's `main`: logging, then the runtime, then `run` to completion; an error
+    /// (its whole chain, with `{:#}`) goes to stderr as `error: …` with exit status 1.
+    pub fn run_main<E: Display>(&self, run: impl Future<Output = Result<(), E>>) -> ExitCode {
+        self.init_tracing();
         let mut runtime = tokio::runtime::Builder::new_multi_thread();
         if let Some(threads) = self.worker_threads.filter(|n| *n > 0) {
             runtime.worker_threads(threads);
         }
-        runtime.enable_all().build()
+        let failure = match runtime.enable_all().build() {
+            Ok(runtime) => match runtime.block_on(run) {
+                Ok(()) => return ExitCode::SUCCESS,
+                Err(error) => format!("{error:#}"),
+            },
+            Err(error) => format!("cannot start the async runtime: {error}"),
+        };
+        eprintln!("error: {failure}");
+        ExitCode::FAILURE
     }
 }
 
