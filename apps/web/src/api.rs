@@ -22,11 +22,7 @@ pub async fn key_rows() -> Result<Vec<KeyRow>, ServerFnError> {
 pub async fn overview_totals(range: String) -> Result<UsageCell, ServerFnError> {
     let state = crate::server_fns::operator_state().await?;
     let range = crate::data::Range::parse(Some(&range));
-    let (since, _, _) = crate::data::window(range, proxy_axum::unix_ms());
-    let query = proxy_core::admin::UsageQuery {
-        since_ms: since,
-        ..Default::default()
-    };
+    let query = crate::data::window_totals(range, proxy_axum::unix_ms());
     let cells = state
         .admin
         .usage(&query)

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use proxy_core::admin::{AdminStore, LogQuery, UsageCell};
+use proxy_core::admin::{AdminStore, LogQuery, UsageCell, UsageQuery};
 use proxy_core::keys::KeyId;
 use proxy_core::log::LogRecord;
 use proxy_core::platform::StoreError;
@@ -60,6 +60,14 @@ pub fn window(range: Range, now_ms: u64) -> (u64, u64, usize) {
     let (width, count) = range.buckets();
     let end = (now_ms / width + 1) * width;
     (end.saturating_sub(width * count as u64), width, count)
+}
+
+/// The whole of `range`'s window as one bucket: the overview's headline totals.
+pub fn window_totals(range: Range, now_ms: u64) -> UsageQuery {
+    UsageQuery {
+        since_ms: window(range, now_ms).0,
+        ..UsageQuery::default()
+    }
 }
 
 /// Every bucket of the window in order, zeros where the store had no records (it

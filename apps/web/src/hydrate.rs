@@ -62,7 +62,9 @@ async fn live_keys(cells: Vec<web_sys::HtmlElement>) {
         move || {
             spawn_local(async move {
                 if let Ok(fresh) = key_rows().await {
-                    rows.set(by_id(fresh));
+                    // Merged, not replaced: a key deleted meanwhile keeps its last known
+                    // state until the page reloads.
+                    rows.update(|known| known.extend(by_id(fresh)));
                 }
             })
         },
@@ -75,13 +77,10 @@ async fn live_keys(cells: Vec<web_sys::HtmlElement>) {
         let Some(initial) = rows.with_untracked(|m| m.get(&id).cloned()) else {
             continue;
         };
-        // A key deleted meanwhile keeps its last known state until the page reloads.
-        let last = StoredValue::new(initial);
+        // Rows are only ever added or replaced, so the key's stays there.
         let row = Signal::derive(move || {
-            if let Some(fresh) = rows.with(|m| m.get(&id).cloned()) {
-                last.set_value(fresh);
-            }
-            last.get_value()
+            rows.with(|m| m.get(&id).cloned())
+                .unwrap_or_else(|| initial.clone())
         });
         cell.set_inner_html("");
         leptos::mount::mount_to(cell, move || view! { <KeyStatus row=row now_ms=now/> }).forget();

@@ -55,7 +55,7 @@ pub(crate) fn usage(conn: &mut Connection, query: &UsageQuery) -> Result<Vec<Usa
             .get_ref(1)
             .db()?
             .as_str_or_null()
-            .db_value()?
+            .map_err(|e| StoreError::Unavailable(format!("unexpected value in request_logs.model: {e}")))?
             .map(|name| intern(&mut models, name));
         let started: i64 = row.get(0).db()?;
         let key = (
@@ -113,17 +113,6 @@ fn nearest_rank(values: &mut [u64], percent: usize) -> u64 {
     }
     let rank = (percent * values.len()).div_ceil(100).max(1);
     *values.select_nth_unstable(rank - 1).1
-}
-
-/// `as_str_or_null` fails only on a non-text value in a text column.
-trait ValueResult<T> {
-    fn db_value(self) -> Result<T, StoreError>;
-}
-
-impl<T> ValueResult<T> for rusqlite::types::FromSqlResult<T> {
-    fn db_value(self) -> Result<T, StoreError> {
-        self.map_err(|e| StoreError::Unavailable(format!("unexpected value in request_logs.model: {e}")))
-    }
 }
 
 #[cfg(test)]

@@ -44,10 +44,7 @@ pub async fn overview_data(
     now: u64,
 ) -> Result<views::overview::Overview, StoreError> {
     let (since, width, count) = data::window(range, now);
-    let whole = UsageQuery {
-        since_ms: since,
-        ..UsageQuery::default()
-    };
+    let whole = data::window_totals(range, now);
     let per_bucket = UsageQuery {
         bucket_ms: width,
         ..whole.clone()
