@@ -5,7 +5,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::harness::{SERIAL, Serve, cli, cli_json, eventually, generate, key, test_db};
+use crate::harness::{SERIAL, Serve, cli, create_proxy_key, eventually, generate, key, test_db};
 
 fn pg_cluster(action: &str) {
     let versions = std::fs::read_dir("/etc/postgresql").expect("a Debian PostgreSQL cluster");
@@ -42,8 +42,7 @@ async fn database_restart_under_load_loses_no_log_row() {
     let db = test_db().await;
     let dir = tempfile::tempdir().expect("tempdir");
     cli(&db, &["keys", "add", &key("good")]);
-    let created = cli_json(&db, &["proxy-keys", "create", "--name", "t", "--json"]);
-    let proxy_key = created["key"].as_str().expect("key").to_string();
+    let proxy_key = create_proxy_key(&db);
     let serve = Arc::new(Serve::start(
         &db,
         &fake.base_url(),
@@ -95,8 +94,7 @@ async fn starts_from_the_key_cache_while_the_database_is_down() {
     let db = test_db().await;
     let dir = tempfile::tempdir().expect("tempdir");
     cli(&db, &["keys", "add", &key("good")]);
-    let created = cli_json(&db, &["proxy-keys", "create", "--name", "t", "--json"]);
-    let proxy_key = created["key"].as_str().expect("key").to_string();
+    let proxy_key = create_proxy_key(&db);
     let cache = dir.path().join("cache.json");
     drop(Serve::start(&db, &fake.base_url(), &cache));
     assert!(cache.exists(), "serve wrote its key cache");

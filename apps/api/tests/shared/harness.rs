@@ -22,6 +22,12 @@ pub async fn test_db() -> TestDb {
     TestDb::create("gp_api").await
 }
 
+/// Creates a proxy key with the CLI and returns its secret.
+pub fn create_proxy_key(db: &TestDb) -> String {
+    let created = cli_json(db, &["proxy-keys", "create", "--name", "t", "--json"]);
+    created["key"].as_str().expect("key").to_string()
+}
+
 /// Runs the CLI against `db` over a direct connection; panics with its output when it
 /// fails.
 pub fn cli(db: &TestDb, args: &[&str]) -> String {

@@ -1,6 +1,6 @@
 //! Two proxies, one database: what one learns, the other skips within seconds.
 
-use crate::harness::{SERIAL, Serve, cli, cli_json, eventually, generate, key, test_db};
+use crate::harness::{SERIAL, Serve, cli, create_proxy_key, eventually, generate, key, test_db};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_cooldowns_disables_and_logs() {
@@ -11,8 +11,7 @@ async fn two_instances_share_cooldowns_disables_and_logs() {
     let (limited, good) = (key("a-r429m-"), key("b-good"));
     cli(&db, &["keys", "add", &limited, "--name", "limited"]);
     cli(&db, &["keys", "add", &good, "--name", "good"]);
-    let created = cli_json(&db, &["proxy-keys", "create", "--name", "t", "--json"]);
-    let proxy_key = created["key"].as_str().expect("key").to_string();
+    let proxy_key = create_proxy_key(&db);
     let a = Serve::start(&db, &fake.base_url(), &dir.path().join("a.json"));
     let b = Serve::start(&db, &fake.base_url(), &dir.path().join("b.json"));
     let http = reqwest::Client::new();
