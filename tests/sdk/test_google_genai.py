@@ -9,27 +9,12 @@ from google import genai
 from google.genai import errors, types
 
 from gp_harness import EMBEDDING, FAKE_MODELS, FULL_TEXT, leaked_secrets
-
-
-def make_client(url: str, key: str) -> genai.Client:
-    # vertexai=False and an explicit key: no GOOGLE_* environment variable may
-    # redirect the SDK anywhere but the proxy.
-    return genai.Client(api_key=key, vertexai=False, http_options=types.HttpOptions(base_url=url, timeout=30_000))
+from sdk_clients import error_text, genai_client
 
 
 @pytest.fixture(scope="module")
 def client(stack) -> genai.Client:
-    return make_client(stack.url, stack.proxy_key)
-
-
-def error_text(error: errors.APIError) -> str:
-    """Everything an application could print about the error."""
-    body = ""
-    try:
-        body = error.response.text  # type: ignore[union-attr]
-    except Exception:
-        pass
-    return f"{error} | {error.message} | {error.details} | {body}"
+    return genai_client(stack.url, stack.proxy_key)
 
 
 def test_generate_content(client):
@@ -104,7 +89,7 @@ def test_models_get(client):
 
 
 def test_bad_proxy_key_is_401(stack):
-    bad = make_client(stack.url, "gp-" + "0" * 48)
+    bad = genai_client(stack.url, "gp-" + "0" * 48)
     with pytest.raises(errors.ClientError) as caught:
         bad.models.generate_content(model="gemini-2.5-flash", contents="Say hello")
     assert caught.value.code == 401
@@ -125,7 +110,7 @@ def test_suspended_key_is_not_echoed(broken_only_stack):
     """Google echoes a suspended key in its 403 message. With that key as the
     proxy's only one, the SDK's error is built from that answer and must still
     not contain the key."""
-    broken = make_client(broken_only_stack.url, broken_only_stack.proxy_key)
+    broken = genai_client(broken_only_stack.url, broken_only_stack.proxy_key)
     with pytest.raises(errors.APIError) as caught:
         broken.models.generate_content(model="gemini-2.5-flash", contents="Say hello")
     text = error_text(caught.value)

@@ -9,11 +9,9 @@ import threading
 import time
 
 import pytest
-from google import genai
-from google.genai import types
-from openai import OpenAI
 
 from gp_harness import FULL_TEXT, KNOWN_SECRETS, LOG_TIMEOUT, UPSTREAM_KEYS, realistic_key, leaked_secrets, start_proxy
+from sdk_clients import genai_client, openai_client
 
 GEN = "gemini-2.5-flash-logs-gen"
 STREAM = "gemini-2.5-flash-logs-stream"
@@ -24,15 +22,11 @@ MODELS = [GEN, STREAM, THINKING, OA_CHAT, OA_STREAM]
 FAILING = ["r429m", "invalid", "suspended", "r503"]
 
 
-def genai_client(url: str, key: str) -> genai.Client:
-    return genai.Client(api_key=key, vertexai=False, http_options=types.HttpOptions(base_url=url, timeout=30_000))
-
-
 @pytest.fixture(scope="module")
 def records(stack) -> dict[str, dict]:
     """Makes one SDK call per model in MODELS and returns its log record by model."""
     g = genai_client(stack.url, stack.proxy_key)
-    o = OpenAI(base_url=stack.url + "/v1", api_key=stack.proxy_key, max_retries=0, timeout=30)
+    o = openai_client(stack.url, stack.proxy_key, "/v1")
 
     assert g.models.generate_content(model=GEN, contents="hi").text == FULL_TEXT
     streamed = "".join(c.text or "" for c in g.models.generate_content_stream(model=STREAM, contents="hi"))

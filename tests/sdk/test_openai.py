@@ -8,19 +8,14 @@ import pytest
 from openai import OpenAI
 
 from gp_harness import EMBEDDING, FAKE_MODELS, FULL_TEXT, leaked_secrets
+from sdk_clients import openai_client
 
 BASES = ["/v1beta/openai/", "/v1"]
 
 
-def make_client(url: str, key: str, base: str) -> OpenAI:
-    # No SDK retries: each call is one request to the proxy, so what the proxy
-    # answers first is what the test sees.
-    return OpenAI(base_url=url + base, api_key=key, max_retries=0, timeout=30)
-
-
 @pytest.fixture(params=BASES, ids=["v1beta-openai", "v1"])
 def client(request, stack) -> OpenAI:
-    return make_client(stack.url, stack.proxy_key, request.param)
+    return openai_client(stack.url, stack.proxy_key, request.param)
 
 
 def test_chat_completion(client):
@@ -76,7 +71,7 @@ def test_models_list_and_retrieve(client):
 
 @pytest.mark.parametrize("base", BASES)
 def test_bad_proxy_key_is_authentication_error(stack, base):
-    bad = make_client(stack.url, "gp-" + "0" * 48, base)
+    bad = openai_client(stack.url, "gp-" + "0" * 48, base)
     with pytest.raises(openai.AuthenticationError) as caught:
         bad.chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": "hi"}])
     assert caught.value.status_code == 401
@@ -86,7 +81,7 @@ def test_bad_proxy_key_is_authentication_error(stack, base):
 def test_suspended_key_is_not_echoed(broken_only_stack):
     """The suspended key's 403 echoes the key; the proxy's answer built from it
     (its only key) must not."""
-    broken = make_client(broken_only_stack.url, broken_only_stack.proxy_key, "/v1beta/openai/")
+    broken = openai_client(broken_only_stack.url, broken_only_stack.proxy_key, "/v1beta/openai/")
     with pytest.raises(openai.APIStatusError) as caught:
         broken.chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": "hi"}])
     text = f"{caught.value} {caught.value.body} {caught.value.response.text}"

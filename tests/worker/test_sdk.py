@@ -11,35 +11,17 @@ import pytest
 import requests
 from google import genai
 from google.genai import errors, types
-from openai import OpenAI
 
 from gp_harness import EMBEDDING, FAKE_MODELS, FULL_TEXT
+from sdk_clients import error_text, genai_client, openai_client
 from worker_harness import HASHED_PROXY_KEY, leaked_secrets
 
 BAD_KEY = "gp-" + "0" * 48
 
 
-def genai_client(url: str, key: str) -> genai.Client:
-    # vertexai=False and an explicit key: no GOOGLE_* variable may redirect the SDK.
-    return genai.Client(api_key=key, vertexai=False, http_options=types.HttpOptions(base_url=url, timeout=30_000))
-
-
-def openai_client(url: str, key: str, base: str = "/v1beta/openai/") -> OpenAI:
-    return OpenAI(base_url=url + base, api_key=key, max_retries=0, timeout=30)
-
-
 @pytest.fixture(scope="module")
 def client(worker) -> genai.Client:
     return genai_client(worker.url, worker.proxy_key)
-
-
-def error_text(error: errors.APIError) -> str:
-    body = ""
-    try:
-        body = error.response.text  # type: ignore[union-attr]
-    except Exception:
-        pass
-    return f"{error} | {error.message} | {error.details} | {body}"
 
 
 def test_generate_content(client):
