@@ -1,32 +1,9 @@
 //! UTC date formatting and parsing without a date library: the dashboard only needs
 //! `YYYY-MM-DD HH:MM:SS` and the `datetime-local` input's `YYYY-MM-DDTHH:MM`.
 
+use proxy_core::civil::{civil_from_days, days_from_civil};
+
 const DAY_MS: u64 = 86_400_000;
-
-/// Days since 1970-01-01 -> (year, month, day); Howard Hinnant's civil_from_days.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let yoe = year.rem_euclid(400);
-    let month = i64::from(month);
-    let mp = if month > 2 { month - 3 } else { month + 9 };
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
 
 pub fn date(ms: u64) -> String {
     let (y, m, d) = civil_from_days((ms / DAY_MS) as i64);

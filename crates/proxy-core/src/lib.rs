@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod civil;
 pub mod classify;
 pub mod engine;
 #[cfg(test)]

@@ -9,6 +9,8 @@
 /// years; such times can only come from a bogus value and are written as `infinity`.
 pub(crate) const MAX_MS: u64 = 253_402_300_799_999;
 
+use proxy_core::civil::{civil_from_days, days_from_civil};
+
 const MS_PER_DAY: i64 = 86_400_000;
 
 /// `2024-01-02T03:04:05.006Z`, or `infinity` past year 9999.
@@ -58,7 +60,8 @@ pub(crate) fn parse_ms(text: &str) -> Option<u64> {
     if hour > 24 || minute > 59 || second > 60 {
         return None;
     }
-    let days = days_from_civil(year, month, day);
+    // Both checked above to lie in 1..=31.
+    let days = days_from_civil(year, month as u32, day as u32);
     let local = days * MS_PER_DAY + (hour * 3600 + minute * 60 + second) * 1000 + milli;
     Some(u64::try_from(local - offset_seconds * 1000).unwrap_or(0))
 }
@@ -121,33 +124,6 @@ impl Cursor<'_> {
         }
         Some(sign * seconds)
     }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year.rem_euclid(400);
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// Unix milliseconds now, for "which cooldowns are still running". A clock before 1970
