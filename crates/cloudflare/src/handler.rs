@@ -12,7 +12,7 @@ use proxy_core::engine::{Execution, Served};
 use proxy_core::log::LogRecord;
 use proxy_core::platform::PreparedRequest;
 use proxy_core::request::{RETURNED_HEADERS, forwards_header, inspect_body, upstream_target};
-use proxy_core::route::{Api, BodyFormat, parse_route, take_key_param};
+use proxy_core::route::{BodyFormat, parse_route, take_key_param};
 use proxy_core::stream_meta::MetaReader;
 use proxy_core::{ErrorShape, ProxyError};
 use worker::{Context, Headers, Method, Request, Response};
@@ -86,17 +86,8 @@ pub async fn handle(state: Rc<WorkerState>, mut request: Request, ctx: &Context)
     let Some(mut route) = parse_route(&path, bearer) else {
         return flight.reject(ProxyError::NotFound(path));
     };
-    flight.shape = match route.api {
-        Api::Gemini => ErrorShape::Gemini,
-        Api::OpenAi => ErrorShape::OpenAi,
-    };
-    flight.record.route = route.operation.log_name().to_string();
-    flight.record.api = match route.api {
-        Api::OpenAi => "openai",
-        Api::Gemini => "gemini",
-    }
-    .to_string();
-    flight.record.model = route.model.clone();
+    flight.shape = route.api.error_shape();
+    flight.record.apply_route(&route);
     if let Err(error) = ensure_keys(&state, ctx).await {
         diag::warn(&format!("cannot read keys from the store: {error}"));
         return flight.reject(ProxyError::NoKeys("the key store cannot be read".into()));

@@ -14,7 +14,7 @@ use proxy_core::engine::{Execution, Served};
 use proxy_core::log::LogRecord;
 use proxy_core::platform::PreparedRequest;
 use proxy_core::request::{inspect_body, upstream_target};
-use proxy_core::route::{Api, BodyFormat, parse_route, take_key_param};
+use proxy_core::route::{BodyFormat, parse_route, take_key_param};
 use proxy_core::stream_meta::MetaReader;
 use proxy_core::{ErrorShape, ProxyError};
 
@@ -77,18 +77,8 @@ pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request
     let Some(mut route) = parse_route(parts.uri.path(), bearer) else {
         return ctx.reject(ProxyError::NotFound(parts.uri.path().to_string()));
     };
-    ctx.shape = match route.api {
-        Api::Gemini => ErrorShape::Gemini,
-        Api::OpenAi => ErrorShape::OpenAi,
-    };
-    ctx.record.route = route.operation.log_name().to_string();
-    ctx.record.api = if route.api == Api::OpenAi {
-        "openai"
-    } else {
-        "gemini"
-    }
-    .to_string();
-    ctx.record.model = route.model.clone();
+    ctx.shape = route.api.error_shape();
+    ctx.record.apply_route(&route);
     match ctx.state.proxy_keys().check(credential.as_ref()) {
         AuthOutcome::Allowed { proxy_key_id } => ctx.record.proxy_key_id = Some(proxy_key_id),
         AuthOutcome::Missing => return ctx.reject(ProxyError::MissingKey),

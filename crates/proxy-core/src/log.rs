@@ -6,6 +6,7 @@ use crate::engine::Attempts;
 use crate::error::ProxyError;
 use crate::keys::KeyId;
 use crate::pool::StateChange;
+use crate::route::Route;
 use crate::stream_meta::ResponseMeta;
 
 /// One client request, as stored. Times are unix milliseconds.
@@ -53,6 +54,13 @@ const FAILED_FINISH: [&str; 9] = [
 ];
 
 impl LogRecord {
+    /// Records what the path said: operation, API and (if the path names one) model.
+    pub fn apply_route(&mut self, route: &Route) {
+        self.route = route.operation.log_name().to_string();
+        self.api = route.api.log_name().to_string();
+        self.model = route.model.clone();
+    }
+
     /// Records what the attempt loop did (keys tried, the one that answered, the last
     /// failure) and hands back the key-state changes the store should keep.
     pub fn apply_attempts(&mut self, attempts: Attempts) -> Vec<StateChange> {

@@ -1,11 +1,31 @@
 //! What a request path means: which API, which operation, which model, and where it
 //! goes upstream. Pure string work, shared by every platform.
 
+use crate::error::ErrorShape;
+
 /// Which wire dialect the client speaks; decides the error shape we answer in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Api {
     Gemini,
     OpenAi,
+}
+
+impl Api {
+    /// The shape of the errors this API's clients understand.
+    pub fn error_shape(self) -> ErrorShape {
+        match self {
+            Api::Gemini => ErrorShape::Gemini,
+            Api::OpenAi => ErrorShape::OpenAi,
+        }
+    }
+
+    /// The name request logs record.
+    pub fn log_name(self) -> &'static str {
+        match self {
+            Api::Gemini => "gemini",
+            Api::OpenAi => "openai",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
