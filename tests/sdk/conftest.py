@@ -12,23 +12,12 @@ from typing import Iterator
 
 import pytest
 
-from gp_harness import UPSTREAM_KEYS, Child, ProxyStack, clean_env, find_binary, start_proxy
+from gp_harness import UPSTREAM_KEYS, ProxyStack, fake_url, find_binary, start_proxy  # noqa: F401 (fake_url: a fixture)
 
 
 @pytest.fixture(scope="session")
 def proxy_bin() -> Path:
     return find_binary("GEMINI_PROXY_BIN", "gemini-proxy")
-
-
-@pytest.fixture(scope="session")
-def fake_url(tmp_path_factory) -> Iterator[str]:
-    fake_bin = find_binary("FAKE_GEMINI_BIN", "fake-gemini")
-    workdir = tmp_path_factory.mktemp("fake")
-    child = Child("fake-gemini", [str(fake_bin), "--listen", "127.0.0.1:0"], clean_env(), workdir)
-    try:
-        yield child.wait_listening()
-    finally:
-        child.stop()
 
 
 @pytest.fixture(scope="session")

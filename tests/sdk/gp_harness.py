@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 import requests
@@ -271,3 +271,15 @@ def start_proxy(
     stack.child = Child(name, [str(proxy_bin), "serve", "--listen", "127.0.0.1:0"], env, workdir)
     stack.url = stack.child.wait_listening()
     return stack
+
+
+@pytest.fixture(scope="session")
+def fake_url(tmp_path_factory) -> Iterator[str]:
+    """fake-gemini on a free port for the whole session; both suites' conftest import it."""
+    fake_bin = find_binary("FAKE_GEMINI_BIN", "fake-gemini")
+    workdir = tmp_path_factory.mktemp("fake")
+    child = Child("fake-gemini", [str(fake_bin), "--listen", "127.0.0.1:0"], clean_env(), workdir)
+    try:
+        yield child.wait_listening()
+    finally:
+        child.stop()

@@ -11,18 +11,8 @@ from typing import Iterator
 
 import pytest
 
-from worker_harness import PROXY_KEYS, UPSTREAM_KEYS, Child, WorkerStack, clean_env, find_binary, start_worker
-
-
-@pytest.fixture(scope="session")
-def fake_url(tmp_path_factory) -> Iterator[str]:
-    fake_bin = find_binary("FAKE_GEMINI_BIN", "fake-gemini")
-    workdir = tmp_path_factory.mktemp("fake")
-    child = Child("fake-gemini", [str(fake_bin), "--listen", "127.0.0.1:0"], clean_env(), workdir)
-    try:
-        yield child.wait_listening()
-    finally:
-        child.stop()
+from worker_harness import PROXY_KEYS, UPSTREAM_KEYS, WorkerStack, start_worker  # isort: skip (puts tests/sdk on sys.path)
+from gp_harness import fake_url  # noqa: F401 (a fixture)  # isort: skip
 
 
 def _run_worker(fake_url, workdir, secrets, name) -> Iterator[WorkerStack]:
