@@ -88,6 +88,27 @@ pub fn fill_buckets(cells: &[UsageCell], start: u64, width: u64, count: usize) -
         .collect()
 }
 
+/// Cells split by model and key summed per bucket, for charts of counts and tokens.
+/// Percentiles do not add up, so the sums carry none (0).
+pub fn sum_per_bucket(cells: &[UsageCell]) -> Vec<UsageCell> {
+    let mut sums: HashMap<u64, UsageCell> = HashMap::new();
+    for c in cells {
+        let sum = sums.entry(c.bucket_start_ms).or_insert_with(|| UsageCell {
+            bucket_start_ms: c.bucket_start_ms,
+            ..UsageCell::default()
+        });
+        sum.requests += c.requests;
+        sum.errors += c.errors;
+        sum.prompt_tokens += c.prompt_tokens;
+        sum.candidates_tokens += c.candidates_tokens;
+        sum.thoughts_tokens += c.thoughts_tokens;
+        sum.cached_tokens += c.cached_tokens;
+        sum.total_tokens += c.total_tokens;
+        sum.latency_sum_ms += c.latency_sum_ms;
+    }
+    sums.into_values().collect()
+}
+
 /// One row of the usage table: a UTC day, a model and the key that answered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UsageLine {
@@ -182,6 +203,22 @@ mod tests {
         let filled = fill_buckets(&[cell(20, None, None, 4)], 0, 10, 4);
         let shape: Vec<(u64, u64)> = filled.iter().map(|c| (c.bucket_start_ms, c.requests)).collect();
         assert_eq!(shape, vec![(0, 0), (10, 0), (20, 4), (30, 0)]);
+    }
+
+    #[test]
+    fn sums_per_bucket_add_counters_across_groups() {
+        let mut a = cell(0, Some("m1"), Some(1), 2);
+        a.prompt_tokens = 5;
+        let mut b = cell(0, Some("m2"), None, 3);
+        b.prompt_tokens = 7;
+        let mut sums = sum_per_bucket(&[a, b, cell(DAY_MS, None, None, 1)]);
+        sums.sort_by_key(|c| c.bucket_start_ms);
+        let shape: Vec<(u64, u64, u64)> = sums
+            .iter()
+            .map(|c| (c.bucket_start_ms, c.requests, c.prompt_tokens))
+            .collect();
+        assert_eq!(shape, vec![(0, 5, 12), (DAY_MS, 1, 0)]);
+        assert!(sums.iter().all(|c| c.model.is_none() && c.latency_p95_ms == 0));
     }
 
     #[test]

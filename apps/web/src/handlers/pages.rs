@@ -255,7 +255,8 @@ impl UsageParams {
 }
 
 /// The usage table (day x model x key, newest day first) and the chart's days (every
-/// day of the range, oldest first), for today plus the `days - 1` UTC days before it.
+/// day of the range, oldest first, summed from the same cells), for today plus the
+/// `days - 1` UTC days before it.
 pub async fn usage_data(
     admin: &dyn AdminStore,
     days: u32,
@@ -263,15 +264,12 @@ pub async fn usage_data(
 ) -> Result<(Vec<data::UsageLine>, Vec<UsageCell>), StoreError> {
     let day = data::DAY_MS;
     let since = (now / day).saturating_sub(u64::from(days) - 1) * day;
-    let daily = UsageQuery {
+    let split = UsageQuery {
         since_ms: since,
         bucket_ms: day,
-        ..UsageQuery::default()
-    };
-    let split = UsageQuery {
         by_model: true,
         by_upstream_key: true,
-        ..daily.clone()
+        ..UsageQuery::default()
     };
     let names = admin
         .list_keys()
@@ -279,8 +277,9 @@ pub async fn usage_data(
         .into_iter()
         .map(|k| (k.id, k.name))
         .collect();
-    let lines = data::usage_lines(admin.usage(&split).await?, &names);
-    let per_day = data::fill_buckets(&admin.usage(&daily).await?, since, day, days as usize);
+    let cells = admin.usage(&split).await?;
+    let per_day = data::fill_buckets(&data::sum_per_bucket(&cells), since, day, days as usize);
+    let lines = data::usage_lines(cells, &names);
     Ok((lines, per_day))
 }
 
