@@ -79,6 +79,7 @@ mod tests {
             invalid_reason: invalid.map(Into::into),
             cooldowns: cooldowns.into_iter().map(|(m, u)| (m.to_string(), u)).collect(),
             created_at_ms: 0,
+            last_used_ms: None,
         }
     }
 

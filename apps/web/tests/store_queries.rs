@@ -43,7 +43,7 @@ async fn dashboard_queries<S: AdminStore + LogSink>(store: &S) {
     let now = proxy_axum::unix_ms();
     let keys = pages::key_views(admin, now).await.expect("keys");
     assert_eq!(keys.len(), 2);
-    assert!(keys.iter().all(|k| k.last_used_ms.is_none()
+    assert!(keys.iter().all(|k| k.row.last_used_ms.is_none()
         && k.today.requests == 0
         && !k.row.masked.contains("0000000000000000")));
     let proxy_key = admin
@@ -112,7 +112,7 @@ async fn dashboard_queries<S: AdminStore + LogSink>(store: &S) {
 
     let keys = pages::key_views(admin, now).await.expect("keys");
     let used = keys.iter().find(|k| k.row.id == first_key).expect("first key");
-    assert_eq!(used.last_used_ms, Some(now - 500));
+    assert_eq!(used.row.last_used_ms, Some(now - 500));
     assert!(used.today.requests >= 2, "usage today counts this hour's records");
 
     let proxy_keys = pages::proxy_key_views(admin, now).await.expect("proxy keys");

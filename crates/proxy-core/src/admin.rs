@@ -19,6 +19,8 @@ pub struct KeyRow {
     /// Model -> unix ms the cooldown ends.
     pub cooldowns: Vec<(String, u64)>,
     pub created_at_ms: u64,
+    /// When a request last tried the key (the newest such log record's start).
+    pub last_used_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -924,6 +924,14 @@ pub async fn logs_mark_keys_last_used<S: Store + ?Sized>(store: &S) {
     );
     assert_eq!(keys[1].0.id, b, "key b is loaded second");
     assert_eq!(keys[1].1.last_used_ms, None, "a key never tried was never used");
+    let listed: Vec<Option<u64>> = store
+        .list_keys()
+        .await
+        .expect("list")
+        .iter()
+        .map(|k| k.last_used_ms)
+        .collect();
+    assert_eq!(listed, vec![Some(5_000), None], "listings show the same last use");
 }
 
 /// Two handles on the same data (the `serve` process and the CLI) see each other's

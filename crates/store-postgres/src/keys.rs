@@ -83,6 +83,7 @@ pub(crate) async fn list(client: &deadpool_postgres::Client) -> Result<Vec<KeyRo
                 invalid_reason: row.try_get("invalid_reason").db()?,
                 cooldowns: cooldowns(row)?.into_iter().collect(),
                 created_at_ms: from_sql(row.try_get("created_ms").db()?),
+                last_used_ms: row.try_get::<_, Option<i64>>("last_used_ms").db()?.map(from_sql),
             })
         })
         .collect()

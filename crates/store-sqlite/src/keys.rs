@@ -195,7 +195,8 @@ pub(crate) fn list(conn: &mut Connection, now_ms: u64) -> Result<Vec<KeyRow>, St
     {
         let mut stmt = tx
             .prepare_cached(
-                "SELECT k.id, k.name, k.secret, k.enabled, s.invalid_reason, k.created_at_ms
+                "SELECT k.id, k.name, k.secret, k.enabled, s.invalid_reason, k.created_at_ms,
+                        s.last_used_ms
                  FROM keys k LEFT JOIN key_state s ON s.key_id = k.id
                  ORDER BY k.id",
             )
@@ -212,6 +213,7 @@ pub(crate) fn list(conn: &mut Connection, now_ms: u64) -> Result<Vec<KeyRow>, St
                     invalid_reason: row.get(4)?,
                     cooldowns: Vec::new(),
                     created_at_ms: from_sql(row.get(5)?),
+                    last_used_ms: opt_from_sql(row.get(6)?),
                 })
             })
             .db()?;

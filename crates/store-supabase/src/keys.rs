@@ -174,15 +174,17 @@ pub(crate) async fn list(rest: &Rest, now_ms: u64) -> Result<Vec<KeyRow>, RestEr
     .await?;
     keys.into_iter()
         .map(|key| {
+            let state = states.remove(&key.id);
             Ok(KeyRow {
                 id: key.id,
                 name: key.name,
                 // The secret is read only to be masked here.
                 masked: mask_key(&key.secret),
                 enabled: key.enabled,
-                invalid_reason: states.remove(&key.id).and_then(|s| s.invalid_reason),
                 cooldowns: cooling.remove(&key.id).unwrap_or_default().into_iter().collect(),
                 created_at_ms: opt_timestamp(key.created_at.as_deref())?.unwrap_or(0),
+                last_used_ms: opt_timestamp(state.as_ref().and_then(|s| s.last_used_at.as_deref()))?,
+                invalid_reason: state.and_then(|s| s.invalid_reason),
             })
         })
         .collect()

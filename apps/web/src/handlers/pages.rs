@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use proxy_axum::unix_ms;
-use proxy_core::admin::{AdminStore, KeyRow, LogQuery, UsageCell, UsageQuery};
+use proxy_core::admin::{AdminStore, KeyRow, UsageCell, UsageQuery};
 use proxy_core::keys::KeyId;
 use proxy_core::platform::StoreError;
 use serde::Deserialize;
@@ -105,8 +105,7 @@ pub async fn keys(
     }
 }
 
-/// Keys with what each answered today (Pacific) and when it last answered (its newest
-/// log record).
+/// Keys with what each answered today (Pacific).
 pub async fn key_views(admin: &dyn AdminStore, now: u64) -> Result<Vec<views::keys::KeyView>, StoreError> {
     let rows: Vec<KeyRow> = admin.list_keys().await?;
     let today = per_id(
@@ -119,22 +118,13 @@ pub async fn key_views(admin: &dyn AdminStore, now: u64) -> Result<Vec<views::ke
         |c| c.upstream_key_id,
     )
     .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let query = LogQuery {
-            upstream_key_id: Some(row.id),
-            limit: 1,
-            ..LogQuery::default()
-        };
-        let last_used_ms = admin.list_logs(&query).await?.first().map(|r| r.started_at_ms);
-        let today = today.get(&row.id).cloned().unwrap_or_default();
-        out.push(views::keys::KeyView {
+    Ok(rows
+        .into_iter()
+        .map(|row| views::keys::KeyView {
+            today: today.get(&row.id).cloned().unwrap_or_default(),
             row,
-            last_used_ms,
-            today,
-        });
-    }
-    Ok(out)
+        })
+        .collect())
 }
 
 pub async fn proxy_keys(

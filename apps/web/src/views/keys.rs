@@ -10,7 +10,6 @@ use crate::timefmt;
 
 pub struct KeyView {
     pub row: KeyRow,
-    pub last_used_ms: Option<u64>,
     /// Requests this key answered since midnight Pacific, when Gemini's daily quotas reset.
     pub today: UsageCell,
 }
@@ -45,6 +44,7 @@ pub fn page(csrf: &str, keys: Vec<KeyView>, now_ms: u64, msg: Option<&str>) -> S
             let recheck = post_button(format!("/keys/{id}/recheck"), "Re-check", csrf, false);
             let delete = post_button(format!("/keys/{id}/delete"), "Delete", csrf, true);
             let last_used = k
+                .row
                 .last_used_ms
                 .map_or_else(|| "never".to_string(), timefmt::date_time);
             view! {
