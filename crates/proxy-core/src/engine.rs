@@ -7,11 +7,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use serde_json::Value;
 
+pub use crate::attempts::Attempts;
 use crate::classify::{Outcome, classify};
 use crate::error::ProxyError;
 use crate::keys::KeyId;
 use crate::platform::{Clock, PreparedRequest, TransportError, Upstream, UpstreamResponse};
-use crate::pool::{KeyPool, Pick, StateChange};
+use crate::pool::{KeyPool, Pick};
 use crate::redact::scrub;
 use crate::retry::{Decision, Jitter, RetryPolicy};
 
@@ -33,17 +34,6 @@ impl Default for EngineConfig {
             error_body_limit: 64 * 1024,
         }
     }
-}
-
-/// What happened across a request's attempts, for the log and for the stores.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Attempts {
-    pub tried: Vec<KeyId>,
-    pub answered: Option<KeyId>,
-    pub state_changes: Vec<StateChange>,
-    /// Error kind and scrubbed message of the last failed attempt.
-    pub last_error_kind: Option<&'static str>,
-    pub last_error_message: Option<String>,
 }
 
 /// How the request ends.

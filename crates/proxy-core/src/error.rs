@@ -38,6 +38,15 @@ pub enum ProxyError {
     Internal,
 }
 
+/// A store could not do what was asked: it is unreachable, or the input was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
 impl ProxyError {
     pub fn status_code(&self) -> u16 {
         match self {

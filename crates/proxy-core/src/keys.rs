@@ -52,7 +52,7 @@ pub fn mask_key(key: &str) -> String {
 
 /// Rejects what cannot be a key before any store keeps it, with one rule for every
 /// store. The error never repeats the value: it may be a real key with a stray space.
-pub fn validate_secret(secret: &str) -> Result<(), crate::platform::StoreError> {
+pub fn validate_secret(secret: &str) -> Result<(), crate::error::StoreError> {
     let problem = if secret.is_empty() {
         "key is empty"
     } else if secret.chars().any(char::is_whitespace) {
@@ -62,7 +62,7 @@ pub fn validate_secret(secret: &str) -> Result<(), crate::platform::StoreError> 
     } else {
         return Ok(());
     };
-    Err(crate::platform::StoreError::Invalid(problem.into()))
+    Err(crate::error::StoreError::Invalid(problem.into()))
 }
 
 /// An upstream key as the stores hand it to the pool.

@@ -8,6 +8,7 @@
 //! the Cloudflare Worker make exactly the same choices.
 
 pub mod admin;
+pub mod attempts;
 pub mod auth;
 pub mod civil;
 pub mod classify;
@@ -16,6 +17,7 @@ pub mod engine;
 mod engine_tests;
 pub mod error;
 pub mod key_check;
+pub mod key_state;
 pub mod keys;
 pub mod log;
 pub mod pacific;

@@ -2,10 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Attempts;
+use crate::attempts::Attempts;
 use crate::error::ProxyError;
+use crate::key_state::StateChange;
 use crate::keys::KeyId;
-use crate::pool::StateChange;
 use crate::route::Route;
 use crate::stream_meta::ResponseMeta;
 

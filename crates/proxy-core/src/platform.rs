@@ -7,9 +7,10 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub use crate::error::StoreError;
+use crate::key_state::{KeyState, StateChange};
 use crate::keys::{ProxyKey, Secret, UpstreamKey};
 use crate::log::LogRecord;
-use crate::pool::{KeyState, StateChange};
 
 #[cfg(not(target_arch = "wasm32"))]
 pub trait MaybeSend: Send + Sync {}
@@ -70,14 +71,6 @@ pub trait Upstream: MaybeSend {
 
     /// Reads an error answer's body (at most `limit` bytes) to classify it.
     async fn read_body(&self, response: Self::Response, limit: usize) -> Bytes;
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum StoreError {
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-    #[error("{0}")]
-    Invalid(String),
 }
 
 /// Everything the request path needs from a store, loaded in one go.

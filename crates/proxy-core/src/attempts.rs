@@ -1,0 +1,15 @@
+//! What one request's attempt loop did, for the log record and the stores.
+
+use crate::key_state::StateChange;
+use crate::keys::KeyId;
+
+/// What happened across a request's attempts, for the log and for the stores.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Attempts {
+    pub tried: Vec<KeyId>,
+    pub answered: Option<KeyId>,
+    pub state_changes: Vec<StateChange>,
+    /// Error kind and scrubbed message of the last failed attempt.
+    pub last_error_kind: Option<&'static str>,
+    pub last_error_message: Option<String>,
+}
