@@ -23,7 +23,12 @@ pub async fn run(backend: &Backend, args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     announce_listening(addr)?;
-    let (keys, available, proxy_keys) = runtime.state().counts();
+    let health = runtime.state().health();
+    let (keys, available, proxy_keys) = (
+        health.upstream_keys,
+        health.upstream_keys_available,
+        health.proxy_keys,
+    );
     tracing::info!(%addr, keys, available, proxy_keys, store = backend.kind, upstream = %args.proxy.upstream, "gemini-proxy serving");
     if keys == 0 {
         tracing::warn!("no upstream keys yet: add one with `gemini-proxy keys add <KEY>`");

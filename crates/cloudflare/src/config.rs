@@ -7,17 +7,14 @@
 //!   `sha256:<64 hex>` is taken as an already hashed key);
 //! - with Supabase: the var `SUPABASE_URL` and the secret `SUPABASE_SERVICE_ROLE_KEY`.
 //!
-//! The limits use the same names and defaults as the native binary's environment.
+//! The limits use the same names as the native binary's environment, and the same
+//! defaults: `proxy_core::defaults`, which both read.
 
 use proxy_core::EngineConfig;
 use proxy_core::auth::hash_proxy_key;
+use proxy_core::defaults;
 use proxy_core::keys::Secret;
-use proxy_core::retry::RetryPolicy;
-
-pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
-
-/// How often the isolate re-reads keys from Supabase (checked lazily per request).
-pub const DEFAULT_REFRESH_MS: u64 = 10_000;
+use proxy_core::request::AdmissionRules;
 
 /// Where the keys come from, and so where logs and learned key state go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,8 +35,9 @@ pub struct WorkerConfig {
     pub upstream_base_url: String,
     pub source: KeySource,
     pub engine: EngineConfig,
-    pub max_body_bytes: usize,
-    pub log_bodies: bool,
+    /// Body limit and body logging, applied by the core's admission.
+    pub admission: AdmissionRules,
+    /// How often the isolate re-reads keys from Supabase (checked lazily per request).
     pub refresh_ms: u64,
 }
 
@@ -67,7 +65,7 @@ impl WorkerConfig {
         let get = |name: &str| get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         let upstream_base_url = match get("GEMINI_BASE_URL") {
             Some(url) => checked_url("GEMINI_BASE_URL", &url)?,
-            None => DEFAULT_BASE_URL.to_string(),
+            None => defaults::UPSTREAM_BASE_URL.to_string(),
         };
         let source = match get("SUPABASE_URL") {
             Some(url) => KeySource::Supabase {
@@ -86,28 +84,37 @@ impl WorkerConfig {
                     .map_err(|_| ConfigError::NotANumber { name, value }),
             }
         };
-        let defaults = RetryPolicy::default();
-        let engine = EngineConfig {
-            retry: RetryPolicy {
-                max_attempts: u32::try_from(number("GEMINI_PROXY_MAX_ATTEMPTS", 5)?)
-                    .unwrap_or(u32::MAX)
-                    .max(1),
-                deadline_ms: number("GEMINI_PROXY_DEADLINE_SECS", 600)?.saturating_mul(1000),
-                ..defaults
-            },
-            attempt_timeout_ms: number("GEMINI_PROXY_ATTEMPT_TIMEOUT_SECS", 300)?.saturating_mul(1000),
-            ..EngineConfig::default()
+        let max_attempts = u32::try_from(number(
+            "GEMINI_PROXY_MAX_ATTEMPTS",
+            u64::from(defaults::MAX_ATTEMPTS),
+        )?)
+        .unwrap_or(u32::MAX);
+        let engine = EngineConfig::from_limits(
+            max_attempts,
+            number("GEMINI_PROXY_DEADLINE_SECS", defaults::DEADLINE_SECS)?,
+            number(
+                "GEMINI_PROXY_ATTEMPT_TIMEOUT_SECS",
+                defaults::ATTEMPT_TIMEOUT_SECS,
+            )?,
+        );
+        let log_bodies = match get("GEMINI_PROXY_LOG_BODIES") {
+            Some(v) => matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"),
+            None => defaults::LOG_BODIES,
         };
-        let max_body_mb = number("GEMINI_PROXY_MAX_BODY_MB", 64)?;
-        let log_bodies = get("GEMINI_PROXY_LOG_BODIES")
-            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
+        let admission = AdmissionRules {
+            max_body_bytes: defaults::mib_to_bytes(number(
+                "GEMINI_PROXY_MAX_BODY_MB",
+                defaults::MAX_BODY_MB,
+            )?),
+            log_bodies,
+        };
         Ok(Self {
             upstream_base_url,
             source,
             engine,
-            max_body_bytes: usize::try_from(max_body_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX),
-            log_bodies,
-            refresh_ms: number("GEMINI_PROXY_REFRESH_MS", DEFAULT_REFRESH_MS)?.max(50),
+            admission,
+            refresh_ms: number("GEMINI_PROXY_REFRESH_MS", defaults::WORKER_REFRESH_MS)?
+                .max(defaults::REFRESH_FLOOR_MS),
         })
     }
 }
@@ -191,9 +198,10 @@ mod tests {
         ]) else {
             panic!("config should parse");
         };
-        assert_eq!(config.upstream_base_url, DEFAULT_BASE_URL);
-        assert_eq!(config.refresh_ms, DEFAULT_REFRESH_MS);
+        assert_eq!(config.upstream_base_url, defaults::UPSTREAM_BASE_URL);
+        assert_eq!(config.refresh_ms, defaults::WORKER_REFRESH_MS);
         assert_eq!(config.engine, EngineConfig::default());
+        assert_eq!(config.admission, AdmissionRules::default());
         let KeySource::Secrets {
             upstream_keys,
             proxy_key_hashes,

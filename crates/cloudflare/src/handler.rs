@@ -1,128 +1,109 @@
-//! One client request, the same steps as the native route (`proxy-axum`'s handler):
-//! authenticate, read the request, let the engine serve it, stream the answer back,
-//! log the outcome. Only the IO differs; every decision is `proxy-core`'s.
+//! One client request: the IO around the core's request pipeline
+//! (`proxy_core::request`), as in the native route (`proxy-axum`'s handler). Read the
+//! head, load the isolate's keys, admit, read the body, let the engine serve, write the
+//! answer, and log through `ctx.wait_until`; every rule in between is the core's.
 
 use std::rc::Rc;
 
 use bytes::Bytes;
 use futures_channel::oneshot;
 use futures_util::StreamExt;
-use proxy_core::auth::{AuthOutcome, extract_credential};
-use proxy_core::engine::{Execution, Served};
+use proxy_core::ProxyError;
 use proxy_core::log::LogRecord;
-use proxy_core::platform::PreparedRequest;
-use proxy_core::request::{RETURNED_HEADERS, forwards_header, inspect_body, upstream_target};
-use proxy_core::route::{BodyFormat, parse_route, take_key_param};
-use proxy_core::stream_meta::MetaReader;
-use proxy_core::{ErrorShape, ProxyError};
+use proxy_core::request::{Admission, Answer, BodyObserver, RETURNED_HEADERS, Refusal, Reply, RequestHead};
 use worker::{Context, Headers, Method, Request, Response};
 
 use crate::clock::{WorkerClock, unix_ms};
 use crate::diag;
-use crate::observed_stream::{ObservedStream, PendingLog};
-use crate::respond::{error_response, json_response};
+use crate::observed_stream::ObservedStream;
+use crate::respond::reply_response;
 use crate::state::WorkerState;
-
-/// Stored request bodies (when switched on) are cut to this many bytes.
-const LOGGED_BODY_LIMIT: usize = 64 * 1024;
-
-/// A request in flight: its log record, when it started, and where logs go.
-struct InFlight<'a> {
-    state: Rc<WorkerState>,
-    ctx: &'a Context,
-    record: LogRecord,
-    started_ms: u64,
-    shape: ErrorShape,
-}
-
-impl InFlight<'_> {
-    /// Answers with the proxy's own error and logs it.
-    fn reject(mut self, error: ProxyError) -> worker::Result<Response> {
-        self.record.reject(&error);
-        let response = error_response(&error, self.shape, &self.record.id);
-        self.submit();
-        response
-    }
-
-    /// Hands the finished record to the log queue, written after the response went out.
-    fn submit(mut self) {
-        self.record.latency_ms = unix_ms().saturating_sub(self.started_ms);
-        self.ctx.wait_until(self.state.logs.clone().submit(self.record));
-    }
-}
 
 pub async fn handle(state: Rc<WorkerState>, mut request: Request, ctx: &Context) -> worker::Result<Response> {
     let now_ms = unix_ms();
-    let (id, seed) = state.next_request_id(now_ms);
+    let (id, seed) = state.ids.next(now_ms);
     let url = request.url()?;
-    let path = url.path().to_string();
     let method = request.method();
-    if path == "/healthz" && method == Method::Get {
+    if url.path() == "/healthz" && method == Method::Get {
         // A fresh isolate loads its keys first, so the counts mean something.
         let _ = ensure_keys(&state, ctx).await;
-        let body = state.health().to_string().into_bytes();
-        return json_response(200, body, &id);
+        let health = state.health();
+        return reply_response(Reply::json(health.status_code(), health.to_json(), &id));
     }
-    let (query_key, query) = take_key_param(url.query().unwrap_or(""));
-    let credential = extract_credential(
-        header(request.headers(), "x-goog-api-key").as_deref(),
-        header(request.headers(), "authorization").as_deref(),
-        query_key.as_deref(),
-    );
-    let bearer = credential.as_ref().is_some_and(|c| c.bearer);
-    let record = LogRecord {
-        id,
-        started_at_ms: now_ms,
-        route: "unknown".into(),
-        ..LogRecord::default()
+    let api_key = header(request.headers(), "x-goog-api-key");
+    let authorization = header(request.headers(), "authorization");
+    let head = RequestHead {
+        method: method.as_ref(),
+        path: url.path(),
+        query: url.query().unwrap_or(""),
+        api_key: api_key.as_deref(),
+        authorization: authorization.as_deref(),
+        content_length: header(request.headers(), "content-length").and_then(|v| v.parse().ok()),
     };
-    let mut flight = InFlight {
-        state: state.clone(),
-        ctx,
-        record,
-        started_ms: now_ms,
-        shape: ErrorShape::Gemini,
+    let admission = match Admission::begin(id, now_ms, &head, state.config.admission) {
+        Ok(admission) => admission,
+        Err(refusal) => return refuse(&state, ctx, refusal),
     };
-    let Some(mut route) = parse_route(&path, bearer) else {
-        return flight.reject(ProxyError::NotFound(path));
-    };
-    flight.shape = route.api.error_shape();
-    flight.record.apply_route(&route);
+    // The one IO step before authorizing: a fresh isolate has no keys yet.
     if let Err(error) = ensure_keys(&state, ctx).await {
         diag::warn(&format!("cannot read keys from the store: {error}"));
-        return flight.reject(ProxyError::NoKeys("the key store cannot be read".into()));
+        let error = ProxyError::NoKeys("the key store cannot be read".into());
+        return refuse(&state, ctx, admission.refuse(error));
     }
-    match state.keys.proxy_keys().check(credential.as_ref()) {
-        AuthOutcome::Allowed { proxy_key_id } => flight.record.proxy_key_id = Some(proxy_key_id),
-        AuthOutcome::Missing => return flight.reject(ProxyError::MissingKey),
-        AuthOutcome::Unknown => return flight.reject(ProxyError::UnknownKey),
-        AuthOutcome::Revoked { proxy_key_id } => {
-            flight.record.proxy_key_id = Some(proxy_key_id);
-            return flight.reject(ProxyError::RevokedKey);
+    let authorized = match admission.authorize(&state.keys.proxy_keys()) {
+        Ok(authorized) => authorized,
+        Err(refusal) => return refuse(&state, ctx, refusal),
+    };
+    let body = match read_body(&mut request, authorized.body_limit()).await {
+        Ok(body) => body,
+        Err(error) => return refuse(&state, ctx, authorized.refuse(error)),
+    };
+    let client_headers: Vec<(String, String)> = request.headers().entries().collect();
+    let client_headers = client_headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+    let prepared = match authorized.with_body(body, client_headers) {
+        Ok(prepared) => prepared,
+        Err(refusal) => return refuse(&state, ctx, refusal),
+    };
+    let execution = state
+        .engine
+        .execute(&prepared.request, prepared.model(), seed)
+        .await;
+    let settlement = prepared.settle(execution);
+    if !settlement.state_changes.is_empty() {
+        let queue = state.state_changes.clone();
+        for change in settlement.state_changes {
+            queue.push(change);
+        }
+        ctx.wait_until(queue.flush());
+    }
+    match settlement.answer {
+        Answer::Stream {
+            status,
+            response,
+            observer,
+        } => stream_response(&state, ctx, status, response, observer),
+        Answer::Reply { reply, record } => {
+            let response = reply_response(reply);
+            log(&state, ctx, record);
+            response
         }
     }
-    let body = match read_body(&mut request, state.config.max_body_bytes).await {
-        Ok(body) => body,
-        Err(error) => return flight.reject(error),
-    };
-    let framing = match inspect_body(&mut route, method != Method::Get, &body, &query) {
-        Ok(framing) => framing,
-        Err(error) => return flight.reject(error),
-    };
-    flight.record.model = route.model.clone();
-    flight.record.stream = framing.stream;
-    if state.config.log_bodies && !body.is_empty() {
-        let logged = &body[..body.len().min(LOGGED_BODY_LIMIT)];
-        flight.record.request_body = Some(String::from_utf8_lossy(logged).into_owned());
-    }
-    let prepared = PreparedRequest {
-        method: method.as_ref().to_string(),
-        path_and_query: upstream_target(&route, &query),
-        headers: upstream_headers(request.headers()),
-        body,
-    };
-    let execution = state.engine.execute(&prepared, route.model_or_any(), seed).await;
-    respond(flight, execution, framing.format)
+}
+
+fn refuse(
+    state: &Rc<WorkerState>,
+    ctx: &Context,
+    Refusal { reply, record }: Refusal,
+) -> worker::Result<Response> {
+    let response = reply_response(reply);
+    log(state, ctx, *record);
+    response
+}
+
+/// Hands a finished record to the log queue, written after the response went out.
+fn log(state: &Rc<WorkerState>, ctx: &Context, mut record: LogRecord) {
+    record.close(unix_ms());
+    ctx.wait_until(state.logs.clone().submit(record));
 }
 
 /// Loads the isolate's keys on its first request; later, starts a background reload
@@ -138,71 +119,35 @@ async fn ensure_keys(state: &Rc<WorkerState>, ctx: &Context) -> Result<(), proxy
     Ok(())
 }
 
-/// Sends the engine's verdict to the client and, unless a body is still streaming,
-/// logs it now.
-fn respond(
-    mut flight: InFlight<'_>,
-    execution: Execution<Response>,
-    format: BodyFormat,
-) -> worker::Result<Response> {
-    let Execution { served, attempts } = execution;
-    let changes = flight.record.apply_attempts(attempts);
-    if !changes.is_empty() {
-        let queue = flight.state.state_changes.clone();
-        for change in changes {
-            queue.push(change);
-        }
-        flight.ctx.wait_until(queue.flush());
-    }
-    match served {
-        Served::Upstream(response) => {
-            flight.record.answered(response.status);
-            stream_response(flight, response.inner, format)
-        }
-        Served::UpstreamError { status, body } => {
-            flight.record.status = status;
-            let response = json_response(status, body.to_vec(), &flight.record.id);
-            flight.submit();
-            response
-        }
-        Served::Failed(error) => flight.reject(error),
-    }
-}
-
 /// Streams upstream's 2xx body to the client as it arrives. The record is completed
 /// by the body's end (or the client leaving) and written by a `wait_until` future
 /// that waits for it, so the response itself is never held back.
 fn stream_response(
-    flight: InFlight<'_>,
+    state: &Rc<WorkerState>,
+    ctx: &Context,
+    status: u16,
     mut upstream: Response,
-    format: BodyFormat,
+    mut observer: BodyObserver,
 ) -> worker::Result<Response> {
-    let status = upstream.status_code();
-    let headers = downstream_headers(upstream.headers(), &flight.record.id)?;
-    let readable =
-        header(&headers, "content-type").is_some_and(|ct| ct.contains("json") || ct.contains("event-stream"));
+    let headers = downstream_headers(upstream.headers(), observer.request_id())?;
     let Ok(body) = upstream.stream() else {
         // No body at all (204 and the like): nothing to wait for.
-        flight.submit();
+        if let Some(record) = observer.end(proxy_core::request::BodyEnd::Complete, unix_ms()) {
+            ctx.wait_until(state.logs.clone().submit(record));
+        }
         return Ok(Response::empty()?.with_status(status).with_headers(headers));
     };
     let (done, finished) = oneshot::channel::<LogRecord>();
-    let logs = flight.state.logs.clone();
-    flight.ctx.wait_until(async move {
+    let logs = state.logs.clone();
+    ctx.wait_until(async move {
         if let Ok(record) = finished.await {
             logs.submit(record).await;
         }
     });
-    let log = PendingLog {
-        record: flight.record,
-        started_ms: flight.started_ms,
-        clock: WorkerClock,
-        done: Box::new(move |record| {
-            let _ = done.send(record);
-        }),
-    };
-    let reader = readable.then(|| MetaReader::new(format));
-    let observed = ObservedStream::new(body, reader, log);
+    let done = Box::new(move |record| {
+        let _ = done.send(record);
+    });
+    let observed = ObservedStream::new(body, observer, WorkerClock, done);
     Ok(Response::from_stream(observed)?
         .with_status(status)
         .with_headers(headers))
@@ -221,26 +166,15 @@ fn downstream_headers(upstream: &Headers, request_id: &str) -> worker::Result<He
     Ok(headers)
 }
 
-/// Client headers that travel upstream (the core's allow-list; never credentials).
-fn upstream_headers(client: &Headers) -> Vec<(String, String)> {
-    client
-        .entries()
-        .filter(|(name, _)| forwards_header(&name.to_ascii_lowercase()))
-        .collect()
-}
-
 fn header(headers: &Headers, name: &str) -> Option<String> {
     headers.get(name).ok().flatten()
 }
 
+/// Reads the body up to `limit` bytes; a declared length was checked by the core.
 async fn read_body(request: &mut Request, limit: usize) -> Result<Bytes, ProxyError> {
     let too_large = ProxyError::BodyTooLarge { limit_bytes: limit };
-    let declared = header(request.headers(), "content-length").and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(too_large);
-    }
     let unreadable = || ProxyError::BadRequest("could not read the request body".into());
-    if declared.is_some() {
+    if header(request.headers(), "content-length").is_some() {
         // A declared length within the limit: one read, fewer trips between JS and wasm.
         let body = request.bytes().await.map_err(|_| unreadable())?;
         return match body.len() > limit {

@@ -41,6 +41,7 @@ async fn fetch(
     env: worker::Env,
     ctx: worker::Context,
 ) -> worker::Result<worker::Response> {
+    use proxy_core::request::Reply;
     use proxy_core::{ErrorShape, ProxyError};
 
     let state = match state::isolate_state(&env) {
@@ -48,14 +49,14 @@ async fn fetch(
         Err(problem) => {
             diag::warn(&format!("the Worker is not configured: {problem}"));
             let error = ProxyError::NoKeys(format!("the Worker is not configured: {problem}"));
-            return respond::error_response(&error, ErrorShape::Gemini, "-");
+            return respond::reply_response(Reply::error(&error, ErrorShape::Gemini, "-"));
         }
     };
     match handler::handle(state, request, &ctx).await {
         Ok(response) => Ok(response),
         Err(error) => {
             diag::warn(&format!("internal error: {error}"));
-            respond::error_response(&ProxyError::Internal, ErrorShape::Gemini, "-")
+            respond::reply_response(Reply::error(&ProxyError::Internal, ErrorShape::Gemini, "-"))
         }
     }
 }

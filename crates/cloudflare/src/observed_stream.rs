@@ -1,56 +1,42 @@
 //! The response body handed to the client: upstream's chunks, passed on as they
-//! arrive, read on the way by the core's [`MetaReader`] for usage and finish reasons.
-//! The log record is completed when the stream ends, fails, or is dropped because the
-//! client went away, and handed to `done` (the Worker sends it through a oneshot
-//! channel to a `ctx.wait_until` future that writes it).
+//! arrive through the core's [`BodyObserver`], which reads usage and finish reasons on
+//! the way and completes the record when the stream ends, fails, or is dropped because
+//! the client went away; the record goes to `done` (the Worker sends it through a
+//! oneshot channel to a `ctx.wait_until` future that writes it).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use futures_util::Stream;
 use proxy_core::log::LogRecord;
 use proxy_core::platform::Clock;
-use proxy_core::stream_meta::MetaReader;
-
-/// The record waiting for the body to end, and what to do with it then.
-pub struct PendingLog<C> {
-    pub record: LogRecord,
-    pub started_ms: u64,
-    pub clock: C,
-    pub done: Box<dyn FnOnce(LogRecord)>,
-}
+use proxy_core::request::{BodyEnd, BodyObserver};
 
 pub struct ObservedStream<S, C: Clock> {
     inner: Pin<Box<S>>,
-    reader: Option<MetaReader>,
-    log: Option<PendingLog<C>>,
+    observer: BodyObserver,
+    clock: C,
+    done: Option<Box<dyn FnOnce(LogRecord)>>,
 }
 
 // The inner stream is boxed, so nothing here is pinned structurally.
 impl<S, C: Clock> Unpin for ObservedStream<S, C> {}
 
 impl<S, C: Clock> ObservedStream<S, C> {
-    pub fn new(inner: S, reader: Option<MetaReader>, log: PendingLog<C>) -> Self {
+    pub fn new(inner: S, observer: BodyObserver, clock: C, done: Box<dyn FnOnce(LogRecord)>) -> Self {
         Self {
             inner: Box::pin(inner),
-            reader,
-            log: Some(log),
+            observer,
+            clock,
+            done: Some(done),
         }
     }
 
-    fn complete(&mut self, error: Option<(&str, &str)>) {
-        let Some(PendingLog {
-            mut record,
-            started_ms,
-            clock,
-            done,
-        }) = self.log.take()
-        else {
-            return;
-        };
-        record.end_body(self.reader.take().map(MetaReader::finish), error);
-        record.latency_ms = clock.now_ms().saturating_sub(started_ms);
-        done(record);
+    fn complete(&mut self, end: BodyEnd) {
+        if let (Some(record), Some(done)) = (self.observer.end(end, self.clock.now_ms()), self.done.take()) {
+            done(record);
+        }
     }
 }
 
@@ -65,26 +51,16 @@ where
         let this = &mut *self;
         match this.inner.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
-                if let Some(log) = this.log.as_mut()
-                    && log.record.ttfb_ms.is_none()
-                {
-                    log.record.ttfb_ms = Some(log.clock.now_ms().saturating_sub(log.started_ms));
-                }
-                if let Some(reader) = this.reader.as_mut() {
-                    reader.feed(&chunk);
-                }
-                Poll::Ready(Some(Ok(chunk)))
+                let chunk = this.observer.chunk(Bytes::from(chunk), this.clock.now_ms());
+                Poll::Ready(Some(Ok(Vec::from(chunk))))
             }
             Poll::Ready(Some(Err(error))) => {
                 // The runtime's error text is not logged: it may name the URL.
-                this.complete(Some((
-                    "upstream_stream_interrupted",
-                    "upstream closed the stream early",
-                )));
+                this.complete(BodyEnd::UpstreamCut);
                 Poll::Ready(Some(Err(error)))
             }
             Poll::Ready(None) => {
-                this.complete(None);
+                this.complete(BodyEnd::Complete);
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
@@ -95,10 +71,7 @@ where
 impl<S, C: Clock> Drop for ObservedStream<S, C> {
     fn drop(&mut self) {
         // Still pending here means the body never reached its end: the client left.
-        self.complete(Some((
-            "client_disconnected",
-            "client closed the connection before the answer ended",
-        )));
+        self.complete(BodyEnd::ClientGone);
     }
 }
 
@@ -134,14 +107,16 @@ mod tests {
     ) {
         let logged = Rc::new(RefCell::new(None));
         let slot = logged.clone();
-        let log = PendingLog {
-            record: LogRecord::default(),
-            started_ms: 100,
-            clock: FixedClock,
-            done: Box::new(move |record| *slot.borrow_mut() = Some(record)),
+        let record = LogRecord {
+            started_at_ms: 100,
+            ..LogRecord::default()
         };
-        let reader = Some(MetaReader::new(BodyFormat::Sse));
-        (ObservedStream::new(stream::iter(chunks), reader, log), logged)
+        let observer = BodyObserver::for_stream(record, BodyFormat::Sse, Some("text/event-stream"));
+        let done = Box::new(move |record| *slot.borrow_mut() = Some(record));
+        (
+            ObservedStream::new(stream::iter(chunks), observer, FixedClock, done),
+            logged,
+        )
     }
 
     #[test]

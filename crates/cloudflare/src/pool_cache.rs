@@ -47,14 +47,20 @@ impl KeyCache {
         self.checked_at_ms.get().is_some()
     }
 
+    /// The last reload failed; the isolate serves the keys it has.
+    pub fn is_failing(&self) -> bool {
+        self.failing.get()
+    }
+
     pub fn proxy_keys(&self) -> Rc<ProxyKeyTable> {
         self.proxy_keys.borrow().clone()
     }
 
     /// The first load of an isolate: the request waits for it, as it has nothing else.
     pub async fn load(&self, now_ms: u64) -> Result<(), StoreError> {
-        let snapshot = self.store.load().await?;
-        self.apply(snapshot, now_ms);
+        let loaded = self.store.load().await;
+        self.failing.set(loaded.is_err());
+        self.apply(loaded?, now_ms);
         Ok(())
     }
 

@@ -1,31 +1,17 @@
-//! Turning the proxy's own errors and upstream's error bodies into Worker responses.
+//! Writing the core's complete answers ([`Reply`]) as Worker responses, in one place.
 
-use proxy_core::{ErrorShape, ProxyError};
+use proxy_core::request::Reply;
 use worker::{Headers, Response};
 
-/// An error in the client's dialect, with `Retry-After` when waiting helps.
-pub fn error_response(error: &ProxyError, shape: ErrorShape, request_id: &str) -> worker::Result<Response> {
-    let headers = json_headers(request_id)?;
-    if let Some(secs) = error.retry_after_secs() {
+/// A reply with its status, content type, `Retry-After` and request id.
+pub fn reply_response(reply: Reply) -> worker::Result<Response> {
+    let headers = Headers::new();
+    headers.set("content-type", &reply.content_type)?;
+    headers.set("x-request-id", &reply.request_id)?;
+    if let Some(secs) = reply.retry_after_secs {
         headers.set("retry-after", &secs.to_string())?;
     }
-    let body = error.to_json(shape).into_bytes();
-    Ok(Response::from_bytes(body)?
-        .with_status(error.status_code())
+    Ok(Response::from_bytes(reply.body.to_vec())?
+        .with_status(reply.status)
         .with_headers(headers))
-}
-
-/// A JSON body with a status and the request id header.
-pub fn json_response(status: u16, body: Vec<u8>, request_id: &str) -> worker::Result<Response> {
-    let headers = json_headers(request_id)?;
-    Ok(Response::from_bytes(body)?
-        .with_status(status)
-        .with_headers(headers))
-}
-
-fn json_headers(request_id: &str) -> worker::Result<Headers> {
-    let headers = Headers::new();
-    headers.set("content-type", "application/json; charset=UTF-8")?;
-    headers.set("x-request-id", request_id)?;
-    Ok(headers)
 }

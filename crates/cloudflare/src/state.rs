@@ -2,14 +2,16 @@
 //! cache, the log and key-state queues. Built on the isolate's first request from the
 //! Worker's vars and secrets, then shared by every request the isolate serves.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 use proxy_core::Engine;
-use proxy_core::log::{LogRecord, request_id};
+use proxy_core::defaults;
+use proxy_core::health::{Health, HealthInput};
+use proxy_core::log::LogRecord;
 use proxy_core::pool::{KeyPool, StateChange};
-use serde_json::{Value, json};
+use proxy_core::request::RequestIds;
 use wasm_bindgen::JsValue;
 use worker::Env;
 
@@ -20,20 +22,13 @@ use crate::pool_cache::KeyCache;
 use crate::stores::stores;
 use crate::upstream::WorkerUpstream;
 
-/// Log records that may wait for the store; beyond it they are dropped and counted.
-const LOG_QUEUE: usize = 10_000;
-const LOG_BATCH: usize = 200;
-const STATE_QUEUE: usize = 10_000;
-const STATE_BATCH: usize = 100;
-
 pub struct WorkerState {
     pub engine: Engine<WorkerUpstream, WorkerClock>,
     pub keys: Rc<KeyCache>,
     pub logs: Rc<BatchQueue<LogRecord, WorkerClock>>,
     pub state_changes: Rc<BatchQueue<StateChange, WorkerClock>>,
     pub config: WorkerConfig,
-    counter: Cell<u64>,
-    instance: u32,
+    pub ids: RequestIds,
 }
 
 thread_local! {
@@ -74,8 +69,8 @@ impl WorkerState {
         let sink = stores.logs;
         let logs = BatchQueue::new(
             "request-log",
-            LOG_QUEUE,
-            LOG_BATCH,
+            defaults::LOG_QUEUE,
+            defaults::LOG_BATCH,
             WorkerClock,
             Box::new(move |batch: Vec<LogRecord>| {
                 let sink = sink.clone();
@@ -88,8 +83,8 @@ impl WorkerState {
         let store = stores.keys;
         let state_changes = BatchQueue::new(
             "key-state",
-            STATE_QUEUE,
-            STATE_BATCH,
+            defaults::STATE_QUEUE,
+            defaults::STATE_BATCH,
             WorkerClock,
             Box::new(move |batch: Vec<StateChange>| {
                 let store = store.clone();
@@ -105,31 +100,25 @@ impl WorkerState {
             logs,
             state_changes,
             config,
-            counter: Cell::new(0),
-            instance: (js_sys::Math::random() * f64::from(u32::MAX)) as u32,
+            ids: RequestIds::new((js_sys::Math::random() * f64::from(u32::MAX)) as u32),
         })
     }
 
-    /// A fresh request id and a seed for its retry jitter.
-    pub fn next_request_id(&self, now_ms: u64) -> (String, u64) {
-        let n = self.counter.get();
-        self.counter.set(n + 1);
-        let id = request_id(now_ms, n, self.instance);
-        (id, now_ms ^ n.rotate_left(32) ^ u64::from(self.instance))
-    }
-
-    /// `GET /healthz`, in the native binary's shape (counts are this isolate's).
-    pub fn health(&self) -> Value {
-        let (keys, available) = {
-            let pool = self.engine.pool().lock().unwrap_or_else(|p| p.into_inner());
-            (pool.len(), pool.available("*", unix_ms()))
+    /// `GET /healthz`: the core's answer, with this isolate's counts.
+    pub fn health(&self) -> Health {
+        let keys = self
+            .engine
+            .pool()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .statuses();
+        let input = HealthInput {
+            keys,
+            proxy_keys: self.keys.proxy_keys().len(),
+            dropped_log_records: self.logs.dropped(),
+            store_unreachable: self.keys.is_failing(),
+            pool_problem: None,
         };
-        json!({
-            "status": "ok",
-            "upstream_keys": keys,
-            "upstream_keys_available": available,
-            "proxy_keys": self.keys.proxy_keys().len(),
-            "dropped_log_records": self.logs.dropped(),
-        })
+        Health::of(input, unix_ms())
     }
 }

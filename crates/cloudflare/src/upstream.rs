@@ -63,6 +63,7 @@ impl Upstream for WorkerUpstream {
         match select(sending, deadline).await {
             Either::Left((Ok(response), _)) => Ok(UpstreamResponse {
                 status: response.status_code(),
+                content_type: response.headers().get("content-type").ok().flatten(),
                 inner: response,
             }),
             // The runtime's message ("Network connection lost", DNS, TLS) names no key:

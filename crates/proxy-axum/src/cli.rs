@@ -9,39 +9,44 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use proxy_core::EngineConfig;
-use proxy_core::retry::RetryPolicy;
+use proxy_core::defaults;
+use proxy_core::request::AdmissionRules;
 
 use crate::config::ProxyConfig;
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct ProxyArgs {
     /// Upstream Gemini API base URL (Google's, a Cloudflare AI Gateway, a test server).
-    #[arg(
-        long,
-        env = "GEMINI_BASE_URL",
-        default_value = "https://generativelanguage.googleapis.com"
-    )]
+    #[arg(long, env = "GEMINI_BASE_URL", default_value = defaults::UPSTREAM_BASE_URL)]
     pub upstream: String,
     /// Attempts per request, across different keys.
-    #[arg(long, env = "GEMINI_PROXY_MAX_ATTEMPTS", default_value_t = 5)]
+    #[arg(long, env = "GEMINI_PROXY_MAX_ATTEMPTS", default_value_t = defaults::MAX_ATTEMPTS)]
     pub max_attempts: u32,
     /// Total seconds a request may spend on attempts before upstream answers.
-    #[arg(long, env = "GEMINI_PROXY_DEADLINE_SECS", default_value_t = 600)]
+    #[arg(long, env = "GEMINI_PROXY_DEADLINE_SECS", default_value_t = defaults::DEADLINE_SECS)]
     pub deadline_secs: u64,
     /// Seconds one attempt may wait for upstream's response headers.
-    #[arg(long, env = "GEMINI_PROXY_ATTEMPT_TIMEOUT_SECS", default_value_t = 300)]
+    #[arg(
+        long,
+        env = "GEMINI_PROXY_ATTEMPT_TIMEOUT_SECS",
+        default_value_t = defaults::ATTEMPT_TIMEOUT_SECS
+    )]
     pub attempt_timeout_secs: u64,
     /// Largest request body in MiB.
-    #[arg(long, env = "GEMINI_PROXY_MAX_BODY_MB", default_value_t = 64)]
-    pub max_body_mb: usize,
+    #[arg(long, env = "GEMINI_PROXY_MAX_BODY_MB", default_value_t = defaults::MAX_BODY_MB)]
+    pub max_body_mb: u64,
     /// Store request bodies (first 64 KiB) in the log.
     #[arg(long, env = "GEMINI_PROXY_LOG_BODIES")]
     pub log_bodies: bool,
     /// Milliseconds between re-reads of keys from the database.
-    #[arg(long, env = "GEMINI_PROXY_REFRESH_MS", default_value_t = 2000)]
+    #[arg(long, env = "GEMINI_PROXY_REFRESH_MS", default_value_t = defaults::REFRESH_MS)]
     pub refresh_ms: u64,
     /// Seconds in-flight requests get to finish after SIGTERM/Ctrl-C.
-    #[arg(long, env = "GEMINI_PROXY_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    #[arg(
+        long,
+        env = "GEMINI_PROXY_SHUTDOWN_GRACE_SECS",
+        default_value_t = defaults::SHUTDOWN_GRACE_SECS
+    )]
     pub shutdown_grace_secs: u64,
     /// Where the last key set read from PostgreSQL/Supabase is kept, to start while the
     /// database is down.
@@ -52,28 +57,24 @@ pub struct ProxyArgs {
     )]
     pub key_cache: PathBuf,
     /// Log records that may wait for the database before new ones are dropped (and counted).
-    #[arg(long, env = "GEMINI_PROXY_LOG_QUEUE", default_value_t = 10_000)]
+    #[arg(long, env = "GEMINI_PROXY_LOG_QUEUE", default_value_t = defaults::LOG_QUEUE)]
     pub log_queue: usize,
 }
 
 impl ProxyArgs {
     pub fn config(&self) -> ProxyConfig {
-        let retry = RetryPolicy {
-            max_attempts: self.max_attempts.max(1),
-            deadline_ms: self.deadline_secs.saturating_mul(1000),
-            ..RetryPolicy::default()
-        };
-        let engine = EngineConfig {
-            retry,
-            attempt_timeout_ms: self.attempt_timeout_secs.saturating_mul(1000),
-            ..EngineConfig::default()
-        };
         ProxyConfig {
             upstream_base_url: self.upstream.clone(),
-            engine,
-            max_body_bytes: self.max_body_mb.saturating_mul(1024 * 1024),
-            log_bodies: self.log_bodies,
-            refresh_interval: Duration::from_millis(self.refresh_ms.max(50)),
+            engine: EngineConfig::from_limits(
+                self.max_attempts,
+                self.deadline_secs,
+                self.attempt_timeout_secs,
+            ),
+            admission: AdmissionRules {
+                max_body_bytes: defaults::mib_to_bytes(self.max_body_mb),
+                log_bodies: self.log_bodies,
+            },
+            refresh_interval: Duration::from_millis(self.refresh_ms.max(defaults::REFRESH_FLOOR_MS)),
             log_queue_capacity: self.log_queue.max(1),
             ..ProxyConfig::default()
         }
@@ -145,6 +146,18 @@ mod tests {
         proxy: ProxyArgs,
     }
 
+    /// The flags' defaults are the config's: both come from `proxy_core::defaults`.
+    #[test]
+    fn no_flags_give_the_default_config() {
+        let parsed = Cli::parse_from(["x"]).proxy.config();
+        let default = ProxyConfig::default();
+        assert_eq!(parsed.upstream_base_url, default.upstream_base_url);
+        assert_eq!(parsed.engine, default.engine);
+        assert_eq!(parsed.admission, default.admission);
+        assert_eq!(parsed.refresh_interval, default.refresh_interval);
+        assert_eq!(parsed.log_queue_capacity, default.log_queue_capacity);
+    }
+
     #[test]
     fn flags_become_the_config_with_floors() {
         let cli = Cli::parse_from([
@@ -163,7 +176,7 @@ mod tests {
         let config = cli.proxy.config();
         assert_eq!(config.engine.retry.max_attempts, 1, "at least one attempt");
         assert_eq!(config.engine.retry.deadline_ms, 7_000);
-        assert_eq!(config.max_body_bytes, 2 * 1024 * 1024);
+        assert_eq!(config.admission.max_body_bytes, 2 * 1024 * 1024);
         assert_eq!(
             config.refresh_interval,
             Duration::from_millis(50),

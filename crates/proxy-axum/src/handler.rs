@@ -1,160 +1,93 @@
-//! The proxy route: authenticate, read the request, let the engine serve it, stream
-//! the answer back, log the outcome.
+//! The proxy route: the IO around the core's request pipeline (`proxy_core::request`).
+//! Read the head, admit, read the body, let the engine serve, write the answer; every
+//! rule in between is the core's, shared with the Worker.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
-use proxy_core::auth::{AuthOutcome, extract_credential};
-use proxy_core::engine::{Execution, Served};
-use proxy_core::log::LogRecord;
-use proxy_core::platform::PreparedRequest;
-use proxy_core::request::{inspect_body, upstream_target};
-use proxy_core::route::{BodyFormat, parse_route, take_key_param};
-use proxy_core::stream_meta::MetaReader;
-use proxy_core::{ErrorShape, ProxyError};
+use proxy_core::ProxyError;
+use proxy_core::request::{Admission, Answer, BodyObserver, Refusal, RequestHead};
 
 use crate::clock::unix_ms;
-use crate::headers::{downstream_headers, upstream_headers};
-use crate::observed_body::{ObservedBody, PendingLog};
-use crate::respond::{error_response, json_response, set_request_id};
+use crate::headers::downstream_headers;
+use crate::observed_body::ObservedBody;
+use crate::respond::{reply_response, set_request_id};
 use crate::runtime::ProxyState;
 
-/// Stored request bodies (when switched on) are cut to this many bytes.
-const LOGGED_BODY_LIMIT: usize = 64 * 1024;
-
-/// A request in flight: its log record and the clock it is measured by.
-struct Ctx {
-    state: Arc<ProxyState>,
-    record: LogRecord,
-    started: Instant,
-    shape: ErrorShape,
-}
-
-impl Ctx {
-    /// Answers with the proxy's own error and logs it.
-    fn reject(mut self, error: ProxyError) -> Response {
-        self.record.reject(&error);
-        let response = error_response(&error, self.shape, &self.record.id);
-        self.submit();
-        response
-    }
-
-    fn submit(mut self) {
-        self.record.latency_ms = self.started.elapsed().as_millis() as u64;
-        self.state.logs.submit(self.record);
-    }
-}
-
 pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request) -> Response {
-    let started = Instant::now();
     let now_ms = unix_ms();
-    let (id, seed) = state.next_request_id(now_ms);
+    let (id, seed) = state.ids.next(now_ms);
     let (parts, body) = request.into_parts();
-    let (query_key, query) = take_key_param(parts.uri.query().unwrap_or(""));
-    let credential = extract_credential(
-        header(&parts.headers, "x-goog-api-key"),
-        header(&parts.headers, "authorization"),
-        query_key.as_deref(),
-    );
-    let bearer = credential.as_ref().is_some_and(|c| c.bearer);
-    let record = LogRecord {
-        id,
-        started_at_ms: now_ms,
-        route: "unknown".into(),
-        ..LogRecord::default()
+    let headers = &parts.headers;
+    let head = RequestHead {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        api_key: header(headers, "x-goog-api-key"),
+        authorization: header(headers, "authorization"),
+        content_length: header(headers, "content-length").and_then(|v| v.parse().ok()),
     };
-    let mut ctx = Ctx {
-        state,
-        record,
-        started,
-        shape: ErrorShape::Gemini,
+    let admitted = Admission::begin(id, now_ms, &head, state.config.admission)
+        .and_then(|a| a.authorize(&state.proxy_keys()));
+    let authorized = match admitted {
+        Ok(authorized) => authorized,
+        Err(refusal) => return refuse(&state, refusal),
     };
-    let Some(mut route) = parse_route(parts.uri.path(), bearer) else {
-        return ctx.reject(ProxyError::NotFound(parts.uri.path().to_string()));
-    };
-    ctx.shape = route.api.error_shape();
-    ctx.record.apply_route(&route);
-    match ctx.state.proxy_keys().check(credential.as_ref()) {
-        AuthOutcome::Allowed { proxy_key_id } => ctx.record.proxy_key_id = Some(proxy_key_id),
-        AuthOutcome::Missing => return ctx.reject(ProxyError::MissingKey),
-        AuthOutcome::Unknown => return ctx.reject(ProxyError::UnknownKey),
-        AuthOutcome::Revoked { proxy_key_id } => {
-            ctx.record.proxy_key_id = Some(proxy_key_id);
-            return ctx.reject(ProxyError::RevokedKey);
-        }
-    }
-    let body = match read_body(body, ctx.state.config.max_body_bytes).await {
+    let body = match read_body(body, authorized.body_limit()).await {
         Ok(body) => body,
-        Err(error) => return ctx.reject(error),
+        Err(error) => return refuse(&state, authorized.refuse(error)),
     };
-    let framing = match inspect_body(&mut route, parts.method != Method::GET, &body, &query) {
-        Ok(framing) => framing,
-        Err(error) => return ctx.reject(error),
+    let client_headers = headers
+        .iter()
+        .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)));
+    let prepared = match authorized.with_body(body, client_headers) {
+        Ok(prepared) => prepared,
+        Err(refusal) => return refuse(&state, refusal),
     };
-    ctx.record.model = route.model.clone();
-    ctx.record.stream = framing.stream;
-    if ctx.state.config.log_bodies && !body.is_empty() {
-        let logged = &body[..body.len().min(LOGGED_BODY_LIMIT)];
-        ctx.record.request_body = Some(String::from_utf8_lossy(logged).into_owned());
-    }
-    let prepared = PreparedRequest {
-        method: parts.method.as_str().to_string(),
-        path_and_query: upstream_target(&route, &query),
-        headers: upstream_headers(&parts.headers),
-        body,
-    };
-    let execution = ctx
-        .state
+    let execution = state
         .engine
-        .execute(&prepared, route.model_or_any(), seed)
+        .execute(&prepared.request, prepared.model(), seed)
         .await;
-    respond(ctx, execution, framing.format)
-}
-
-/// Sends the engine's verdict to the client and, unless a body is still streaming,
-/// logs it now.
-fn respond(mut ctx: Ctx, execution: Execution<reqwest::Response>, format: BodyFormat) -> Response {
-    let Execution { served, attempts } = execution;
-    for change in ctx.record.apply_attempts(attempts) {
-        ctx.state.state_changes.submit(change);
+    let settlement = prepared.settle(execution);
+    for change in settlement.state_changes {
+        state.state_changes.submit(change);
     }
-    match served {
-        Served::Upstream(response) => {
-            ctx.record.answered(response.status);
-            stream_response(ctx, response.inner, format)
-        }
-        Served::UpstreamError { status, body } => {
-            ctx.record.status = status;
-            let response = json_response(status, Body::from(body), &ctx.record.id);
-            ctx.submit();
+    match settlement.answer {
+        Answer::Stream {
+            status,
+            response,
+            observer,
+        } => stream_response(&state, status, response, observer),
+        Answer::Reply { reply, record } => {
+            let response = reply_response(reply);
+            state.log(record);
             response
         }
-        Served::Failed(error) => ctx.reject(error),
     }
 }
 
-fn stream_response(ctx: Ctx, upstream: reqwest::Response, format: BodyFormat) -> Response {
-    let status = upstream.status();
+fn refuse(state: &ProxyState, Refusal { reply, record }: Refusal) -> Response {
+    let response = reply_response(reply);
+    state.log(*record);
+    response
+}
+
+/// Streams upstream's 2xx body to the client; the observer completes the record.
+fn stream_response(
+    state: &ProxyState,
+    status: u16,
+    upstream: reqwest::Response,
+    observer: BodyObserver,
+) -> Response {
     let mut headers = downstream_headers(upstream.headers());
-    set_request_id(&mut headers, &ctx.record.id);
-    let readable = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.contains("json") || ct.contains("event-stream"));
-    let reader = readable.then(|| MetaReader::new(format));
-    let log = PendingLog {
-        record: ctx.record,
-        started: ctx.started,
-        queue: ctx.state.logs.clone(),
-    };
-    let body = Body::from_stream(ObservedBody::new(upstream, reader, log));
+    set_request_id(&mut headers, observer.request_id());
+    let body = Body::from_stream(ObservedBody::new(upstream, observer, state.logs.clone()));
     let mut response = Response::new(body);
-    *response.status_mut() = status;
+    *response.status_mut() = axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::OK);
     *response.headers_mut() = headers;
     response
 }

@@ -1,18 +1,9 @@
-//! Which headers cross the proxy, in each direction (the lists live in
-//! `proxy_core::request`, shared with every platform).
+//! Upstream's response headers the client gets (the list lives in
+//! `proxy_core::request`, shared with every platform; the core filters the client's
+//! headers going the other way).
 
 use axum::http::HeaderMap;
-use proxy_core::request::{RETURNED_HEADERS, forwards_header};
-
-pub fn upstream_headers(client: &HeaderMap) -> Vec<(String, String)> {
-    let mut out = Vec::with_capacity(4);
-    for (name, value) in client {
-        if let (true, Ok(value)) = (forwards_header(name.as_str()), value.to_str()) {
-            out.push((name.as_str().to_string(), value.to_string()));
-        }
-    }
-    out
-}
+use proxy_core::request::RETURNED_HEADERS;
 
 pub fn downstream_headers(upstream: &reqwest::header::HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(4);

@@ -1,58 +1,48 @@
-//! The response body handed to the client: upstream's bytes, passed on as they arrive,
-//! read on the way by the core's [`MetaReader`] for usage and finish reasons. The log
-//! record is completed when the stream ends, fails, or the client goes away (drop).
+//! The response body handed to the client: upstream's bytes, passed on as they arrive
+//! through the core's [`BodyObserver`], which reads usage and finish reasons on the
+//! way and completes the record when the stream ends, fails, or the client goes away
+//! (drop).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::Stream;
 use futures_util::stream::BoxStream;
 use proxy_core::log::LogRecord;
-use proxy_core::stream_meta::MetaReader;
+use proxy_core::request::{BodyEnd, BodyObserver};
 
 use crate::batcher::BatchQueue;
+use crate::clock::unix_ms;
 
 pub(crate) struct ObservedBody {
     inner: BoxStream<'static, reqwest::Result<Bytes>>,
-    reader: Option<MetaReader>,
-    log: Option<PendingLog>,
+    observer: BodyObserver,
+    queue: BatchQueue<LogRecord>,
     /// hyper stops polling once `content-length` bytes went out, so the end of a
     /// sized body is seen by counting, not by waiting for the stream's `None`.
     remaining: Option<u64>,
 }
 
-/// The record waiting for the body to end, and where it goes then.
-pub(crate) struct PendingLog {
-    pub record: LogRecord,
-    pub started: Instant,
-    pub queue: BatchQueue<LogRecord>,
-}
-
 impl ObservedBody {
-    pub(crate) fn new(response: reqwest::Response, reader: Option<MetaReader>, log: PendingLog) -> Self {
+    pub(crate) fn new(
+        response: reqwest::Response,
+        observer: BodyObserver,
+        queue: BatchQueue<LogRecord>,
+    ) -> Self {
         let remaining = response.content_length();
         Self {
             inner: Box::pin(response.bytes_stream()),
-            reader,
-            log: Some(log),
+            observer,
+            queue,
             remaining,
         }
     }
 
-    fn complete(&mut self, error: Option<(&str, &str)>) {
-        let Some(PendingLog {
-            mut record,
-            started,
-            queue,
-        }) = self.log.take()
-        else {
-            return;
-        };
-        record.end_body(self.reader.take().map(MetaReader::finish), error);
-        record.latency_ms = started.elapsed().as_millis() as u64;
-        queue.submit(record);
+    fn complete(&mut self, end: BodyEnd) {
+        if let Some(record) = self.observer.end(end, unix_ms()) {
+            self.queue.submit(record);
+        }
     }
 }
 
@@ -63,34 +53,25 @@ impl Stream for ObservedBody {
         let this = &mut *self;
         match this.inner.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
-                if let Some(log) = this.log.as_mut()
-                    && log.record.ttfb_ms.is_none()
-                {
-                    log.record.ttfb_ms = Some(log.started.elapsed().as_millis() as u64);
-                }
-                if let Some(reader) = this.reader.as_mut() {
-                    reader.feed(&chunk);
-                }
+                let length = chunk.len() as u64;
+                let chunk = this.observer.chunk(chunk, unix_ms());
                 if let Some(remaining) = this.remaining.as_mut() {
-                    *remaining = remaining.saturating_sub(chunk.len() as u64);
+                    *remaining = remaining.saturating_sub(length);
                     if *remaining == 0 {
-                        this.complete(None);
+                        this.complete(BodyEnd::Complete);
                     }
                 }
                 Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Ready(Some(Err(_))) => {
                 // reqwest's error text may name the URL; the client gets a fixed message.
-                this.complete(Some((
-                    "upstream_stream_interrupted",
-                    "upstream closed the stream early",
-                )));
+                this.complete(BodyEnd::UpstreamCut);
                 Poll::Ready(Some(Err(std::io::Error::other(
                     "upstream closed the stream early",
                 ))))
             }
             Poll::Ready(None) => {
-                this.complete(None);
+                this.complete(BodyEnd::Complete);
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
@@ -101,9 +82,6 @@ impl Stream for ObservedBody {
 impl Drop for ObservedBody {
     fn drop(&mut self) {
         // Still pending here means the body never reached its end: the client left.
-        self.complete(Some((
-            "client_disconnected",
-            "client closed the connection before the answer ended",
-        )));
+        self.complete(BodyEnd::ClientGone);
     }
 }

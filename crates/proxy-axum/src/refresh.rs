@@ -34,12 +34,14 @@ pub(crate) async fn refresh_loop(
                     failing = false;
                 }
                 state.apply_snapshot(snapshot);
+                state.set_store_unreachable(false);
             }
             Err(error) => {
                 if !failing {
                     tracing::warn!(%error, "cannot refresh keys from the store; serving the last known pool");
                     failing = true;
                 }
+                state.set_store_unreachable(true);
             }
         }
     }

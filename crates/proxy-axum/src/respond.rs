@@ -1,35 +1,26 @@
-//! Turning the proxy's own errors into HTTP responses, in one place.
+//! Writing the core's complete answers ([`Reply`]) as axum responses, in one place.
 
 use axum::body::Body;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use proxy_core::{ErrorShape, ProxyError};
+use proxy_core::request::Reply;
 
-/// An error in the client's dialect, with `Retry-After` when waiting helps.
-pub(crate) fn error_response(error: &ProxyError, shape: ErrorShape, request_id: &str) -> Response {
-    let mut response = json_response(error.status_code(), error.to_json(shape).into(), request_id);
-    if let Some(secs) = error.retry_after_secs() {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    response
-}
-
-/// A JSON body with a status and the request id header.
-pub(crate) fn json_response(status: u16, body: Body, request_id: &str) -> Response {
-    let mut response = Response::new(body);
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+/// A reply with its status, content type, `Retry-After` and request id.
+pub(crate) fn reply_response(reply: Reply) -> Response {
+    let mut response = Response::new(Body::from(reply.body));
+    *response.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=UTF-8"),
-    );
-    set_request_id(headers, request_id);
+    let content_type = HeaderValue::from_str(&reply.content_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    headers.insert(header::CONTENT_TYPE, content_type);
+    if let Some(secs) = reply.retry_after_secs {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    set_request_id(headers, &reply.request_id);
     response
 }
 
-pub(crate) fn set_request_id(headers: &mut axum::http::HeaderMap, request_id: &str) {
+pub(crate) fn set_request_id(headers: &mut HeaderMap, request_id: &str) {
     if let Ok(value) = HeaderValue::from_str(request_id) {
         headers.insert("x-request-id", value);
     }

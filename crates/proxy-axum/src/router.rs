@@ -2,13 +2,15 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::Router;
 use axum::extract::State;
+use axum::response::Response;
 use axum::routing::get;
-use serde_json::{Value, json};
+use proxy_core::request::Reply;
 
+use crate::clock::unix_ms;
 use crate::handler::proxy;
+use crate::respond::reply_response;
 use crate::runtime::ProxyState;
 
 /// Serves the Gemini and OpenAI-compatible routes under `/v1beta/` and `/v1/`, and
@@ -20,13 +22,9 @@ pub fn proxy_router(state: Arc<ProxyState>) -> Router {
         .with_state(state)
 }
 
-async fn healthz(State(state): State<Arc<ProxyState>>) -> Json<Value> {
-    let (keys, available, proxy_keys) = state.counts();
-    Json(json!({
-        "status": "ok",
-        "upstream_keys": keys,
-        "upstream_keys_available": available,
-        "proxy_keys": proxy_keys,
-        "dropped_log_records": state.dropped_logs(),
-    }))
+/// The core's health answer: 200 while the proxy can serve, 503 when no key can.
+async fn healthz(State(state): State<Arc<ProxyState>>) -> Response {
+    let health = state.health();
+    let (id, _) = state.ids.next(unix_ms());
+    reply_response(Reply::json(health.status_code(), health.to_json(), &id))
 }

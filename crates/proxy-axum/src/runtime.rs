@@ -1,16 +1,18 @@
 //! Starting and stopping the proxy: load the pool, spawn the background writers and
 //! the refresher, hand out the shared state the router serves from.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use proxy_core::Engine;
 use proxy_core::auth::ProxyKeyTable;
+use proxy_core::health::{Health, HealthInput};
 use proxy_core::key_check::KeyCheck;
 use proxy_core::keys::KeyId;
 use proxy_core::log::LogRecord;
 use proxy_core::platform::{KeySnapshot, KeyStore, LogSink, StoreError};
 use proxy_core::pool::{KeyPool, StateChange};
+use proxy_core::request::RequestIds;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -35,8 +37,9 @@ pub struct ProxyState {
     pub(crate) logs: BatchQueue<LogRecord>,
     pub(crate) state_changes: BatchQueue<StateChange>,
     pub(crate) config: ProxyConfig,
-    request_counter: AtomicU64,
-    instance: u32,
+    pub(crate) ids: RequestIds,
+    /// The refresher's last read of the store failed.
+    store_unreachable: AtomicBool,
 }
 
 impl ProxyState {
@@ -57,11 +60,14 @@ impl ProxyState {
         pool.sync(snapshot.keys);
     }
 
-    /// A fresh request id and a seed for its retry jitter.
-    pub(crate) fn next_request_id(&self, now_ms: u64) -> (String, u64) {
-        let n = self.request_counter.fetch_add(1, Ordering::Relaxed);
-        let id = proxy_core::log::request_id(now_ms, n, self.instance);
-        (id, now_ms ^ n.rotate_left(32) ^ u64::from(self.instance))
+    /// Hands a finished record to the log writer, its latency measured now.
+    pub(crate) fn log(&self, mut record: LogRecord) {
+        record.close(unix_ms());
+        self.logs.submit(record);
+    }
+
+    pub(crate) fn set_store_unreachable(&self, unreachable: bool) {
+        self.store_unreachable.store(unreachable, Ordering::Relaxed);
     }
 
     /// Re-checks one upstream key with a cheap upstream call; an invalid verdict is
@@ -75,14 +81,22 @@ impl ProxyState {
         self.logs.dropped()
     }
 
-    /// (keys in the pool, keys usable now for any model, proxy keys)
-    pub fn counts(&self) -> (usize, usize, usize) {
-        let pool = self.engine.pool().lock().unwrap_or_else(|p| p.into_inner());
-        (
-            pool.len(),
-            pool.available("*", unix_ms()),
-            self.proxy_keys().len(),
-        )
+    /// The `/healthz` answer (the core's, as on every platform).
+    pub fn health(&self) -> Health {
+        let keys = self
+            .engine
+            .pool()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .statuses();
+        let input = HealthInput {
+            keys,
+            proxy_keys: self.proxy_keys().len(),
+            dropped_log_records: self.dropped_logs(),
+            store_unreachable: self.store_unreachable.load(Ordering::Relaxed),
+            pool_problem: None,
+        };
+        Health::of(input, unix_ms())
     }
 }
 
@@ -117,8 +131,8 @@ impl ProxyRuntime {
             logs,
             state_changes,
             config,
-            request_counter: AtomicU64::new(0),
-            instance: std::process::id() ^ (unix_ms() as u32),
+            ids: RequestIds::new(std::process::id() ^ (unix_ms() as u32)),
+            store_unreachable: AtomicBool::new(false),
         });
         state.apply_snapshot(snapshot);
         let stop_refresh = Arc::new(Notify::new());

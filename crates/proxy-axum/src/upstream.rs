@@ -61,6 +61,11 @@ impl Upstream for ReqwestUpstream {
             Ok(Err(error)) => Err(TransportError::Connect(error.without_url().to_string())),
             Ok(Ok(response)) => Ok(UpstreamResponse {
                 status: response.status().as_u16(),
+                content_type: response
+                    .headers()
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string),
                 inner: response,
             }),
         }

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 pub use crate::attempts::Attempts;
 use crate::classify::{Outcome, classify};
+use crate::defaults;
 use crate::error::ProxyError;
 use crate::keys::KeyId;
 use crate::platform::{Clock, PreparedRequest, TransportError, Upstream, UpstreamResponse};
@@ -26,12 +27,28 @@ pub struct EngineConfig {
     pub error_body_limit: usize,
 }
 
+impl EngineConfig {
+    /// The engine's settings as an operator gives them (flags, Worker vars), with a
+    /// floor of one attempt; everything else keeps its default.
+    pub fn from_limits(max_attempts: u32, deadline_secs: u64, attempt_timeout_secs: u64) -> Self {
+        Self {
+            retry: RetryPolicy {
+                max_attempts: max_attempts.max(1),
+                deadline_ms: deadline_secs.saturating_mul(1000),
+                ..RetryPolicy::default()
+            },
+            attempt_timeout_ms: attempt_timeout_secs.saturating_mul(1000),
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             retry: RetryPolicy::default(),
-            attempt_timeout_ms: 300_000,
-            error_body_limit: 64 * 1024,
+            attempt_timeout_ms: defaults::ATTEMPT_TIMEOUT_SECS * 1000,
+            error_body_limit: defaults::ERROR_BODY_LIMIT,
         }
     }
 }
@@ -42,7 +59,11 @@ pub enum Served<R> {
     /// A 2xx from upstream: stream it to the client.
     Upstream(UpstreamResponse<R>),
     /// Upstream's final error, passed on with its keys scrubbed out.
-    UpstreamError { status: u16, body: Bytes },
+    UpstreamError {
+        status: u16,
+        body: Bytes,
+        content_type: Option<String>,
+    },
     /// The proxy's own verdict.
     Failed(ProxyError),
 }
@@ -66,6 +87,7 @@ enum LastFailure {
     Upstream {
         status: u16,
         body: Bytes,
+        content_type: Option<String>,
         outcome: Outcome,
     },
     Transport(TransportError),
@@ -137,6 +159,7 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                 }
                 Ok(response) => {
                     let status = response.status;
+                    let content_type = response.content_type;
                     let body = self
                         .upstream
                         .read_body(response.inner, self.config.error_body_limit)
@@ -145,6 +168,7 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                     last = LastFailure::Upstream {
                         status,
                         body,
+                        content_type,
                         outcome: outcome.clone(),
                     };
                     outcome
@@ -208,11 +232,13 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                 LastFailure::Upstream {
                     status,
                     body,
+                    content_type,
                     outcome,
                 },
             ) if passes_through(&outcome) => Served::UpstreamError {
                 status,
                 body: Bytes::from(self.scrubbed(&String::from_utf8_lossy(&body))),
+                content_type,
             },
             (
                 None,

@@ -67,6 +67,11 @@ impl Upstream for Scripted {
         let answer = self.answers.get(key.expose()).cloned().unwrap_or(Ok((200, "{}")));
         answer.map(|(status, body)| UpstreamResponse {
             status,
+            // Like Google: JSON errors say so, a bare 404 page is plain text.
+            content_type: Some(match body.starts_with(['{', '[']) {
+                true => "application/json; charset=UTF-8".into(),
+                false => "text/plain".into(),
+            }),
             inner: Bytes::from_static(body.as_bytes()),
         })
     }
@@ -212,8 +217,13 @@ fn client_errors_pass_through_scrubbed_without_retry() {
     let run = block_on(engine.execute(&request(), "m", 1));
     assert_eq!(run.attempts.tried, vec![0]);
     match run.served {
-        Served::UpstreamError { status, body } => {
+        Served::UpstreamError {
+            status,
+            body,
+            content_type,
+        } => {
             assert_eq!(status, 400);
+            assert_eq!(content_type.as_deref(), Some("application/json; charset=UTF-8"));
             let text = String::from_utf8_lossy(&body);
             assert!(!text.contains(&key_name(2)), "{text}");
             assert!(text.contains("bad request for"), "{text}");
@@ -282,4 +292,21 @@ fn key_check_marks_only_a_broken_key() {
     assert_eq!(marked, vec![1]);
     let sent = engine.upstream().used.lock().map(|u| u.len()).unwrap_or(0);
     assert_eq!(sent, 5, "one call per check of a pooled key, one for the request");
+}
+
+#[test]
+fn a_plain_text_error_keeps_its_content_type() {
+    let engine = engine(vec![(0, Ok((404, "Not Found")))], 3);
+    let run = block_on(engine.execute(&request(), "m", 1));
+    match run.served {
+        Served::UpstreamError {
+            status,
+            body,
+            content_type,
+        } => {
+            assert_eq!((status, body.as_ref()), (404, b"Not Found".as_ref()));
+            assert_eq!(content_type.as_deref(), Some("text/plain"));
+        }
+        other => panic!("expected pass-through, got {other:?}"),
+    }
 }

@@ -12,10 +12,12 @@ pub mod attempts;
 pub mod auth;
 pub mod civil;
 pub mod classify;
+pub mod defaults;
 pub mod engine;
 #[cfg(test)]
 mod engine_tests;
 pub mod error;
+pub mod health;
 pub mod key_check;
 pub mod key_state;
 pub mod keys;

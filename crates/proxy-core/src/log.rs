@@ -89,6 +89,12 @@ impl LogRecord {
         self.status = error.status_code();
     }
 
+    /// Sets the request's latency as it is handed to the log at `now_ms` (on the
+    /// clock `started_at_ms` was read from).
+    pub fn close(&mut self, now_ms: u64) {
+        self.latency_ms = now_ms.saturating_sub(self.started_at_ms);
+    }
+
     /// Completes a streamed answer's record when its body ends: what the body said about
     /// itself, then, if it did not end normally, how it ended (kind, message).
     pub fn end_body(&mut self, meta: Option<ResponseMeta>, failure: Option<(&str, &str)>) {
@@ -127,11 +133,6 @@ impl LogRecord {
             self.error_kind = Some("incomplete_answer".into());
         }
     }
-}
-
-/// A request id that sorts by time: milliseconds, then a per-process counter.
-pub fn request_id(now_ms: u64, counter: u64, instance: u32) -> String {
-    format!("{now_ms:013x}-{instance:08x}-{counter:08x}")
 }
 
 #[cfg(test)]
@@ -231,11 +232,5 @@ mod tests {
         );
         assert_eq!(streamed.prompt_tokens, Some(3));
         assert_eq!(streamed.error_kind.as_deref(), Some("client_disconnected"));
-    }
-
-    #[test]
-    fn ids_sort_by_time() {
-        assert!(request_id(1_000, 5, 1) < request_id(1_001, 0, 0));
-        assert!(request_id(1_000, 5, 1) < request_id(1_000, 6, 1));
     }
 }

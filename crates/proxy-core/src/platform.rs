@@ -52,6 +52,9 @@ pub enum TransportError {
 #[derive(Debug)]
 pub struct UpstreamResponse<R> {
     pub status: u16,
+    /// Upstream's `content-type`: an error passed on keeps it, and only JSON and
+    /// event streams are read for usage.
+    pub content_type: Option<String>,
     pub inner: R,
 }
 

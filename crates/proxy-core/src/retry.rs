@@ -1,6 +1,7 @@
 //! Whether to try again after a failed attempt, and after how long.
 
 use crate::classify::Outcome;
+use crate::defaults;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -16,10 +17,10 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            max_attempts: 5,
-            deadline_ms: 600_000,
-            backoff_base_ms: 100,
-            backoff_max_ms: 2_000,
+            max_attempts: defaults::MAX_ATTEMPTS,
+            deadline_ms: defaults::DEADLINE_SECS * 1000,
+            backoff_base_ms: defaults::BACKOFF_BASE_MS,
+            backoff_max_ms: defaults::BACKOFF_MAX_MS,
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Client authentication and bad input, answered in the shape the client expects.
 
+use std::time::Duration;
+
 use proxy_core::admin::AdminStore;
 use serde_json::Value;
 
@@ -113,8 +115,8 @@ async fn unknown_paths_are_a_gemini_shaped_404() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn body_of_25_mb_passes_through_and_oversize_is_413() {
-    let h = Harness::start_with(&[key("good")], |c| c.max_body_bytes = 30 * 1024 * 1024).await;
+async fn body_of_25_mb_passes_through() {
+    let h = Harness::start_with(&[key("good")], |c| c.admission.max_body_bytes = 30 * 1024 * 1024).await;
     let image = "A".repeat(25 * 1024 * 1024);
     let body = format!(
         r#"{{"contents":[{{"parts":[{{"inlineData":{{"mimeType":"image/png","data":"{image}"}}}}]}}]}}"#
@@ -124,16 +126,57 @@ async fn body_of_25_mb_passes_through_and_oversize_is_413() {
         .await;
     assert_eq!(response.status(), 200);
     assert_eq!(h.fake.requests()[0].body_len, body.len());
-    let huge = format!("{body}{}", " ".repeat(6 * 1024 * 1024));
-    let (status, payload) = json(
-        h.post(&format!("/v1beta/models/{FLASH}:generateContent"), &huge)
-            .await,
-    )
-    .await;
-    assert_eq!(
-        (status, payload["error"]["status"].as_str()),
-        (413, Some("INVALID_ARGUMENT"))
+}
+
+/// Sends `head` (and `body`) on a fresh connection and reads the response head.
+async fn raw_exchange(h: &Harness, head: &str, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = h.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connects");
+    stream.write_all(head.as_bytes()).await.expect("head sent");
+    stream.write_all(body).await.expect("body sent");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_oversize_body_is_413_before_it_is_read() {
+    let h = Harness::start_with(&[key("good")], |c| c.admission.max_body_bytes = 1024).await;
+    // The body is announced and never sent: only a check of the header answers.
+    let head = format!(
+        "POST /v1beta/models/{FLASH}:generateContent HTTP/1.1\r\nhost: x\r\nx-goog-api-key: {}\r\n\
+         content-type: application/json\r\ncontent-length: 5000000\r\n\r\n",
+        h.proxy_key
     );
+    let answer = tokio::time::timeout(Duration::from_secs(30), raw_exchange(&h, &head, b""))
+        .await
+        .expect("answered without waiting for the body");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(h.fake.requests().is_empty());
+    let logged = h.logs(1).await;
+    assert_eq!(logged[0].error_kind.as_deref(), Some("body_too_large"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_past_the_limit_is_413() {
+    let h = Harness::start_with(&[key("good")], |c| c.admission.max_body_bytes = 1024).await;
+    let head = format!(
+        "POST /v1beta/models/{FLASH}:generateContent HTTP/1.1\r\nhost: x\r\nx-goog-api-key: {}\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+        h.proxy_key
+    );
+    let chunk = format!("400\r\n{}\r\n", " ".repeat(1024));
+    let body = format!("{chunk}{chunk}0\r\n\r\n");
+    let answer = raw_exchange(&h, &head, body.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(h.fake.requests().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,20 @@
-//! The platform-neutral reading of a client request: what it asks for, in which
-//! dialect, streamed or not, and what travels upstream. Shared by every platform's
-//! route so that the axum server and the Worker admit and refuse the same requests.
+//! One client request, from its head to its log record: the pipeline every platform
+//! runs. [`Admission`] admits or refuses it, the engine serves it, [`Prepared::settle`]
+//! turns the verdict into the answer, and [`BodyObserver`] completes a streamed
+//! answer's record. The platforms (axum, the Worker) only do the IO in between, so a
+//! rule written here holds on both.
+
+mod admission;
+mod ids;
+mod observe;
+mod reply;
+mod settle;
+
+pub use admission::{Admission, AdmissionRules, Authorized, Prepared, RequestHead};
+pub use ids::{RequestIds, request_id};
+pub use observe::{BodyEnd, BodyObserver};
+pub use reply::{JSON_CONTENT_TYPE, Refusal, Reply};
+pub use settle::{Answer, Settlement};
 
 use crate::error::ProxyError;
 use crate::route::{Api, BodyFormat, Operation, Route, wants_sse};
@@ -21,9 +35,13 @@ const FORWARDED_HEADERS: [&str; 6] = [
 /// Upstream response headers passed back to the client.
 pub const RETURNED_HEADERS: [&str; 3] = ["content-type", "content-length", "cache-control"];
 
-/// Whether a client header (lowercase name) goes upstream.
+/// Whether a client header (any case) goes upstream.
 pub fn forwards_header(name: &str) -> bool {
-    FORWARDED_HEADERS.contains(&name) || name.starts_with("x-goog-upload-")
+    const UPLOAD: &str = "x-goog-upload-";
+    FORWARDED_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name))
+        || name
+            .get(..UPLOAD.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(UPLOAD))
 }
 
 /// How the answer to a request will be framed, and whether it is a stream.
@@ -139,7 +157,12 @@ mod tests {
 
     #[test]
     fn only_allowed_headers_travel() {
-        for name in ["content-type", "x-goog-upload-protocol", "user-agent"] {
+        for name in [
+            "content-type",
+            "x-goog-upload-protocol",
+            "User-Agent",
+            "X-Goog-Upload-Command",
+        ] {
             assert!(forwards_header(name), "{name}");
         }
         for name in [
@@ -148,6 +171,8 @@ mod tests {
             "cookie",
             "accept-encoding",
             "host",
+            "X-Goog-Api-Key",
+            "x-goog",
         ] {
             assert!(!forwards_header(name), "{name}");
         }

@@ -1,0 +1,52 @@
+//! Every setting's default, once. The binaries' flags (`default_value_t = …`), the
+//! native `ProxyConfig::default`, the engine's and retry policy's `Default`, and the
+//! Worker's configuration all read these constants, so changing a default here changes
+//! it everywhere; nothing else may spell one out.
+
+/// Google's Gemini API (`GEMINI_BASE_URL`).
+pub const UPSTREAM_BASE_URL: &str = "https://generativelanguage.googleapis.com";
+/// Attempts per request, each on a different key (`GEMINI_PROXY_MAX_ATTEMPTS`).
+pub const MAX_ATTEMPTS: u32 = 5;
+/// Time budget for all attempts of one request (`GEMINI_PROXY_DEADLINE_SECS`).
+pub const DEADLINE_SECS: u64 = 600;
+/// Wait for one attempt's response headers (`GEMINI_PROXY_ATTEMPT_TIMEOUT_SECS`).
+/// Thinking models can be silent for minutes before a non-streamed answer.
+pub const ATTEMPT_TIMEOUT_SECS: u64 = 300;
+/// Largest request body in MiB (`GEMINI_PROXY_MAX_BODY_MB`); inline images make 20 MB
+/// bodies normal.
+pub const MAX_BODY_MB: u64 = 64;
+/// Request bodies are stored only when asked (`GEMINI_PROXY_LOG_BODIES`).
+pub const LOG_BODIES: bool = false;
+/// A stored request body is cut to this many bytes.
+pub const LOGGED_BODY_LIMIT: usize = 64 * 1024;
+/// Largest upstream error body read to classify it.
+pub const ERROR_BODY_LIMIT: usize = 64 * 1024;
+/// How often a native process re-reads keys from its store (`GEMINI_PROXY_REFRESH_MS`).
+pub const REFRESH_MS: u64 = 2_000;
+/// The same setting on the Worker: each isolate reloads lazily, on a request that
+/// finds its copy older than this, and every reload is a Supabase REST call, so the
+/// edge waits longer between them.
+pub const WORKER_REFRESH_MS: u64 = 10_000;
+/// Refresh intervals below this are raised to it.
+pub const REFRESH_FLOOR_MS: u64 = 50;
+/// Log records that may wait for the store before new ones are dropped and counted
+/// (`GEMINI_PROXY_LOG_QUEUE`).
+pub const LOG_QUEUE: usize = 10_000;
+/// Log records written per store call.
+pub const LOG_BATCH: usize = 200;
+/// Key-state changes that may wait for the store.
+pub const STATE_QUEUE: usize = 10_000;
+/// Key-state changes written per store call.
+pub const STATE_BATCH: usize = 100;
+/// On SIGTERM/Ctrl-C, time in-flight streams get (`GEMINI_PROXY_SHUTDOWN_GRACE_SECS`).
+pub const SHUTDOWN_GRACE_SECS: u64 = 30;
+/// TCP connect timeout to upstream, in seconds.
+pub const CONNECT_TIMEOUT_SECS: u64 = 10;
+/// First backoff after a 5xx or transport error; doubles per attempt up to the max.
+pub const BACKOFF_BASE_MS: u64 = 100;
+pub const BACKOFF_MAX_MS: u64 = 2_000;
+
+/// MiB to bytes, saturating (a huge setting means "no practical limit", not a wrap).
+pub fn mib_to_bytes(mib: u64) -> usize {
+    usize::try_from(mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
+}

@@ -1,0 +1,189 @@
+//! The `/healthz` answer, the same on every platform: how many keys can serve, and
+//! whether anything needs an operator.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::json;
+
+use crate::pool::KeyStatus;
+
+/// Facts a platform gathers for `/healthz`.
+#[derive(Clone, Debug, Default)]
+pub struct HealthInput {
+    pub keys: Vec<KeyStatus>,
+    pub proxy_keys: usize,
+    pub dropped_log_records: u64,
+    /// The last read of the key store failed (the pool serves from memory meanwhile).
+    pub store_unreachable: bool,
+    /// A problem the pool reports itself (e.g. invalid marks suspended).
+    pub pool_problem: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Health {
+    pub upstream_keys: usize,
+    /// Keys that can serve at least one model now (see [`Health::of`]).
+    pub upstream_keys_available: usize,
+    /// Per model, where its count differs from `upstream_keys_available`.
+    pub available_by_model: BTreeMap<String, usize>,
+    pub proxy_keys: usize,
+    pub dropped_log_records: u64,
+    /// Why the proxy is degraded; empty when it is `ok`.
+    pub problems: Vec<String>,
+    /// Nothing can be served: load balancers should route elsewhere (503).
+    pub unable_to_serve: bool,
+}
+
+impl Health {
+    /// A key is available when it is enabled, not marked invalid, and not cooling down
+    /// for every model the pool has cooldowns for (requests without a model, `*`,
+    /// don't count as a model). So a key rate limited on the one model clients use is
+    /// not counted as available.
+    pub fn of(input: HealthInput, now_ms: u64) -> Self {
+        let usable: Vec<&KeyStatus> = input
+            .keys
+            .iter()
+            .filter(|k| k.enabled && k.state.invalid_reason.is_none())
+            .collect();
+        let cooling =
+            |key: &KeyStatus, model: &str| key.state.cooldowns.get(model).is_some_and(|u| *u > now_ms);
+        let models: BTreeSet<&str> = usable
+            .iter()
+            .flat_map(|k| k.state.cooldowns.iter())
+            .filter(|(model, until)| model.as_str() != "*" && **until > now_ms)
+            .map(|(model, _)| model.as_str())
+            .collect();
+        let available = usable
+            .iter()
+            .filter(|k| models.is_empty() || models.iter().any(|m| !cooling(k, m)))
+            .count();
+        let available_by_model = models
+            .iter()
+            .map(|m| (m.to_string(), usable.iter().filter(|k| !cooling(k, m)).count()))
+            .filter(|(_, count)| *count != available)
+            .collect();
+        let mut problems = Vec::new();
+        if input.keys.is_empty() {
+            problems.push("no upstream key is configured".to_string());
+        } else if usable.is_empty() {
+            problems.push("every upstream key is disabled or invalid".to_string());
+        } else if available == 0 {
+            problems.push("every upstream key is cooling down".to_string());
+        }
+        if input.store_unreachable {
+            problems.push("the key store cannot be read; serving the last known keys".to_string());
+        }
+        problems.extend(input.pool_problem);
+        Self {
+            upstream_keys: input.keys.len(),
+            upstream_keys_available: available,
+            available_by_model,
+            proxy_keys: input.proxy_keys,
+            dropped_log_records: input.dropped_log_records,
+            problems,
+            unable_to_serve: available == 0,
+        }
+    }
+
+    /// 200 while the proxy can serve (even degraded: a store outage is survivable,
+    /// and taking every instance out of a balancer for it would be the outage), 503
+    /// when no key can serve.
+    pub fn status_code(&self) -> u16 {
+        if self.unable_to_serve { 503 } else { 200 }
+    }
+
+    pub fn to_json(&self) -> String {
+        let mut body = json!({
+            "status": if self.problems.is_empty() { "ok" } else { "degraded" },
+            "upstream_keys": self.upstream_keys,
+            "upstream_keys_available": self.upstream_keys_available,
+            "proxy_keys": self.proxy_keys,
+            "dropped_log_records": self.dropped_log_records,
+        });
+        if !self.problems.is_empty() {
+            body["problems"] = json!(self.problems);
+        }
+        if !self.available_by_model.is_empty() {
+            body["upstream_keys_available_by_model"] = json!(self.available_by_model);
+        }
+        body.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key_state::KeyState;
+
+    fn key(id: i64, cooldowns: &[(&str, u64)], invalid: bool) -> KeyStatus {
+        KeyStatus {
+            id,
+            name: format!("k{id}"),
+            masked: "…****".into(),
+            enabled: true,
+            state: KeyState {
+                invalid_reason: invalid.then(|| "API_KEY_INVALID".to_string()),
+                cooldowns: cooldowns.iter().map(|(m, u)| (m.to_string(), *u)).collect(),
+                last_used_ms: None,
+            },
+        }
+    }
+
+    fn health(keys: Vec<KeyStatus>) -> Health {
+        let input = HealthInput {
+            keys,
+            proxy_keys: 1,
+            ..HealthInput::default()
+        };
+        Health::of(input, 1_000)
+    }
+
+    #[test]
+    fn a_key_cooling_for_every_model_it_was_used_with_is_not_available() {
+        let h = health(vec![key(1, &[("flash", 5_000)], false), key(2, &[], false)]);
+        assert_eq!(h.upstream_keys_available, 1);
+        assert!(h.available_by_model.is_empty(), "flash: 1, as overall");
+        let h = health(vec![key(1, &[("flash", 5_000)], false)]);
+        assert_eq!((h.upstream_keys_available, h.status_code()), (0, 503));
+        assert_eq!(h.problems, vec!["every upstream key is cooling down".to_string()]);
+    }
+
+    #[test]
+    fn per_model_counts_where_they_differ() {
+        let h = health(vec![
+            key(1, &[("flash", 5_000)], false),
+            key(2, &[("pro", 5_000)], false),
+            key(3, &[("*", 5_000), ("lite", 500)], false),
+        ]);
+        assert_eq!(h.upstream_keys_available, 3, "each key serves some model");
+        let expected: BTreeMap<String, usize> = [("flash".into(), 2), ("pro".into(), 2)].into();
+        assert_eq!(
+            h.available_by_model, expected,
+            "expired and model-less cooldowns don't count"
+        );
+        assert!(
+            h.to_json()
+                .contains(r#""upstream_keys_available_by_model":{"flash":2,"pro":2}"#)
+        );
+        assert!(h.to_json().contains(r#""status":"ok""#));
+    }
+
+    #[test]
+    fn degraded_reasons_and_status_codes() {
+        let h = health(vec![key(1, &[], true)]);
+        assert_eq!(h.status_code(), 503);
+        assert!(h.to_json().contains("every upstream key is disabled or invalid"));
+        assert_eq!(
+            health(Vec::new()).problems,
+            vec!["no upstream key is configured".to_string()]
+        );
+        let input = HealthInput {
+            keys: vec![key(1, &[], false)],
+            store_unreachable: true,
+            ..HealthInput::default()
+        };
+        let h = Health::of(input, 0);
+        assert_eq!(h.status_code(), 200, "serving from memory");
+        assert!(h.to_json().contains(r#""status":"degraded""#));
+    }
+}

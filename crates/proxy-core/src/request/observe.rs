@@ -1,0 +1,84 @@
+//! Watching a streamed answer on its way to the client: time to first byte, usage and
+//! finish reasons read by the core's [`MetaReader`], and the record completed exactly
+//! once however the body ends. The platform's body wrapper only polls its stream and
+//! calls [`BodyObserver::chunk`] and [`BodyObserver::end`].
+
+use bytes::Bytes;
+
+use crate::log::LogRecord;
+use crate::route::BodyFormat;
+use crate::stream_meta::MetaReader;
+
+/// How a streamed body ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyEnd {
+    /// Upstream's body ended and every byte went out.
+    Complete,
+    /// Upstream's connection failed mid-body.
+    UpstreamCut,
+    /// The client went away (the platform dropped the body before its end).
+    ClientGone,
+}
+
+impl BodyEnd {
+    /// The log's error kind and message for a body that did not end normally.
+    fn failure(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Self::Complete => None,
+            Self::UpstreamCut => Some(("upstream_stream_interrupted", "upstream closed the stream early")),
+            Self::ClientGone => Some((
+                "client_disconnected",
+                "client closed the connection before the answer ended",
+            )),
+        }
+    }
+}
+
+/// The record of a streamed answer, waiting for the body to end.
+#[derive(Debug)]
+pub struct BodyObserver {
+    record: Option<LogRecord>,
+    reader: Option<MetaReader>,
+}
+
+impl BodyObserver {
+    /// `content_type` is upstream's: only JSON and event streams are read for usage.
+    pub fn for_stream(record: LogRecord, format: BodyFormat, content_type: Option<&str>) -> Self {
+        let readable = content_type.is_some_and(|ct| ct.contains("json") || ct.contains("event-stream"));
+        Self {
+            record: Some(record),
+            reader: readable.then(|| MetaReader::new(format)),
+        }
+    }
+
+    /// The request id (for the `x-request-id` header).
+    pub fn request_id(&self) -> &str {
+        self.record.as_ref().map_or("", |r| r.id.as_str())
+    }
+
+    /// Notes an upstream chunk arriving at `now_ms`; returns the bytes for the client.
+    pub fn chunk(&mut self, chunk: Bytes, now_ms: u64) -> Bytes {
+        if let Some(record) = self.record.as_mut()
+            && record.ttfb_ms.is_none()
+        {
+            record.ttfb_ms = Some(now_ms.saturating_sub(record.started_at_ms));
+        }
+        if let Some(reader) = self.reader.as_mut() {
+            reader.feed(&chunk);
+        }
+        chunk
+    }
+
+    /// Completes the record (once: later calls give `None`) for the log.
+    pub fn end(&mut self, end: BodyEnd, now_ms: u64) -> Option<LogRecord> {
+        let mut record = self.record.take()?;
+        record.end_body(self.reader.take().map(MetaReader::finish), end.failure());
+        record.close(now_ms);
+        Some(record)
+    }
+
+    /// True once the record went to [`BodyObserver::end`].
+    pub fn is_ended(&self) -> bool {
+        self.record.is_none()
+    }
+}

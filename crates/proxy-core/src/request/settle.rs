@@ -1,0 +1,87 @@
+//! Settlement: what the engine's verdict becomes for the client and the log.
+
+use bytes::Bytes;
+
+use crate::engine::{Execution, Served};
+use crate::key_state::StateChange;
+use crate::log::LogRecord;
+
+use super::admission::Prepared;
+use super::observe::BodyObserver;
+use super::reply::{Refusal, Reply};
+
+/// The engine's verdict, settled.
+#[derive(Debug)]
+pub struct Settlement<R> {
+    /// Key-state changes the attempts taught; queue them for the store.
+    pub state_changes: Vec<StateChange>,
+    pub answer: Answer<R>,
+}
+
+#[derive(Debug)]
+pub enum Answer<R> {
+    /// A 2xx from upstream: stream `response`'s body through `observer`, which hands
+    /// back the record to log when the body ends.
+    Stream {
+        status: u16,
+        response: R,
+        observer: BodyObserver,
+    },
+    /// A complete answer; log `record` once it is sent.
+    Reply { reply: Reply, record: LogRecord },
+}
+
+impl Prepared {
+    /// Records what the attempts did and turns the verdict into the answer.
+    pub fn settle<R>(self, execution: Execution<R>) -> Settlement<R> {
+        let Prepared {
+            mut record,
+            shape,
+            format,
+            ..
+        } = self;
+        let Execution { served, attempts } = execution;
+        let state_changes = record.apply_attempts(attempts);
+        let answer = match served {
+            Served::Upstream(response) => {
+                record.answered(response.status);
+                let observer = BodyObserver::for_stream(record, format, response.content_type.as_deref());
+                Answer::Stream {
+                    status: response.status,
+                    response: response.inner,
+                    observer,
+                }
+            }
+            Served::UpstreamError {
+                status,
+                body,
+                content_type,
+            } => {
+                record.status = status;
+                let reply = upstream_error(status, body, content_type, &record.id);
+                Answer::Reply { reply, record }
+            }
+            Served::Failed(error) => {
+                let Refusal { reply, record } = Refusal::new(record, shape, &error);
+                Answer::Reply {
+                    reply,
+                    record: *record,
+                }
+            }
+        };
+        Settlement {
+            state_changes,
+            answer,
+        }
+    }
+}
+
+/// Upstream's final error as the client gets it: its own status, body (already
+/// scrubbed of keys) and content type.
+fn upstream_error(status: u16, body: Bytes, content_type: Option<String>, request_id: &str) -> Reply {
+    let mut reply = Reply::json(status, body, request_id);
+    if let Some(content_type) = content_type {
+        reply.content_type = content_type;
+    }
+    reply
+}
