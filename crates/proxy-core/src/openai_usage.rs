@@ -178,10 +178,12 @@ impl UsageChunkFilter {
             out.extend_from_slice(bytes);
             return;
         }
-        self.held.extend_from_slice(bytes);
-        if self.held.len() > MAX_HELD {
+        if self.held.len() + bytes.len() > MAX_HELD {
             out.append(&mut self.held);
+            out.extend_from_slice(bytes);
             self.passing = true;
+        } else {
+            self.held.extend_from_slice(bytes);
         }
     }
 
