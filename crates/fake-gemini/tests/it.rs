@@ -485,6 +485,47 @@ async fn openai_chat_and_embeddings() -> R {
     Ok(())
 }
 
+/// Like Google: the usage chunk (`choices: []`) comes only when the request asks for it,
+/// last before `[DONE]`, and no other chunk carries usage. The proxy relies on this to
+/// log tokens for clients that did not ask, and to remove that one chunk for them.
+#[tokio::test]
+async fn openai_stream_usage_only_when_asked() -> R {
+    let fx = Fx::new().await?;
+    let table = [
+        (None, false),
+        (Some(json!({})), false),
+        (Some(json!({"include_usage": false})), false),
+        (Some(json!({"include_usage": true})), true),
+    ];
+    for (options, usage_expected) in table {
+        let mut req =
+            json!({"model":"gemini-2.5-flash","stream":true,"messages":[{"role":"user","content":"hi"}]});
+        if let Some(options) = &options {
+            req["stream_options"] = options.clone();
+        }
+        let resp = fx.post("/v1beta/openai/chat/completions", KEY, &req).await?;
+        let events = sse_events(&resp.text().await?, "\n\n");
+        assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{options:?}");
+        let chunks: Vec<Value> = events[..events.len() - 1]
+            .iter()
+            .map(|e| serde_json::from_str(e))
+            .collect::<Result<_, _>>()?;
+        let with_usage: Vec<usize> = (0..chunks.len())
+            .filter(|&i| chunks[i].get("usage").is_some())
+            .collect();
+        if usage_expected {
+            let last = chunks.len() - 1;
+            assert_eq!(with_usage, [last], "{options:?}");
+            assert_eq!(chunks[last]["choices"], json!([]));
+            assert_eq!(chunks[last]["usage"]["prompt_tokens"], 12);
+        } else {
+            assert_eq!(with_usage, [0usize; 0], "{options:?}");
+            assert!(chunks.iter().all(|c| c["choices"] != json!([])));
+        }
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn recording_endpoints_and_shutdown() -> R {
     let fx = Fx::new().await?;

@@ -434,10 +434,10 @@ mod tests {
     #[test]
     fn openai_stream_with_usage_chunk_and_done() {
         let body = concat!(
-            "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n",
-            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}],\"usage\":null}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n",
             "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":7,\"total_tokens\":19,",
-            "\"completion_tokens_details\":{\"reasoning_tokens\":2}}}\n\n",
+            "\"completion_tokens_details\":{\"reasoning_tokens\":2},\"prompt_tokens_details\":{\"cached_tokens\":3}}}\n\n",
             "data: [DONE]\n\n"
         );
         check(BodyFormat::Sse, body, |m| {
@@ -445,6 +445,7 @@ mod tests {
             assert_eq!(m.usage.prompt_tokens, Some(12));
             assert_eq!(m.usage.candidates_tokens, Some(7));
             assert_eq!(m.usage.thoughts_tokens, Some(2));
+            assert_eq!(m.usage.cached_tokens, Some(3));
             assert_eq!(m.usage.total_tokens, Some(19));
         });
     }
