@@ -283,3 +283,33 @@ fn key_check_marks_only_a_broken_key() {
     let sent = engine.upstream().used.lock().map(|u| u.len()).unwrap_or(0);
     assert_eq!(sent, 5, "one call per check of a pooled key, one for the request");
 }
+
+#[test]
+fn attempt_cap_on_rate_limits_answers_429_with_the_soonest_recovery() {
+    const QUOTA_10S: &str = r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"10s"}]}}"#;
+    // Six keys, five attempts: the five tried all say 429 (one sooner than the others).
+    let mut answers: Vec<(i64, Answer)> = (0..5).map(|i| (i, Ok((429, QUOTA)))).collect();
+    answers[3] = (3, Ok((429, QUOTA_10S)));
+    let five = engine(answers.clone(), 5);
+    let run = block_on(five.execute(&request(), "m", 1));
+    assert_eq!(run.attempts.tried.len(), 5);
+    match run.served {
+        Served::Failed(error) => {
+            assert_eq!(error.status_code(), 429, "{error}");
+            assert_eq!(error.retry_after_secs(), Some(10), "{error}");
+        }
+        other => panic!("expected a 429, got {other:?}"),
+    }
+    assert_eq!(run.attempts.last_error_kind, Some("rate_limited"));
+
+    // With a sixth, untried key free, a retry can be served at once: the shortest wait.
+    let six = engine(answers, 6);
+    let run = block_on(six.execute(&request(), "m", 1));
+    match run.served {
+        Served::Failed(error) => {
+            assert_eq!(error.status_code(), 429, "{error}");
+            assert_eq!(error.retry_after_secs(), Some(1), "{error}");
+        }
+        other => panic!("expected a 429, got {other:?}"),
+    }
+}

@@ -225,6 +225,19 @@ impl KeyPool {
         soonest.map(|until| until - now_ms)
     }
 
+    /// Milliseconds until some usable key can serve `model` (0 when one can now),
+    /// tried by this request or not; `None` when no key is enabled and valid.
+    pub fn soonest_free_in(&self, model: &str, now_ms: u64) -> Option<u64> {
+        self.keys
+            .iter()
+            .filter(|k| k.key.enabled && k.state.invalid_reason.is_none())
+            .map(|k| {
+                let until = k.state.cooldowns.get(model).copied().unwrap_or(0);
+                until.saturating_sub(now_ms)
+            })
+            .min()
+    }
+
     /// How many keys could serve a request for `model` right now.
     pub fn available(&self, model: &str, now_ms: u64) -> usize {
         self.keys
