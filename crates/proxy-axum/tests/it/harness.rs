@@ -191,6 +191,14 @@ impl Harness {
             .expect("known key")
     }
 
+    /// The stored key rows once every queued key-state change is written. Key state has
+    /// its own batch writer, so a log row arriving says nothing about a mark still in
+    /// that queue: stopping the proxy flushes both writers, and a wrong mark shows.
+    pub async fn settled_key_rows(self) -> Vec<KeyRow> {
+        let store = self.shutdown().await;
+        store.list_keys().await.expect("keys readable")
+    }
+
     /// Stops the server and flushes logs, as graceful shutdown does.
     pub async fn shutdown(mut self) -> Arc<SqliteStore> {
         self.server.abort();
