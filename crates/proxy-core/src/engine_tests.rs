@@ -313,3 +313,55 @@ fn attempt_cap_on_rate_limits_answers_429_with_the_soonest_recovery() {
         other => panic!("expected a 429, got {other:?}"),
     }
 }
+
+#[test]
+fn a_burst_of_invalid_marks_past_half_the_pool_stops_marking() {
+    use crate::mark_guard::MARKING_HOLD_MS;
+    let engine = engine((0..4).map(|i| (i, Ok((400, INVALID)))).collect(), 4);
+    let run = block_on(engine.execute(&request(), "m", 1));
+    assert_eq!(run.attempts.tried.len(), 4);
+    assert_eq!(run.attempts.state_changes.len(), 2, "half the pool, no more");
+    let now = engine.clock().now_ms();
+    let pool = engine
+        .pool()
+        .lock()
+        .map(|p| (p.available("m", now), p.marking_suspended(now)));
+    let (available, suspended) = pool.unwrap_or_default();
+    assert_eq!(available, 2, "the other keys keep serving");
+    let suspended = suspended.expect("marking is suspended");
+    assert_eq!(suspended.refused, 2);
+    // The next request uses the unmarked keys and marks nothing.
+    let run = block_on(engine.execute(&request(), "m", 2));
+    assert_eq!(
+        (run.attempts.tried.len(), run.attempts.state_changes.len()),
+        (2, 0)
+    );
+    // After a quiet hold, marking resumes.
+    *engine.clock().now.lock().unwrap_or_else(|p| p.into_inner()) += MARKING_HOLD_MS;
+    let run = block_on(engine.execute(&request(), "m", 3));
+    assert_eq!(run.attempts.state_changes.len(), 2);
+    let later = engine.clock().now_ms();
+    let suspended = engine
+        .pool()
+        .lock()
+        .map(|p| p.marking_suspended(later))
+        .ok()
+        .flatten();
+    assert_eq!(suspended, None);
+}
+
+#[test]
+fn an_operator_check_marks_even_while_marking_is_suspended() {
+    let engine = engine((0..3).map(|i| (i, Ok((400, INVALID)))).collect(), 3);
+    block_on(engine.execute(&request(), "m", 1));
+    let now = engine.clock().now_ms();
+    assert!(
+        engine
+            .pool()
+            .lock()
+            .map(|p| p.marking_suspended(now).is_some())
+            .unwrap_or(false)
+    );
+    let check = block_on(engine.check_key(2)).expect("pooled");
+    assert!(check.change.is_some(), "{check:?}");
+}

@@ -20,6 +20,7 @@ pub mod key_check;
 pub mod key_state;
 pub mod keys;
 pub mod log;
+pub mod mark_guard;
 pub mod pacific;
 pub mod platform;
 pub mod pool;

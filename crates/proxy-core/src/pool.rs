@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use crate::classify::Outcome;
 pub use crate::key_state::{KeyState, StateChange};
 use crate::keys::{KeyId, Secret, UpstreamKey};
+use crate::mark_guard::{MarkGuard, MarkingSuspended};
 
 /// The result of asking the pool for a key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +54,7 @@ pub struct KeyStatus {
 pub struct KeyPool {
     keys: Vec<PooledKey>,
     seq: u64,
+    guard: MarkGuard,
 }
 
 impl KeyPool {
@@ -143,7 +145,8 @@ impl KeyPool {
         }
     }
 
-    /// Records what an attempt with `key_id` for `model` taught us about the key.
+    /// Records what an attempt with `key_id` for `model` taught us about the key. An
+    /// invalid mark past the burst guard is refused (`None`): the key keeps serving.
     pub fn apply(
         &mut self,
         key_id: KeyId,
@@ -151,6 +154,14 @@ impl KeyPool {
         outcome: &Outcome,
         now_ms: u64,
     ) -> Option<StateChange> {
+        if let Outcome::KeyInvalid { reason } = outcome {
+            let enabled = self.keys.iter().filter(|k| k.key.enabled).count();
+            let known = self.keys.iter().any(|k| k.key.id == key_id);
+            if !known || !self.guard.allow(now_ms, enabled) {
+                return None;
+            }
+            return self.mark_invalid(key_id, reason);
+        }
         let pooled = self.keys.iter_mut().find(|k| k.key.id == key_id)?;
         match outcome {
             Outcome::RateLimited { until_ms, .. } => {
@@ -162,14 +173,6 @@ impl KeyPool {
                     until_ms: *until_ms,
                 })
             }
-            Outcome::KeyInvalid { reason } => {
-                pooled.state.invalid_reason = Some(reason.clone());
-                pooled.invalid_unconfirmed = true;
-                Some(StateChange::Invalid {
-                    key_id,
-                    reason: reason.clone(),
-                })
-            }
             Outcome::Success => {
                 // Stores never show an expired cooldown, so one that ran out is
                 // forgotten here, confirmed or not.
@@ -179,6 +182,24 @@ impl KeyPool {
             }
             _ => None,
         }
+    }
+
+    /// Marks a key invalid without asking the burst guard: for an operator's re-check,
+    /// which is evidence asked for, not a request's side effect.
+    pub fn mark_invalid(&mut self, key_id: KeyId, reason: &str) -> Option<StateChange> {
+        let pooled = self.keys.iter_mut().find(|k| k.key.id == key_id)?;
+        pooled.state.invalid_reason = Some(reason.to_string());
+        pooled.invalid_unconfirmed = true;
+        Some(StateChange::Invalid {
+            key_id,
+            reason: reason.to_string(),
+        })
+    }
+
+    /// Set while a burst of invalid marks keeps the pool from taking more (see
+    /// [`crate::mark_guard`]); for `/healthz` and the platform's log.
+    pub fn marking_suspended(&self, now_ms: u64) -> Option<MarkingSuspended> {
+        self.guard.suspended(now_ms).cloned()
     }
 
     /// The secret of one key, enabled or not (for an operator's re-check).

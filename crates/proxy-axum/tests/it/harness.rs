@@ -88,6 +88,11 @@ impl Harness {
         }
     }
 
+    /// The running proxy's shared state.
+    pub fn runtime_state(&self) -> Arc<proxy_axum::ProxyState> {
+        self.runtime.as_ref().expect("running").state()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

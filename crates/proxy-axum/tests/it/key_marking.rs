@@ -52,3 +52,22 @@ async fn client_chosen_text_in_upstream_errors_marks_no_key() {
         "{rows:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_invalid_answers_marks_at_most_half_the_pool() {
+    let keys = [
+        key("a-invalid-"),
+        key("b-invalid-"),
+        key("c-invalid-"),
+        key("d-invalid-"),
+    ];
+    let h = Harness::start(&keys).await;
+    assert_eq!(h.generate(FLASH).await.status(), 503, "every key was rejected");
+    let state = h.runtime_state();
+    let now = proxy_axum::unix_ms();
+    let suspended = state.marking_suspended(now);
+    assert!(suspended.is_some(), "the pool says marking is suspended");
+    let rows = h.settled_key_rows().await;
+    let marked = rows.iter().filter(|r| r.invalid_reason.is_some()).count();
+    assert_eq!(marked, 2, "{rows:?}");
+}
