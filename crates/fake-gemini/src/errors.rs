@@ -68,6 +68,41 @@ impl ApiError {
         Self::invalid_argument(format!("Invalid JSON payload received. {detail}"))
     }
 
+    /// A top-level body field the method does not have. Google echoes the name, so a
+    /// client chooses part of this message.
+    pub fn unknown_field(name: &str) -> Self {
+        let message = format!("Invalid JSON payload received. Unknown name \"{name}\": Cannot find field.");
+        let mut e = Self::invalid_argument(message.clone());
+        e.details = vec![json!({
+            "@type": "type.googleapis.com/google.rpc.BadRequest",
+            "fieldViolations": [{"description": message}],
+        })];
+        e
+    }
+
+    /// A file this key's project cannot see (or that does not exist), its name echoed
+    /// from the path as the client wrote it.
+    pub fn file_denied(name: &str) -> Self {
+        Self::new(
+            403,
+            "PERMISSION_DENIED",
+            format!("You do not have permission to access the File {name} or it may not exist."),
+        )
+    }
+
+    /// What an OAuth-only method (`corpora`, semantic retrieval) answers an API key.
+    pub fn credentials_missing() -> Self {
+        let mut e = Self::new(
+            401,
+            "UNAUTHENTICATED",
+            "Request is missing required authentication credential. Expected OAuth 2 access \
+             token, login cookie or other valid authentication credential. See \
+             https://developers.google.com/identity/sign-in/web/devconsole-project.",
+        );
+        e.details = vec![error_info("CREDENTIALS_MISSING")];
+        e
+    }
+
     pub fn key_in_url() -> Self {
         Self::invalid_argument("API key must not be sent in the URL")
     }

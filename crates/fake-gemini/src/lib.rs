@@ -9,6 +9,11 @@
 //! `blocked`, `overloaded`, `slowstream`, `midstream`, `drop`, `big`,
 //! `cached`).
 //!
+//! Like Google, it echoes client-chosen text into errors: an unknown top-level field
+//! of a generate request (400 `Unknown name "…"`), a file name in `GET files/{name}`
+//! (403, decoded), and it refuses API keys on OAuth-only `corpora` (401
+//! `CREDENTIALS_MISSING`), so tests can show such answers never mark a key.
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! let fake = fake_gemini::FakeGemini::start().await?;

@@ -19,6 +19,42 @@ use crate::scenario::{
     STREAM_TEXTS,
 };
 
+/// Top-level fields of `GenerateContentRequest`, in both spellings proto JSON accepts.
+const GENERATE_FIELDS: [&str; 16] = [
+    "model",
+    "contents",
+    "tools",
+    "toolConfig",
+    "tool_config",
+    "safetySettings",
+    "safety_settings",
+    "systemInstruction",
+    "system_instruction",
+    "generationConfig",
+    "generation_config",
+    "cachedContent",
+    "cached_content",
+    "labels",
+    "serviceTier",
+    "service_tier",
+];
+
+/// The first top-level field of a generate request body that Google would reject as
+/// unknown: `Some(Ok(name))`; `None` when every name is known; `Some(Err(()))` when
+/// the body is not a JSON object (the caller reports what is wrong with it).
+pub fn unknown_request_field(body: &[u8]) -> Option<Result<String, ()>> {
+    let fields: std::collections::HashMap<String, IgnoredAny> = match serde_json::from_slice(body) {
+        Ok(fields) => fields,
+        Err(_) => return Some(Err(())),
+    };
+    let mut unknown: Vec<String> = fields
+        .into_keys()
+        .filter(|name| !GENERATE_FIELDS.contains(&name.as_str()))
+        .collect();
+    unknown.sort();
+    unknown.into_iter().next().map(Ok)
+}
+
 pub static BIG_TEXT: LazyLock<String> = LazyLock::new(|| "x".repeat(BIG_TEXT_LEN));
 
 const EMBEDDING_VALUES: [f32; 4] = [0.1, 0.2, 0.3, 0.4];

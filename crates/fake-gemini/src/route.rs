@@ -14,6 +14,10 @@ pub enum Native<'a> {
     CountTokens(&'a str),
     Embed(&'a str),
     BatchEmbed(&'a str),
+    /// `GET files/{name}`: no file exists here, so every name is refused.
+    GetFile(&'a str),
+    /// Anything under `corpora`: OAuth only, an API key is refused.
+    Corpora,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,7 +71,11 @@ pub fn parse<'a>(method: &Method, path: &'a str) -> Route<'a> {
         };
         return r.map_or(Route::NotFound { openai: true }, Route::OpenAi);
     }
-    let endpoint = if rest == "models" {
+    let endpoint = if rest == "corpora" || rest.starts_with("corpora/") {
+        Some(Native::Corpora)
+    } else if let Some(name) = rest.strip_prefix("files/") {
+        (get && !name.is_empty()).then_some(Native::GetFile(name))
+    } else if rest == "models" {
         get.then_some(Native::ListModels)
     } else if let Some(m) = rest.strip_prefix("models/") {
         native_model_route(m, get, post)
@@ -104,6 +112,28 @@ pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         (k == name).then_some(v)
     })
+}
+
+/// `%XX` escapes decoded, as Google does before echoing a resource name; invalid
+/// escapes and non-UTF-8 results are kept as they came.
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| text.to_string())
 }
 
 /// True if the URL carries an API key (`?key=...`), which the proxy must
@@ -166,5 +196,20 @@ mod tests {
         assert!(!has_key_param(Some("apikey=1&monkey=2")));
         assert_eq!(query_param(Some("alt=sse&pageSize=2"), "pageSize"), Some("2"));
         assert_eq!(query_param(None, "alt"), None);
+        assert_eq!(percent_decode("API%20key%2x%"), "API key%2x%");
+        assert_eq!(
+            parse(&Method::GET, "/v1beta/files/a%20b"),
+            Route::Native {
+                version: "v1beta",
+                endpoint: Native::GetFile("a%20b")
+            }
+        );
+        assert_eq!(
+            parse(&Method::POST, "/v1beta/corpora"),
+            Route::Native {
+                version: "v1beta",
+                endpoint: Native::Corpora
+            }
+        );
     }
 }

@@ -130,7 +130,7 @@ fn model_hint<'a>(
             | Native::CountTokens(m)
             | Native::Embed(m)
             | Native::BatchEmbed(m) => Some(m),
-            Native::ListModels => None,
+            Native::ListModels | Native::GetFile(_) | Native::Corpora => None,
         },
         _ => None,
     };
@@ -143,15 +143,26 @@ fn native_endpoint(version: &str, endpoint: Native<'_>, query: Option<&str>, bod
     let model = match endpoint {
         Native::ListModels => return native::list_models(query),
         Native::GetModel(m) => return native::get_model(m, version),
+        Native::GetFile(name) => {
+            return body::error(&ApiError::file_denied(&route::percent_decode(name)), false);
+        }
+        Native::Corpora => return body::error(&ApiError::credentials_missing(), false),
         Native::Generate(m)
         | Native::Stream(m)
         | Native::CountTokens(m)
         | Native::Embed(m)
         | Native::BatchEmbed(m) => m,
     };
-    // Validates without building a tree, so large bodies stay cheap.
-    if let Err(e) = serde_json::from_slice::<IgnoredAny>(body) {
-        return body::error(&ApiError::invalid_json(&e.to_string()), false);
+    // Validates without building a tree, so large bodies stay cheap; a generate
+    // request's top-level names are checked in the same pass.
+    let generate = matches!(endpoint, Native::Generate(_) | Native::Stream(_));
+    match generate.then(|| native::unknown_request_field(body)).flatten() {
+        Some(Ok(name)) => return body::error(&ApiError::unknown_field(&name), false),
+        Some(Err(())) | None => {
+            if let Err(e) = serde_json::from_slice::<IgnoredAny>(body) {
+                return body::error(&ApiError::invalid_json(&e.to_string()), false);
+            }
+        }
     }
     let flags = ModelFlags::from_model(model);
     if flags.overloaded {
@@ -166,7 +177,9 @@ fn native_endpoint(version: &str, endpoint: Native<'_>, query: Option<&str>, bod
         Native::CountTokens(_) => native::count_tokens(),
         Native::Embed(_) => native::embed(),
         Native::BatchEmbed(_) => native::batch_embed(body),
-        Native::ListModels | Native::GetModel(_) => body::error(&ApiError::not_found(), false),
+        Native::ListModels | Native::GetModel(_) | Native::GetFile(_) | Native::Corpora => {
+            body::error(&ApiError::not_found(), false)
+        }
     }
 }
 

@@ -570,3 +570,43 @@ async fn recording_endpoints_and_shutdown() -> R {
     );
     Ok(())
 }
+
+/// Google echoes client-chosen text into errors; these are the shapes the proxy must
+/// not mistake for a broken key.
+#[tokio::test]
+async fn echoes_client_text_like_google() -> R {
+    let fx = Fx::new().await?;
+    let body = json!({"contents": [], "API key not valid": 1});
+    let (status, v) = json_of(fx.post(GENERATE, KEY, &body).await?).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let expected = "Invalid JSON payload received. Unknown name \"API key not valid\": Cannot find field.";
+    assert_eq!(v["error"]["message"], expected);
+    assert_eq!(v["error"]["status"], "INVALID_ARGUMENT");
+    assert_eq!(
+        v["error"]["details"][0]["@type"],
+        "type.googleapis.com/google.rpc.BadRequest"
+    );
+    assert_eq!(
+        v["error"]["details"][0]["fieldViolations"][0]["description"],
+        expected
+    );
+    // Known fields, camelCase or snake_case, are accepted.
+    let known = json!({"contents": [], "generationConfig": {}, "system_instruction": {}});
+    assert_eq!(fx.post(GENERATE, KEY, &known).await?.status(), StatusCode::OK);
+
+    let (status, v) = json_of(fx.get("/v1beta/files/API%20key%20not%20valid", KEY).await?).await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        v["error"]["message"],
+        "You do not have permission to access the File API key not valid or it may not exist."
+    );
+    assert_eq!(v["error"]["status"], "PERMISSION_DENIED");
+
+    for path in ["/v1beta/corpora", "/v1beta/corpora/c1/documents"] {
+        let (status, v) = json_of(fx.get(path, KEY).await?).await?;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(v["error"]["status"], "UNAUTHENTICATED");
+        assert_eq!(v["error"]["details"][0]["reason"], "CREDENTIALS_MISSING");
+    }
+    Ok(())
+}

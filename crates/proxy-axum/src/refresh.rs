@@ -5,6 +5,7 @@ use std::sync::Arc;
 use proxy_core::platform::KeyStore;
 use tokio::sync::Notify;
 
+use crate::clock::unix_ms;
 use crate::runtime::ProxyState;
 
 /// Re-reads keys and proxy keys every `refresh_interval` until told to stop. A store
@@ -21,12 +22,14 @@ pub(crate) async fn refresh_loop(
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     interval.tick().await;
     let mut failing = false;
+    let mut marking_suspended = false;
     loop {
         tokio::select! {
             _ = interval.tick() => {}
             () = changed.notified() => {}
             () = stop.notified() => return,
         }
+        marking_suspended = log_marking_change(&state, marking_suspended);
         match store.load().await {
             Ok(snapshot) => {
                 if failing {
@@ -45,4 +48,21 @@ pub(crate) async fn refresh_loop(
             }
         }
     }
+}
+
+/// The core has no logger: say here when the pool's burst guard stops or resumes
+/// taking invalid marks. Returns whether marking is suspended now.
+fn log_marking_change(state: &ProxyState, was_suspended: bool) -> bool {
+    let suspended = state.marking_suspended(unix_ms());
+    match (&suspended, was_suspended) {
+        (Some(s), false) => tracing::warn!(
+            reason = %s.reason,
+            refused = s.refused,
+            until_ms = s.until_ms,
+            "invalid-key marking suspended: a burst of marks across the pool"
+        ),
+        (None, true) => tracing::info!("invalid-key marking resumed"),
+        _ => {}
+    }
+    suspended.is_some()
 }

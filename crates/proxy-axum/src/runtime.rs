@@ -10,6 +10,7 @@ use proxy_core::health::{Health, HealthInput};
 use proxy_core::key_check::KeyCheck;
 use proxy_core::keys::KeyId;
 use proxy_core::log::LogRecord;
+use proxy_core::mark_guard::MarkingSuspended;
 use proxy_core::platform::{KeySnapshot, KeyStore, LogSink, StoreError};
 use proxy_core::pool::{KeyPool, StateChange};
 use proxy_core::request::RequestIds;
@@ -74,6 +75,13 @@ impl ProxyState {
     /// already in the pool when this returns (the caller persists `change`).
     pub async fn check_key(&self, key_id: KeyId) -> Option<KeyCheck> {
         self.engine.check_key(key_id).await
+    }
+
+    /// Set while the pool refuses invalid marks after a burst of them (the keys keep
+    /// serving); `/healthz` can report it.
+    pub fn marking_suspended(&self, now_ms: u64) -> Option<MarkingSuspended> {
+        let pool = self.engine.pool().lock().unwrap_or_else(|p| p.into_inner());
+        pool.marking_suspended(now_ms)
     }
 
     /// Log records dropped because the writer could not keep up.

@@ -4,6 +4,11 @@
 //! 403, a spent quota as 429 with `QuotaFailure` and `RetryInfo` details, and model-wide
 //! trouble as 500/503/504. Each maps to a different action on the pool, so the body's
 //! details matter, not just the status.
+//!
+//! A key is judged from structure only: the `reason` of an `ErrorInfo` detail and the
+//! error's `status`. Never from the message: Google echoes client-chosen text into it
+//! (unknown JSON field names, resource names in the path), so any proxy-key holder
+//! could otherwise write "API key not valid" there and mark the whole pool invalid.
 
 use serde_json::Value;
 
@@ -12,7 +17,7 @@ use crate::pacific::next_midnight_pacific_ms;
 /// Cooldown when a 429 carries no `RetryInfo`.
 pub const DEFAULT_COOLDOWN_MS: u64 = 60_000;
 
-/// Reasons in `ErrorInfo` (or 403 messages) that mean the key itself is unusable.
+/// Reasons in `ErrorInfo` that mean the key itself is unusable.
 const KEY_BROKEN_REASONS: [&str; 5] = [
     "API_KEY_INVALID",
     "CONSUMER_SUSPENDED",
@@ -115,19 +120,33 @@ fn rate_limited(error: &Value, now_ms: u64) -> Outcome {
     Outcome::RateLimited { until_ms, per_day }
 }
 
+/// The key-broken reason of an ErrorInfo detail, if the error's status fits it. A 401
+/// without one (e.g. `CREDENTIALS_MISSING` on an OAuth-only method) is the request's
+/// fault: the key was sent and Google wants another kind of credential.
 fn broken_key_reason(status: u16, error: &Value) -> Option<String> {
-    let message = error.get("message").and_then(Value::as_str).unwrap_or("");
-    let reason = details(error)
-        .filter_map(|d| d.get("reason").and_then(Value::as_str))
-        .find(|r| KEY_BROKEN_REASONS.contains(r));
-    let reason = match reason {
-        Some(r) => r.to_string(),
-        None if status == 401 => "UNAUTHENTICATED".to_string(),
-        None if message.contains("API key not valid") => "API_KEY_INVALID".to_string(),
-        None if status == 403 && message.contains("has been suspended") => "CONSUMER_SUSPENDED".to_string(),
-        None => return None,
+    let expected = match status {
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        _ => "PERMISSION_DENIED",
     };
-    Some(reason)
+    let grpc = error.get("status").and_then(Value::as_str);
+    if grpc.is_some_and(|g| g != expected) {
+        return None;
+    }
+    details(error)
+        .filter(|d| is_error_info(d))
+        .filter_map(|d| d.get("reason").and_then(Value::as_str))
+        .find(|r| KEY_BROKEN_REASONS.contains(r))
+        .map(str::to_string)
+}
+
+/// An `ErrorInfo` detail (`@type` may be absent in hand-written bodies, never another
+/// type: `BadRequest` and friends carry client-influenced descriptions).
+fn is_error_info(detail: &Value) -> bool {
+    match detail.get("@type").and_then(Value::as_str) {
+        Some(kind) => kind.ends_with("google.rpc.ErrorInfo"),
+        None => true,
+    }
 }
 
 /// Parses protobuf-JSON durations such as `"30s"` or `"1.5s"`.
@@ -222,6 +241,69 @@ mod tests {
             check(status, "", Outcome::ServerError { status });
         }
         check(200, "", Outcome::Success);
+    }
+
+    /// Text a client chose, echoed by Google inside an error's message, with the
+    /// status a real echo comes with and no ErrorInfo.
+    #[test]
+    fn echoed_text_never_marks_a_key() {
+        let echoes = [
+            (
+                400,
+                r#"{"error":{"code":400,"message":"Invalid JSON payload received. Unknown name \"API key not valid\": Cannot find field.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.BadRequest","fieldViolations":[{"description":"Invalid JSON payload received. Unknown name \"API key not valid\": Cannot find field."}]}]}}"#,
+            ),
+            (
+                403,
+                r#"{"error":{"code":403,"message":"You do not have permission to access the File API key not valid or it may not exist.","status":"PERMISSION_DENIED"}}"#,
+            ),
+            (
+                403,
+                r#"{"error":{"code":403,"message":"You do not have permission to access the File x has been suspended or it may not exist.","status":"PERMISSION_DENIED"}}"#,
+            ),
+            // A reason a client wrote into a message, not into ErrorInfo.
+            (
+                400,
+                r#"{"error":{"code":400,"message":"Unknown name \"API_KEY_INVALID\"","status":"INVALID_ARGUMENT"}}"#,
+            ),
+        ];
+        for (status, body) in echoes {
+            check(status, body, Outcome::ClientError { status });
+        }
+    }
+
+    #[test]
+    fn a_401_without_a_key_reason_is_the_requests_fault() {
+        let oauth_only = r#"{"error":{"code":401,"message":"Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential.","status":"UNAUTHENTICATED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"CREDENTIALS_MISSING","domain":"googleapis.com"}]}}"#;
+        check(401, oauth_only, Outcome::ClientError { status: 401 });
+        check(401, "", Outcome::ClientError { status: 401 });
+    }
+
+    #[test]
+    fn every_key_reason_in_error_info_marks_the_key() {
+        for (status, grpc, reason) in [
+            (400, "INVALID_ARGUMENT", "API_KEY_INVALID"),
+            (400, "INVALID_ARGUMENT", "API_KEY_EXPIRED"),
+            (403, "PERMISSION_DENIED", "CONSUMER_SUSPENDED"),
+            (403, "PERMISSION_DENIED", "API_KEY_SERVICE_BLOCKED"),
+            (403, "PERMISSION_DENIED", "SERVICE_DISABLED"),
+            (401, "UNAUTHENTICATED", "API_KEY_INVALID"),
+        ] {
+            let body = format!(
+                r#"{{"error":{{"code":{status},"message":"m","status":"{grpc}","details":[{{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"{reason}","domain":"googleapis.com"}}]}}}}"#
+            );
+            check(
+                status,
+                &body,
+                Outcome::KeyInvalid {
+                    reason: reason.into(),
+                },
+            );
+        }
+        // The reason only counts inside an ErrorInfo detail with a matching status.
+        let wrong_type = r#"{"error":{"code":400,"status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.BadRequest","reason":"API_KEY_INVALID"}]}}"#;
+        check(400, wrong_type, Outcome::ClientError { status: 400 });
+        let wrong_status = r#"{"error":{"code":400,"status":"FAILED_PRECONDITION","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID"}]}}"#;
+        check(400, wrong_status, Outcome::ClientError { status: 400 });
     }
 
     #[test]

@@ -133,14 +133,14 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
             let (key_id, secret) = match pick {
                 Pick::Key { id, secret } => (id, secret),
                 Pick::AllCooling { retry_after_ms } => {
-                    return self.finish(attempts, last, Some(all_cooling(model, retry_after_ms)));
+                    return self.finish(model, attempts, last, Some(all_cooling(model, retry_after_ms)));
                 }
                 Pick::Exhausted => {
                     // Tried keys are out of the pick; if they all went cold, say when
                     // the first comes back rather than "no key".
                     let cooling = self.lock_pool().all_cooling_for(model, now);
                     let verdict = cooling.map(|ms| all_cooling(model, ms));
-                    return self.finish(attempts, last, verdict);
+                    return self.finish(model, attempts, last, verdict);
                 }
             };
             attempts.tried.push(key_id);
@@ -189,7 +189,7 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                 .retry
                 .decide(&outcome, attempt_count, elapsed, jitter.next_u64())
             {
-                Decision::Stop => return self.finish(attempts, last, None),
+                Decision::Stop => return self.finish(model, attempts, last, None),
                 Decision::RetryNow => {}
                 Decision::RetryAfter { delay_ms } => self.clock.sleep_ms(delay_ms).await,
             }
@@ -220,6 +220,7 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
     /// Turns the last failure into the answer the client gets.
     fn finish(
         &self,
+        model: &str,
         mut attempts: Attempts,
         last: LastFailure,
         verdict: Option<ProxyError>,
@@ -240,13 +241,21 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                 body: Bytes::from(self.scrubbed(&String::from_utf8_lossy(&body))),
                 content_type,
             },
+            // Out of attempts on quota errors: waiting is the remedy, so say how long.
             (
                 None,
                 LastFailure::Upstream {
                     outcome: Outcome::RateLimited { .. },
                     ..
                 },
-            ) => Served::Failed(ProxyError::NoKeys("every key tried was rate limited".into())),
+            ) => {
+                let now = self.clock.now_ms();
+                let wait_ms = self.lock_pool().soonest_free_in(model, now).unwrap_or(0);
+                Served::Failed(ProxyError::RateLimited {
+                    model: model.to_string(),
+                    retry_after_secs: retry_after_secs(wait_ms),
+                })
+            }
             (None, LastFailure::Upstream { .. }) => {
                 let reason = attempts.last_error_message.clone().unwrap_or_default();
                 Served::Failed(ProxyError::NoKeys(format!(
@@ -282,8 +291,13 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
 fn all_cooling(model: &str, retry_after_ms: u64) -> ProxyError {
     ProxyError::AllKeysCooling {
         model: model.to_string(),
-        retry_after_secs: retry_after_ms.div_ceil(1000).max(1),
+        retry_after_secs: retry_after_secs(retry_after_ms),
     }
+}
+
+/// Whole seconds for `Retry-After`, rounded up and at least 1.
+fn retry_after_secs(ms: u64) -> u64 {
+    ms.div_ceil(1000).max(1)
 }
 
 fn passes_through(outcome: &Outcome) -> bool {

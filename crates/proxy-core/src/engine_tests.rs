@@ -310,3 +310,85 @@ fn a_plain_text_error_keeps_its_content_type() {
         other => panic!("expected pass-through, got {other:?}"),
     }
 }
+
+#[test]
+fn attempt_cap_on_rate_limits_answers_429_with_the_soonest_recovery() {
+    const QUOTA_10S: &str = r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"10s"}]}}"#;
+    // Six keys, five attempts: the five tried all say 429 (one sooner than the others).
+    let mut answers: Vec<(i64, Answer)> = (0..5).map(|i| (i, Ok((429, QUOTA)))).collect();
+    answers[3] = (3, Ok((429, QUOTA_10S)));
+    let five = engine(answers.clone(), 5);
+    let run = block_on(five.execute(&request(), "m", 1));
+    assert_eq!(run.attempts.tried.len(), 5);
+    match run.served {
+        Served::Failed(error) => {
+            assert_eq!(error.status_code(), 429, "{error}");
+            assert_eq!(error.retry_after_secs(), Some(10), "{error}");
+        }
+        other => panic!("expected a 429, got {other:?}"),
+    }
+    assert_eq!(run.attempts.last_error_kind, Some("rate_limited"));
+
+    // With a sixth, untried key free, a retry can be served at once: the shortest wait.
+    let six = engine(answers, 6);
+    let run = block_on(six.execute(&request(), "m", 1));
+    match run.served {
+        Served::Failed(error) => {
+            assert_eq!(error.status_code(), 429, "{error}");
+            assert_eq!(error.retry_after_secs(), Some(1), "{error}");
+        }
+        other => panic!("expected a 429, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_burst_of_invalid_marks_past_half_the_pool_stops_marking() {
+    use crate::mark_guard::MARKING_HOLD_MS;
+    let engine = engine((0..4).map(|i| (i, Ok((400, INVALID)))).collect(), 4);
+    let run = block_on(engine.execute(&request(), "m", 1));
+    assert_eq!(run.attempts.tried.len(), 4);
+    assert_eq!(run.attempts.state_changes.len(), 2, "half the pool, no more");
+    let now = engine.clock().now_ms();
+    let pool = engine
+        .pool()
+        .lock()
+        .map(|p| (p.available("m", now), p.marking_suspended(now)));
+    let (available, suspended) = pool.unwrap_or_default();
+    assert_eq!(available, 2, "the other keys keep serving");
+    let suspended = suspended.expect("marking is suspended");
+    assert_eq!(suspended.refused, 2);
+    // The next request uses the unmarked keys and marks nothing.
+    let run = block_on(engine.execute(&request(), "m", 2));
+    assert_eq!(
+        (run.attempts.tried.len(), run.attempts.state_changes.len()),
+        (2, 0)
+    );
+    // After a quiet hold, marking resumes.
+    *engine.clock().now.lock().unwrap_or_else(|p| p.into_inner()) += MARKING_HOLD_MS;
+    let run = block_on(engine.execute(&request(), "m", 3));
+    assert_eq!(run.attempts.state_changes.len(), 2);
+    let later = engine.clock().now_ms();
+    let suspended = engine
+        .pool()
+        .lock()
+        .map(|p| p.marking_suspended(later))
+        .ok()
+        .flatten();
+    assert_eq!(suspended, None);
+}
+
+#[test]
+fn an_operator_check_marks_even_while_marking_is_suspended() {
+    let engine = engine((0..3).map(|i| (i, Ok((400, INVALID)))).collect(), 3);
+    block_on(engine.execute(&request(), "m", 1));
+    let now = engine.clock().now_ms();
+    assert!(
+        engine
+            .pool()
+            .lock()
+            .map(|p| p.marking_suspended(now).is_some())
+            .unwrap_or(false)
+    );
+    let check = block_on(engine.check_key(2)).expect("pooled");
+    assert!(check.change.is_some(), "{check:?}");
+}

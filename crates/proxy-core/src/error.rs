@@ -28,6 +28,9 @@ pub enum ProxyError {
     NotFound(String),
     #[error("Every upstream key is cooling down for model {model}; retry after {retry_after_secs} s.")]
     AllKeysCooling { model: String, retry_after_secs: u64 },
+    /// The attempt cap (or deadline) was reached and every key tried was rate limited.
+    #[error("Every upstream key tried was rate limited for model {model}; retry after {retry_after_secs} s.")]
+    RateLimited { model: String, retry_after_secs: u64 },
     #[error("No usable upstream key: {0}")]
     NoKeys(String),
     #[error("Upstream did not answer in time.")]
@@ -55,7 +58,7 @@ impl ProxyError {
             Self::BadRequest(_) => 400,
             Self::BodyTooLarge { .. } => 413,
             Self::NotFound(_) => 404,
-            Self::AllKeysCooling { .. } => 429,
+            Self::AllKeysCooling { .. } | Self::RateLimited { .. } => 429,
             Self::NoKeys(_) => 503,
             Self::UpstreamTimeout => 504,
             Self::UpstreamUnreachable => 502,
@@ -70,7 +73,7 @@ impl ProxyError {
             Self::RevokedKey => "PERMISSION_DENIED",
             Self::BadRequest(_) | Self::BodyTooLarge { .. } => "INVALID_ARGUMENT",
             Self::NotFound(_) => "NOT_FOUND",
-            Self::AllKeysCooling { .. } => "RESOURCE_EXHAUSTED",
+            Self::AllKeysCooling { .. } | Self::RateLimited { .. } => "RESOURCE_EXHAUSTED",
             Self::NoKeys(_) | Self::UpstreamUnreachable => "UNAVAILABLE",
             Self::UpstreamTimeout => "DEADLINE_EXCEEDED",
             Self::Internal => "INTERNAL",
@@ -87,6 +90,7 @@ impl ProxyError {
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::NotFound(_) => "not_found",
             Self::AllKeysCooling { .. } => "all_keys_cooling",
+            Self::RateLimited { .. } => "rate_limited",
             Self::NoKeys(_) => "no_upstream_key",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::UpstreamUnreachable => "upstream_connect",
@@ -97,7 +101,9 @@ impl ProxyError {
     /// Seconds for a `Retry-After` header, when waiting is the remedy.
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            Self::AllKeysCooling { retry_after_secs, .. } => Some(*retry_after_secs),
+            Self::AllKeysCooling { retry_after_secs, .. } | Self::RateLimited { retry_after_secs, .. } => {
+                Some(*retry_after_secs)
+            }
             _ => None,
         }
     }
@@ -181,6 +187,12 @@ mod tests {
         };
         assert_eq!(cooling.retry_after_secs(), Some(7));
         check(cooling, 429, "RESOURCE_EXHAUSTED", "rate_limit_error");
+        let limited = ProxyError::RateLimited {
+            model: "m".into(),
+            retry_after_secs: 3,
+        };
+        assert_eq!(limited.retry_after_secs(), Some(3));
+        check(limited, 429, "RESOURCE_EXHAUSTED", "rate_limit_error");
         check(ProxyError::NoKeys("none".into()), 503, "UNAVAILABLE", "api_error");
         check(ProxyError::UpstreamTimeout, 504, "DEADLINE_EXCEEDED", "api_error");
     }

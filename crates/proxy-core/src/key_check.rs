@@ -59,10 +59,9 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
             Err(TransportError::Timeout) => Outcome::Transport { timeout: true },
             Err(TransportError::Connect(_)) => Outcome::Transport { timeout: false },
         };
+        // The operator asked: the burst guard is for marks requests cause.
         let change = match &outcome {
-            Outcome::KeyInvalid { .. } => self
-                .lock_pool()
-                .apply(key_id, "", &outcome, self.clock().now_ms()),
+            Outcome::KeyInvalid { reason } => self.lock_pool().mark_invalid(key_id, reason),
             _ => None,
         };
         Some(KeyCheck { outcome, change })

@@ -22,6 +22,7 @@ pub mod key_check;
 pub mod key_state;
 pub mod keys;
 pub mod log;
+pub mod mark_guard;
 pub mod openai_usage;
 pub mod pacific;
 pub mod platform;

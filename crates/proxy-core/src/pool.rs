@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use crate::classify::Outcome;
 pub use crate::key_state::{KeyState, StateChange};
 use crate::keys::{KeyId, Secret, UpstreamKey};
+use crate::mark_guard::{MarkGuard, MarkingSuspended};
 
 /// The result of asking the pool for a key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +34,10 @@ struct PooledKey {
     /// does, a refresh must not undo it (the write is queued, or another request is
     /// still in flight); once it has, a refresh without it means an operator cleared it.
     invalid_unconfirmed: bool,
+    /// Cooldowns learned here that the store has not shown back yet (model -> until),
+    /// kept across refreshes for the same reason. Every other cooldown follows the
+    /// store, so an operator's clear (`keys enable`) frees the key at the next refresh.
+    unconfirmed_cooldowns: BTreeMap<String, u64>,
 }
 
 /// A key with its state, as shown by status endpoints and the CLI.
@@ -49,6 +54,7 @@ pub struct KeyStatus {
 pub struct KeyPool {
     keys: Vec<PooledKey>,
     seq: u64,
+    guard: MarkGuard,
 }
 
 impl KeyPool {
@@ -59,17 +65,25 @@ impl KeyPool {
     }
 
     /// Replaces the key set with what the store holds now. Keys that stay keep their
-    /// place in the rotation; cooldowns merge (the later one wins per model) so a
-    /// cooldown learned here a moment ago survives a refresh that predates it.
+    /// place in the rotation. The store is the truth for key state, except for marks
+    /// learned here that it has not shown back yet (their write is queued, or this
+    /// snapshot was read before it): those are kept until a snapshot confirms them.
+    /// After that, a snapshot without them means an operator cleared them.
     pub fn sync(&mut self, keys: Vec<(UpstreamKey, KeyState)>) {
         let mut old: BTreeMap<KeyId, PooledKey> = self.keys.drain(..).map(|k| (k.key.id, k)).collect();
         for (key, mut state) in keys {
             let mut invalid_unconfirmed = false;
+            let mut unconfirmed_cooldowns = BTreeMap::new();
             let picked_at_seq = match old.remove(&key.id) {
                 Some(previous) => {
-                    for (model, until) in previous.state.cooldowns {
-                        let entry = state.cooldowns.entry(model).or_insert(until);
-                        *entry = (*entry).max(until);
+                    for (model, until) in previous.unconfirmed_cooldowns {
+                        // The store keeps the later end of a cooldown (MAX), so showing
+                        // ours or a later one means our write landed.
+                        let confirmed = state.cooldowns.get(&model).is_some_and(|stored| *stored >= until);
+                        if !confirmed {
+                            state.cooldowns.insert(model.clone(), until);
+                            unconfirmed_cooldowns.insert(model, until);
+                        }
                     }
                     state.last_used_ms = state.last_used_ms.max(previous.state.last_used_ms);
                     if state.invalid_reason.is_none() && previous.invalid_unconfirmed {
@@ -85,6 +99,7 @@ impl KeyPool {
                 state,
                 picked_at_seq,
                 invalid_unconfirmed,
+                unconfirmed_cooldowns,
             });
         }
     }
@@ -130,7 +145,8 @@ impl KeyPool {
         }
     }
 
-    /// Records what an attempt with `key_id` for `model` taught us about the key.
+    /// Records what an attempt with `key_id` for `model` taught us about the key. An
+    /// invalid mark past the burst guard is refused (`None`): the key keeps serving.
     pub fn apply(
         &mut self,
         key_id: KeyId,
@@ -138,30 +154,52 @@ impl KeyPool {
         outcome: &Outcome,
         now_ms: u64,
     ) -> Option<StateChange> {
+        if let Outcome::KeyInvalid { reason } = outcome {
+            let enabled = self.keys.iter().filter(|k| k.key.enabled).count();
+            let known = self.keys.iter().any(|k| k.key.id == key_id);
+            if !known || !self.guard.allow(now_ms, enabled) {
+                return None;
+            }
+            return self.mark_invalid(key_id, reason);
+        }
         let pooled = self.keys.iter_mut().find(|k| k.key.id == key_id)?;
         match outcome {
             Outcome::RateLimited { until_ms, .. } => {
                 pooled.state.cooldowns.insert(model.to_string(), *until_ms);
+                pooled.unconfirmed_cooldowns.insert(model.to_string(), *until_ms);
                 Some(StateChange::Cooldown {
                     key_id,
                     model: model.to_string(),
                     until_ms: *until_ms,
                 })
             }
-            Outcome::KeyInvalid { reason } => {
-                pooled.state.invalid_reason = Some(reason.clone());
-                pooled.invalid_unconfirmed = true;
-                Some(StateChange::Invalid {
-                    key_id,
-                    reason: reason.clone(),
-                })
-            }
             Outcome::Success => {
+                // Stores never show an expired cooldown, so one that ran out is
+                // forgotten here, confirmed or not.
                 pooled.state.cooldowns.retain(|_, until| *until > now_ms);
+                pooled.unconfirmed_cooldowns.retain(|_, until| *until > now_ms);
                 None
             }
             _ => None,
         }
+    }
+
+    /// Marks a key invalid without asking the burst guard: for an operator's re-check,
+    /// which is evidence asked for, not a request's side effect.
+    pub fn mark_invalid(&mut self, key_id: KeyId, reason: &str) -> Option<StateChange> {
+        let pooled = self.keys.iter_mut().find(|k| k.key.id == key_id)?;
+        pooled.state.invalid_reason = Some(reason.to_string());
+        pooled.invalid_unconfirmed = true;
+        Some(StateChange::Invalid {
+            key_id,
+            reason: reason.to_string(),
+        })
+    }
+
+    /// Set while a burst of invalid marks keeps the pool from taking more (see
+    /// [`crate::mark_guard`]); for `/healthz` and the platform's log.
+    pub fn marking_suspended(&self, now_ms: u64) -> Option<MarkingSuspended> {
+        self.guard.suspended(now_ms).cloned()
     }
 
     /// The secret of one key, enabled or not (for an operator's re-check).
@@ -206,6 +244,19 @@ impl KeyPool {
             soonest = Some(soonest.map_or(until, |s| s.min(until)));
         }
         soonest.map(|until| until - now_ms)
+    }
+
+    /// Milliseconds until some usable key can serve `model` (0 when one can now),
+    /// tried by this request or not; `None` when no key is enabled and valid.
+    pub fn soonest_free_in(&self, model: &str, now_ms: u64) -> Option<u64> {
+        self.keys
+            .iter()
+            .filter(|k| k.key.enabled && k.state.invalid_reason.is_none())
+            .map(|k| {
+                let until = k.state.cooldowns.get(model).copied().unwrap_or(0);
+                until.saturating_sub(now_ms)
+            })
+            .min()
     }
 
     /// How many keys could serve a request for `model` right now.
@@ -333,6 +384,51 @@ mod tests {
         // ...and later an operator's `keys enable` clears it in the store.
         pool.sync(vec![key(1), key(2)]);
         assert_eq!(pool.available("m", 0), 2);
+    }
+
+    fn cooling(id: KeyId, model: &str, until_ms: u64) -> (UpstreamKey, KeyState) {
+        let (k, mut s) = key(id);
+        s.cooldowns.insert(model.to_string(), until_ms);
+        (k, s)
+    }
+
+    #[test]
+    fn cooldown_survives_refreshes_until_the_store_has_it_then_an_operator_clear_wins() {
+        let limited = Outcome::RateLimited {
+            until_ms: 60_000,
+            per_day: false,
+        };
+        let mut pool = KeyPool::new(vec![key(1), key(2)]);
+        pool.apply(1, "m", &limited, 0);
+        // A refresh read before the cooldown was written keeps it.
+        pool.sync(vec![key(1), key(2)]);
+        assert_eq!(pool.available("m", 10), 1);
+        // The store shows it back (another instance may even have a later one)...
+        pool.sync(vec![cooling(1, "m", 90_000), key(2)]);
+        assert_eq!(pool.all_cooling_for("m", 10), None);
+        assert_eq!(pool.available("m", 60_500), 1, "the store's later end holds");
+        // ...then `keys enable` clears the store: the next refresh frees the key.
+        pool.sync(vec![key(1), key(2)]);
+        assert_eq!(pool.available("m", 10), 2);
+        assert!(pool.statuses()[0].state.cooldowns.is_empty());
+    }
+
+    #[test]
+    fn a_store_cooldown_shorter_than_the_local_one_does_not_confirm_it() {
+        let mut pool = KeyPool::new(vec![key(1)]);
+        let limited = Outcome::RateLimited {
+            until_ms: 60_000,
+            per_day: false,
+        };
+        pool.apply(1, "m", &limited, 0);
+        // Another instance's shorter cooldown, read before ours was written.
+        pool.sync(vec![cooling(1, "m", 30_000)]);
+        assert_eq!(pool.available("m", 40_000), 0);
+        pool.sync(vec![key(1)]);
+        assert_eq!(pool.available("m", 40_000), 0, "still not confirmed");
+        pool.sync(vec![cooling(1, "m", 60_000)]);
+        pool.sync(vec![key(1)]);
+        assert_eq!(pool.available("m", 40_000), 1);
     }
 
     #[test]

@@ -9,6 +9,8 @@ use crate::keys::mask_key;
 
 /// Shortest run after a key prefix that we treat as a key. Real keys are 39+ chars.
 const MIN_KEY_BODY: usize = 16;
+/// Characters `mask_key` keeps before its `…`.
+const MASK_HEAD: usize = 4;
 const API_KEY_LABEL: &str = "api_key:";
 const PREFIXES: [&str; 4] = [API_KEY_LABEL, "AIza", "AQ.", "IQ."];
 
@@ -47,7 +49,7 @@ fn mask_key_shaped_tokens(text: &str) -> String {
         let token_start = if labelled { at + prefix.len() } else { at };
         let token = &rest[token_start..at + prefix.len() + body_len];
         let is_key = if labelled {
-            body_len > 0
+            body_len > 0 && !is_mask(&after_prefix[..body_len], &after_prefix[body_len..])
         } else {
             body_len >= MIN_KEY_BODY
         };
@@ -61,6 +63,13 @@ fn mask_key_shaped_tokens(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// True when a labelled token is already a mask (`AIza…1234`, from a known secret or an
+/// earlier scrub): a head no longer than the mask's, then its `…`. Masking it again
+/// would read `…****…1234`.
+fn is_mask(body: &str, after: &str) -> bool {
+    body.chars().count() <= MASK_HEAD && after.starts_with('…')
 }
 
 fn earliest_prefix(text: &str) -> Option<(usize, &'static str)> {
@@ -112,6 +121,18 @@ mod tests {
             &["odd-secret-value"],
             &["here"],
         );
+    }
+
+    #[test]
+    fn a_known_key_after_api_key_is_masked_once() {
+        let text = format!("Permission denied: Consumer 'api_key:{KEY}' has been suspended.");
+        assert_eq!(
+            scrub(&text, &[KEY]),
+            "Permission denied: Consumer 'api_key:AIza…3456' has been suspended."
+        );
+        // Scrubbing is idempotent: text scrubbed once (a log, a passed-on error) stays.
+        let once = scrub(&text, &[]);
+        assert_eq!(scrub(&once, &[KEY]), once);
     }
 
     #[test]

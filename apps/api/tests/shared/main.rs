@@ -9,5 +9,6 @@
 mod harness;
 
 mod database_outage;
+mod key_state;
 mod supabase_rest;
 mod two_instances;

@@ -88,6 +88,11 @@ impl Harness {
         }
     }
 
+    /// The running proxy's shared state.
+    pub fn runtime_state(&self) -> Arc<proxy_axum::ProxyState> {
+        self.runtime.as_ref().expect("running").state()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -189,6 +194,14 @@ impl Harness {
             .iter()
             .position(|k| k == secret)
             .expect("known key")
+    }
+
+    /// The stored key rows once every queued key-state change is written. Key state has
+    /// its own batch writer, so a log row arriving says nothing about a mark still in
+    /// that queue: stopping the proxy flushes both writers, and a wrong mark shows.
+    pub async fn settled_key_rows(self) -> Vec<KeyRow> {
+        let store = self.shutdown().await;
+        store.list_keys().await.expect("keys readable")
     }
 
     /// Stops the server and flushes logs, as graceful shutdown does.

@@ -5,5 +5,6 @@ mod harness;
 
 mod auth_and_input;
 mod failover;
+mod key_marking;
 mod secrets;
 mod streaming;
