@@ -106,19 +106,16 @@ impl WorkerState {
 
     /// `GET /healthz`: the core's answer, with this isolate's counts.
     pub fn health(&self) -> Health {
-        let keys = self
-            .engine
-            .pool()
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .statuses();
+        let now = unix_ms();
+        let pool = self.engine.pool().lock().unwrap_or_else(|p| p.into_inner());
+        let from_pool = HealthInput::from_pool(&pool, now);
+        drop(pool);
         let input = HealthInput {
-            keys,
             proxy_keys: self.keys.proxy_keys().len(),
             dropped_log_records: self.logs.dropped(),
             store_unreachable: self.keys.is_failing(),
-            pool_problem: None,
+            ..from_pool
         };
-        Health::of(input, unix_ms())
+        Health::of(input, now)
     }
 }

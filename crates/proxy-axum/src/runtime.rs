@@ -91,20 +91,17 @@ impl ProxyState {
 
     /// The `/healthz` answer (the core's, as on every platform).
     pub fn health(&self) -> Health {
-        let keys = self
-            .engine
-            .pool()
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .statuses();
+        let now = unix_ms();
+        let pool = self.engine.pool().lock().unwrap_or_else(|p| p.into_inner());
+        let from_pool = HealthInput::from_pool(&pool, now);
+        drop(pool);
         let input = HealthInput {
-            keys,
             proxy_keys: self.proxy_keys().len(),
             dropped_log_records: self.dropped_logs(),
             store_unreachable: self.store_unreachable.load(Ordering::Relaxed),
-            pool_problem: None,
+            ..from_pool
         };
-        Health::of(input, unix_ms())
+        Health::of(input, now)
     }
 }
 

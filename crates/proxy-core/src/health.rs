@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
-use crate::pool::KeyStatus;
+use crate::pool::{KeyPool, KeyStatus};
 
 /// Facts a platform gathers for `/healthz`.
 #[derive(Clone, Debug, Default)]
@@ -17,6 +17,17 @@ pub struct HealthInput {
     pub store_unreachable: bool,
     /// A problem the pool reports itself (e.g. invalid marks suspended).
     pub pool_problem: Option<String>,
+}
+
+impl HealthInput {
+    /// The pool's part: its keys, and a suspension of invalid marks if one holds.
+    pub fn from_pool(pool: &KeyPool, now_ms: u64) -> Self {
+        Self {
+            keys: pool.statuses(),
+            pool_problem: pool.marking_suspended(now_ms).map(|s| s.reason),
+            ..Self::default()
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -67,6 +67,19 @@ async fn a_burst_of_invalid_answers_marks_at_most_half_the_pool() {
     let now = proxy_axum::unix_ms();
     let suspended = state.marking_suspended(now);
     assert!(suspended.is_some(), "the pool says marking is suspended");
+    let health = h
+        .http
+        .get(h.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz answers");
+    assert_eq!(health.status(), 200, "two keys still serve");
+    let health: serde_json::Value = health.json().await.unwrap_or_default();
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(
+        health["problems"].to_string().contains("marking suspended"),
+        "{health}"
+    );
     let rows = h.settled_key_rows().await;
     let marked = rows.iter().filter(|r| r.invalid_reason.is_some()).count();
     assert_eq!(marked, 2, "{rows:?}");
