@@ -18,6 +18,8 @@ pub struct ObservedStream<S, C: Clock> {
     observer: BodyObserver,
     clock: C,
     done: Option<Box<dyn FnOnce(LogRecord)>>,
+    /// Upstream's body ended; only the observer's held-back tail may follow.
+    upstream_done: bool,
 }
 
 // The inner stream is boxed, so nothing here is pinned structurally.
@@ -30,6 +32,7 @@ impl<S, C: Clock> ObservedStream<S, C> {
             observer,
             clock,
             done: Some(done),
+            upstream_done: false,
         }
     }
 
@@ -49,21 +52,30 @@ where
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        match this.inner.as_mut().poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                let chunk = this.observer.chunk(Bytes::from(chunk), this.clock.now_ms());
-                Poll::Ready(Some(Ok(Vec::from(chunk))))
+        loop {
+            if this.upstream_done {
+                return Poll::Ready(None);
             }
-            Poll::Ready(Some(Err(error))) => {
-                // The runtime's error text is not logged: it may name the URL.
-                this.complete(BodyEnd::UpstreamCut);
-                Poll::Ready(Some(Err(error)))
+            match this.inner.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    let chunk = this.observer.chunk(Bytes::from(chunk), this.clock.now_ms());
+                    if !chunk.is_empty() {
+                        return Poll::Ready(Some(Ok(Vec::from(chunk))));
+                    }
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    // The runtime's error text is not logged: it may name the URL.
+                    this.complete(BodyEnd::UpstreamCut);
+                    return Poll::Ready(Some(Err(error)));
+                }
+                Poll::Ready(None) => {
+                    this.complete(BodyEnd::Complete);
+                    this.upstream_done = true;
+                    let tail = this.observer.tail();
+                    return Poll::Ready((!tail.is_empty()).then(|| Ok(Vec::from(tail))));
+                }
+                Poll::Pending => return Poll::Pending,
             }
-            Poll::Ready(None) => {
-                this.complete(BodyEnd::Complete);
-                Poll::Ready(None)
-            }
-            Poll::Pending => Poll::Pending,
         }
     }
 }

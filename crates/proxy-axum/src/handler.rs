@@ -84,6 +84,9 @@ fn stream_response(
     observer: BodyObserver,
 ) -> Response {
     let mut headers = downstream_headers(upstream.headers());
+    if observer.changes_length() {
+        headers.remove(axum::http::header::CONTENT_LENGTH);
+    }
     set_request_id(&mut headers, observer.request_id());
     let body = Body::from_stream(ObservedBody::new(upstream, observer, state.logs.clone()));
     let mut response = Response::new(body);

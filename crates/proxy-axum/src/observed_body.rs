@@ -22,6 +22,8 @@ pub(crate) struct ObservedBody {
     /// hyper stops polling once `content-length` bytes went out, so the end of a
     /// sized body is seen by counting, not by waiting for the stream's `None`.
     remaining: Option<u64>,
+    /// Upstream's body ended; only the observer's held-back tail may follow.
+    upstream_done: bool,
 }
 
 impl ObservedBody {
@@ -36,6 +38,7 @@ impl ObservedBody {
             observer,
             queue,
             remaining,
+            upstream_done: false,
         }
     }
 
@@ -51,30 +54,39 @@ impl Stream for ObservedBody {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        match this.inner.as_mut().poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                let length = chunk.len() as u64;
-                let chunk = this.observer.chunk(chunk, unix_ms());
-                if let Some(remaining) = this.remaining.as_mut() {
-                    *remaining = remaining.saturating_sub(length);
-                    if *remaining == 0 {
-                        this.complete(BodyEnd::Complete);
+        loop {
+            if this.upstream_done {
+                return Poll::Ready(None);
+            }
+            match this.inner.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    let length = chunk.len() as u64;
+                    let chunk = this.observer.chunk(chunk, unix_ms());
+                    if let Some(remaining) = this.remaining.as_mut() {
+                        *remaining = remaining.saturating_sub(length);
+                        if *remaining == 0 {
+                            this.complete(BodyEnd::Complete);
+                        }
+                    }
+                    if !chunk.is_empty() {
+                        return Poll::Ready(Some(Ok(chunk)));
                     }
                 }
-                Poll::Ready(Some(Ok(chunk)))
+                Poll::Ready(Some(Err(_))) => {
+                    // reqwest's error text may name the URL; the client gets a fixed message.
+                    this.complete(BodyEnd::UpstreamCut);
+                    return Poll::Ready(Some(Err(std::io::Error::other(
+                        "upstream closed the stream early",
+                    ))));
+                }
+                Poll::Ready(None) => {
+                    this.complete(BodyEnd::Complete);
+                    this.upstream_done = true;
+                    let tail = this.observer.tail();
+                    return Poll::Ready((!tail.is_empty()).then_some(Ok(tail)));
+                }
+                Poll::Pending => return Poll::Pending,
             }
-            Poll::Ready(Some(Err(_))) => {
-                // reqwest's error text may name the URL; the client gets a fixed message.
-                this.complete(BodyEnd::UpstreamCut);
-                Poll::Ready(Some(Err(std::io::Error::other(
-                    "upstream closed the stream early",
-                ))))
-            }
-            Poll::Ready(None) => {
-                this.complete(BodyEnd::Complete);
-                Poll::Ready(None)
-            }
-            Poll::Pending => Poll::Pending,
         }
     }
 }

@@ -125,6 +125,33 @@ async fn openai_stream_usage_comes_from_the_final_chunk() {
     assert_eq!(h.fake.requests()[0].path, "/v1beta/openai/chat/completions");
 }
 
+/// A client that did not ask for usage gets none, and the log has the tokens anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_stream_without_include_usage_is_logged_with_tokens() {
+    let h = Harness::start(&[key("good")]).await;
+    let body = r#"{"model":"gemini-2.5-flash","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let response = h
+        .http
+        .post(h.url("/v1/chat/completions"))
+        .bearer_auth(&h.proxy_key)
+        .body(body)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("body");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    assert!(text.contains("chat.completion.chunk"), "{text}");
+    assert!(
+        !text.contains("\"usage\":{"),
+        "the client asked for no usage: {text}"
+    );
+    let log = &h.logs(1).await[0];
+    assert_eq!((log.prompt_tokens, log.total_tokens), (Some(12), Some(21)));
+    let sent = &h.fake.requests()[0];
+    assert!(sent.body_len > body.len(), "upstream was asked for usage");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_flushes_queued_logs() {
     let h = Harness::start(&[key("good")]).await;

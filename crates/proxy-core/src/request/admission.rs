@@ -19,8 +19,9 @@ use crate::auth::{AuthOutcome, Credential, ProxyKeyTable, extract_credential};
 use crate::defaults;
 use crate::error::{ErrorShape, ProxyError};
 use crate::log::LogRecord;
+use crate::openai_usage::request_usage;
 use crate::platform::PreparedRequest;
-use crate::route::{BodyFormat, Route, parse_route, take_key_param};
+use crate::route::{Api, BodyFormat, Operation, Route, parse_route, take_key_param};
 
 use super::reply::{Refusal, Reply};
 use super::{forwards_header, inspect_body, upstream_target};
@@ -82,6 +83,8 @@ pub struct Prepared {
     pub(super) record: LogRecord,
     pub(super) shape: ErrorShape,
     pub(super) format: BodyFormat,
+    /// The proxy asked upstream for usage the client did not: remove it again.
+    pub(super) strip_usage: bool,
     model: String,
 }
 
@@ -175,7 +178,7 @@ impl Authorized {
     /// allow-list travels.
     pub fn with_body<'h>(
         self,
-        body: Bytes,
+        mut body: Bytes,
         headers: impl IntoIterator<Item = (&'h str, &'h str)>,
     ) -> Result<Prepared, Refusal> {
         let Admission {
@@ -198,6 +201,15 @@ impl Authorized {
             let logged = &body[..body.len().min(defaults::LOGGED_BODY_LIMIT)];
             record.request_body = Some(String::from_utf8_lossy(logged).into_owned());
         }
+        // An OpenAI stream is logged with its tokens even when its client did not ask
+        // for usage: ask upstream, and strip the usage chunk from this client's stream.
+        let openai_stream =
+            route.api == Api::OpenAi && route.operation == Operation::ChatCompletions && framing.stream;
+        let asked_for_usage = openai_stream.then(|| request_usage(&body)).flatten();
+        let strip_usage = asked_for_usage.is_some();
+        if let Some(rewritten) = asked_for_usage {
+            body = rewritten;
+        }
         let headers = headers
             .into_iter()
             .filter(|(name, _)| forwards_header(name))
@@ -214,6 +226,7 @@ impl Authorized {
             record,
             shape,
             format: framing.format,
+            strip_usage,
             model: route.model_or_any().to_string(),
         })
     }

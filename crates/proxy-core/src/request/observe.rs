@@ -6,6 +6,7 @@
 use bytes::Bytes;
 
 use crate::log::LogRecord;
+use crate::openai_usage::UsageChunkFilter;
 use crate::route::BodyFormat;
 use crate::stream_meta::MetaReader;
 
@@ -39,6 +40,8 @@ impl BodyEnd {
 pub struct BodyObserver {
     record: Option<LogRecord>,
     reader: Option<MetaReader>,
+    /// Removes the usage chunk the proxy asked for and the client did not.
+    filter: Option<UsageChunkFilter>,
 }
 
 impl BodyObserver {
@@ -48,7 +51,19 @@ impl BodyObserver {
         Self {
             record: Some(record),
             reader: readable.then(|| MetaReader::new(format)),
+            filter: None,
         }
+    }
+
+    /// Removes an OpenAI stream's usage-only chunk from what the client gets (it is
+    /// still read for the log).
+    pub fn strip_usage_chunk(&mut self) {
+        self.filter = Some(UsageChunkFilter::new());
+    }
+
+    /// The client's body differs from upstream's: don't pass on its `content-length`.
+    pub fn changes_length(&self) -> bool {
+        self.filter.is_some()
     }
 
     /// The request id (for the `x-request-id` header).
@@ -56,7 +71,8 @@ impl BodyObserver {
         self.record.as_ref().map_or("", |r| r.id.as_str())
     }
 
-    /// Notes an upstream chunk arriving at `now_ms`; returns the bytes for the client.
+    /// Notes an upstream chunk arriving at `now_ms`; returns the bytes for the client
+    /// (possibly none yet: then poll upstream again rather than send an empty chunk).
     pub fn chunk(&mut self, chunk: Bytes, now_ms: u64) -> Bytes {
         if let Some(record) = self.record.as_mut()
             && record.ttfb_ms.is_none()
@@ -66,7 +82,19 @@ impl BodyObserver {
         if let Some(reader) = self.reader.as_mut() {
             reader.feed(&chunk);
         }
-        chunk
+        match self.filter.as_mut() {
+            Some(filter) => filter.push(&chunk),
+            None => chunk,
+        }
+    }
+
+    /// Bytes still held back when upstream's body ended (an unterminated last event);
+    /// send them before ending the client's body.
+    pub fn tail(&mut self) -> Bytes {
+        self.filter
+            .take()
+            .map(UsageChunkFilter::finish)
+            .unwrap_or_default()
     }
 
     /// Completes the record (once: later calls give `None`) for the log.

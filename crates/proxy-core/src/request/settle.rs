@@ -38,6 +38,7 @@ impl Prepared {
             mut record,
             shape,
             format,
+            strip_usage,
             ..
         } = self;
         let Execution { served, attempts } = execution;
@@ -45,7 +46,10 @@ impl Prepared {
         let answer = match served {
             Served::Upstream(response) => {
                 record.answered(response.status);
-                let observer = BodyObserver::for_stream(record, format, response.content_type.as_deref());
+                let mut observer = BodyObserver::for_stream(record, format, response.content_type.as_deref());
+                if strip_usage {
+                    observer.strip_usage_chunk();
+                }
                 Answer::Stream {
                     status: response.status,
                     response: response.inner,
