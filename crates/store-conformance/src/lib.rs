@@ -12,7 +12,7 @@
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use proxy_core::admin::{AdminStore, LogQuery, UsageQuery};
+use proxy_core::admin::{AdminStore, LogQuery, UsageQuery, log_stats};
 use proxy_core::log::LogRecord;
 use proxy_core::platform::{KeyStore, LogSink, StoreError};
 use proxy_core::pool::StateChange;
@@ -618,7 +618,7 @@ pub async fn the_same_batch_twice_keeps_one_copy<S: Store + ?Sized>(store: &S) {
     assert_eq!(ids(&listed), vec!["c", "b", "a"], "one copy of each record");
 }
 
-/// Usage totals, by model and by key: tokens summed, errors counted (a failure with a
+/// Usage totals (`admin::log_stats`, folded from `usage`), by model and by key: tokens summed, errors counted (a failure with a
 /// 200 status included), rows before `since_ms` left out, removed keys shown by id.
 /// Leaves five log rows behind (one older than the window) for store-specific checks.
 pub async fn stats_sum_tokens_and_count_errors<S: Store + ?Sized>(store: &S) {
@@ -653,7 +653,7 @@ pub async fn stats_sum_tokens_and_count_errors<S: Store + ?Sized>(store: &S) {
         .await
         .expect("write");
 
-    let stats = store.log_stats(100).await.expect("stats");
+    let stats = log_stats(store, 100).await.expect("stats");
     let total = &stats.total;
     assert_eq!(total.group, "total", "the total row's group");
     assert_eq!(
@@ -706,14 +706,14 @@ pub async fn stats_sum_tokens_and_count_errors<S: Store + ?Sized>(store: &S) {
     );
 
     store.remove_key(a).await.expect("remove");
-    let stats = store.log_stats(0).await.expect("stats");
+    let stats = log_stats(store, 0).await.expect("stats");
     assert_eq!(
         (stats.by_key[0].group.clone(), stats.by_key[0].requests),
         (format!("#{a}"), 3),
         "a removed key keeps its rows, now under its id"
     );
 
-    let empty = store.log_stats(10_000).await.expect("empty stats");
+    let empty = log_stats(store, 10_000).await.expect("empty stats");
     assert_eq!(empty.total.group, "total", "the empty total row's group");
     assert_eq!(
         (empty.total.requests, empty.total.avg_latency_ms),
@@ -727,7 +727,7 @@ pub async fn stats_sum_tokens_and_count_errors<S: Store + ?Sized>(store: &S) {
 }
 
 /// `usage` aggregates in the store: epoch-aligned buckets, `[since, until)`, grouping only
-/// by the dimensions asked for, errors counted as `log_stats` counts them, and
+/// by the dimensions asked for, errors counted as the CLI's stats count them, and
 /// nearest-rank latency percentiles.
 pub async fn usage_buckets_groups_and_percentiles<S: Store + ?Sized>(store: &S) {
     let a = store.add_key(SECRET_A, "alpha").await.expect("add");

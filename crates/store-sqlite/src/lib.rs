@@ -12,14 +12,13 @@ mod keys;
 mod logs;
 mod proxy_keys;
 mod schema;
-mod stats;
 mod usage;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use proxy_core::admin::{AdminStore, KeyRow, LogQuery, LogStats, ProxyKeyRow, UsageCell, UsageQuery};
+use proxy_core::admin::{AdminStore, KeyRow, LogQuery, ProxyKeyRow, UsageCell, UsageQuery};
 use proxy_core::keys::KeyId;
 use proxy_core::log::LogRecord;
 use proxy_core::platform::{KeySnapshot, KeyStore, LogSink, StoreError};
@@ -152,10 +151,6 @@ impl AdminStore for SqliteStore {
     async fn list_logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>, StoreError> {
         let query = query.clone();
         self.run(move |conn| logs::list(conn, &query)).await
-    }
-
-    async fn log_stats(&self, since_ms: u64) -> Result<LogStats, StoreError> {
-        self.run(move |conn| stats::log_stats(conn, since_ms)).await
     }
 
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageCell>, StoreError> {

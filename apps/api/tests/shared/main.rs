@@ -8,6 +8,7 @@
 
 mod harness;
 
+mod cli_logs;
 mod database_outage;
 mod supabase_rest;
 mod two_instances;

@@ -1,7 +1,7 @@
-//! Usage totals from `usage_summary`: the shared behaviour from `store-conformance`, and
+//! Usage totals from `usage_buckets`: the shared behaviour from `store-conformance`, and
 //! one request for all of it.
 
-use proxy_core::admin::AdminStore;
+use proxy_core::admin::{AdminStore, stats_query};
 use proxy_core::platform::LogSink;
 use store_conformance as conformance;
 
@@ -21,18 +21,17 @@ async fn usage_buckets_groups_and_percentiles() {
 }
 
 #[tokio::test]
-async fn stats_take_one_request() {
+async fn usage_takes_one_request() {
     let env = Env::new().await;
     env.store
         .write_logs(&[record("1", 100), record("2", 200)])
         .await
         .expect("write");
     let before = env.server.request_count();
-    let stats = env.store.log_stats(0).await.expect("stats");
-    assert_eq!(
-        env.server.request_count() - before,
-        1,
-        "one call for all groupings"
-    );
-    assert_eq!(stats.total.requests, 2);
+    // What `logs stats` asks: every grouping at once.
+    let cells = env.store.usage(&stats_query(0)).await.expect("usage");
+    let requests = env.server.requests();
+    assert_eq!(requests.len() - before, 1, "{:?}", &requests[before..]);
+    assert_eq!(requests[before], "POST /rest/v1/rpc/usage_buckets");
+    assert_eq!(cells.iter().map(|c| c.requests).sum::<u64>(), 2);
 }
