@@ -1,17 +1,11 @@
-//! Request logs: the shared behaviour from `store-conformance` (round trip, filters,
-//! limits, retries, stats, pruning), then what only PostgreSQL shows.
+//! Request logs: what only PostgreSQL shows (the shared behaviour, round trip, filters,
+//! limits, retries, stats and pruning, is `store-conformance`'s suite, run from `it.rs`).
 
 use proxy_core::admin::{AdminStore, LogQuery};
 use proxy_core::platform::LogSink;
 use store_conformance as conformance;
 
 use crate::support::{TestDb, ids, record};
-
-#[tokio::test(flavor = "multi_thread")]
-async fn log_records_round_trip_every_field() {
-    let db = TestDb::new().await;
-    conformance::log_records_round_trip_every_field(&db.store().await).await;
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn text_postgres_cannot_hold_is_replaced_not_fatal() {
@@ -26,12 +20,6 @@ async fn text_postgres_cannot_hold_is_replaced_not_fatal() {
         .expect("a NUL must not poison the batch");
     let listed = store.list_logs(&LogQuery::default()).await.expect("list");
     assert_eq!(listed[0].request_body.as_deref(), Some("a\u{FFFD}b"));
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn log_filters_each_narrow() {
-    let db = TestDb::new().await;
-    conformance::log_filters_each_narrow(&db.store().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -51,29 +39,12 @@ async fn same_start_time_sorts_by_id_bytewise() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn limit_defaults_to_50_and_caps_at_1000_with_500_rows_in_one_batch() {
+async fn usage_summary_and_usage_daily_agree() {
     let db = TestDb::new().await;
-    conformance::limit_defaults_to_50_and_caps_at_1000(&db.store().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn the_same_batch_twice_keeps_one_copy() {
-    let db = TestDb::new().await;
-    conformance::the_same_batch_twice_keeps_one_copy(&db.store().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn usage_buckets_groups_and_percentiles() {
-    let db = TestDb::new().await;
-    conformance::usage_buckets_groups_and_percentiles(&db.store().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn stats_sum_tokens_and_count_errors() {
-    let db = TestDb::new().await;
+    // Five rows, set up by the shared check.
     conformance::stats_sum_tokens_and_count_errors(&db.store().await).await;
 
-    // The dashboard's views agree, percentiles included.
+    // The schema's views for SQL users agree, percentiles included.
     let client = db.superuser().await;
     let row = client
         .query_one(
@@ -93,8 +64,9 @@ async fn stats_sum_tokens_and_count_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn prune_deletes_only_older_rows() {
+async fn prune_request_logs_takes_an_interval() {
     let db = TestDb::new().await;
+    // Two rows left behind by the shared check.
     conformance::prune_deletes_only_older_rows(&db.store().await).await;
 
     // The interval form for scheduled jobs: everything here is decades old.
@@ -105,10 +77,4 @@ async fn prune_deletes_only_older_rows() {
         .expect("prune_request_logs")
         .get(0);
     assert_eq!(pruned, 2);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn logs_mark_keys_last_used() {
-    let db = TestDb::new().await;
-    conformance::logs_mark_keys_last_used(&db.store().await).await;
 }

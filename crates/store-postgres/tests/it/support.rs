@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use store_conformance::{DuplicateKeyMessage, Fixture};
 use store_postgres::{PostgresStore, apply_migrations};
 use tokio_postgres::{Client, NoTls};
 
@@ -118,5 +119,35 @@ impl Drop for TestDb {
             });
         });
         let _ = dropped.join();
+    }
+}
+
+/// A store on a fresh database, for `store-conformance`'s suite. The store (and its
+/// connections) drops before the database.
+pub struct Fresh {
+    store: PostgresStore,
+    db: TestDb,
+}
+
+impl Fixture for Fresh {
+    type Store = PostgresStore;
+    type Handle = PostgresStore;
+    const DUPLICATE_KEY_MESSAGE: DuplicateKeyMessage = DuplicateKeyMessage::NamesExistingId;
+
+    async fn create() -> Fresh {
+        let db = TestDb::new().await;
+        Fresh {
+            store: db.store().await,
+            db,
+        }
+    }
+
+    fn store(&self) -> &PostgresStore {
+        &self.store
+    }
+
+    /// A new connection pool, as another instance or the CLI opens.
+    async fn other_handle(&self) -> PostgresStore {
+        self.db.store().await
     }
 }

@@ -1,24 +1,11 @@
-//! Usage totals from `usage_buckets`: the shared behaviour from `store-conformance`, and
-//! one request for all of it.
+//! Usage from `usage_buckets`: one request for every grouping (the totals themselves are
+//! the shared suite's).
 
 use proxy_core::admin::{AdminStore, stats_query};
 use proxy_core::platform::LogSink;
-use store_conformance as conformance;
 
 use crate::fixtures::record;
 use crate::harness::Env;
-
-#[tokio::test]
-async fn stats_sum_tokens_and_count_errors() {
-    let env = Env::new().await;
-    conformance::stats_sum_tokens_and_count_errors(&env.store).await;
-}
-
-#[tokio::test]
-async fn usage_buckets_groups_and_percentiles() {
-    let env = Env::new().await;
-    conformance::usage_buckets_groups_and_percentiles(&env.store).await;
-}
 
 #[tokio::test]
 async fn usage_takes_one_request() {
