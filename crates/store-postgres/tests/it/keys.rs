@@ -7,11 +7,11 @@ use proxy_core::pool::StateChange;
 use store_conformance::{self as conformance, SECRET_A, SECRET_B, hash, now_ms};
 use store_postgres::PostgresStore;
 
-use crate::support::TestDb;
+use crate::support::test_db;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nul_and_duplicate_keys_are_rejected_without_echo() {
-    let db = TestDb::new().await;
+    let db = test_db().await;
     let store = db.store().await;
     store.add_key(SECRET_A, "first").await.expect("add");
     // PostgreSQL text cannot hold a NUL: refused up front, without the key.
@@ -22,7 +22,7 @@ async fn nul_and_duplicate_keys_are_rejected_without_echo() {
     // Straight to the table: PostgreSQL's DETAIL repeats the key; the store's message
     // must not.
     let err = db
-        .superuser()
+        .client()
         .await
         .execute(
             "INSERT INTO upstream_keys (name, secret) VALUES ('x', $1)",
@@ -38,7 +38,7 @@ async fn nul_and_duplicate_keys_are_rejected_without_echo() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cooldowns_that_ran_out_are_swept() {
-    let db = TestDb::new().await;
+    let db = test_db().await;
     let store = db.store().await;
     let a = conformance::cooldowns_that_ran_out_are_not_returned(&store).await;
 
@@ -52,7 +52,7 @@ async fn cooldowns_that_ran_out_are_swept() {
         .await
         .expect("save");
     let models: Vec<String> = db
-        .superuser()
+        .client()
         .await
         .query("SELECT model FROM key_cooldowns ORDER BY model", &[])
         .await
@@ -65,7 +65,7 @@ async fn cooldowns_that_ran_out_are_swept() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn proxy_keys_refuse_anything_but_a_hash() {
-    let db = TestDb::new().await;
+    let db = test_db().await;
     let store = db.store().await;
     // Only a SHA-256 hex can be stored: never the client key itself.
     let raw = "gp-0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -74,7 +74,7 @@ async fn proxy_keys_refuse_anything_but_a_hash() {
         other => panic!("expected Invalid, got {other:?}"),
     }
     let err = db
-        .superuser()
+        .client()
         .await
         .execute(
             "INSERT INTO proxy_keys (name, secret_hash) VALUES ('raw', $1)",
@@ -94,7 +94,7 @@ async fn proxy_keys_refuse_anything_but_a_hash() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn debug_output_shows_no_connection_settings() {
-    let db = TestDb::new().await;
+    let db = test_db().await;
     let store: PostgresStore = db.store().await;
     let printed = format!("{store:?}");
     assert!(

@@ -5,11 +5,11 @@ use proxy_core::admin::{AdminStore, LogQuery};
 use proxy_core::platform::LogSink;
 use store_conformance as conformance;
 
-use crate::support::{TestDb, ids, record};
+use crate::support::{ids, record, test_db};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn text_postgres_cannot_hold_is_replaced_not_fatal() {
-    let db = TestDb::new().await;
+    let db = test_db().await;
     let store = db.store().await;
     let mut r = record("nul", 5);
     r.request_body = Some("a\0b".into());
@@ -24,7 +24,7 @@ async fn text_postgres_cannot_hold_is_replaced_not_fatal() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn same_start_time_sorts_by_id_bytewise() {
-    let db = TestDb::new().await;
+    let db = test_db().await;
     let store = db.store().await;
     // In most locales '-' is ignored when sorting text; request ids need byte order.
     let batch = vec![
@@ -40,12 +40,12 @@ async fn same_start_time_sorts_by_id_bytewise() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn usage_summary_and_usage_daily_agree() {
-    let db = TestDb::new().await;
+    let db = test_db().await;
     // Five rows, set up by the shared check.
     conformance::stats_sum_tokens_and_count_errors(&db.store().await).await;
 
     // The schema's views for SQL users agree, percentiles included.
-    let client = db.superuser().await;
+    let client = db.client().await;
     let row = client
         .query_one(
             "SELECT latency_p50_ms, latency_p95_ms FROM usage_summary('epoch') WHERE group_kind = 'total'",
@@ -65,12 +65,12 @@ async fn usage_summary_and_usage_daily_agree() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn prune_request_logs_takes_an_interval() {
-    let db = TestDb::new().await;
+    let db = test_db().await;
     // Two rows left behind by the shared check.
     conformance::prune_deletes_only_older_rows(&db.store().await).await;
 
     // The interval form for scheduled jobs: everything here is decades old.
-    let client = db.superuser().await;
+    let client = db.client().await;
     let pruned: i64 = client
         .query_one("SELECT prune_request_logs('30 days')", &[])
         .await
