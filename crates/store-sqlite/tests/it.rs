@@ -66,3 +66,25 @@ async fn in_memory_store_works() {
     store.add_key(SECRET_A, "m").await.expect("add");
     assert_eq!(store.load().await.expect("load").keys.len(), 1);
 }
+
+/// The file holds upstream keys in plaintext: only its owner may read it, and SQLite's
+/// `-wal` and `-shm` files beside it (which hold the same pages) too, whatever the umask.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_database_and_its_wal_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let fixture = TempStore::create().await;
+    let store = fixture.store();
+    store.add_key(SECRET_A, "private").await.expect("add");
+    store.write_logs(&[record("r", 1)]).await.expect("write");
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = fixture.path.clone().into_os_string();
+        name.push(suffix);
+        let mode = std::fs::metadata(&name)
+            .unwrap_or_else(|e| panic!("{name:?} exists while the store is open: {e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name:?} has mode {:o}", mode & 0o777);
+    }
+}
