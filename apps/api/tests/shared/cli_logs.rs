@@ -134,3 +134,39 @@ key    (none)  1         1       0       0       0         0       0      2
         "an empty window"
     );
 }
+
+/// A model name is the client's choice (it comes from the request path): control
+/// characters in it must reach the operator's terminal escaped, not as escape sequences
+/// that recolour, clear or rewrite the screen. JSON output escapes them by itself.
+#[tokio::test]
+async fn control_characters_from_clients_are_escaped_in_text_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("proxy.db");
+    let hostile = "flash\u{1b}[2J\u{1b}]0;owned\u{7}\r\nfake row\u{7f}\u{9b}31m\u{202e}";
+    let store = SqliteStore::open(&path).expect("open");
+    store
+        .write_logs(&[record("1", now_ms() - HOUR_MS, Some(hostile), None)])
+        .await
+        .expect("write");
+    let escaped = r"flash\u{1b}[2J\u{1b}]0;owned\u{7}\r\nfake row\u{7f}\u{9b}31m\u{202e}";
+    // (command, lines it prints, the line with the model)
+    let tables: [(&[&str], usize, usize); 2] = [(&["logs", "list"], 2, 1), (&["logs", "stats"], 4, 2)];
+    for (args, line_count, model_line) in tables {
+        let text = cli(&path, args);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), line_count, "{args:?}: no line injected: {text:?}");
+        assert!(
+            !text
+                .chars()
+                .any(|c| c != '\n' && (c.is_control() || c == '\u{202e}')),
+            "{args:?} prints raw control characters: {text:?}"
+        );
+        assert!(
+            lines[model_line].contains(escaped),
+            "{args:?} shows the name escaped: {text:?}"
+        );
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&cli(&path, &["logs", "list", "--json"])).expect("json");
+    assert_eq!(json[0]["model"], hostile, "JSON keeps the exact name");
+}
