@@ -1,6 +1,6 @@
 //! `gemini-proxy logs …`: the request log.
 
-use proxy_core::admin::{AdminStore, LogQuery, UsageRow};
+use proxy_core::admin::{AdminStore, LogQuery, UsageRow, log_stats};
 
 use crate::cli::LogsCommand;
 use crate::output::{format_time, opt, parse_age_ms, print_json, print_table};
@@ -34,7 +34,7 @@ pub async fn run(store: &dyn AdminStore, command: LogsCommand) -> anyhow::Result
             list(store, &query, json).await
         }
         LogsCommand::Stats { since, json } => {
-            let stats = store.log_stats(now.saturating_sub(parse_age_ms(&since)?)).await?;
+            let stats = log_stats(store, now.saturating_sub(parse_age_ms(&since)?)).await?;
             if json {
                 return print_json(&stats);
             }

@@ -18,7 +18,6 @@ mod respond;
 mod router;
 mod runtime;
 mod serving;
-mod snapshot_cache;
 mod upstream;
 
 pub use batcher::{BatchQueue, BatchWriter};
@@ -29,5 +28,4 @@ pub use config::ProxyConfig;
 pub use router::proxy_router;
 pub use runtime::{ProxyRuntime, ProxyState, StartError};
 pub use serving::{announce_listening, serve_until_shutdown, shutdown_signal, without_nagle};
-pub use snapshot_cache::CachedKeyStore;
 pub use upstream::ReqwestUpstream;

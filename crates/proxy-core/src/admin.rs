@@ -8,6 +8,9 @@ use crate::keys::KeyId;
 use crate::log::LogRecord;
 use crate::platform::{MaybeSend, StoreError};
 
+mod stats;
+pub use stats::{LogStats, UsageRow, fold_stats, log_stats, stats_query};
+
 /// An upstream key as listed to an operator: masked, never the secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRow {
@@ -43,27 +46,6 @@ pub struct LogQuery {
     pub stream: Option<bool>,
     pub limit: u32,
     pub offset: u32,
-}
-
-/// Totals for one group of requests (all, one model, one key).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UsageRow {
-    pub group: String,
-    pub requests: u64,
-    pub errors: u64,
-    pub prompt_tokens: u64,
-    pub candidates_tokens: u64,
-    pub thoughts_tokens: u64,
-    pub cached_tokens: u64,
-    pub total_tokens: u64,
-    pub avg_latency_ms: u64,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogStats {
-    pub total: UsageRow,
-    pub by_model: Vec<UsageRow>,
-    pub by_key: Vec<UsageRow>,
 }
 
 /// How [`AdminStore::usage`] groups request logs: by time bucket and, optionally, by
@@ -148,9 +130,9 @@ pub trait AdminStore: MaybeSend {
     async fn list_proxy_keys(&self) -> Result<Vec<ProxyKeyRow>, StoreError>;
     async fn revoke_proxy_key(&self, id: i64) -> Result<bool, StoreError>;
     async fn list_logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>, StoreError>;
-    async fn log_stats(&self, since_ms: u64) -> Result<LogStats, StoreError>;
     /// Totals per time bucket and group, aggregated by the store (no rows are shipped),
-    /// in [`sort_usage`] order.
+    /// in [`sort_usage`] order. The one aggregate a store implements: the dashboard's
+    /// charts and tables and the CLI's [`log_stats`] are folded from it.
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageCell>, StoreError>;
     /// Deletes records that started before `before_ms`; returns how many.
     async fn prune_logs(&self, before_ms: u64) -> Result<u64, StoreError>;

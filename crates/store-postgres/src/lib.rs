@@ -23,7 +23,6 @@ mod logs;
 mod migrate;
 mod params;
 mod proxy_keys;
-mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tls;
@@ -33,7 +32,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
-use proxy_core::admin::{AdminStore, KeyRow, LogQuery, LogStats, ProxyKeyRow, UsageCell, UsageQuery};
+use proxy_core::admin::{AdminStore, KeyRow, LogQuery, ProxyKeyRow, UsageCell, UsageQuery};
 use proxy_core::keys::KeyId;
 use proxy_core::log::LogRecord;
 use proxy_core::platform::{KeySnapshot, KeyStore, LogSink, StoreError};
@@ -213,10 +212,6 @@ impl AdminStore for PostgresStore {
 
     async fn list_logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>, StoreError> {
         retry_on_dead_connection!(self, |client| logs::list(&client, query))
-    }
-
-    async fn log_stats(&self, since_ms: u64) -> Result<LogStats, StoreError> {
-        retry_on_dead_connection!(self, |client| stats::log_stats(&client, since_ms))
     }
 
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageCell>, StoreError> {

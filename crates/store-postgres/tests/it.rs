@@ -6,6 +6,8 @@
 //! message when it is not.
 //!
 //! One test binary (the modules live in `it/`), so the schema's embedded copy is built once.
+//! The behaviour every store shares is `store-conformance`'s suite, run here on a fresh
+//! database per check; the modules hold what only PostgreSQL shows.
 
 #[path = "it/support.rs"]
 mod support;
@@ -20,3 +22,8 @@ mod keys;
 mod logs;
 #[path = "it/resilience.rs"]
 mod resilience;
+
+store_conformance::suite!(
+    #[tokio::test(flavor = "multi_thread")]
+    support::Fresh
+);

@@ -8,13 +8,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use proxy_axum::CachedKeyStore;
 use proxy_core::admin::AdminStore;
 use proxy_core::platform::{KeyStore, LogSink};
 use store_postgres::{ConnectOptions, PostgresStore};
 use store_sqlite::SqliteStore;
 use store_supabase::SupabaseStore;
 use tokio::sync::Notify;
+
+mod key_cache;
+pub use key_cache::CachedKeyStore;
 
 /// The store flags, each also an environment variable.
 #[derive(Clone, Debug, clap::Args)]

@@ -12,14 +12,13 @@ mod keys;
 mod logs;
 mod proxy_keys;
 mod schema;
-mod stats;
 mod usage;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use proxy_core::admin::{AdminStore, KeyRow, LogQuery, LogStats, ProxyKeyRow, UsageCell, UsageQuery};
+use proxy_core::admin::{AdminStore, KeyRow, LogQuery, ProxyKeyRow, UsageCell, UsageQuery};
 use proxy_core::keys::KeyId;
 use proxy_core::log::LogRecord;
 use proxy_core::platform::{KeySnapshot, KeyStore, LogSink, StoreError};
@@ -51,6 +50,8 @@ impl SqliteStore {
             std::fs::create_dir_all(parent)
                 .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", parent.display())))?;
         }
+        create_private(path)
+            .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", path.display())))?;
         let conn = Connection::open(path).db()?;
         Self::from_connection(conn, true)
     }
@@ -84,6 +85,27 @@ impl SqliteStore {
         })
         .await
         .map_err(|_| StoreError::Unavailable("store task panicked or was cancelled".into()))?
+    }
+}
+
+/// Creates a missing database file readable by its owner only: it holds upstream keys
+/// in plaintext. SQLite gives the `-wal`, `-shm` and journal files it creates beside it
+/// the database file's own mode, so they are private too. An existing file keeps the
+/// mode its operator gave it. Names SQLite reads as no file (`:memory:`, `file:` URIs)
+/// are left to SQLite.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let name = path.to_string_lossy();
+    if name == ":memory:" || name.starts_with("file:") {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -152,10 +174,6 @@ impl AdminStore for SqliteStore {
     async fn list_logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>, StoreError> {
         let query = query.clone();
         self.run(move |conn| logs::list(conn, &query)).await
-    }
-
-    async fn log_stats(&self, since_ms: u64) -> Result<LogStats, StoreError> {
-        self.run(move |conn| stats::log_stats(conn, since_ms)).await
     }
 
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageCell>, StoreError> {

@@ -1,123 +1,57 @@
 //! Round trips through a real SQLite file, as the `serve` process and the CLI use it.
 //!
-//! The behaviour every store shares is checked by `store-conformance`; what follows it
-//! is SQLite's own: a file shared by two handles, an in-memory store.
+//! The behaviour every store shares is checked by `store-conformance`'s suite; what
+//! follows it is SQLite's own: two handles writing one file at once, an in-memory store.
+
+use std::path::PathBuf;
 
 use proxy_core::admin::AdminStore;
 use proxy_core::log::LogRecord;
 use proxy_core::platform::{KeyStore, LogSink};
-use store_conformance::{self as conformance, DuplicateKeyMessage, SECRET_A, record};
+use store_conformance::{DuplicateKeyMessage, Fixture, SECRET_A, record};
 use store_sqlite::SqliteStore;
 use tempfile::TempDir;
 
 /// A store on a fresh file in a nested folder that does not exist yet.
-fn temp_store() -> (TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open(&dir.path().join("nested/proxy.db")).expect("open store");
-    (dir, store)
+struct TempStore {
+    store: SqliteStore,
+    path: PathBuf,
+    _dir: TempDir,
 }
 
-#[tokio::test]
-async fn keys_round_trip_and_list_masked_only() {
-    let (_dir, store) = temp_store();
-    conformance::keys_round_trip_and_list_masked_only(&store).await;
+impl Fixture for TempStore {
+    type Store = SqliteStore;
+    type Handle = SqliteStore;
+    const DUPLICATE_KEY_MESSAGE: DuplicateKeyMessage = DuplicateKeyMessage::NamesExistingId;
+
+    async fn create() -> TempStore {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("nested/proxy.db");
+        let store = SqliteStore::open(&path).expect("open store");
+        TempStore {
+            store,
+            path,
+            _dir: dir,
+        }
+    }
+
+    fn store(&self) -> &SqliteStore {
+        &self.store
+    }
+
+    /// The same file opened again, as the CLI or a restarted `serve` opens it.
+    async fn other_handle(&self) -> SqliteStore {
+        SqliteStore::open(&self.path).expect("reopen")
+    }
 }
 
-#[tokio::test]
-async fn bad_and_duplicate_keys_are_rejected_without_echo() {
-    let (_dir, store) = temp_store();
-    conformance::bad_and_duplicate_keys_are_rejected_without_echo(
-        &store,
-        DuplicateKeyMessage::NamesExistingId,
-    )
-    .await;
-}
+store_conformance::suite!(TempStore);
 
 #[tokio::test]
-async fn state_changes_persist_and_reload() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("proxy.db");
-    let store = SqliteStore::open(&path).expect("open");
-    let reopen = move || async move { SqliteStore::open(&path).expect("reopen") };
-    conformance::state_changes_persist_and_reload(&store, reopen).await;
-}
-
-#[tokio::test]
-async fn cooldowns_that_ran_out_are_not_returned() {
-    let (_dir, store) = temp_store();
-    conformance::cooldowns_that_ran_out_are_not_returned(&store).await;
-}
-
-#[tokio::test]
-async fn enabling_clears_invalid_and_cooldowns() {
-    let (_dir, store) = temp_store();
-    conformance::enabling_clears_invalid_and_cooldowns(&store).await;
-}
-
-#[tokio::test]
-async fn proxy_keys_round_trip() {
-    let (_dir, store) = temp_store();
-    conformance::proxy_keys_round_trip(&store).await;
-}
-
-#[tokio::test]
-async fn log_records_round_trip_every_field() {
-    let (_dir, store) = temp_store();
-    conformance::log_records_round_trip_every_field(&store).await;
-}
-
-#[tokio::test]
-async fn log_filters_each_narrow() {
-    let (_dir, store) = temp_store();
-    conformance::log_filters_each_narrow(&store).await;
-}
-
-#[tokio::test]
-async fn limit_defaults_to_50_and_caps_at_1000_with_500_rows_in_one_batch() {
-    let (_dir, store) = temp_store();
-    conformance::limit_defaults_to_50_and_caps_at_1000(&store).await;
-}
-
-#[tokio::test]
-async fn the_same_batch_twice_keeps_one_copy() {
-    let (_dir, store) = temp_store();
-    conformance::the_same_batch_twice_keeps_one_copy(&store).await;
-}
-
-#[tokio::test]
-async fn stats_sum_tokens_and_count_errors() {
-    let (_dir, store) = temp_store();
-    conformance::stats_sum_tokens_and_count_errors(&store).await;
-}
-
-#[tokio::test]
-async fn usage_buckets_groups_and_percentiles() {
-    let (_dir, store) = temp_store();
-    conformance::usage_buckets_groups_and_percentiles(&store).await;
-}
-
-#[tokio::test]
-async fn prune_deletes_only_older_rows() {
-    let (_dir, store) = temp_store();
-    conformance::prune_deletes_only_older_rows(&store).await;
-}
-
-#[tokio::test]
-async fn logs_mark_keys_last_used() {
-    let (_dir, store) = temp_store();
-    conformance::logs_mark_keys_last_used(&store).await;
-}
-
-#[tokio::test]
-async fn two_handles_on_one_file_see_each_others_writes() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("shared.db");
-    let serve = SqliteStore::open(&path).expect("serve handle");
-    let cli = SqliteStore::open(&path).expect("cli handle");
-
-    conformance::two_handles_see_each_others_writes(&serve, &cli).await;
-
-    // Both write at once: the busy timeout makes one wait instead of failing.
+async fn two_handles_on_one_file_write_at_once() {
+    let fixture = TempStore::create().await;
+    let (serve, cli) = (fixture.store(), fixture.other_handle().await);
+    // The busy timeout makes one wait instead of failing.
     let batch_a: Vec<LogRecord> = (0..200u64).map(|i| record(&format!("a{i:03}"), i)).collect();
     let batch_b: Vec<LogRecord> = (0..200u64).map(|i| record(&format!("b{i:03}"), i)).collect();
     let (ra, rb) = tokio::join!(serve.write_logs(&batch_a), cli.write_logs(&batch_b));
@@ -131,4 +65,26 @@ async fn in_memory_store_works() {
     let store = SqliteStore::open_in_memory().expect("memory");
     store.add_key(SECRET_A, "m").await.expect("add");
     assert_eq!(store.load().await.expect("load").keys.len(), 1);
+}
+
+/// The file holds upstream keys in plaintext: only its owner may read it, and SQLite's
+/// `-wal` and `-shm` files beside it (which hold the same pages) too, whatever the umask.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_database_and_its_wal_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let fixture = TempStore::create().await;
+    let store = fixture.store();
+    store.add_key(SECRET_A, "private").await.expect("add");
+    store.write_logs(&[record("r", 1)]).await.expect("write");
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = fixture.path.clone().into_os_string();
+        name.push(suffix);
+        let mode = std::fs::metadata(&name)
+            .unwrap_or_else(|e| panic!("{name:?} exists while the store is open: {e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name:?} has mode {:o}", mode & 0o777);
+    }
 }

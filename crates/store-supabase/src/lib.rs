@@ -16,12 +16,12 @@ mod keys;
 mod logs;
 mod proxy_keys;
 mod rest;
-mod stats;
 mod time;
+mod usage;
 
 use async_trait::async_trait;
 use futures_util::future::try_join;
-use proxy_core::admin::{AdminStore, KeyRow, LogQuery, LogStats, ProxyKeyRow, UsageCell, UsageQuery};
+use proxy_core::admin::{AdminStore, KeyRow, LogQuery, ProxyKeyRow, UsageCell, UsageQuery};
 use proxy_core::keys::KeyId;
 use proxy_core::log::LogRecord;
 use proxy_core::platform::{KeySnapshot, KeyStore, LogSink, StoreError};
@@ -133,12 +133,8 @@ impl AdminStore for SupabaseStore {
         Ok(logs::list(&self.rest, query).await?)
     }
 
-    async fn log_stats(&self, since_ms: u64) -> Result<LogStats, StoreError> {
-        Ok(stats::log_stats(&self.rest, since_ms).await?)
-    }
-
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageCell>, StoreError> {
-        Ok(stats::usage(&self.rest, query).await?)
+        Ok(usage::usage(&self.rest, query).await?)
     }
 
     async fn prune_logs(&self, before_ms: u64) -> Result<u64, StoreError> {

@@ -8,7 +8,7 @@ use proxy_core::platform::{KeyStore, LogSink};
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
-use crate::support::{SECRET_A, TestDb, hash, record};
+use crate::support::{SECRET_A, hash, record, test_db};
 
 struct Relation {
     name: String,
@@ -69,7 +69,7 @@ async fn yes(client: &Client, sql: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn anon_and_authenticated_get_nothing() {
-    let db = TestDb::new().await;
+    let db = test_db().await;
     let store = db.store().await;
     // Data in every table, so "nothing" is not just an empty table.
     let key = store.add_key(SECRET_A, "a").await.expect("add");
@@ -86,7 +86,7 @@ async fn anon_and_authenticated_get_nothing() {
     r.answered_key_id = Some(key);
     store.write_logs(&[r]).await.expect("log");
 
-    let admin = db.superuser().await;
+    let admin = db.client().await;
     let relations = relations(&admin).await;
     let names: Vec<&str> = relations.iter().map(|r| r.name.as_str()).collect();
     for expected in [
@@ -186,7 +186,7 @@ async fn anon_and_authenticated_get_nothing() {
 
     // And in practice, the way PostgREST does it: log in as authenticator, switch role.
     for role in ["anon", "authenticated"] {
-        let client = db.superuser().await;
+        let client = db.client().await;
         client
             .batch_execute(&format!(
                 "SET SESSION AUTHORIZATION authenticator; SET ROLE {role}"
@@ -232,8 +232,8 @@ async fn anon_and_authenticated_get_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn service_role_can_do_what_the_proxy_needs() {
-    let db = TestDb::new().await;
-    let client = db.superuser().await;
+    let db = test_db().await;
+    let client = db.client().await;
     client
         .batch_execute("SET SESSION AUTHORIZATION authenticator; SET ROLE service_role")
         .await

@@ -8,7 +8,7 @@ use proxy_core::log::LogRecord;
 use proxy_core::platform::LogSink;
 use tokio::sync::Barrier;
 
-use crate::support::{SECRET_A, SECRET_B, TestDb, record};
+use crate::support::{SECRET_A, SECRET_B, TestDb, record, test_db};
 
 const WRITERS: usize = 100;
 const PER_BATCH: usize = 5;
@@ -65,7 +65,7 @@ fn expected(batches: &[Vec<LogRecord>]) -> Counters {
 
 async fn counters(db: &TestDb, key: i64) -> Counters {
     let row = db
-        .superuser()
+        .client()
         .await
         .query_one(
             "SELECT requests, errors, prompt_tokens, candidates_tokens, thoughts_tokens, cached_tokens, \
@@ -105,7 +105,7 @@ async fn write_all(stores: &[store_postgres::PostgresStore], batches: &Arc<Vec<V
 
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_writers_keep_exact_counters_and_retries_do_not_double_count() {
-    let db = TestDb::new().await;
+    let db = test_db().await;
     let admin = db.store().await;
     let key = admin.add_key(SECRET_A, "busy").await.expect("add");
     let other = admin.add_key(SECRET_B, "tried first").await.expect("add");
@@ -127,7 +127,7 @@ async fn concurrent_writers_keep_exact_counters_and_retries_do_not_double_count(
     write_all(&stores, &batches).await;
     assert_eq!(counters(&db, key).await, want);
 
-    let client = db.superuser().await;
+    let client = db.client().await;
     let rows: i64 = client
         .query_one("SELECT count(*) FROM request_logs", &[])
         .await

@@ -1,29 +1,19 @@
-//! Upstream keys, learned state and proxy keys: the shared behaviour from
-//! `store-conformance`, then what only PostgreSQL shows.
+//! Upstream keys, learned state and proxy keys: what only PostgreSQL shows (the shared
+//! behaviour is `store-conformance`'s suite, run from `it.rs`).
 
 use proxy_core::admin::AdminStore;
 use proxy_core::platform::{KeyStore, StoreError};
 use proxy_core::pool::StateChange;
-use store_conformance::{self as conformance, DuplicateKeyMessage, SECRET_A, SECRET_B, hash, now_ms};
+use store_conformance::{self as conformance, SECRET_A, SECRET_B, hash, now_ms};
 use store_postgres::PostgresStore;
 
-use crate::support::TestDb;
+use crate::support::test_db;
 
 #[tokio::test(flavor = "multi_thread")]
-async fn keys_round_trip_and_list_masked_only() {
-    let db = TestDb::new().await;
-    conformance::keys_round_trip_and_list_masked_only(&db.store().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn bad_and_duplicate_keys_are_rejected_without_echo() {
-    let db = TestDb::new().await;
+async fn nul_and_duplicate_keys_are_rejected_without_echo() {
+    let db = test_db().await;
     let store = db.store().await;
-    conformance::bad_and_duplicate_keys_are_rejected_without_echo(
-        &store,
-        DuplicateKeyMessage::NamesExistingId,
-    )
-    .await;
+    store.add_key(SECRET_A, "first").await.expect("add");
     // PostgreSQL text cannot hold a NUL: refused up front, without the key.
     match store.add_key(&format!("{SECRET_B}\0"), "bad").await {
         Err(StoreError::Invalid(msg)) => assert!(!msg.contains("TESTtest"), "{msg}"),
@@ -32,7 +22,7 @@ async fn bad_and_duplicate_keys_are_rejected_without_echo() {
     // Straight to the table: PostgreSQL's DETAIL repeats the key; the store's message
     // must not.
     let err = db
-        .superuser()
+        .client()
         .await
         .execute(
             "INSERT INTO upstream_keys (name, secret) VALUES ('x', $1)",
@@ -47,19 +37,12 @@ async fn bad_and_duplicate_keys_are_rejected_without_echo() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn state_changes_persist_and_reload() {
-    let db = TestDb::new().await;
-    let store = db.store().await;
-    conformance::state_changes_persist_and_reload(&store, || db.store()).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn cooldowns_that_ran_out_are_not_returned_and_are_swept() {
-    let db = TestDb::new().await;
+async fn cooldowns_that_ran_out_are_swept() {
+    let db = test_db().await;
     let store = db.store().await;
     let a = conformance::cooldowns_that_ran_out_are_not_returned(&store).await;
 
-    // The next batch of state changes deletes the expired row.
+    // (Set up by the shared check.) The next batch of state changes deletes the expired row.
     store
         .save_state(&[StateChange::Cooldown {
             key_id: a,
@@ -69,7 +52,7 @@ async fn cooldowns_that_ran_out_are_not_returned_and_are_swept() {
         .await
         .expect("save");
     let models: Vec<String> = db
-        .superuser()
+        .client()
         .await
         .query("SELECT model FROM key_cooldowns ORDER BY model", &[])
         .await
@@ -81,20 +64,8 @@ async fn cooldowns_that_ran_out_are_not_returned_and_are_swept() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn enabling_clears_invalid_and_cooldowns() {
-    let db = TestDb::new().await;
-    conformance::enabling_clears_invalid_and_cooldowns(&db.store().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn proxy_keys_round_trip() {
-    let db = TestDb::new().await;
-    conformance::proxy_keys_round_trip(&db.store().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn proxy_keys_refuse_anything_but_a_hash() {
-    let db = TestDb::new().await;
+    let db = test_db().await;
     let store = db.store().await;
     // Only a SHA-256 hex can be stored: never the client key itself.
     let raw = "gp-0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -103,7 +74,7 @@ async fn proxy_keys_refuse_anything_but_a_hash() {
         other => panic!("expected Invalid, got {other:?}"),
     }
     let err = db
-        .superuser()
+        .client()
         .await
         .execute(
             "INSERT INTO proxy_keys (name, secret_hash) VALUES ('raw', $1)",
@@ -122,14 +93,8 @@ async fn proxy_keys_refuse_anything_but_a_hash() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn two_handles_see_each_others_writes() {
-    let db = TestDb::new().await;
-    conformance::two_handles_see_each_others_writes(&db.store().await, &db.store().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn debug_output_shows_no_connection_settings() {
-    let db = TestDb::new().await;
+    let db = test_db().await;
     let store: PostgresStore = db.store().await;
     let printed = format!("{store:?}");
     assert!(

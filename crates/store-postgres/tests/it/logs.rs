@@ -1,21 +1,15 @@
-//! Request logs: the shared behaviour from `store-conformance` (round trip, filters,
-//! limits, retries, stats, pruning), then what only PostgreSQL shows.
+//! Request logs: what only PostgreSQL shows (the shared behaviour, round trip, filters,
+//! limits, retries, stats and pruning, is `store-conformance`'s suite, run from `it.rs`).
 
 use proxy_core::admin::{AdminStore, LogQuery};
 use proxy_core::platform::LogSink;
 use store_conformance as conformance;
 
-use crate::support::{TestDb, ids, record};
-
-#[tokio::test(flavor = "multi_thread")]
-async fn log_records_round_trip_every_field() {
-    let db = TestDb::new().await;
-    conformance::log_records_round_trip_every_field(&db.store().await).await;
-}
+use crate::support::{ids, record, test_db};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn text_postgres_cannot_hold_is_replaced_not_fatal() {
-    let db = TestDb::new().await;
+    let db = test_db().await;
     let store = db.store().await;
     let mut r = record("nul", 5);
     r.request_body = Some("a\0b".into());
@@ -29,14 +23,8 @@ async fn text_postgres_cannot_hold_is_replaced_not_fatal() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn log_filters_each_narrow() {
-    let db = TestDb::new().await;
-    conformance::log_filters_each_narrow(&db.store().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn same_start_time_sorts_by_id_bytewise() {
-    let db = TestDb::new().await;
+    let db = test_db().await;
     let store = db.store().await;
     // In most locales '-' is ignored when sorting text; request ids need byte order.
     let batch = vec![
@@ -51,30 +39,13 @@ async fn same_start_time_sorts_by_id_bytewise() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn limit_defaults_to_50_and_caps_at_1000_with_500_rows_in_one_batch() {
-    let db = TestDb::new().await;
-    conformance::limit_defaults_to_50_and_caps_at_1000(&db.store().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn the_same_batch_twice_keeps_one_copy() {
-    let db = TestDb::new().await;
-    conformance::the_same_batch_twice_keeps_one_copy(&db.store().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn usage_buckets_groups_and_percentiles() {
-    let db = TestDb::new().await;
-    conformance::usage_buckets_groups_and_percentiles(&db.store().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn stats_sum_tokens_and_count_errors() {
-    let db = TestDb::new().await;
+async fn usage_summary_and_usage_daily_agree() {
+    let db = test_db().await;
+    // Five rows, set up by the shared check.
     conformance::stats_sum_tokens_and_count_errors(&db.store().await).await;
 
-    // The dashboard's views agree, percentiles included.
-    let client = db.superuser().await;
+    // The schema's views for SQL users agree, percentiles included.
+    let client = db.client().await;
     let row = client
         .query_one(
             "SELECT latency_p50_ms, latency_p95_ms FROM usage_summary('epoch') WHERE group_kind = 'total'",
@@ -93,22 +64,17 @@ async fn stats_sum_tokens_and_count_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn prune_deletes_only_older_rows() {
-    let db = TestDb::new().await;
+async fn prune_request_logs_takes_an_interval() {
+    let db = test_db().await;
+    // Two rows left behind by the shared check.
     conformance::prune_deletes_only_older_rows(&db.store().await).await;
 
     // The interval form for scheduled jobs: everything here is decades old.
-    let client = db.superuser().await;
+    let client = db.client().await;
     let pruned: i64 = client
         .query_one("SELECT prune_request_logs('30 days')", &[])
         .await
         .expect("prune_request_logs")
         .get(0);
     assert_eq!(pruned, 2);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn logs_mark_keys_last_used() {
-    let db = TestDb::new().await;
-    conformance::logs_mark_keys_last_used(&db.store().await).await;
 }

@@ -8,7 +8,10 @@ use proxy_core::platform::{KeyStore, LogSink, StoreError};
 use proxy_core::pool::StateChange;
 use store_postgres::{ConnectOptions, MIGRATIONS, PostgresStore, apply_migrations};
 
-use crate::support::{SECRET_A, SECRET_B, TestDb, hash, now_ms, record, server_url, superuser};
+use crate::support::{
+    SECRET_A, SECRET_B, TestDb, hash, local_admin, now_ms, record, server_url, test_db,
+    test_db_without_schema,
+};
 
 const SOON: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_millis(700);
@@ -32,7 +35,7 @@ async fn silent(listener: &store_postgres::ChangeListener, what: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn key_changes_are_announced_and_log_writes_are_not() {
-    let db = TestDb::new().await;
+    let db = test_db().await;
     let store = db.store().await;
     let listener = store.listen_for_changes().await.expect("listen");
     silent(&listener, "nothing").await;
@@ -76,7 +79,7 @@ async fn key_changes_are_announced_and_log_writes_are_not() {
 /// would, and waits until they are gone (pg_terminate_backend only sends the signal);
 /// returns how many were ended.
 async fn kill_connections(db: &TestDb) -> usize {
-    let admin = superuser("postgres").await;
+    let admin = local_admin().await;
     let pids: Vec<i32> = admin
         .query(
             // Materialised first: in a plain WHERE the planner may call pg_terminate_backend
@@ -110,7 +113,7 @@ async fn kill_connections(db: &TestDb) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_connections_are_replaced() {
-    let db = TestDb::new().await;
+    let db = test_db().await;
     let store = db.store().await;
     store.add_key(SECRET_A, "a").await.expect("add");
     let listener = store.listen_for_changes().await.expect("listen");
@@ -165,7 +168,7 @@ async fn an_unreachable_server_is_unavailable_not_a_panic() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_database_without_the_schema_is_refused_clearly() {
-    let db = TestDb::empty().await;
+    let db = test_db_without_schema().await;
     match PostgresStore::connect(&db.url).await {
         Err(StoreError::Unavailable(msg)) => assert!(msg.contains("supabase/migrations"), "{msg}"),
         other => panic!("expected Unavailable, got {other:?}"),
@@ -195,12 +198,12 @@ async fn migrations_are_the_shipped_files_and_apply_once() {
         assert_eq!(on_disk, m.sql, "{} differs from the embedded copy", m.file);
     }
 
-    let db = TestDb::new().await;
+    let db = test_db().await;
     let store = db.store().await;
     store.add_key(SECRET_A, "kept").await.expect("add");
     // Applying again (another instance starting) skips what is recorded, keeps the data.
     apply_migrations(&db.url).await.expect("apply again");
-    let client = db.superuser().await;
+    let client = db.client().await;
     let versions: Vec<String> = client
         .query(
             "SELECT version FROM supabase_migrations.schema_migrations ORDER BY version",
@@ -221,8 +224,8 @@ async fn migrations_are_the_shipped_files_and_apply_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_is_verified_when_required() {
-    let db = TestDb::new().await;
-    let admin = db.superuser().await;
+    let db = test_db().await;
+    let admin = db.client().await;
     let ssl: String = admin.query_one("SHOW ssl", &[]).await.expect("show ssl").get(0);
     let host_url = server_url();
     let url = format!(

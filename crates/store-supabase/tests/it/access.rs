@@ -3,7 +3,7 @@
 
 use postgrest::Postgrest;
 use postgrest_test_server::ANON_TOKEN;
-use proxy_core::admin::{AdminStore, LogQuery};
+use proxy_core::admin::{AdminStore, LogQuery, stats_query};
 use proxy_core::platform::{KeyStore, LogSink, StoreError};
 use proxy_core::pool::StateChange;
 use serde_json::json;
@@ -88,7 +88,7 @@ async fn the_anon_key_gets_nothing_through_the_store() {
     assert_refused("list_proxy_keys", anon.list_proxy_keys().await);
     assert_refused("revoke_proxy_key", anon.revoke_proxy_key(1).await);
     assert_refused("list_logs", anon.list_logs(&LogQuery::default()).await);
-    assert_refused("log_stats", anon.log_stats(0).await);
+    assert_refused("usage", anon.usage(&stats_query(0)).await);
     assert_refused("prune_logs", anon.prune_logs(u64::MAX).await);
 
     assert_eq!(everything(&env.store).await, before);

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use postgrest_test_server::{PostgrestTestServer, SERVICE_ROLE_TOKEN};
+use store_conformance::{DuplicateKeyMessage, Fixture};
 use store_supabase::SupabaseStore;
 use tokio_postgres::{Client, NoTls};
 
@@ -138,6 +139,27 @@ impl Env {
     /// Another store handle, as a second process (the CLI, another instance) would have.
     pub fn other_store(&self) -> SupabaseStore {
         store_as(&self.server, SERVICE_ROLE_TOKEN)
+    }
+}
+
+/// For `store-conformance`'s suite: a fresh database, REST server and store per check.
+impl Fixture for Env {
+    type Store = SupabaseStore;
+    type Handle = SupabaseStore;
+    // The database answers a duplicate with the secret in `details`; the store says
+    // "already stored" without it (and without the id).
+    const DUPLICATE_KEY_MESSAGE: DuplicateKeyMessage = DuplicateKeyMessage::Plain;
+
+    async fn create() -> Env {
+        Env::new().await
+    }
+
+    fn store(&self) -> &SupabaseStore {
+        &self.store
+    }
+
+    async fn other_handle(&self) -> SupabaseStore {
+        self.other_store()
     }
 }
 

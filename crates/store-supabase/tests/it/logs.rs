@@ -1,20 +1,13 @@
-//! Request logs: the shared behaviour from `store-conformance` (round trip, filters,
-//! paging, retries, pruning, the key state the logs feed), then what only the REST store
-//! shows: one request per batch, counters that a retry leaves alone.
+//! Request logs: what only the REST store shows (one request per batch, counters that a
+//! retry leaves alone); the shared behaviour is `store-conformance`'s suite, run from
+//! `it.rs`.
 
 use proxy_core::admin::{AdminStore, LogQuery};
 use proxy_core::log::LogRecord;
 use proxy_core::platform::LogSink;
-use store_conformance as conformance;
 
 use crate::fixtures::{SECRET_A, ids, record};
 use crate::harness::Env;
-
-#[tokio::test]
-async fn log_records_round_trip_every_field() {
-    let env = Env::new().await;
-    conformance::log_records_round_trip_every_field(&env.store).await;
-}
 
 #[tokio::test]
 async fn a_batch_of_200_is_one_request() {
@@ -87,30 +80,6 @@ async fn a_retried_batch_keeps_one_copy_and_counts_once() {
 }
 
 #[tokio::test]
-async fn the_same_batch_twice_keeps_one_copy() {
-    let env = Env::new().await;
-    conformance::the_same_batch_twice_keeps_one_copy(&env.store).await;
-}
-
-#[tokio::test]
-async fn log_filters_each_narrow() {
-    let env = Env::new().await;
-    conformance::log_filters_each_narrow(&env.store).await;
-}
-
-#[tokio::test]
-async fn limit_defaults_to_50_and_caps_at_1000() {
-    let env = Env::new().await;
-    conformance::limit_defaults_to_50_and_caps_at_1000(&env.store).await;
-}
-
-#[tokio::test]
-async fn prune_deletes_only_older_rows() {
-    let env = Env::new().await;
-    conformance::prune_deletes_only_older_rows(&env.store).await;
-}
-
-#[tokio::test]
 async fn prune_takes_one_request() {
     let env = Env::new().await;
     let batch = vec![record("a", 100), record("b", 400)];
@@ -118,10 +87,4 @@ async fn prune_takes_one_request() {
     let before = env.server.request_count();
     assert_eq!(env.store.prune_logs(300).await.expect("prune"), 1);
     assert_eq!(env.server.request_count() - before, 1);
-}
-
-#[tokio::test]
-async fn logs_mark_keys_last_used() {
-    let env = Env::new().await;
-    conformance::logs_mark_keys_last_used(&env.store).await;
 }

@@ -1,16 +1,9 @@
-//! Client keys: only hashes are stored, and revoking is a flag.
+//! Client keys: the schema stores nothing but a hash (the rest is the shared suite).
 
 use proxy_core::admin::AdminStore;
 use proxy_core::platform::StoreError;
-use store_conformance as conformance;
 
 use crate::harness::Env;
-
-#[tokio::test]
-async fn proxy_keys_round_trip() {
-    let env = Env::new().await;
-    conformance::proxy_keys_round_trip(&env.store).await;
-}
 
 #[tokio::test]
 async fn proxy_keys_refuse_anything_but_a_hash() {

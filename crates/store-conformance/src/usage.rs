@@ -1,0 +1,274 @@
+//! Aggregates: `usage` per bucket and group, and the CLI's totals folded from it.
+
+use proxy_core::admin::{UsageQuery, log_stats};
+use proxy_core::log::LogRecord;
+
+use crate::Store;
+use crate::fixtures::{SECRET_A, SECRET_B, record};
+
+/// Usage totals (`admin::log_stats`, folded from `usage`), by model and by key: tokens summed, errors counted (a failure with a
+/// 200 status included), rows before `since_ms` left out, removed keys shown by id.
+/// Leaves five log rows behind (one older than the window) for store-specific checks.
+pub async fn stats_sum_tokens_and_count_errors<S: Store + ?Sized>(store: &S) {
+    let a = store.add_key(SECRET_A, "alpha").await.expect("add");
+    let b = store.add_key(SECRET_B, "").await.expect("add unnamed");
+
+    let mut ok = record("1", 100);
+    ok.answered_key_id = Some(a);
+    ok.prompt_tokens = Some(10);
+    ok.total_tokens = Some(30);
+    ok.latency_ms = 100;
+    let mut hidden_failure = record("2", 200);
+    hidden_failure.answered_key_id = Some(a);
+    hidden_failure.error_kind = Some("blocked".into());
+    hidden_failure.prompt_tokens = Some(5);
+    hidden_failure.candidates_tokens = Some(7);
+    hidden_failure.latency_ms = 300;
+    let mut rate_limited = record("3", 300);
+    rate_limited.model = Some("pro".into());
+    rate_limited.answered_key_id = Some(b);
+    rate_limited.status = 429;
+    rate_limited.latency_ms = 50;
+    let mut too_old = record("0", 10);
+    too_old.answered_key_id = Some(a);
+    too_old.prompt_tokens = Some(1_000);
+    let mut no_key = record("4", 400);
+    no_key.model = None;
+    no_key.status = 401;
+    no_key.latency_ms = 2;
+    store
+        .write_logs(&[ok, hidden_failure, rate_limited, too_old, no_key])
+        .await
+        .expect("write");
+
+    let stats = log_stats(store, 100).await.expect("stats");
+    let total = &stats.total;
+    assert_eq!(total.group, "total", "the total row's group");
+    assert_eq!(
+        (total.requests, total.errors),
+        (4, 3),
+        "total requests and errors since 100"
+    );
+    assert_eq!(
+        (
+            total.prompt_tokens,
+            total.candidates_tokens,
+            total.total_tokens,
+            total.thoughts_tokens
+        ),
+        (15, 7, 30, 0),
+        "total tokens (prompt, candidates, total, thoughts)"
+    );
+    assert_eq!(total.avg_latency_ms, (100 + 300 + 50 + 2) / 4, "average latency");
+
+    let models: Vec<(&str, u64, u64)> = stats
+        .by_model
+        .iter()
+        .map(|r| (r.group.as_str(), r.requests, r.errors))
+        .collect();
+    assert_eq!(
+        models,
+        vec![("flash", 2, 1), ("(none)", 1, 1), ("pro", 1, 1)],
+        "by model: most requests first, then by name"
+    );
+    let flash = &stats.by_model[0];
+    assert_eq!(
+        (flash.prompt_tokens, flash.avg_latency_ms),
+        (15, 200),
+        "flash's tokens and latency"
+    );
+
+    let keys: Vec<(String, u64, u64)> = stats
+        .by_key
+        .iter()
+        .map(|r| (r.group.clone(), r.requests, r.errors))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("alpha".into(), 2, 1),
+            (format!("#{b}"), 1, 1),
+            ("(none)".into(), 1, 1)
+        ],
+        "by key: named, unnamed as #id, no key as (none)"
+    );
+
+    store.remove_key(a).await.expect("remove");
+    let stats = log_stats(store, 0).await.expect("stats");
+    assert_eq!(
+        (stats.by_key[0].group.clone(), stats.by_key[0].requests),
+        (format!("#{a}"), 3),
+        "a removed key keeps its rows, now under its id"
+    );
+
+    let empty = log_stats(store, 10_000).await.expect("empty stats");
+    assert_eq!(empty.total.group, "total", "the empty total row's group");
+    assert_eq!(
+        (empty.total.requests, empty.total.avg_latency_ms),
+        (0, 0),
+        "an empty window"
+    );
+    assert!(
+        empty.by_model.is_empty() && empty.by_key.is_empty(),
+        "an empty window has no groups: {empty:?}"
+    );
+}
+
+/// `usage` aggregates in the store: epoch-aligned buckets, `[since, until)`, grouping only
+/// by the dimensions asked for, errors counted as the CLI's stats count them, and
+/// nearest-rank latency percentiles.
+pub async fn usage_buckets_groups_and_percentiles<S: Store + ?Sized>(store: &S) {
+    let a = store.add_key(SECRET_A, "alpha").await.expect("add");
+    let b = store.add_key(SECRET_B, "beta").await.expect("add");
+    let at = |id: &str, ms: u64, model: &str, key: i64, proxy: Option<i64>, latency: u64| {
+        let mut r = record(id, ms);
+        r.model = Some(model.into());
+        r.answered_key_id = Some(key);
+        r.proxy_key_id = proxy;
+        r.latency_ms = latency;
+        r
+    };
+    let mut first = at("1", 1_000, "flash", a, Some(1), 10);
+    first.prompt_tokens = Some(5);
+    let mut failed = at("2", 1_500, "flash", a, Some(2), 30);
+    failed.status = 500;
+    let mut blocked = at("3", 1_999, "pro", b, Some(1), 20);
+    blocked.error_kind = Some("blocked".into());
+    blocked.total_tokens = Some(7);
+    let next_bucket = at("4", 2_000, "flash", a, None, 40);
+    let too_early = at("5", 999, "flash", a, None, 1);
+    let too_late = at("6", 3_000, "flash", a, None, 1);
+    // Twenty latencies 1..=20 in one bucket, written out of order.
+    let spread: Vec<LogRecord> = (1..=20u64)
+        .map(|i| at(&format!("s{i}"), 10_000 + (i * 7) % 20, "flash", a, None, i))
+        .collect();
+    store
+        .write_logs(&[first, failed, blocked, next_bucket, too_early, too_late])
+        .await
+        .expect("write");
+    store.write_logs(&spread).await.expect("write spread");
+
+    let window = UsageQuery {
+        since_ms: 1_000,
+        until_ms: Some(3_000),
+        bucket_ms: 1_000,
+        ..UsageQuery::default()
+    };
+    let cells = store.usage(&window).await.expect("usage per bucket");
+    let summary: Vec<_> = cells
+        .iter()
+        .map(|c| {
+            (
+                c.bucket_start_ms,
+                c.requests,
+                c.errors,
+                c.latency_p50_ms,
+                c.latency_p95_ms,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![(1_000, 3, 2, 20, 30), (2_000, 1, 0, 40, 40)],
+        "buckets of 1 s: (start, requests, errors, p50, p95)"
+    );
+    let firsts = &cells[0];
+    assert_eq!(
+        (firsts.prompt_tokens, firsts.total_tokens, firsts.latency_sum_ms),
+        (5, 7, 60),
+        "the first bucket's tokens and latency sum"
+    );
+    assert!(
+        cells
+            .iter()
+            .all(|c| c.model.is_none() && c.upstream_key_id.is_none() && c.proxy_key_id.is_none()),
+        "dimensions not asked for stay empty: {cells:?}"
+    );
+
+    let by_model = store
+        .usage(&UsageQuery {
+            bucket_ms: 0,
+            by_model: true,
+            ..window.clone()
+        })
+        .await
+        .expect("usage by model");
+    let models: Vec<_> = by_model
+        .iter()
+        .map(|c| {
+            (
+                c.bucket_start_ms,
+                c.model.as_deref(),
+                c.requests,
+                c.errors,
+                c.latency_p50_ms,
+            )
+        })
+        .collect();
+    assert_eq!(
+        models,
+        vec![(1_000, Some("flash"), 3, 1, 30), (1_000, Some("pro"), 1, 1, 20)],
+        "one bucket from `since`, split by model"
+    );
+
+    let by_keys = store
+        .usage(&UsageQuery {
+            bucket_ms: 0,
+            by_upstream_key: true,
+            by_proxy_key: true,
+            ..window.clone()
+        })
+        .await
+        .expect("usage by keys");
+    let keys: Vec<_> = by_keys
+        .iter()
+        .map(|c| (c.upstream_key_id, c.proxy_key_id, c.requests))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            (Some(a), None, 1),
+            (Some(a), Some(1), 1),
+            (Some(a), Some(2), 1),
+            (Some(b), Some(1), 1)
+        ],
+        "split by upstream and proxy key, no proxy key first"
+    );
+
+    let spread_cells = store
+        .usage(&UsageQuery {
+            since_ms: 10_000,
+            until_ms: None,
+            bucket_ms: 60_000,
+            ..UsageQuery::default()
+        })
+        .await
+        .expect("usage of the spread");
+    let percentiles: Vec<_> = spread_cells
+        .iter()
+        .map(|c| {
+            (
+                c.bucket_start_ms,
+                c.requests,
+                c.latency_p50_ms,
+                c.latency_p95_ms,
+                c.latency_sum_ms,
+            )
+        })
+        .collect();
+    assert_eq!(
+        percentiles,
+        vec![(0, 20, 10, 19, 210)],
+        "nearest-rank p50 and p95 of 1..=20 in the epoch-aligned minute"
+    );
+
+    let empty = store
+        .usage(&UsageQuery {
+            since_ms: 100_000,
+            bucket_ms: 1_000,
+            ..UsageQuery::default()
+        })
+        .await
+        .expect("empty usage");
+    assert!(empty.is_empty(), "an empty window has no cells: {empty:?}");
+}
