@@ -8,9 +8,12 @@ use std::rc::Rc;
 use bytes::Bytes;
 use futures_channel::oneshot;
 use futures_util::StreamExt;
-use proxy_core::ProxyError;
 use proxy_core::log::LogRecord;
-use proxy_core::request::{Admission, Answer, BodyObserver, RETURNED_HEADERS, Refusal, Reply, RequestHead};
+use proxy_core::pool::StateChange;
+use proxy_core::request::{
+    Admission, Answer, BodyObserver, Prepared, RETURNED_HEADERS, Refusal, Reply, RequestHead, Settlement,
+};
+use proxy_core::{ErrorShape, ProxyError};
 use worker::{Context, Headers, Method, Request, Response};
 
 use crate::clock::{WorkerClock, unix_ms};
@@ -64,18 +67,10 @@ pub async fn handle(state: Rc<WorkerState>, mut request: Request, ctx: &Context)
         Ok(prepared) => prepared,
         Err(refusal) => return refuse(&state, ctx, refusal),
     };
-    let execution = state
-        .engine
-        .execute(&prepared.request, prepared.model(), seed)
-        .await;
-    let settlement = prepared.settle(execution);
-    if !settlement.state_changes.is_empty() {
-        let queue = state.state_changes.clone();
-        for change in settlement.state_changes {
-            queue.push(change);
-        }
-        ctx.wait_until(queue.flush());
-    }
+    let Some(settlement) = InFlight::new(&state, ctx, prepared).serve(seed).await else {
+        return reply_response(Reply::error(&ProxyError::Internal, ErrorShape::Gemini, "-"));
+    };
+    keep_state(&state, ctx, settlement.state_changes);
     match settlement.answer {
         Answer::Stream {
             status,

@@ -9,8 +9,10 @@ use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
-use proxy_core::ProxyError;
-use proxy_core::request::{Admission, Answer, BodyObserver, Refusal, RequestHead};
+use proxy_core::request::{
+    Admission, Answer, BodyObserver, Prepared, Refusal, Reply, RequestHead, Settlement,
+};
+use proxy_core::{ErrorShape, ProxyError};
 
 use crate::clock::unix_ms;
 use crate::headers::downstream_headers;
@@ -48,11 +50,9 @@ pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request
         Ok(prepared) => prepared,
         Err(refusal) => return refuse(&state, refusal),
     };
-    let execution = state
-        .engine
-        .execute(&prepared.request, prepared.model(), seed)
-        .await;
-    let settlement = prepared.settle(execution);
+    let Some(settlement) = InFlight::new(&state, prepared).serve(seed).await else {
+        return reply_response(Reply::error(&ProxyError::Internal, ErrorShape::Gemini, "-"));
+    };
     for change in settlement.state_changes {
         state.state_changes.submit(change);
     }
@@ -66,6 +66,41 @@ pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request
             let response = reply_response(reply);
             state.log(record);
             response
+        }
+    }
+}
+
+/// A request with the engine: if the client leaves before upstream answers, axum
+/// drops this mid-way, and the drop logs what the attempts did (the core's
+/// `Prepared::abandon`), so no upstream call goes unlogged.
+struct InFlight<'a> {
+    state: &'a ProxyState,
+    prepared: Option<Prepared>,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(state: &'a ProxyState, prepared: Prepared) -> Self {
+        Self {
+            state,
+            prepared: Some(prepared),
+        }
+    }
+
+    async fn serve(mut self, seed: u64) -> Option<Settlement<reqwest::Response>> {
+        let (request, model, attempts) = self.prepared.as_mut()?.engine_input();
+        let served = self.state.engine.serve(request, model, seed, attempts).await;
+        Some(self.prepared.take()?.settle(served))
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(prepared) = self.prepared.take() {
+            let (changes, record) = prepared.abandon();
+            for change in changes {
+                self.state.state_changes.submit(change);
+            }
+            self.state.log(record);
         }
     }
 }

@@ -123,9 +123,22 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
 
     /// Serves `request` for `model` over as many keys as the retry policy allows.
     pub async fn execute(&self, request: &PreparedRequest, model: &str, seed: u64) -> Execution<U::Response> {
+        let mut attempts = Attempts::default();
+        let served = self.serve(request, model, seed, &mut attempts).await;
+        Execution { served, attempts }
+    }
+
+    /// [`Engine::execute`], recording into `attempts` as it goes: a caller whose
+    /// request is dropped mid-way (the client left) still knows which keys were called.
+    pub async fn serve(
+        &self,
+        request: &PreparedRequest,
+        model: &str,
+        seed: u64,
+        attempts: &mut Attempts,
+    ) -> Served<U::Response> {
         let started = self.clock.now_ms();
         let mut jitter = Jitter::new(seed);
-        let mut attempts = Attempts::default();
         let mut last = LastFailure::None;
         loop {
             let now = self.clock.now_ms();
@@ -152,10 +165,7 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                     self.lock_pool()
                         .apply(key_id, model, &Outcome::Success, self.clock.now_ms());
                     attempts.answered = Some(key_id);
-                    return Execution {
-                        served: Served::Upstream(response),
-                        attempts,
-                    };
+                    return Served::Upstream(response);
                 }
                 Ok(response) => {
                     let status = response.status;
@@ -181,7 +191,7 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                     outcome
                 }
             };
-            self.record_failure(&mut attempts, key_id, model, &outcome, &last);
+            self.record_failure(attempts, key_id, model, &outcome, &last);
             let elapsed = self.clock.now_ms().saturating_sub(started);
             let attempt_count = attempts.tried.len() as u32;
             match self
@@ -221,10 +231,10 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
     fn finish(
         &self,
         model: &str,
-        mut attempts: Attempts,
+        attempts: &mut Attempts,
         last: LastFailure,
         verdict: Option<ProxyError>,
-    ) -> Execution<U::Response> {
+    ) -> Served<U::Response> {
         let served = match (verdict, last) {
             (Some(error), _) => Served::Failed(error),
             // Upstream judged the request itself (or the model is down): show its words.
@@ -278,7 +288,7 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
             attempts.last_error_kind = Some(error.kind());
             attempts.last_error_message = Some(error.to_string());
         }
-        Execution { served, attempts }
+        served
     }
 
     fn scrubbed(&self, text: &str) -> String {

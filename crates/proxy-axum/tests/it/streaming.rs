@@ -99,6 +99,28 @@ async fn client_disconnect_is_logged() {
     assert!(log.ttfb_ms.is_some());
 }
 
+/// A client gone before upstream answered: the call upstream still has a log row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_before_upstream_answers_is_logged() {
+    let h = Harness::start(&[key("a-hang-")]).await;
+    let request = h
+        .http
+        .post(h.url(&format!("/v1beta/models/{FLASH}:generateContent")))
+        .header("x-goog-api-key", &h.proxy_key)
+        .body(PROMPT)
+        .send();
+    let client = tokio::spawn(request);
+    while h.fake.requests().is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    client.abort();
+    let log = &h.logs(1).await[0];
+    assert_eq!(log.error_kind.as_deref(), Some("client_disconnected"), "{log:?}");
+    assert_eq!(log.status, 499);
+    assert_eq!(log.upstream_key_ids.len(), 1, "the key called is recorded");
+    assert_eq!(log.answered_key_id, None);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_stream_usage_comes_from_the_final_chunk() {
     let h = Harness::start(&[key("good")]).await;

@@ -15,6 +15,7 @@
 
 use bytes::Bytes;
 
+use crate::attempts::Attempts;
 use crate::auth::{AuthOutcome, Credential, ProxyKeyTable, extract_credential};
 use crate::defaults;
 use crate::error::{ErrorShape, ProxyError};
@@ -86,6 +87,8 @@ pub struct Prepared {
     /// The proxy asked upstream for usage the client did not: remove it again.
     pub(super) strip_usage: bool,
     model: String,
+    /// What the engine did so far; filled in while it runs.
+    pub(super) attempts: Attempts,
 }
 
 impl Admission {
@@ -228,6 +231,7 @@ impl Authorized {
             format: framing.format,
             strip_usage,
             model: route.model_or_any().to_string(),
+            attempts: Attempts::default(),
         })
     }
 }
@@ -242,7 +246,27 @@ impl Prepared {
     pub fn request_id(&self) -> &str {
         &self.record.id
     }
+
+    /// What `Engine::serve` takes: the request, its model, and where the attempts go.
+    pub fn engine_input(&mut self) -> (&PreparedRequest, &str, &mut Attempts) {
+        (&self.request, &self.model, &mut self.attempts)
+    }
+
+    /// The record of a request whose client left before upstream answered (the
+    /// platform dropped it mid-way): every key called so far is in it, so no quota
+    /// use goes unlogged. Also the key-state changes learned meanwhile.
+    pub fn abandon(self) -> (Vec<crate::key_state::StateChange>, LogRecord) {
+        let mut record = self.record;
+        let changes = record.apply_attempts(self.attempts);
+        record.status = CLIENT_CLOSED_REQUEST;
+        record.error_kind = Some("client_disconnected".into());
+        record.error_message = Some("client closed the connection before upstream answered".into());
+        (changes, record)
+    }
 }
+
+/// The status logged for a request its client abandoned (nginx's 499).
+pub const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 impl Refusal {
     pub(super) fn new(mut record: LogRecord, shape: ErrorShape, error: &ProxyError) -> Self {

@@ -10,7 +10,7 @@ mod observe;
 mod reply;
 mod settle;
 
-pub use admission::{Admission, AdmissionRules, Authorized, Prepared, RequestHead};
+pub use admission::{Admission, AdmissionRules, Authorized, CLIENT_CLOSED_REQUEST, Prepared, RequestHead};
 pub use ids::{RequestIds, request_id};
 pub use observe::{BodyEnd, BodyObserver};
 pub use reply::{JSON_CONTENT_TYPE, Refusal, Reply};

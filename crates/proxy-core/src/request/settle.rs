@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use crate::engine::{Execution, Served};
+use crate::engine::Served;
 use crate::key_state::StateChange;
 use crate::log::LogRecord;
 
@@ -32,16 +32,16 @@ pub enum Answer<R> {
 }
 
 impl Prepared {
-    /// Records what the attempts did and turns the verdict into the answer.
-    pub fn settle<R>(self, execution: Execution<R>) -> Settlement<R> {
+    /// Records what the attempts did and turns the engine's verdict into the answer.
+    pub fn settle<R>(self, served: Served<R>) -> Settlement<R> {
         let Prepared {
             mut record,
             shape,
             format,
             strip_usage,
+            attempts,
             ..
         } = self;
-        let Execution { served, attempts } = execution;
         let state_changes = record.apply_attempts(attempts);
         let answer = match served {
             Served::Upstream(response) => {
