@@ -83,8 +83,9 @@ pub async fn handle(state: Rc<WorkerState>, mut request: Request, ctx: &Context)
         started_ms: now_ms,
         shape: ErrorShape::Gemini,
     };
-    let Some(mut route) = parse_route(&path, bearer) else {
-        return flight.reject(ProxyError::NotFound(path));
+    let mut route = match parse_route(&path, bearer) {
+        Ok(route) => route,
+        Err(error) => return flight.reject(error),
     };
     flight.shape = route.api.error_shape();
     flight.record.apply_route(&route);

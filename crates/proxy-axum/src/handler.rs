@@ -74,8 +74,9 @@ pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request
         started,
         shape: ErrorShape::Gemini,
     };
-    let Some(mut route) = parse_route(parts.uri.path(), bearer) else {
-        return ctx.reject(ProxyError::NotFound(parts.uri.path().to_string()));
+    let mut route = match parse_route(parts.uri.path(), bearer) {
+        Ok(route) => route,
+        Err(error) => return ctx.reject(error),
     };
     ctx.shape = route.api.error_shape();
     ctx.record.apply_route(&route);

@@ -135,27 +135,35 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                         attempts,
                     };
                 }
+                Ok(response) if (300..400).contains(&response.status) => {
+                    // Never followed (the key would go along), and no key's fault: any
+                    // key would get the same answer. The Location stays out of the log.
+                    let error = ProxyError::UpstreamRedirect {
+                        status: response.status,
+                    };
+                    attempts.last_error_kind = Some(error.kind());
+                    attempts.last_error_message = Some(error.to_string());
+                    return self.finish(attempts, last, Some(error));
+                }
                 Ok(response) => {
                     let status = response.status;
-                    let body = self
-                        .upstream
-                        .read_body(response.inner, self.config.error_body_limit)
-                        .await;
-                    let outcome = classify(status, &body, self.clock.now_ms());
-                    last = LastFailure::Upstream {
-                        status,
-                        body,
-                        outcome: outcome.clone(),
-                    };
-                    outcome
+                    // The error body is part of the attempt: it gets what is left.
+                    let left = timeout.saturating_sub(self.clock.now_ms().saturating_sub(now));
+                    let limit = self.config.error_body_limit;
+                    match self.upstream.read_body(response.inner, limit, left.max(1)).await {
+                        Ok(body) => {
+                            let outcome = classify(status, &body, self.clock.now_ms());
+                            last = LastFailure::Upstream {
+                                status,
+                                body,
+                                outcome: outcome.clone(),
+                            };
+                            outcome
+                        }
+                        Err(error) => transport_failure(error, &mut last),
+                    }
                 }
-                Err(error) => {
-                    let outcome = Outcome::Transport {
-                        timeout: error == TransportError::Timeout,
-                    };
-                    last = LastFailure::Transport(error);
-                    outcome
-                }
+                Err(error) => transport_failure(error, &mut last),
             };
             self.record_failure(&mut attempts, key_id, model, &outcome, &last);
             let elapsed = self.clock.now_ms().saturating_sub(started);
@@ -251,6 +259,15 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
         let known: Vec<&str> = secrets.iter().map(String::as_str).collect();
         scrub(text, &known)
     }
+}
+
+/// A timeout or broken connection: says nothing about the key.
+fn transport_failure(error: TransportError, last: &mut LastFailure) -> Outcome {
+    let outcome = Outcome::Transport {
+        timeout: error == TransportError::Timeout,
+    };
+    *last = LastFailure::Transport(error);
+    outcome
 }
 
 fn all_cooling(model: &str, retry_after_ms: u64) -> ProxyError {

@@ -7,3 +7,4 @@ mod auth_and_input;
 mod failover;
 mod secrets;
 mod streaming;
+mod upstream_safety;
