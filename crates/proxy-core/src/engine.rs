@@ -135,7 +135,7 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                         attempts,
                     };
                 }
-                Ok(response) if (300..400).contains(&response.status) => {
+                Ok(response) if is_redirect(response.status) => {
                     // Never followed (the key would go along), and no key's fault: any
                     // key would get the same answer. The Location stays out of the log.
                     let error = ProxyError::UpstreamRedirect {
@@ -259,6 +259,12 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
         let known: Vec<&str> = secrets.iter().map(String::as_str).collect();
         scrub(text, &known)
     }
+}
+
+/// A 3xx other than 304 Not Modified (an answer to the client's own conditional
+/// headers, passed on like any other).
+fn is_redirect(status: u16) -> bool {
+    (300..400).contains(&status) && status != 304
 }
 
 /// A timeout or broken connection: says nothing about the key.
