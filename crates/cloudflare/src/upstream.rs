@@ -1,5 +1,7 @@
 //! The upstream call through the Worker's `fetch`: the key goes in `x-goog-api-key`,
-//! never the URL; an attempt that gets no response headers in time is aborted.
+//! never the URL; redirects are never followed (the key would go along); the URL is
+//! the base URL with the route's path appended unchanged; an attempt that gets no
+//! response headers (or, for an error, no whole body) in time is aborted.
 
 use std::pin::pin;
 use std::time::Duration;
@@ -10,17 +12,39 @@ use futures_util::StreamExt;
 use futures_util::future::{Either, select};
 use proxy_core::keys::Secret;
 use proxy_core::platform::{PreparedRequest, TransportError, Upstream, UpstreamResponse};
-use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
+use proxy_core::route::keeps_upstream_path;
+use worker::{
+    AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response, Url,
+};
 
 pub struct WorkerUpstream {
     base_url: String,
+    /// The base URL's path (an AI Gateway's prefix): every request stays under it.
+    base_path: String,
 }
 
 impl WorkerUpstream {
     pub fn new(base_url: &str) -> Self {
-        Self {
-            base_url: base_url.trim_end_matches('/').to_string(),
+        let base_url = base_url.trim_end_matches('/').to_string();
+        // An unparsable base URL fails every request at `url_for` instead.
+        let base_path = Url::parse(&base_url)
+            .map(|url| url.path().to_string())
+            .unwrap_or_default();
+        Self { base_url, base_path }
+    }
+
+    /// The URL for `path_and_query`, refused if URL parsing (the same WHATWG rules
+    /// `fetch` applies) changed its path: what goes upstream is what the core's route
+    /// produced, under the base path.
+    fn url_for(&self, path_and_query: &str) -> Result<Url, TransportError> {
+        let url = Url::parse(&format!("{}{}", self.base_url, path_and_query))
+            .map_err(|e| TransportError::Connect(format!("invalid upstream URL: {e}")))?;
+        if !keeps_upstream_path(&self.base_path, path_and_query, url.path()) {
+            return Err(TransportError::Connect(
+                "the request path would leave the upstream base URL's path".into(),
+            ));
         }
+        Ok(url)
     }
 
     fn build(&self, request: &PreparedRequest, key: &Secret) -> Result<Request, TransportError> {
@@ -35,12 +59,15 @@ impl WorkerUpstream {
             .map_err(|_| TransportError::Connect("upstream key is not a valid header value".into()))?;
         let method = Method::from(request.method.clone());
         let mut init = RequestInit::new();
-        init.with_method(method.clone()).with_headers(headers);
+        // Gemini never redirects; `manual` hands a 3xx back to the engine as an answer.
+        init.with_method(method.clone())
+            .with_headers(headers)
+            .with_redirect(RequestRedirect::Manual);
         if !request.body.is_empty() && !matches!(method, Method::Get | Method::Head) {
             init.with_body(Some(js_sys::Uint8Array::from(&request.body[..]).into()));
         }
-        let url = format!("{}{}", self.base_url, request.path_and_query);
-        Request::new_with_init(&url, &init)
+        let url = self.url_for(&request.path_and_query)?;
+        Request::new_with_init(url.as_str(), &init)
             .map_err(|e| TransportError::Connect(format!("cannot build the upstream request: {e}")))
     }
 }
@@ -76,18 +103,32 @@ impl Upstream for WorkerUpstream {
         }
     }
 
-    async fn read_body(&self, mut response: Response, limit: usize) -> Bytes {
-        let Ok(mut stream) = response.stream() else {
-            return Bytes::new();
-        };
-        let mut body = Vec::new();
-        while let Some(Ok(chunk)) = stream.next().await {
-            let room = limit.saturating_sub(body.len());
-            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            if body.len() >= limit {
-                break;
+    async fn read_body(
+        &self,
+        mut response: Response,
+        limit: usize,
+        timeout_ms: u64,
+    ) -> Result<Bytes, TransportError> {
+        let mut stream = response
+            .stream()
+            .map_err(|e| TransportError::Connect(format!("cannot read the error body: {e}")))?;
+        let reading = pin!(async {
+            let mut body = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| TransportError::Connect(e.to_string()))?;
+                let room = limit.saturating_sub(body.len());
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if body.len() >= limit {
+                    break;
+                }
             }
+            Ok(Bytes::from(body))
+        });
+        let deadline = pin!(Delay::from(Duration::from_millis(timeout_ms)));
+        match select(reading, deadline).await {
+            Either::Left((read, _)) => read,
+            // The unfinished body is dropped with the response; nothing waits on it.
+            Either::Right(((), _)) => Err(TransportError::Timeout),
         }
-        Bytes::from(body)
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream;
-use http::header::{CONTENT_TYPE, HeaderValue};
+use http::header::{CONTENT_TYPE, HeaderValue, LOCATION};
 use http::{Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -91,6 +91,35 @@ impl Step {
 /// frame, waiting for its delay first), so clients see chunk 1 before the
 /// last chunk exists.
 pub fn streamed(content_type: &'static str, steps: Vec<Step>) -> Resp {
+    streamed_with_status(StatusCode::OK, content_type, steps)
+}
+
+/// An error whose headers and first half arrive at once and whose rest
+/// waits `stall`: a reader of the body must give up on its own deadline.
+pub fn stalled_error(err: &ApiError, openai: bool, stall: Duration) -> Resp {
+    let status = StatusCode::from_u16(err.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut whole = err.body(openai);
+    let rest = whole.split_off(whole.len() / 2);
+    let steps = vec![Step::data(None, whole), Step::data(Some(stall), rest)];
+    streamed_with_status(status, JSON, steps)
+}
+
+/// A `302 Found` to `location`, with the small HTML body Google's front ends
+/// send along.
+pub fn redirect(location: &str) -> Resp {
+    let html = format!(
+        "<HTML><HEAD><meta http-equiv=\"content-type\" content=\"text/html;charset=utf-8\">\n\
+         <TITLE>302 Moved</TITLE></HEAD><BODY>\n<H1>302 Moved</H1>\nThe document has moved\n\
+         <A HREF=\"{location}\">here</A>.\r\n</BODY></HTML>\r\n"
+    );
+    let mut resp = full(StatusCode::FOUND, "text/html; charset=UTF-8", html);
+    if let Ok(value) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(LOCATION, value);
+    }
+    resp
+}
+
+fn streamed_with_status(status: StatusCode, content_type: &'static str, steps: Vec<Step>) -> Resp {
     let frames = stream::unfold(steps.into_iter(), |mut it| async move {
         let step = it.next()?;
         // Returning Pending between frames makes hyper flush what it has,
@@ -102,9 +131,5 @@ pub fn streamed(content_type: &'static str, steps: Vec<Step>) -> Resp {
         }
         Some((step.item.map(Frame::data), it))
     });
-    with_type(
-        StatusCode::OK,
-        content_type,
-        StreamBody::new(frames).boxed_unsync(),
-    )
+    with_type(status, content_type, StreamBody::new(frames).boxed_unsync())
 }

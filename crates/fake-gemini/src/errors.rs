@@ -153,7 +153,7 @@ impl ApiError {
     /// 429 with the three detail entries real Gemini sends (QuotaFailure,
     /// Help, RetryInfo), so the proxy's quota classification is exercised on
     /// the genuine shape.
-    fn quota(per_day: bool, model: &str) -> Self {
+    pub fn quota(per_day: bool, model: &str) -> Self {
         let (quota_id, limit, delay) = if per_day {
             ("GenerateRequestsPerDayPerProjectPerModel-FreeTier", "50", "43s")
         } else {
@@ -238,13 +238,17 @@ pub enum KeyMarker {
     Hang,
     /// Close the connection without a response.
     Reset,
+    /// Answer 302 to the fake's redirect target (an upstream must never follow it).
+    Redirect,
+    /// Send a 429's headers and half its body, then stall (deadline tests).
+    StallBody,
 }
 
 impl KeyMarker {
     /// Cheap on the hot path: one `contains` on the key unless it has a '-'
     /// followed by a marker, which success keys in a benchmark usually lack.
     pub fn find(key: &str) -> Option<KeyMarker> {
-        const MARKERS: [(&str, KeyMarker); 9] = [
+        const MARKERS: [(&str, KeyMarker); 11] = [
             ("-r429m-", KeyMarker::QuotaMinute),
             ("-r429d-", KeyMarker::QuotaDay),
             ("-invalid-", KeyMarker::Invalid),
@@ -254,6 +258,8 @@ impl KeyMarker {
             ("-r504-", KeyMarker::Deadline),
             ("-hang-", KeyMarker::Hang),
             ("-reset-", KeyMarker::Reset),
+            ("-r302-", KeyMarker::Redirect),
+            ("-stallbody-", KeyMarker::StallBody),
         ];
         if !key.contains('-') {
             return None;
@@ -262,7 +268,7 @@ impl KeyMarker {
     }
 
     /// The error to answer with; `None` for the markers that do not answer
-    /// with an error body (hang, reset).
+    /// with a whole error body in one go (hang, reset, redirect, stall).
     pub fn error(self, key: &str, model: &str) -> Option<ApiError> {
         Some(match self {
             KeyMarker::QuotaMinute => ApiError::quota(false, model),
@@ -272,7 +278,7 @@ impl KeyMarker {
             KeyMarker::Unavailable => ApiError::overloaded(),
             KeyMarker::Internal => ApiError::internal(),
             KeyMarker::Deadline => ApiError::deadline(),
-            KeyMarker::Hang | KeyMarker::Reset => return None,
+            KeyMarker::Hang | KeyMarker::Reset | KeyMarker::Redirect | KeyMarker::StallBody => return None,
         })
     }
 }

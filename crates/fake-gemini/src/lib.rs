@@ -4,7 +4,9 @@
 //!
 //! Behaviour is chosen per request without setup: markers in the upstream
 //! API key select failures (`-r429m-`, `-r429d-`, `-invalid-`,
-//! `-suspended-`, `-r503-`, `-r500-`, `-r504-`, `-hang-`, `-reset-`), and
+//! `-suspended-`, `-r503-`, `-r500-`, `-r504-`, `-hang-`, `-reset-`,
+//! `-r302-` (a redirect to [`FakeGemini::set_redirect_target`]), `-stallbody-`
+//! (a 429 whose body stops halfway for two minutes)), and
 //! substrings of the model name select response shapes (`thinking`,
 //! `blocked`, `overloaded`, `slowstream`, `midstream`, `drop`, `big`,
 //! `cached`).
@@ -110,6 +112,18 @@ impl FakeGemini {
     /// Turn request recording on or off (off for benchmarks).
     pub fn set_recording(&self, on: bool) {
         self.state.recording.store(on, Ordering::Relaxed);
+    }
+
+    /// Serve the API only under `base_path` (e.g. `/prefix`), as a Cloudflare
+    /// AI Gateway does; requests elsewhere are recorded and get 404.
+    pub fn set_base_path(&self, base_path: &str) {
+        self.state.set_base_path(base_path);
+    }
+
+    /// Where keys with `-r302-` are redirected (an absolute URL, e.g. another
+    /// fake's, which then records whether the key came along).
+    pub fn set_redirect_target(&self, url: &str) {
+        self.state.set_redirect_target(url);
     }
 
     /// Stop serving now; same as dropping.

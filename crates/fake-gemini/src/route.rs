@@ -136,13 +136,36 @@ pub fn percent_decode(text: &str) -> String {
     String::from_utf8(out).unwrap_or_else(|_| text.to_string())
 }
 
-/// True if the URL carries an API key (`?key=...`), which the proxy must
-/// never do.
+/// True if the URL carries an API key, which the proxy must never do. Like
+/// Google, names are percent-decoded first (`%6Bey` is `key`) and the system
+/// parameter's `$key` spelling counts too.
 pub fn has_key_param(query: Option<&str>) -> bool {
     query.is_some_and(|q| {
-        q.split('&')
-            .any(|pair| pair.split_once('=').map_or(pair, |(k, _)| k) == "key")
+        q.split('&').any(|pair| {
+            let name = decode_name(pair.split_once('=').map_or(pair, |(k, _)| k));
+            name == b"key" || name == b"$key"
+        })
     })
+}
+
+fn decode_name(name: &str) -> Vec<u8> {
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// Upstream key: `x-goog-api-key` first, then `Authorization: Bearer`.
@@ -194,6 +217,10 @@ mod tests {
         assert!(has_key_param(Some("alt=sse&key=abc")));
         assert!(has_key_param(Some("key")));
         assert!(!has_key_param(Some("apikey=1&monkey=2")));
+        assert!(has_key_param(Some("alt=sse&%6Bey=abc")));
+        assert!(has_key_param(Some("%24key=abc")));
+        assert!(has_key_param(Some("$key=abc")));
+        assert!(!has_key_param(Some("%6B=1&ke%")));
         assert_eq!(query_param(Some("alt=sse&pageSize=2"), "pageSize"), Some("2"));
         assert_eq!(query_param(None, "alt"), None);
         assert_eq!(percent_decode("API%20key%2x%"), "API key%2x%");

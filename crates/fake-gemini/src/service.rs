@@ -35,13 +35,36 @@ pub struct State {
     pub recording: AtomicBool,
     requests: Mutex<Vec<RecordedRequest>>,
     next_id: AtomicU64,
+    /// Path prefix the API is served under, like a Cloudflare AI Gateway's
+    /// `/v1/{account}/{gateway}/google-ai-studio`; empty for none.
+    base_path: Mutex<String>,
+    /// Where `-r302-` keys are sent; same-origin `/v1beta/models` if unset.
+    redirect_target: Mutex<Option<String>>,
+}
+
+/// A poisoned lock only means another request panicked mid-update; the
+/// value is still usable, so recover instead of propagating the panic.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl State {
-    /// A poisoned lock only means another request panicked mid-push; the
-    /// Vec is still usable, so recover instead of propagating the panic.
     pub fn requests(&self) -> MutexGuard<'_, Vec<RecordedRequest>> {
-        self.requests.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.requests)
+    }
+
+    pub fn set_base_path(&self, base_path: &str) {
+        *lock(&self.base_path) = base_path.trim_end_matches('/').to_string();
+    }
+
+    pub fn set_redirect_target(&self, url: &str) {
+        *lock(&self.redirect_target) = Some(url.to_string());
+    }
+
+    fn redirect_target(&self) -> String {
+        lock(&self.redirect_target)
+            .clone()
+            .unwrap_or_else(|| "/v1beta/models".to_string())
     }
 
     fn response_id(&self) -> String {
@@ -56,7 +79,16 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, A
     if let Some(ctl) = path.strip_prefix("/__fake/") {
         return Ok(control(&state, &parts.method, ctl));
     }
-    let route = route::parse(&parts.method, path);
+    let base_path = lock(&state.base_path).clone();
+    // Outside the base path nothing is served, but the request is recorded:
+    // tests prove a proxy never escapes its upstream's prefix.
+    let in_base = path
+        .strip_prefix(base_path.as_str())
+        .filter(|rest| rest.starts_with('/'));
+    let route = match in_base {
+        Some(api_path) => route::parse(&parts.method, api_path),
+        None => Route::NotFound { openai: false },
+    };
     let openai = route.is_openai();
     let query = parts.uri.query();
     let key = route::api_key(&parts.headers);
@@ -80,6 +112,9 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, A
         Ok(b) => b,
         Err(e) => return Ok(body::error(&e, openai)),
     };
+    if in_base.is_none() {
+        return Ok(body::error(&ApiError::not_found(), false));
+    }
 
     if route::has_key_param(query) {
         return Ok(body::error(&ApiError::key_in_url(), openai));
@@ -102,6 +137,12 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, A
                 return Ok(body::error(&ApiError::deadline(), openai));
             }
             KeyMarker::Reset => return Err(Abort("connection reset on purpose")),
+            KeyMarker::Redirect => return Ok(body::redirect(&state.redirect_target())),
+            KeyMarker::StallBody => {
+                let model = model_hint(&route, oa_req.as_ref());
+                let e = ApiError::quota(false, model);
+                return Ok(body::stalled_error(&e, openai, HANG));
+            }
             _ => {
                 let model = model_hint(&route, oa_req.as_ref());
                 if let Some(e) = marker.error(key, model) {

@@ -610,3 +610,68 @@ async fn echoes_client_text_like_google() -> R {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn base_path_serves_only_under_the_prefix_and_records_the_rest() -> R {
+    let fx = Fx::new().await?;
+    fx.fake.set_base_path("/gw/google-ai-studio/");
+    let (status, _) = json_of(
+        fx.post(&format!("/gw/google-ai-studio{GENERATE}"), KEY, &gen_body())
+            .await?,
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = json_of(fx.post(GENERATE, KEY, &gen_body()).await?).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let paths: Vec<String> = fx.fake.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        [format!("/gw/google-ai-studio{GENERATE}"), GENERATE.to_string()]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn redirect_key_answers_302_to_the_target() -> R {
+    let fx = Fx::new().await?;
+    fx.fake.set_redirect_target("http://127.0.0.1:9/elsewhere");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let resp = http
+        .post(fx.url(GENERATE))
+        .header("x-goog-api-key", "k-r302-")
+        .body(gen_body().to_string())
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert_eq!(
+        resp.headers().get("location").and_then(|v| v.to_str().ok()),
+        Some("http://127.0.0.1:9/elsewhere")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn stallbody_key_sends_429_headers_and_half_a_body() -> R {
+    let fx = Fx::new().await?;
+    let mut resp = fx.post(GENERATE, "k-stallbody-", &gen_body()).await?;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let first = resp.chunk().await?.unwrap_or_default();
+    assert!(first.starts_with(b"{\"error\""), "{first:?}");
+    assert!(
+        serde_json::from_slice::<Value>(&first).is_err(),
+        "only half a body"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn encoded_key_params_are_refused_like_google_does() -> R {
+    let fx = Fx::new().await?;
+    for query in ["%6Bey=abc", "%24key=abc", "$key=abc"] {
+        let resp = fx.post(&format!("{GENERATE}?{query}"), KEY, &gen_body()).await?;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{query}");
+    }
+    Ok(())
+}

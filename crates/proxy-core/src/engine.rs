@@ -167,29 +167,37 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                     attempts.answered = Some(key_id);
                     return Served::Upstream(response);
                 }
+                Ok(response) if is_redirect(response.status) => {
+                    // Never followed (the key would go along), and no key's fault: any
+                    // key would get the same answer. The Location stays out of the log.
+                    let error = ProxyError::UpstreamRedirect {
+                        status: response.status,
+                    };
+                    attempts.last_error_kind = Some(error.kind());
+                    attempts.last_error_message = Some(error.to_string());
+                    return self.finish(model, attempts, last, Some(error));
+                }
                 Ok(response) => {
                     let status = response.status;
                     let content_type = response.content_type;
-                    let body = self
-                        .upstream
-                        .read_body(response.inner, self.config.error_body_limit)
-                        .await;
-                    let outcome = classify(status, &body, self.clock.now_ms());
-                    last = LastFailure::Upstream {
-                        status,
-                        body,
-                        content_type,
-                        outcome: outcome.clone(),
-                    };
-                    outcome
+                    // The error body is part of the attempt: it gets what is left.
+                    let left = timeout.saturating_sub(self.clock.now_ms().saturating_sub(now));
+                    let limit = self.config.error_body_limit;
+                    match self.upstream.read_body(response.inner, limit, left.max(1)).await {
+                        Ok(body) => {
+                            let outcome = classify(status, &body, self.clock.now_ms());
+                            last = LastFailure::Upstream {
+                                status,
+                                body,
+                                content_type,
+                                outcome: outcome.clone(),
+                            };
+                            outcome
+                        }
+                        Err(error) => transport_failure(error, &mut last),
+                    }
                 }
-                Err(error) => {
-                    let outcome = Outcome::Transport {
-                        timeout: error == TransportError::Timeout,
-                    };
-                    last = LastFailure::Transport(error);
-                    outcome
-                }
+                Err(error) => transport_failure(error, &mut last),
             };
             self.record_failure(attempts, key_id, model, &outcome, &last);
             let elapsed = self.clock.now_ms().saturating_sub(started);
@@ -296,6 +304,21 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
         let known: Vec<&str> = secrets.iter().map(String::as_str).collect();
         scrub(text, &known)
     }
+}
+
+/// A 3xx other than 304 Not Modified (an answer to the client's own conditional
+/// headers, passed on like any other).
+fn is_redirect(status: u16) -> bool {
+    (300..400).contains(&status) && status != 304
+}
+
+/// A timeout or broken connection: says nothing about the key.
+fn transport_failure(error: TransportError, last: &mut LastFailure) -> Outcome {
+    let outcome = Outcome::Transport {
+        timeout: error == TransportError::Timeout,
+    };
+    *last = LastFailure::Transport(error);
+    outcome
 }
 
 fn all_cooling(model: &str, retry_after_ms: u64) -> ProxyError {

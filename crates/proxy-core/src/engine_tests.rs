@@ -48,6 +48,8 @@ type Answer = Result<(u16, &'static str), TransportError>;
 struct Scripted {
     answers: HashMap<String, Answer>,
     used: Mutex<Vec<String>>,
+    /// The time left passed to each error body read.
+    body_timeouts: Mutex<Vec<u64>>,
 }
 
 #[async_trait]
@@ -76,10 +78,20 @@ impl Upstream for Scripted {
         })
     }
 
-    async fn read_body(&self, response: Bytes, _: usize) -> Bytes {
-        response
+    async fn read_body(&self, response: Bytes, _: usize, timeout_ms: u64) -> Result<Bytes, TransportError> {
+        self.body_timeouts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(timeout_ms);
+        match &response[..] {
+            b if b == STALLS.as_bytes() => Err(TransportError::Timeout),
+            _ => Ok(response),
+        }
     }
 }
+
+/// A body [`Scripted`] never finishes reading: its read hits the attempt's deadline.
+const STALLS: &str = "<the body stalls>";
 
 const INVALID: &str = r#"{"error":{"code":400,"message":"API key not valid.","status":"INVALID_ARGUMENT","details":[{"reason":"API_KEY_INVALID"}]}}"#;
 const QUOTA: &str = r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"30s"}]}}"#;
@@ -106,6 +118,7 @@ fn engine(answers: Vec<(i64, Answer)>, keys: i64) -> Engine<Scripted, ManualCloc
     let upstream = Scripted {
         answers,
         used: Mutex::new(Vec::new()),
+        body_timeouts: Mutex::new(Vec::new()),
     };
     let pool = Arc::new(Mutex::new(KeyPool::new(pool_keys)));
     Engine::new(pool, upstream, ManualClock::default(), EngineConfig::default())
@@ -391,4 +404,44 @@ fn an_operator_check_marks_even_while_marking_is_suspended() {
     );
     let check = block_on(engine.check_key(2)).expect("pooled");
     assert!(check.change.is_some(), "{check:?}");
+}
+
+#[test]
+fn a_stalled_error_body_is_a_timeout_of_that_attempt_only() {
+    let engine = engine(vec![(0, Ok((429, STALLS)))], 2);
+    let run = block_on(engine.execute(&request(), "m", 1));
+    assert!(matches!(run.served, Served::Upstream(ref r) if r.status == 200));
+    assert_eq!(run.attempts.tried, vec![0, 1]);
+    assert!(run.attempts.state_changes.is_empty(), "the key is not marked");
+    let timeouts = engine
+        .upstream()
+        .body_timeouts
+        .lock()
+        .map(|t| t.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        timeouts,
+        vec![EngineConfig::default().attempt_timeout_ms],
+        "the body read gets the attempt's time (the manual clock did not move)"
+    );
+}
+
+#[test]
+fn a_redirect_is_a_502_and_no_other_key_is_tried() {
+    let engine = engine(vec![(0, Ok((302, "<A HREF=\"https://elsewhere/\">here</A>")))], 3);
+    let run = block_on(engine.execute(&request(), "m", 1));
+    match &run.served {
+        Served::Failed(error @ ProxyError::UpstreamRedirect { status: 302 }) => {
+            assert_eq!(error.status_code(), 502)
+        }
+        other => panic!("expected a redirect error, got {other:?}"),
+    }
+    assert_eq!(run.attempts.tried, vec![0]);
+    assert!(run.attempts.state_changes.is_empty());
+    assert_eq!(run.attempts.last_error_kind, Some("upstream_redirect"));
+    let message = run.attempts.last_error_message.clone().unwrap_or_default();
+    assert!(
+        message.contains("302") && !message.contains("elsewhere"),
+        "{message}"
+    );
 }

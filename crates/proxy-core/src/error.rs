@@ -37,6 +37,10 @@ pub enum ProxyError {
     UpstreamTimeout,
     #[error("Could not reach the upstream Gemini API.")]
     UpstreamUnreachable,
+    /// Gemini never redirects; a 3xx means a misconfigured base URL or something in
+    /// between, and following it would hand the key to wherever it points.
+    #[error("Upstream answered with a redirect ({status}), which the proxy does not follow.")]
+    UpstreamRedirect { status: u16 },
     #[error("Internal proxy error.")]
     Internal,
 }
@@ -61,7 +65,7 @@ impl ProxyError {
             Self::AllKeysCooling { .. } | Self::RateLimited { .. } => 429,
             Self::NoKeys(_) => 503,
             Self::UpstreamTimeout => 504,
-            Self::UpstreamUnreachable => 502,
+            Self::UpstreamUnreachable | Self::UpstreamRedirect { .. } => 502,
             Self::Internal => 500,
         }
     }
@@ -74,7 +78,7 @@ impl ProxyError {
             Self::BadRequest(_) | Self::BodyTooLarge { .. } => "INVALID_ARGUMENT",
             Self::NotFound(_) => "NOT_FOUND",
             Self::AllKeysCooling { .. } | Self::RateLimited { .. } => "RESOURCE_EXHAUSTED",
-            Self::NoKeys(_) | Self::UpstreamUnreachable => "UNAVAILABLE",
+            Self::NoKeys(_) | Self::UpstreamUnreachable | Self::UpstreamRedirect { .. } => "UNAVAILABLE",
             Self::UpstreamTimeout => "DEADLINE_EXCEEDED",
             Self::Internal => "INTERNAL",
         }
@@ -94,6 +98,7 @@ impl ProxyError {
             Self::NoKeys(_) => "no_upstream_key",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::UpstreamUnreachable => "upstream_connect",
+            Self::UpstreamRedirect { .. } => "upstream_redirect",
             Self::Internal => "internal",
         }
     }
@@ -195,5 +200,11 @@ mod tests {
         check(limited, 429, "RESOURCE_EXHAUSTED", "rate_limit_error");
         check(ProxyError::NoKeys("none".into()), 503, "UNAVAILABLE", "api_error");
         check(ProxyError::UpstreamTimeout, 504, "DEADLINE_EXCEEDED", "api_error");
+        check(
+            ProxyError::UpstreamRedirect { status: 302 },
+            502,
+            "UNAVAILABLE",
+            "api_error",
+        );
     }
 }

@@ -49,15 +49,25 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
             headers: Vec::new(),
             body: Bytes::new(),
         };
-        let outcome = match self.upstream().send(&request, &secret, CHECK_TIMEOUT_MS).await {
-            Ok(response) if (200..300).contains(&response.status) => Outcome::Success,
+        let started = self.clock().now_ms();
+        let answer = match self.upstream().send(&request, &secret, CHECK_TIMEOUT_MS).await {
+            Ok(response) if (200..300).contains(&response.status) => Ok(None),
             Ok(response) => {
-                let status = response.status;
-                let body = self.upstream().read_body(response.inner, 64 * 1024).await;
-                classify(status, &body, self.clock().now_ms())
+                let left = CHECK_TIMEOUT_MS.saturating_sub(self.clock().now_ms().saturating_sub(started));
+                let body = self
+                    .upstream()
+                    .read_body(response.inner, 64 * 1024, left.max(1))
+                    .await;
+                body.map(|body| Some((response.status, body)))
             }
-            Err(TransportError::Timeout) => Outcome::Transport { timeout: true },
-            Err(TransportError::Connect(_)) => Outcome::Transport { timeout: false },
+            Err(error) => Err(error),
+        };
+        let outcome = match answer {
+            Ok(None) => Outcome::Success,
+            Ok(Some((status, body))) => classify(status, &body, self.clock().now_ms()),
+            Err(error) => Outcome::Transport {
+                timeout: error == TransportError::Timeout,
+            },
         };
         // The operator asked: the burst guard is for marks requests cause.
         let change = match &outcome {

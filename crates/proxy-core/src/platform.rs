@@ -42,7 +42,8 @@ pub struct PreparedRequest {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TransportError {
-    /// No response headers within the attempt's time budget.
+    /// No response headers (or, for an error, no whole body) within the attempt's
+    /// time budget.
     Timeout,
     /// Connection refused, reset, DNS or TLS failure.
     Connect(String),
@@ -72,8 +73,15 @@ pub trait Upstream: MaybeSend {
         timeout_ms: u64,
     ) -> Result<UpstreamResponse<Self::Response>, TransportError>;
 
-    /// Reads an error answer's body (at most `limit` bytes) to classify it.
-    async fn read_body(&self, response: Self::Response, limit: usize) -> Bytes;
+    /// Reads an error answer's body (at most `limit` bytes) to classify it, within
+    /// what is left of the attempt's time: a body that stalls past `timeout_ms` is
+    /// [`TransportError::Timeout`], one cut off midway [`TransportError::Connect`].
+    async fn read_body(
+        &self,
+        response: Self::Response,
+        limit: usize,
+        timeout_ms: u64,
+    ) -> Result<Bytes, TransportError>;
 }
 
 /// Everything the request path needs from a store, loaded in one go.

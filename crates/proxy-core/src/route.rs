@@ -1,7 +1,7 @@
 //! What a request path means: which API, which operation, which model, and where it
 //! goes upstream. Pure string work, shared by every platform.
 
-use crate::error::ErrorShape;
+use crate::error::{ErrorShape, ProxyError};
 
 /// Which wire dialect the client speaks; decides the error shape we answer in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,26 +87,87 @@ impl Route {
     }
 }
 
-/// Maps a request path to a route, or `None` when it is not under `/v1beta/` or `/v1/`.
+/// Maps a raw (not yet percent-decoded) request path to a route: `NotFound` when it is
+/// not under `/v1beta/` or `/v1/`, `BadRequest` when it could climb out of them.
 ///
 /// `/v1/models` is both Gemini's v1 model list and the OpenAI-compatible one; the
 /// caller's credential style settles it: OpenAI clients send `Authorization: Bearer`.
-pub fn parse_route(path: &str, bearer_auth: bool) -> Option<Route> {
+pub fn parse_route(path: &str, bearer_auth: bool) -> Result<Route, ProxyError> {
     let (version, rest) = if let Some(rest) = path.strip_prefix("/v1beta/") {
         ("v1beta", rest)
     } else if let Some(rest) = path.strip_prefix("/v1/") {
         ("v1", rest)
     } else {
-        return None;
+        return Err(ProxyError::NotFound(path.to_string()));
     };
+    check_segments(path)?;
     if version == "v1beta" {
         if let Some(openai_rest) = rest.strip_prefix("openai/") {
-            return Some(openai_route(openai_rest));
+            return Ok(openai_route(openai_rest));
         }
     } else if let Some(route) = v1_openai_alias(rest, bearer_auth) {
-        return Some(route);
+        return Ok(route);
     }
-    Some(gemini_route(path, rest))
+    Ok(gemini_route(path, rest))
+}
+
+/// Refuses a path that URL parsers would rewrite on the way upstream: `.` and `..`
+/// segments in any spelling (`%2e`, `.%2E`, …), which they resolve and so climb out
+/// of `/v1/` or the upstream base URL's prefix; slashes and backslashes hidden as
+/// `%2f`/`%5c` (or a raw `\`, a slash to URL parsers), which a gateway may decode into
+/// new segments; and bytes outside RFC 3986's path characters, which parsers
+/// re-encode. What is left is sent upstream exactly as it came.
+fn check_segments(path: &str) -> Result<(), ProxyError> {
+    let bad = |why: &str| Err(ProxyError::BadRequest(format!("Request path refused: {why}.")));
+    for segment in path.split('/') {
+        if !segment.bytes().all(is_path_char) {
+            return bad("it contains characters not allowed in a URL path");
+        }
+        let Some(decoded) = strict_percent_decode(segment) else {
+            return bad("it contains a malformed percent-escape");
+        };
+        if decoded == b"." || decoded == b".." {
+            return bad("it contains a `.` or `..` segment");
+        }
+        if decoded.iter().any(|b| matches!(b, b'/' | b'\\')) {
+            return bad("it contains an encoded slash or a backslash");
+        }
+    }
+    Ok(())
+}
+
+/// RFC 3986 `pchar` plus `%` (escapes are checked separately).
+fn is_path_char(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@%".contains(&byte)
+}
+
+/// Percent-decodes a path segment; `None` when a `%` is not followed by two hex digits.
+fn strict_percent_decode(segment: &str) -> Option<Vec<u8>> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// True when a URL parsed from the upstream base URL plus `path_and_query` kept the
+/// path exactly: `sent_path` (the parsed URL's path) is the base URL's path followed by
+/// the request's. Each platform checks this with its own URL parser before sending,
+/// so a path that parser would normalise can never take a key out of the base path.
+pub fn keeps_upstream_path(base_path: &str, path_and_query: &str, sent_path: &str) -> bool {
+    let path = path_and_query.split('?').next().unwrap_or("");
+    sent_path
+        .strip_prefix(base_path.trim_end_matches('/'))
+        .is_some_and(|rest| rest == path)
 }
 
 fn v1_openai_alias(rest: &str, bearer_auth: bool) -> Option<Route> {
@@ -164,16 +225,32 @@ fn gemini_method(method: &str) -> Operation {
 
 /// Splits a raw query string into the `key` parameter (a client credential, which must
 /// never travel upstream) and the rest, kept byte for byte in its original order.
+///
+/// Google percent-decodes parameter names and also reads the system parameter as
+/// `$key`, so every such spelling (`%6Bey`, `%24key`, …, and `KEY` in any case, which
+/// no Gemini parameter uses) is taken out. When the spellings carry different values
+/// none of them is trusted as the credential.
 pub fn take_key_param(query: &str) -> (Option<String>, String) {
-    let mut key = None;
+    let mut keys: Vec<String> = Vec::new();
     let mut kept: Vec<&str> = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("key", value)) => key = Some(percent_decode(value)),
-            _ => kept.push(pair),
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if is_key_name(name) {
+            keys.push(percent_decode(value));
+        } else {
+            kept.push(pair);
         }
     }
+    let key = match keys.split_first() {
+        Some((first, rest)) if rest.iter().all(|k| k == first) => Some(first.clone()),
+        _ => None,
+    };
     (key, kept.join("&"))
+}
+
+fn is_key_name(raw_name: &str) -> bool {
+    let name = percent_decode(raw_name).to_ascii_lowercase();
+    name == "key" || name == "$key"
 }
 
 /// True when the query asks Gemini for server-sent events (`alt=sse`).
@@ -215,7 +292,7 @@ mod tests {
     use super::*;
 
     fn check(path: &str, bearer: bool, api: Api, op: Operation, model: Option<&str>, up: &str) {
-        let route = parse_route(path, bearer).unwrap_or_else(|| panic!("no route for {path}"));
+        let route = parse_route(path, bearer).unwrap_or_else(|e| panic!("no route for {path}: {e}"));
         assert_eq!(route.api, api, "{path}");
         assert_eq!(route.operation, op, "{path}");
         assert_eq!(route.model.as_deref(), model, "{path}");
@@ -309,7 +386,10 @@ mod tests {
     #[test]
     fn unknown_prefixes_have_no_route() {
         for path in ["/", "/v2/models", "/v1beta", "/healthz", "/v1betax/models"] {
-            assert!(parse_route(path, false).is_none(), "{path}");
+            assert!(
+                matches!(parse_route(path, false), Err(ProxyError::NotFound(_))),
+                "{path}"
+            );
         }
     }
 
@@ -329,7 +409,92 @@ mod tests {
         );
         assert_eq!(take_key_param(""), (None, String::new()));
         assert_eq!(take_key_param("key=%zz%"), (Some("%zz%".into()), String::new()));
+        assert_eq!(take_key_param("key"), (Some(String::new()), String::new()));
         assert!(wants_sse("key=x&alt=sse"));
         assert!(!wants_sse("alt=json"));
+    }
+
+    #[test]
+    fn paths_that_could_climb_out_are_bad_requests() {
+        for path in [
+            "/v1/../x",
+            "/v1/%2e%2e/x",
+            "/v1beta/models/%2E%2e/x",
+            "/v1beta/models/.%2E",
+            "/v1beta/models/%2e.",
+            "/v1beta/./models",
+            "/v1beta/files/%2e",
+            "/v1beta/files%2F..%2Fx",
+            "/v1beta/files%2fx",
+            "/v1beta/files%5Cx",
+            "/v1beta/files%5cx",
+            "/v1beta/files\\x",
+            "/v1beta/files/%zz",
+            "/v1beta/files/%2",
+            "/v1beta/files/a b",
+            "/v1beta/files/a\"b",
+            "/v1beta/openai/%2e%2e/%2e%2e/x",
+        ] {
+            assert!(
+                matches!(parse_route(path, false), Err(ProxyError::BadRequest(_))),
+                "{path}: {:?}",
+                parse_route(path, false)
+            );
+        }
+        // Dots inside a segment, and escapes of ordinary characters, are fine.
+        for path in [
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            "/v1beta/files/a..b",
+            "/v1beta/files/...",
+            "/v1beta/tunedModels/my%2Dmodel",
+            "/v1beta/cachedContents/",
+        ] {
+            assert!(parse_route(path, false).is_ok(), "{path}");
+        }
+    }
+
+    #[test]
+    fn every_spelling_of_the_key_param_is_taken() {
+        for query in [
+            "%6Bey=k",
+            "%6bey=k",
+            "%6B%65%79=k",
+            "$key=k",
+            "%24key=k",
+            "KEY=k",
+            "kEy=k",
+        ] {
+            assert_eq!(
+                take_key_param(&format!("a=1&{query}&b=2")),
+                (Some("k".into()), "a=1&b=2".into()),
+                "{query}"
+            );
+        }
+        assert_eq!(
+            take_key_param("key=k&%6Bey=k"),
+            (Some("k".into()), String::new()),
+            "the same key twice is still that key"
+        );
+        assert_eq!(
+            take_key_param("key=k&%6Bey=other&pageSize=1"),
+            (None, "pageSize=1".into()),
+            "conflicting spellings: none is trusted, all are stripped"
+        );
+        assert_eq!(
+            take_key_param("keys=1&apikey=2"),
+            (None, "keys=1&apikey=2".into())
+        );
+    }
+
+    #[test]
+    fn upstream_path_must_be_kept_exactly() {
+        let route = "/v1beta/models?pageSize=1";
+        assert!(keeps_upstream_path("/prefix", route, "/prefix/v1beta/models"));
+        assert!(keeps_upstream_path("/prefix/", route, "/prefix/v1beta/models"));
+        assert!(keeps_upstream_path("", route, "/v1beta/models"));
+        assert!(keeps_upstream_path("/", route, "/v1beta/models"));
+        assert!(!keeps_upstream_path("/prefix", route, "/v1beta/models"));
+        assert!(!keeps_upstream_path("/prefix", "/v1/../x", "/prefix/x"));
+        assert!(!keeps_upstream_path("/prefix", "/v1/a b", "/prefix/v1/a%20b"));
     }
 }

@@ -8,3 +8,4 @@ mod failover;
 mod key_marking;
 mod secrets;
 mod streaming;
+mod upstream_safety;

@@ -109,9 +109,11 @@ impl Admission {
         let (query_key, query) = take_key_param(head.query);
         let credential = extract_credential(head.api_key, head.authorization, query_key.as_deref());
         let bearer = credential.as_ref().is_some_and(|c| c.bearer);
-        let Some(route) = parse_route(head.path, bearer) else {
-            let error = ProxyError::NotFound(head.path.to_string());
-            return Err(Refusal::new(record, ErrorShape::Gemini, &error));
+        // No route yet, so no dialect: a path that is not the API's (404) or could
+        // climb out of it (400) is answered in Gemini's shape.
+        let route = match parse_route(head.path, bearer) {
+            Ok(route) => route,
+            Err(error) => return Err(Refusal::new(record, ErrorShape::Gemini, &error)),
         };
         let mut record = record;
         record.apply_route(&route);

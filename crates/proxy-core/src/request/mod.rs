@@ -109,7 +109,7 @@ mod tests {
     use crate::route::parse_route;
 
     fn check(path: &str, body: &str, query: &str) -> Result<(Framing, Option<String>), ProxyError> {
-        let mut route = parse_route(path, true).ok_or(ProxyError::Internal)?;
+        let mut route = parse_route(path, true)?;
         let framing = inspect_body(&mut route, true, body.as_bytes(), query)?;
         Ok((framing, route.model))
     }
