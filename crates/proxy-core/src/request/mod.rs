@@ -69,6 +69,9 @@ pub fn inspect_body(
     let invalid =
         |e: serde_json::Error| ProxyError::BadRequest(format!("Invalid JSON payload received: {e}"));
     let has_json = has_body && !body.is_empty();
+    if has_json {
+        check_json_text(body)?;
+    }
     let framing = |format, stream| Framing { format, stream };
     match route.api {
         Api::OpenAi if has_json => {
@@ -92,6 +95,42 @@ pub fn inspect_body(
             }
         }
     }
+}
+
+/// Deepest nesting of arrays and objects accepted in a request body: serde_json's own
+/// default limit, far beyond any real request (schemas and function arguments
+/// included), and short of what could exhaust a parser's stack upstream or here.
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// What serde skips without looking: the body must be UTF-8 (JSON is), and not nested
+/// past [`MAX_JSON_DEPTH`] (skipping unknown fields does not count depth).
+fn check_json_text(body: &[u8]) -> Result<(), ProxyError> {
+    if std::str::from_utf8(body).is_err() {
+        return Err(ProxyError::BadRequest(
+            "Invalid JSON payload received: the body is not valid UTF-8.".into(),
+        ));
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in body {
+        match (in_string, escaped, byte) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (true, false, b'"') => in_string = false,
+            (true, false, _) => {}
+            (false, _, b'"') => in_string = true,
+            (false, _, b'[' | b'{') => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(ProxyError::BadRequest(format!(
+                        "Invalid JSON payload received: nested deeper than {MAX_JSON_DEPTH} levels."
+                    )));
+                }
+            }
+            (false, _, b']' | b'}') => depth = depth.saturating_sub(1),
+            (false, _, _) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Upstream path and query for a route; `query` has no client credential in it.
@@ -151,6 +190,31 @@ mod tests {
         ] {
             assert!(
                 matches!(check(path, body, ""), Err(ProxyError::BadRequest(m)) if m.contains("Invalid JSON"))
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_and_deep_nesting_are_bad_requests() {
+        let deep = |n: usize| format!("{{\"contents\":{}{}}}", "[".repeat(n), "]".repeat(n));
+        let ok = format!(r#"{{"s":"[[[[{}\"\\"}}"#, "[".repeat(500));
+        for path in ["/v1beta/models/m:generateContent", "/v1/chat/completions"] {
+            assert!(check(path, &deep(MAX_JSON_DEPTH - 1), "").is_ok(), "{path}");
+            assert!(
+                matches!(check(path, &deep(MAX_JSON_DEPTH + 1), ""), Err(ProxyError::BadRequest(m)) if m.contains("nested")),
+                "{path}"
+            );
+            assert!(
+                check(path, &ok, "").is_ok(),
+                "brackets inside strings don't count: {path}"
+            );
+            let mut route = parse_route(path, true)
+                .map_err(|_| ())
+                .unwrap_or_else(|_| panic!("{path}"));
+            let bad = b"{\"contents\":\"\xff\xfe\"}";
+            assert!(
+                matches!(inspect_body(&mut route, true, bad, ""), Err(ProxyError::BadRequest(m)) if m.contains("UTF-8")),
+                "{path}"
             );
         }
     }
