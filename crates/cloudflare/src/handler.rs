@@ -33,6 +33,8 @@ pub async fn handle(state: Rc<WorkerState>, mut request: Request, ctx: &Context)
         let health = state.health();
         return reply_response(Reply::json(health.status_code(), health.to_json(), &id));
     }
+    let client_ip = header(request.headers(), "cf-connecting-ip");
+    let client = client_ip.as_deref();
     let api_key = header(request.headers(), "x-goog-api-key");
     let authorization = header(request.headers(), "authorization");
     let head = RequestHead {
@@ -45,27 +47,27 @@ pub async fn handle(state: Rc<WorkerState>, mut request: Request, ctx: &Context)
     };
     let admission = match Admission::begin(id, now_ms, &head, state.config.admission) {
         Ok(admission) => admission,
-        Err(refusal) => return refuse(&state, ctx, refusal),
+        Err(refusal) => return refuse(&state, ctx, client, refusal),
     };
     // The one IO step before authorizing: a fresh isolate has no keys yet.
     if let Err(error) = ensure_keys(&state, ctx).await {
         diag::warn(&format!("cannot read keys from the store: {error}"));
         let error = ProxyError::NoKeys("the key store cannot be read".into());
-        return refuse(&state, ctx, admission.refuse(error));
+        return refuse(&state, ctx, client, admission.refuse(error));
     }
     let authorized = match admission.authorize(&state.keys.proxy_keys()) {
         Ok(authorized) => authorized,
-        Err(refusal) => return refuse(&state, ctx, refusal),
+        Err(refusal) => return refuse(&state, ctx, client, refusal),
     };
     let body = match read_body(&mut request, authorized.body_limit()).await {
         Ok(body) => body,
-        Err(error) => return refuse(&state, ctx, authorized.refuse(error)),
+        Err(error) => return refuse(&state, ctx, client, authorized.refuse(error)),
     };
     let client_headers: Vec<(String, String)> = request.headers().entries().collect();
     let client_headers = client_headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
     let prepared = match authorized.with_body(body, client_headers) {
         Ok(prepared) => prepared,
-        Err(refusal) => return refuse(&state, ctx, refusal),
+        Err(refusal) => return refuse(&state, ctx, client, refusal),
     };
     let Some(settlement) = InFlight::new(&state, ctx, prepared).serve(seed).await else {
         return reply_response(Reply::error(&ProxyError::Internal, ErrorShape::Gemini, "-"));
@@ -85,14 +87,65 @@ pub async fn handle(state: Rc<WorkerState>, mut request: Request, ctx: &Context)
     }
 }
 
+/// A request with the engine: if the runtime drops the request mid-way (the client
+/// left), the drop logs what the attempts did (the core's `Prepared::abandon`).
+struct InFlight<'a> {
+    state: &'a Rc<WorkerState>,
+    ctx: &'a Context,
+    prepared: Option<Prepared>,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(state: &'a Rc<WorkerState>, ctx: &'a Context, prepared: Prepared) -> Self {
+        Self {
+            state,
+            ctx,
+            prepared: Some(prepared),
+        }
+    }
+
+    async fn serve(mut self, seed: u64) -> Option<Settlement<Response>> {
+        let (request, model, attempts) = self.prepared.as_mut()?.engine_input();
+        let served = self.state.engine.serve(request, model, seed, attempts).await;
+        Some(self.prepared.take()?.settle(served))
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(prepared) = self.prepared.take() {
+            let (changes, record) = prepared.abandon();
+            keep_state(self.state, self.ctx, changes);
+            log(self.state, self.ctx, record);
+        }
+    }
+}
+
+/// Queues learned key state for the store, written after the response went out.
+fn keep_state(state: &Rc<WorkerState>, ctx: &Context, changes: Vec<StateChange>) {
+    if changes.is_empty() {
+        return;
+    }
+    for change in changes {
+        state.state_changes.push(change);
+    }
+    ctx.wait_until(state.state_changes.clone().flush());
+}
+
+/// Answers a refusal; logs it unless it is one of a stranger's many (the core's
+/// sampler counts those instead).
 fn refuse(
     state: &Rc<WorkerState>,
     ctx: &Context,
-    Refusal { reply, record }: Refusal,
+    client: Option<&str>,
+    refusal: Refusal,
 ) -> worker::Result<Response> {
-    let response = reply_response(reply);
-    log(state, ctx, *record);
-    response
+    let keep = state.refusals.keep(&refusal, client, unix_ms());
+    let Refusal { reply, record } = refusal;
+    if keep {
+        log(state, ctx, *record);
+    }
+    reply_response(reply)
 }
 
 /// Hands a finished record to the log queue, written after the response went out.

@@ -11,7 +11,7 @@ use proxy_core::defaults;
 use proxy_core::health::{Health, HealthInput};
 use proxy_core::log::LogRecord;
 use proxy_core::pool::{KeyPool, StateChange};
-use proxy_core::request::RequestIds;
+use proxy_core::request::{RefusalSampler, RequestIds};
 use wasm_bindgen::JsValue;
 use worker::Env;
 
@@ -29,6 +29,7 @@ pub struct WorkerState {
     pub state_changes: Rc<BatchQueue<StateChange, WorkerClock>>,
     pub config: WorkerConfig,
     pub ids: RequestIds,
+    pub refusals: RefusalSampler,
 }
 
 thread_local! {
@@ -101,6 +102,7 @@ impl WorkerState {
             state_changes,
             config,
             ids: RequestIds::new((js_sys::Math::random() * f64::from(u32::MAX)) as u32),
+            refusals: RefusalSampler::default(),
         })
     }
 
@@ -114,6 +116,7 @@ impl WorkerState {
             proxy_keys: self.keys.proxy_keys().len(),
             dropped_log_records: self.logs.dropped(),
             store_unreachable: self.keys.is_failing(),
+            refusals: self.refusals.counts(),
             ..from_pool
         };
         Health::of(input, now)

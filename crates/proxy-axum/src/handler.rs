@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
@@ -25,6 +27,12 @@ pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request
     let (id, seed) = state.ids.next(now_ms);
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
+    // Known when the server was started with connect info (both binaries are).
+    let client_ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let client = client_ip.as_deref();
     let head = RequestHead {
         method: parts.method.as_str(),
         path: parts.uri.path(),
@@ -37,18 +45,18 @@ pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request
         .and_then(|a| a.authorize(&state.proxy_keys()));
     let authorized = match admitted {
         Ok(authorized) => authorized,
-        Err(refusal) => return refuse(&state, refusal),
+        Err(refusal) => return refuse(&state, client, refusal),
     };
     let body = match read_body(body, authorized.body_limit()).await {
         Ok(body) => body,
-        Err(error) => return refuse(&state, authorized.refuse(error)),
+        Err(error) => return refuse(&state, client, authorized.refuse(error)),
     };
     let client_headers = headers
         .iter()
         .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)));
     let prepared = match authorized.with_body(body, client_headers) {
         Ok(prepared) => prepared,
-        Err(refusal) => return refuse(&state, refusal),
+        Err(refusal) => return refuse(&state, client, refusal),
     };
     let Some(settlement) = InFlight::new(&state, prepared).serve(seed).await else {
         return reply_response(Reply::error(&ProxyError::Internal, ErrorShape::Gemini, "-"));
@@ -105,10 +113,15 @@ impl Drop for InFlight<'_> {
     }
 }
 
-fn refuse(state: &ProxyState, Refusal { reply, record }: Refusal) -> Response {
-    let response = reply_response(reply);
-    state.log(*record);
-    response
+/// Answers a refusal; logs it unless it is one of a stranger's many (the core's
+/// sampler counts those instead).
+fn refuse(state: &ProxyState, client: Option<&str>, refusal: Refusal) -> Response {
+    let keep = state.refusals.keep(&refusal, client, unix_ms());
+    let Refusal { reply, record } = refusal;
+    if keep {
+        state.log(*record);
+    }
+    reply_response(reply)
 }
 
 /// Streams upstream's 2xx body to the client; the observer completes the record.

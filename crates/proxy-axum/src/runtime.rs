@@ -13,7 +13,7 @@ use proxy_core::log::LogRecord;
 use proxy_core::mark_guard::MarkingSuspended;
 use proxy_core::platform::{KeySnapshot, KeyStore, LogSink, StoreError};
 use proxy_core::pool::{KeyPool, StateChange};
-use proxy_core::request::RequestIds;
+use proxy_core::request::{RefusalSampler, RequestIds};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -39,6 +39,7 @@ pub struct ProxyState {
     pub(crate) state_changes: BatchQueue<StateChange>,
     pub(crate) config: ProxyConfig,
     pub(crate) ids: RequestIds,
+    pub(crate) refusals: RefusalSampler,
     /// The refresher's last read of the store failed.
     store_unreachable: AtomicBool,
 }
@@ -99,6 +100,7 @@ impl ProxyState {
             proxy_keys: self.proxy_keys().len(),
             dropped_log_records: self.dropped_logs(),
             store_unreachable: self.store_unreachable.load(Ordering::Relaxed),
+            refusals: self.refusals.counts(),
             ..from_pool
         };
         Health::of(input, now)
@@ -137,6 +139,7 @@ impl ProxyRuntime {
             state_changes,
             config,
             ids: RequestIds::new(std::process::id() ^ (unix_ms() as u32)),
+            refusals: RefusalSampler::default(),
             store_unreachable: AtomicBool::new(false),
         });
         state.apply_snapshot(snapshot);

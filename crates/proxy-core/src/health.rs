@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::json;
 
 use crate::pool::{KeyPool, KeyStatus};
+use crate::request::RefusalCounts;
 
 /// Facts a platform gathers for `/healthz`.
 #[derive(Clone, Debug, Default)]
@@ -17,6 +18,8 @@ pub struct HealthInput {
     pub store_unreachable: bool,
     /// A problem the pool reports itself (e.g. invalid marks suspended).
     pub pool_problem: Option<String>,
+    /// Requests refused without a live proxy key, counted (only a sample is logged).
+    pub refusals: RefusalCounts,
 }
 
 impl HealthInput {
@@ -41,6 +44,7 @@ pub struct Health {
     pub dropped_log_records: u64,
     /// Why the proxy is degraded; empty when it is `ok`.
     pub problems: Vec<String>,
+    pub refusals: RefusalCounts,
     /// Nothing can be served: load balancers should route elsewhere (503).
     pub unable_to_serve: bool,
 }
@@ -92,6 +96,7 @@ impl Health {
             proxy_keys: input.proxy_keys,
             dropped_log_records: input.dropped_log_records,
             problems,
+            refusals: input.refusals,
             unable_to_serve: available == 0,
         }
     }
@@ -113,6 +118,10 @@ impl Health {
         });
         if !self.problems.is_empty() {
             body["problems"] = json!(self.problems);
+        }
+        if !self.refusals.by_reason.is_empty() {
+            body["refused_without_proxy_key"] = json!(self.refusals.by_reason);
+            body["refusals_not_logged"] = json!(self.refusals.not_logged);
         }
         if !self.available_by_model.is_empty() {
             body["upstream_keys_available_by_model"] = json!(self.available_by_model);

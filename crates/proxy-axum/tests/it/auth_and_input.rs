@@ -219,3 +219,37 @@ async fn models_list_paging_and_other_routes_pass_through() {
         "upstream's own 404 passes through"
     );
 }
+
+/// A stranger's refusals are counted, and only a sample is logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_without_a_proxy_key_are_counted_and_sampled() {
+    let h = Harness::start(&[key("good")]).await;
+    let path = h.url(&format!("/v1beta/models/{FLASH}:generateContent"));
+    for _ in 0..40 {
+        let answer = h
+            .http
+            .post(&path)
+            .header("x-goog-api-key", "gp-not-a-key")
+            .body("{}")
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(answer.status(), 401);
+    }
+    assert_eq!(h.generate(FLASH).await.status(), 200);
+    // Records are written in order: once the 200 is in, every refusal logged is too.
+    let logged = h.logs_where(|rows| rows.iter().any(|r| r.status == 200)).await;
+    let refused = logged.iter().filter(|r| r.status == 401).count();
+    assert_eq!(refused, proxy_core::request::SAMPLED_PER_SOURCE as usize);
+    let health: Value = h
+        .http
+        .get(h.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz")
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(health["refused_without_proxy_key"]["invalid_api_key"], 40, "{health}");
+    assert_eq!(health["refusals_not_logged"], 35, "{health}");
+}
