@@ -12,39 +12,20 @@ use futures_util::StreamExt;
 use futures_util::future::{Either, select};
 use proxy_core::keys::Secret;
 use proxy_core::platform::{PreparedRequest, TransportError, Upstream, UpstreamResponse};
-use proxy_core::route::keeps_upstream_path;
+use proxy_core::upstream_url::UpstreamBase;
 use worker::{
-    AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response, Url,
+    AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response,
 };
 
 pub struct WorkerUpstream {
-    base_url: String,
-    /// The base URL's path (an AI Gateway's prefix): every request stays under it.
-    base_path: String,
+    base: UpstreamBase,
 }
 
 impl WorkerUpstream {
     pub fn new(base_url: &str) -> Self {
-        let base_url = base_url.trim_end_matches('/').to_string();
-        // An unparsable base URL fails every request at `url_for` instead.
-        let base_path = Url::parse(&base_url)
-            .map(|url| url.path().to_string())
-            .unwrap_or_default();
-        Self { base_url, base_path }
-    }
-
-    /// The URL for `path_and_query`, refused if URL parsing (the same WHATWG rules
-    /// `fetch` applies) changed its path: what goes upstream is what the core's route
-    /// produced, under the base path.
-    fn url_for(&self, path_and_query: &str) -> Result<Url, TransportError> {
-        let url = Url::parse(&format!("{}{}", self.base_url, path_and_query))
-            .map_err(|e| TransportError::Connect(format!("invalid upstream URL: {e}")))?;
-        if !keeps_upstream_path(&self.base_path, path_and_query, url.path()) {
-            return Err(TransportError::Connect(
-                "the request path would leave the upstream base URL's path".into(),
-            ));
+        Self {
+            base: UpstreamBase::new(base_url),
         }
-        Ok(url)
     }
 
     fn build(&self, request: &PreparedRequest, key: &Secret) -> Result<Request, TransportError> {
@@ -66,7 +47,7 @@ impl WorkerUpstream {
         if !request.body.is_empty() && !matches!(method, Method::Get | Method::Head) {
             init.with_body(Some(js_sys::Uint8Array::from(&request.body[..]).into()));
         }
-        let url = self.url_for(&request.path_and_query)?;
+        let url = self.base.url_for(&request.path_and_query)?;
         Request::new_with_init(url.as_str(), &init)
             .map_err(|e| TransportError::Connect(format!("cannot build the upstream request: {e}")))
     }

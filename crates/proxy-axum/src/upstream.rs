@@ -9,16 +9,13 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use proxy_core::keys::Secret;
 use proxy_core::platform::{PreparedRequest, TransportError, Upstream, UpstreamResponse};
-use proxy_core::route::keeps_upstream_path;
-use reqwest::Url;
+use proxy_core::upstream_url::UpstreamBase;
 use reqwest::header::{HeaderName, HeaderValue};
 
 #[derive(Clone, Debug)]
 pub struct ReqwestUpstream {
     client: reqwest::Client,
-    base_url: String,
-    /// The base URL's path (an AI Gateway's prefix): every request stays under it.
-    base_path: String,
+    base: UpstreamBase,
 }
 
 impl ReqwestUpstream {
@@ -33,30 +30,10 @@ impl ReqwestUpstream {
             // Streams may sit silent for minutes while a model thinks; only the
             // per-attempt header deadline applies, never a whole-response timeout.
             .build()?;
-        let base_url = base_url.trim_end_matches('/').to_string();
-        // An unparsable base URL fails every request at `url_for` instead.
-        let base_path = Url::parse(&base_url)
-            .map(|url| url.path().to_string())
-            .unwrap_or_default();
         Ok(Self {
             client,
-            base_url,
-            base_path,
+            base: UpstreamBase::new(base_url),
         })
-    }
-
-    /// The URL for `path_and_query`, refused if URL parsing changed its path (dot
-    /// segments resolved, characters re-encoded): what goes upstream is what the core's
-    /// route produced, under the base path.
-    fn url_for(&self, path_and_query: &str) -> Result<Url, TransportError> {
-        let url = Url::parse(&format!("{}{}", self.base_url, path_and_query))
-            .map_err(|e| TransportError::Connect(format!("invalid upstream URL: {e}")))?;
-        if !keeps_upstream_path(&self.base_path, path_and_query, url.path()) {
-            return Err(TransportError::Connect(
-                "the request path would leave the upstream base URL's path".into(),
-            ));
-        }
-        Ok(url)
     }
 }
 
@@ -72,7 +49,7 @@ impl Upstream for ReqwestUpstream {
     ) -> Result<UpstreamResponse<reqwest::Response>, TransportError> {
         let method = reqwest::Method::from_bytes(request.method.as_bytes())
             .map_err(|_| TransportError::Connect("unsupported method".into()))?;
-        let url = self.url_for(&request.path_and_query)?;
+        let url = self.base.url_for(&request.path_and_query)?;
         let mut builder = self.client.request(method, url).body(request.body.clone());
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
@@ -122,25 +99,5 @@ impl Upstream for ReqwestUpstream {
         tokio::time::timeout(Duration::from_millis(timeout_ms), reading)
             .await
             .unwrap_or(Err(TransportError::Timeout))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The second line of defence, should a path ever slip past the core's route check.
-    #[test]
-    fn urls_that_parsing_would_rewrite_are_refused() {
-        let upstream = ReqwestUpstream::new("http://127.0.0.1:9/prefix/", Duration::from_secs(1))
-            .unwrap_or_else(|e| panic!("client builds: {e}"));
-        let url = upstream.url_for("/v1beta/models?pageSize=1&alt=a%20b");
-        assert_eq!(
-            url.map(|u| u.to_string()),
-            Ok("http://127.0.0.1:9/prefix/v1beta/models?pageSize=1&alt=a%20b".to_string())
-        );
-        for path in ["/v1/%2e%2e/%2e%2e/x", "/v1/../x", "/v1/a\\..\\..\\x", "/v1/a b"] {
-            assert!(upstream.url_for(path).is_err(), "{path}");
-        }
     }
 }

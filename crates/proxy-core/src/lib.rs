@@ -32,6 +32,7 @@ pub mod request;
 pub mod retry;
 pub mod route;
 pub mod stream_meta;
+pub mod upstream_url;
 
 pub use engine::{Engine, EngineConfig};
 pub use error::{ErrorShape, ProxyError};

@@ -250,6 +250,9 @@ async fn refusals_without_a_proxy_key_are_counted_and_sampled() {
         .json()
         .await
         .unwrap_or_default();
-    assert_eq!(health["refused_without_proxy_key"]["invalid_api_key"], 40, "{health}");
+    assert_eq!(
+        health["refused_without_proxy_key"]["invalid_api_key"], 40,
+        "{health}"
+    );
     assert_eq!(health["refusals_not_logged"], 35, "{health}");
 }
