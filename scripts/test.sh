@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command (README "Test it"): the build scripts' tool lookup,
-# Rust unit and integration tests, then the official google-genai and openai Python SDKs against the running binary.
+# Rust unit and integration tests, then the official google-genai and openai Python
+# SDKs against the running binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -53,7 +53,13 @@ ensure_wasm_bindgen() {
     tools_log "installing wasm-bindgen $want into $TOOLS_BIN"
     # --debug: compiles in a fraction of the time on a 2-core machine, and its work here
     # takes seconds either way. --force: replaces another version or package's binary.
-    cargo install -q --debug --locked --force --root "$TOOLS_ROOT" --path "$tool_dir"
+    # A temporary target folder, as for a registry install (--path would build inside
+    # scripts/, and keep 800 MB there).
+    local build
+    build="$(mktemp -d)"
+    cargo install -q --debug --locked --force --root "$TOOLS_ROOT" --target-dir "$build" \
+      --path "$tool_dir"
+    rm -rf "$build"
   fi
 }
 
