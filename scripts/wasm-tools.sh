@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by build-web.sh and build-worker.sh: installs the wasm build tools a fresh
 # machine lacks, each only when missing or at the wrong version, so a build never
 # depends on what an earlier session left installed.
