@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# The project's one test command (README "Test it"): Rust unit and integration tests,
-# then the official google-genai and openai Python SDKs against the running binary.
+# The project's one test command (README "Test it"): the build scripts' tool lookup,
+# Rust unit and integration tests, then the official google-genai and openai Python
+# SDKs against the running binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# How the wasm build scripts find and install their tools (seconds; stand-in tools).
+tests/scripts/wasm-tools.test.sh
 
 cargo test --workspace --locked
 

@@ -32,6 +32,19 @@ async fn start_on<S>(store: Arc<S>, password: Option<&str>, dir: Option<tempfile
 where
     S: KeyStore + LogSink + AdminStore + 'static,
 {
+    start_with(store.clone(), store, password, dir).await.0
+}
+
+/// The proxy on `store`, the dashboard's pages and forms on `admin`.
+async fn start_with<S>(
+    store: Arc<S>,
+    admin: Arc<dyn AdminStore>,
+    password: Option<&str>,
+    dir: Option<tempfile::TempDir>,
+) -> (Running, Arc<AppState>)
+where
+    S: KeyStore + LogSink + 'static,
+{
     let fake = FakeGemini::start().await.expect("fake gemini");
     let config = ProxyConfig {
         upstream_base_url: fake.base_url(),
@@ -42,13 +55,13 @@ where
         .await
         .expect("runtime");
     let backing = Backing {
-        admin: store.clone(),
+        admin,
         key_store: store,
         proxy: runtime.state(),
         refresh: runtime.store_changed(),
     };
     let state = AppState::new(backing, password, false, None);
-    let router = app(state);
+    let router = app(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move {
@@ -61,12 +74,13 @@ where
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
-    Running {
+    let running = Running {
         base,
         http,
         _fake: fake,
         _dir: dir,
-    }
+    };
+    (running, state)
 }
 
 impl Running {
@@ -419,4 +433,64 @@ async fn server_functions_answer_only_a_session(web: Running) {
         eventually(|| async { requests().await >= 1 }).await,
         "the request shows in the live totals"
     );
+}
+
+/// Every page and form answers a failing store with 503 and the store's message (which
+/// holds no secret), as one error type maps it.
+#[tokio::test]
+async fn a_failing_store_answers_503_on_every_page_and_form() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(SqliteStore::open(&dir.path().join("web.db")).expect("sqlite"));
+    // Nothing listens on port 1: every dashboard query fails at once.
+    let down = store_postgres::PostgresStore::connect_lazy(
+        "postgres://postgres@127.0.0.1:1/none",
+        store_postgres::ConnectOptions::default(),
+    )
+    .expect("store");
+    let (web, state) = start_with(store, Arc::new(down), Some("pw"), Some(dir)).await;
+    // A session made directly: no page renders the form token while the store is down.
+    let token = state.sessions.create(proxy_axum::unix_ms()).expect("session");
+    let csrf = state
+        .sessions
+        .get(&token, proxy_axum::unix_ms())
+        .expect("session")
+        .csrf;
+    let cookie = format!("{}={token}", gemini_proxy_web::session::COOKIE_NAME);
+
+    let pages = [
+        "/",
+        "/keys",
+        "/proxy-keys",
+        "/logs",
+        "/logs/r1?at=1",
+        "/usage",
+        "/usage.csv",
+    ];
+    for path in pages {
+        let (status, body) = web.get(&cookie, path).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "GET {path}: {body}");
+        assert!(
+            body.starts_with("the store failed: store unavailable"),
+            "GET {path}: {body}"
+        );
+    }
+    let forms: [(&str, &[(&str, &str)]); 5] = [
+        ("/keys", &[("keys", "AIzaSyWEB-down-key-0000000000000000000001")]),
+        ("/keys/1/disable", &[]),
+        ("/keys/1/recheck", &[]),
+        ("/proxy-keys", &[("name", "down")]),
+        ("/proxy-keys/1/revoke", &[]),
+    ];
+    for (path, fields) in forms {
+        let mut form = vec![("csrf", csrf.as_str())];
+        form.extend_from_slice(fields);
+        let res = web.post(&cookie, path, &form).await;
+        let status = res.status();
+        let body = res.text().await.expect("body");
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "POST {path}: {body}");
+        assert!(
+            body.starts_with("the store failed: store unavailable"),
+            "POST {path}: {body}"
+        );
+    }
 }

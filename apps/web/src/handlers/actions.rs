@@ -14,7 +14,7 @@ use proxy_core::platform::StoreError;
 use serde::Deserialize;
 
 use super::login::CsrfForm;
-use super::{render, store_error};
+use super::{AppError, render};
 use crate::operator::Operator;
 use crate::state::AppState;
 use crate::views;
@@ -34,18 +34,15 @@ pub async fn add_keys(
     State(state): State<Arc<AppState>>,
     operator: Operator,
     Form(form): Form<AddKeysForm>,
-) -> Response {
+) -> Result<Response, AppError> {
     if let Some(response) = operator.csrf_rejection(&form.csrf) {
-        return response;
+        return Ok(response);
     }
-    match add_key_lines(state.admin.as_ref(), &form.name, &form.keys).await {
-        Ok(0) => Redirect::to("/keys?msg=none").into_response(),
-        Ok(_) => {
-            state.refresh.notify_one();
-            Redirect::to("/keys?msg=added").into_response()
-        }
-        Err(error) => store_error(error),
+    if add_key_lines(state.admin.as_ref(), &form.name, &form.keys).await? == 0 {
+        return Ok(Redirect::to("/keys?msg=none").into_response());
     }
+    state.refresh.notify_one();
+    Ok(Redirect::to("/keys?msg=added").into_response())
 }
 
 pub async fn add_key_lines(admin: &dyn AdminStore, name: &str, text: &str) -> Result<usize, StoreError> {
@@ -67,49 +64,40 @@ pub async fn key_action(
     operator: Operator,
     Path((id, action)): Path<(i64, String)>,
     Form(form): Form<CsrfForm>,
-) -> Response {
+) -> Result<Response, AppError> {
     if let Some(response) = operator.csrf_rejection(&form.csrf) {
-        return response;
+        return Ok(response);
     }
     let admin = state.admin.as_ref();
-    let (result, msg) = match action.as_str() {
-        "enable" => (admin.set_key_enabled(id, true).await, "enabled"),
-        "disable" => (admin.set_key_enabled(id, false).await, "disabled"),
-        "delete" => (admin.remove_key(id).await, "deleted"),
+    let (found, msg) = match action.as_str() {
+        "enable" => (admin.set_key_enabled(id, true).await?, "enabled"),
+        "disable" => (admin.set_key_enabled(id, false).await?, "disabled"),
+        "delete" => (admin.remove_key(id).await?, "deleted"),
         "recheck" => return recheck(&state, id).await,
-        _ => return (StatusCode::NOT_FOUND, "unknown action").into_response(),
+        _ => return Ok((StatusCode::NOT_FOUND, "unknown action").into_response()),
     };
-    match result {
-        Ok(true) => {
-            state.refresh.notify_one();
-            Redirect::to(&format!("/keys?msg={msg}")).into_response()
-        }
-        Ok(false) => Redirect::to("/keys?msg=missing").into_response(),
-        Err(error) => store_error(error),
+    if !found {
+        return Ok(Redirect::to("/keys?msg=missing").into_response());
     }
+    state.refresh.notify_one();
+    Ok(Redirect::to(&format!("/keys?msg={msg}")).into_response())
 }
 
 /// "Re-check now": one cheap upstream call with the key. An invalid verdict is saved as
 /// the proxy saves its own; a valid key that carried an invalid mark is re-enabled, which
 /// clears the mark (and any cooldowns: the next real request re-learns them).
-async fn recheck(state: &AppState, id: i64) -> Response {
+async fn recheck(state: &AppState, id: i64) -> Result<Response, AppError> {
     let Some(check) = state.proxy.check_key(id).await else {
         // Added a moment ago, the key may be in the store but not yet in the proxy.
-        let known = match state.admin.list_keys().await {
-            Ok(keys) => keys.iter().any(|k| k.id == id),
-            Err(error) => return store_error(error),
-        };
+        let known = state.admin.list_keys().await?.iter().any(|k| k.id == id);
         state.refresh.notify_one();
         let msg = if known { "checked-pending" } else { "missing" };
-        return Redirect::to(&format!("/keys?msg={msg}")).into_response();
+        return Ok(Redirect::to(&format!("/keys?msg={msg}")).into_response());
     };
-    let saved = match (&check.outcome, &check.change) {
-        (_, Some(change)) => state.key_store.save_state(std::slice::from_ref(change)).await,
-        (Outcome::Success, None) => clear_invalid_mark(state.admin.as_ref(), id).await,
-        _ => Ok(()),
-    };
-    if let Err(error) = saved {
-        return store_error(error);
+    match (&check.outcome, &check.change) {
+        (_, Some(change)) => state.key_store.save_state(std::slice::from_ref(change)).await?,
+        (Outcome::Success, None) => clear_invalid_mark(state.admin.as_ref(), id).await?,
+        _ => {}
     }
     state.refresh.notify_one();
     tracing::info!(
@@ -117,7 +105,7 @@ async fn recheck(state: &AppState, id: i64) -> Response {
         verdict = check.verdict(),
         "operator re-checked an upstream key"
     );
-    Redirect::to(&format!("/keys?msg=checked-{}", check.verdict())).into_response()
+    Ok(Redirect::to(&format!("/keys?msg=checked-{}", check.verdict())).into_response())
 }
 
 async fn clear_invalid_mark(admin: &dyn AdminStore, id: i64) -> Result<(), StoreError> {
@@ -146,26 +134,24 @@ pub async fn create_proxy_key(
     State(state): State<Arc<AppState>>,
     operator: Operator,
     Form(form): Form<CreateProxyKeyForm>,
-) -> Response {
+) -> Result<Response, AppError> {
     if let Some(response) = operator.csrf_rejection(&form.csrf) {
-        return response;
+        return Ok(response);
     }
     let mut random = [0u8; 24];
     if let Err(error) = getrandom::fill(&mut random) {
         tracing::error!(%error, "no randomness for a proxy key");
-        return (StatusCode::INTERNAL_SERVER_ERROR, "cannot generate a key").into_response();
+        return Ok((StatusCode::INTERNAL_SERVER_ERROR, "cannot generate a key").into_response());
     }
     let secret = format_proxy_key(&random);
     let name = form.name.trim().to_string();
     let admin = state.admin.as_ref();
-    if let Err(error) = admin.create_proxy_key(&name, &hash_proxy_key(&secret)).await {
-        return store_error(error);
-    }
+    admin.create_proxy_key(&name, &hash_proxy_key(&secret)).await?;
     state.refresh.notify_one();
-    match super::pages::proxy_key_views(admin, proxy_axum::unix_ms()).await {
-        Ok(keys) => render(|| views::proxy_keys::page(operator.csrf(), keys, Some((name, secret)), None)),
-        Err(error) => store_error(error),
-    }
+    let keys = super::pages::proxy_key_views(admin, proxy_axum::unix_ms()).await?;
+    Ok(render(|| {
+        views::proxy_keys::page(operator.csrf(), keys, Some((name, secret)), None)
+    }))
 }
 
 pub async fn revoke_proxy_key(
@@ -173,16 +159,13 @@ pub async fn revoke_proxy_key(
     operator: Operator,
     Path(id): Path<i64>,
     Form(form): Form<CsrfForm>,
-) -> Response {
+) -> Result<Response, AppError> {
     if let Some(response) = operator.csrf_rejection(&form.csrf) {
-        return response;
+        return Ok(response);
     }
-    match state.admin.revoke_proxy_key(id).await {
-        Ok(true) => {
-            state.refresh.notify_one();
-            Redirect::to("/proxy-keys?msg=revoked").into_response()
-        }
-        Ok(false) => Redirect::to("/proxy-keys?msg=missing").into_response(),
-        Err(error) => store_error(error),
+    if !state.admin.revoke_proxy_key(id).await? {
+        return Ok(Redirect::to("/proxy-keys?msg=missing").into_response());
     }
+    state.refresh.notify_one();
+    Ok(Redirect::to("/proxy-keys?msg=revoked").into_response())
 }

@@ -31,12 +31,32 @@ pub fn render(page: impl FnOnce() -> String) -> Response {
     html(owner.with(page))
 }
 
-/// Store failures become a 503 page; the message is the store's, which holds no secret.
-pub fn store_error(error: StoreError) -> Response {
-    tracing::warn!(%error, "dashboard store query failed");
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("the store failed: {error}"),
-    )
-        .into_response()
+/// What a dashboard handler fails with: handlers return `Result<Response, AppError>`
+/// and use `?`, and this is the one place such a failure becomes a response and a log
+/// line.
+#[derive(Debug)]
+pub enum AppError {
+    /// A store query failed: a 503 page with the store's message, which holds no secret.
+    Store(StoreError),
+}
+
+impl From<StoreError> for AppError {
+    fn from(error: StoreError) -> Self {
+        Self::Store(error)
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Store(error) => {
+                tracing::warn!(%error, "dashboard store query failed");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the store failed: {error}"),
+                )
+                    .into_response()
+            }
+        }
+    }
 }

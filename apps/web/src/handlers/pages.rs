@@ -12,7 +12,7 @@ use proxy_core::keys::KeyId;
 use proxy_core::platform::StoreError;
 use serde::Deserialize;
 
-use super::{render, store_error};
+use super::{AppError, render};
 use crate::data::{self, Range};
 use crate::log_filter::{LogFilters, PAGE_SIZE};
 use crate::operator::Operator;
@@ -30,12 +30,10 @@ pub async fn overview(
     State(state): State<Arc<AppState>>,
     operator: Operator,
     Query(params): Query<OverviewParams>,
-) -> Response {
+) -> Result<Response, AppError> {
     let range = Range::parse(params.range.as_deref());
-    match overview_data(state.admin.as_ref(), range, unix_ms()).await {
-        Ok(o) => render(|| views::overview::page(operator.csrf(), o)),
-        Err(error) => store_error(error),
-    }
+    let overview = overview_data(state.admin.as_ref(), range, unix_ms()).await?;
+    Ok(render(|| views::overview::page(operator.csrf(), overview)))
 }
 
 pub async fn overview_data(
@@ -97,12 +95,12 @@ pub async fn keys(
     State(state): State<Arc<AppState>>,
     operator: Operator,
     Query(params): Query<MsgParams>,
-) -> Response {
+) -> Result<Response, AppError> {
     let now = unix_ms();
-    match key_views(state.admin.as_ref(), now).await {
-        Ok(keys) => render(|| views::keys::page(operator.csrf(), keys, now, params.msg.as_deref())),
-        Err(error) => store_error(error),
-    }
+    let keys = key_views(state.admin.as_ref(), now).await?;
+    Ok(render(|| {
+        views::keys::page(operator.csrf(), keys, now, params.msg.as_deref())
+    }))
 }
 
 /// Keys with what each answered today (Pacific).
@@ -131,11 +129,11 @@ pub async fn proxy_keys(
     State(state): State<Arc<AppState>>,
     operator: Operator,
     Query(params): Query<MsgParams>,
-) -> Response {
-    match proxy_key_views(state.admin.as_ref(), unix_ms()).await {
-        Ok(keys) => render(|| views::proxy_keys::page(operator.csrf(), keys, None, params.msg.as_deref())),
-        Err(error) => store_error(error),
-    }
+) -> Result<Response, AppError> {
+    let keys = proxy_key_views(state.admin.as_ref(), unix_ms()).await?;
+    Ok(render(|| {
+        views::proxy_keys::page(operator.csrf(), keys, None, params.msg.as_deref())
+    }))
 }
 
 /// Proxy keys with their usage today (UTC) and over the last 30 days.
@@ -186,27 +184,19 @@ pub async fn logs(
     State(state): State<Arc<AppState>>,
     operator: Operator,
     Query(filters): Query<LogFilters>,
-) -> Response {
+) -> Result<Response, AppError> {
     let admin = state.admin.as_ref();
-    let result = async {
-        let mut records = admin.list_logs(&filters.query()).await?;
-        let has_next = records.len() > PAGE_SIZE as usize;
-        records.truncate(PAGE_SIZE as usize);
-        let keys = admin.list_keys().await?;
-        let proxy_keys = admin.list_proxy_keys().await?;
-        Ok::<_, StoreError>(views::logs::LogsPage {
-            filters: filters.clone(),
-            records,
-            has_next,
-            keys,
-            proxy_keys,
-        })
-    }
-    .await;
-    match result {
-        Ok(page) => render(|| views::logs::page(operator.csrf(), page)),
-        Err(error) => store_error(error),
-    }
+    let mut records = admin.list_logs(&filters.query()).await?;
+    let has_next = records.len() > PAGE_SIZE as usize;
+    records.truncate(PAGE_SIZE as usize);
+    let page = views::logs::LogsPage {
+        filters,
+        records,
+        has_next,
+        keys: admin.list_keys().await?,
+        proxy_keys: admin.list_proxy_keys().await?,
+    };
+    Ok(render(|| views::logs::page(operator.csrf(), page)))
 }
 
 #[derive(Deserialize)]
@@ -219,18 +209,16 @@ pub async fn log_detail(
     operator: Operator,
     Path(id): Path<String>,
     Query(params): Query<DetailParams>,
-) -> Response {
+) -> Result<Response, AppError> {
     let Some(at) = params.at else {
-        return (StatusCode::BAD_REQUEST, "missing ?at=<started_at_ms>").into_response();
+        return Ok((StatusCode::BAD_REQUEST, "missing ?at=<started_at_ms>").into_response());
     };
     let admin = state.admin.as_ref();
-    let found = data::find_log(admin, &id, at).await;
-    let keys = admin.list_keys().await;
-    match (found, keys) {
-        (Ok(Some(record)), Ok(keys)) => render(|| views::logs::detail(operator.csrf(), record, &keys)),
-        (Ok(None), _) => (StatusCode::NOT_FOUND, "no such request record").into_response(),
-        (Err(error), _) | (_, Err(error)) => store_error(error),
-    }
+    let Some(record) = data::find_log(admin, &id, at).await? else {
+        return Ok((StatusCode::NOT_FOUND, "no such request record").into_response());
+    };
+    let keys = admin.list_keys().await?;
+    Ok(render(|| views::logs::detail(operator.csrf(), record, &keys)))
 }
 
 #[derive(Deserialize, Default)]
@@ -277,32 +265,28 @@ pub async fn usage(
     State(state): State<Arc<AppState>>,
     operator: Operator,
     Query(params): Query<UsageParams>,
-) -> Response {
-    match usage_data(state.admin.as_ref(), params.days(), unix_ms()).await {
-        Ok((rows, daily)) => render(|| views::usage::page(operator.csrf(), params.days(), &rows, &daily)),
-        Err(error) => store_error(error),
-    }
+) -> Result<Response, AppError> {
+    let (rows, daily) = usage_data(state.admin.as_ref(), params.days(), unix_ms()).await?;
+    Ok(render(|| {
+        views::usage::page(operator.csrf(), params.days(), &rows, &daily)
+    }))
 }
 
 pub async fn usage_csv(
     State(state): State<Arc<AppState>>,
     _operator: Operator,
     Query(params): Query<UsageParams>,
-) -> Response {
-    match usage_data(state.admin.as_ref(), params.days(), unix_ms()).await {
-        Ok((rows, _)) => {
-            let mut response = views::usage::csv(&rows).into_response();
-            let headers = response.headers_mut();
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/csv; charset=utf-8"),
-            );
-            headers.insert(
-                header::CONTENT_DISPOSITION,
-                HeaderValue::from_static("attachment; filename=\"gemini-proxy-usage.csv\""),
-            );
-            response
-        }
-        Err(error) => store_error(error),
-    }
+) -> Result<Response, AppError> {
+    let (rows, _) = usage_data(state.admin.as_ref(), params.days(), unix_ms()).await?;
+    let mut response = views::usage::csv(&rows).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"gemini-proxy-usage.csv\""),
+    );
+    Ok(response)
 }
