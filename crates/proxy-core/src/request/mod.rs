@@ -5,6 +5,8 @@
 //! rule written here holds on both.
 
 mod admission;
+#[cfg(test)]
+mod admission_table_tests;
 mod ids;
 mod observe;
 mod refusals;
