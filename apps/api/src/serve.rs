@@ -2,7 +2,7 @@
 //! in-flight streams finish (bounded), then flush logs.
 
 use anyhow::Context;
-use proxy_axum::{ProxyRuntime, announce_listening, proxy_router, serve_until_shutdown};
+use proxy_axum::{ProxyRuntime, announce_listening, proxy_router, serve_then_stop};
 
 use crate::cli::ServeArgs;
 use store_select::Backend;
@@ -33,14 +33,8 @@ pub async fn run(backend: &Backend, args: ServeArgs) -> anyhow::Result<()> {
     if keys == 0 {
         tracing::warn!("no upstream keys yet: add one with `gemini-proxy keys add <KEY>`");
     }
-    serve_until_shutdown(
-        listener,
-        proxy_router(runtime.state()),
-        args.proxy.shutdown_grace(),
-    )
-    .await
-    .context("server error")?;
-    runtime.shutdown().await;
-    tracing::info!("stopped; logs flushed");
-    Ok(())
+    let app = proxy_router(runtime.state());
+    serve_then_stop(listener, app, args.proxy.connection_limits(), runtime)
+        .await
+        .context("stopping")
 }

@@ -6,7 +6,7 @@ use gemini_proxy_web::app::app;
 use gemini_proxy_web::bundle::Bundle;
 use gemini_proxy_web::config::{WebArgs, check_exposure};
 use gemini_proxy_web::state::{AppState, Backing};
-use proxy_axum::{ProxyRuntime, announce_listening, serve_until_shutdown};
+use proxy_axum::{ProxyRuntime, announce_listening, serve_then_stop};
 use store_select::Backend;
 
 fn main() -> std::process::ExitCode {
@@ -44,10 +44,7 @@ async fn run(args: WebArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     announce_listening(addr)?;
     tracing::info!(%addr, store = backend.kind, upstream = %args.proxy.upstream, "gemini-proxy-web serving dashboard and proxy");
-    serve_until_shutdown(listener, app(state), args.proxy.shutdown_grace())
+    serve_then_stop(listener, app(state), args.proxy.connection_limits(), runtime)
         .await
-        .context("server error")?;
-    runtime.shutdown().await;
-    tracing::info!("stopped; logs flushed");
-    Ok(())
+        .context("stopping")
 }

@@ -252,9 +252,11 @@ async fn without_a_password_the_login_page_opens_a_session() {
 #[tokio::test]
 async fn the_proxy_route_still_answers_unknown_paths_and_healthz() {
     let web = start(Some("pw")).await;
+    // No upstream key yet: the core's health answer says so, with the status a load
+    // balancer acts on.
     let (status, body) = web.get("", "/healthz").await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(body.contains("upstream_keys"));
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("no upstream key is configured"), "{body}");
     assert_eq!(web.generate("gp-unknown").await, StatusCode::UNAUTHORIZED);
     // No bundle built: its route serves nothing, and never a file named by the URL.
     assert_eq!(

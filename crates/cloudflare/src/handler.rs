@@ -114,7 +114,7 @@ impl<'a> InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if let Some(prepared) = self.prepared.take() {
-            let (changes, record) = prepared.abandon();
+            let (changes, record) = prepared.abandon(proxy_core::request::Abandoned::ClientLeft);
             keep_state(self.state, self.ctx, changes);
             log(self.state, self.ctx, record);
         }

@@ -8,7 +8,8 @@
 //! `-r302-` (a redirect to [`FakeGemini::set_redirect_target`]), `-stallbody-`
 //! (a 429 whose body stops halfway for two minutes)), and
 //! substrings of the model name select response shapes (`thinking`,
-//! `blocked`, `overloaded`, `slowstream`, `midstream`, `drop`, `big`,
+//! `blocked`, `overloaded`, `slowstream`, `longstream` (a minute of chunks),
+//! `midstream`, `drop`, `big`,
 //! `cached`).
 //!
 //! Like Google, it echoes client-chosen text into errors: an unknown top-level field

@@ -214,8 +214,15 @@ pub fn stream(model: &str, id: &str, flags: ModelFlags, sse: bool) -> Resp {
             .collect()
     };
     let mut steps = Vec::with_capacity(chunks.len() + 2);
+    if flags.long_stream {
+        let filler = response_bytes(model, id, flags, "…", 1, false);
+        for i in 0..crate::scenario::LONG_STREAM_EXTRA_CHUNKS {
+            steps.push(Step::data(delay, frame(sse, i == 0, &filler)));
+        }
+    }
+    let first = steps.is_empty();
     for (i, chunk) in chunks.into_iter().enumerate() {
-        steps.push(Step::data(delay, frame(sse, i == 0, &chunk)));
+        steps.push(Step::data(delay, frame(sse, first && i == 0, &chunk)));
     }
     if flags.midstream && !flags.blocked {
         let err = ApiError::midstream().body(false);

@@ -18,6 +18,8 @@ pub const STREAM_CANDIDATE_TOKENS: [u32; 3] = [3, 6, 9];
 pub const CHUNKS_BEFORE_FAILURE: usize = 2;
 /// Delay before every chunk of a `slowstream` stream.
 pub const SLOW_CHUNK_DELAY: Duration = Duration::from_millis(300);
+/// Extra chunks a `longstream` stream sends before its normal ones (× the delay).
+pub const LONG_STREAM_EXTRA_CHUNKS: usize = 200;
 /// Size of the text part for `big` models.
 pub const BIG_TEXT_LEN: usize = 1 << 20;
 
@@ -27,6 +29,8 @@ pub struct ModelFlags {
     pub blocked: bool,
     pub overloaded: bool,
     pub slow_stream: bool,
+    /// A stream that goes on for about a minute (shutdown tests).
+    pub long_stream: bool,
     pub midstream: bool,
     pub drop: bool,
     pub big: bool,
@@ -40,6 +44,7 @@ impl ModelFlags {
             blocked: model.contains("blocked"),
             overloaded: model.contains("overloaded"),
             slow_stream: model.contains("slowstream"),
+            long_stream: model.contains("longstream"),
             midstream: model.contains("midstream"),
             drop: model.contains("drop"),
             big: model.contains("big"),
@@ -57,7 +62,7 @@ impl ModelFlags {
 
     /// Delay to wait before each stream chunk.
     pub fn chunk_delay(self) -> Option<Duration> {
-        self.slow_stream.then_some(SLOW_CHUNK_DELAY)
+        (self.slow_stream || self.long_stream).then_some(SLOW_CHUNK_DELAY)
     }
 
     /// How many of the normal stream chunks are sent before the stream

@@ -12,7 +12,9 @@ use proxy_core::EngineConfig;
 use proxy_core::defaults;
 use proxy_core::request::AdmissionRules;
 
+use crate::body::BodyPace;
 use crate::config::ProxyConfig;
+use crate::connections::ConnectionLimits;
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct ProxyArgs {
@@ -59,6 +61,51 @@ pub struct ProxyArgs {
     /// Log records that may wait for the database before new ones are dropped (and counted).
     #[arg(long, env = "GEMINI_PROXY_LOG_QUEUE", default_value_t = defaults::LOG_QUEUE)]
     pub log_queue: usize,
+    /// Seconds a client gets to send a whole request head (on a new connection: from
+    /// when it opened).
+    #[arg(
+        long,
+        env = "GEMINI_PROXY_HEADER_TIMEOUT_SECS",
+        default_value_t = defaults::HEADER_TIMEOUT_SECS
+    )]
+    pub header_timeout_secs: u64,
+    /// Seconds a kept-alive connection may sit idle between requests.
+    #[arg(
+        long,
+        env = "GEMINI_PROXY_IDLE_TIMEOUT_SECS",
+        default_value_t = defaults::IDLE_TIMEOUT_SECS
+    )]
+    pub idle_timeout_secs: u64,
+    /// Client connections open at once (lowered to fit the open-file limit); more wait
+    /// in the kernel's accept queue.
+    #[arg(
+        long,
+        env = "GEMINI_PROXY_MAX_CONNECTIONS",
+        default_value_t = defaults::MAX_CONNECTIONS
+    )]
+    pub max_connections: usize,
+    /// Seconds a request body gets before its minimum rate applies.
+    #[arg(
+        long,
+        env = "GEMINI_PROXY_BODY_TIMEOUT_SECS",
+        default_value_t = defaults::BODY_TIMEOUT_SECS
+    )]
+    pub body_timeout_secs: u64,
+    /// After that, the slowest average a request body may arrive at, in KiB/s (else 408).
+    #[arg(
+        long,
+        env = "GEMINI_PROXY_MIN_BODY_RATE_KIB",
+        default_value_t = defaults::MIN_BODY_RATE_KIB
+    )]
+    pub min_body_rate_kib: u64,
+    /// MiB of request bodies held in memory at once, across all requests (beyond: 503
+    /// with Retry-After).
+    #[arg(
+        long,
+        env = "GEMINI_PROXY_BODY_MEMORY_MB",
+        default_value_t = defaults::BODY_MEMORY_MB
+    )]
+    pub body_memory_mb: u64,
 }
 
 impl ProxyArgs {
@@ -76,12 +123,24 @@ impl ProxyArgs {
             },
             refresh_interval: Duration::from_millis(self.refresh_ms.max(defaults::REFRESH_FLOOR_MS)),
             log_queue_capacity: self.log_queue.max(1),
+            body_pace: BodyPace {
+                grace: Duration::from_secs(self.body_timeout_secs),
+                min_bytes_per_sec: self.min_body_rate_kib.saturating_mul(1024),
+            },
+            body_memory_bytes: defaults::mib_to_bytes(self.body_memory_mb),
             ..ProxyConfig::default()
         }
     }
 
-    pub fn shutdown_grace(&self) -> Duration {
-        Duration::from_secs(self.shutdown_grace_secs)
+    /// The listener's limits (`serve_until_shutdown` fits the connection cap to the
+    /// open-file limit).
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            header_timeout: Duration::from_secs(self.header_timeout_secs.max(1)),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs.max(1)),
+            max_connections: self.max_connections.max(1),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+        }
     }
 }
 
@@ -156,6 +215,12 @@ mod tests {
         assert_eq!(parsed.admission, default.admission);
         assert_eq!(parsed.refresh_interval, default.refresh_interval);
         assert_eq!(parsed.log_queue_capacity, default.log_queue_capacity);
+        assert_eq!(parsed.body_pace, default.body_pace);
+        assert_eq!(parsed.body_memory_bytes, default.body_memory_bytes);
+        assert_eq!(
+            Cli::parse_from(["x"]).proxy.connection_limits(),
+            ConnectionLimits::default()
+        );
     }
 
     #[test]
@@ -183,6 +248,9 @@ mod tests {
             "refresh floor"
         );
         assert_eq!(config.log_queue_capacity, 1);
-        assert_eq!(cli.proxy.shutdown_grace(), Duration::from_secs(30));
+        assert_eq!(
+            cli.proxy.connection_limits().shutdown_grace,
+            Duration::from_secs(30)
+        );
     }
 }

@@ -8,6 +8,8 @@ use proxy_core::EngineConfig;
 use proxy_core::defaults;
 use proxy_core::request::AdmissionRules;
 
+use crate::body::BodyPace;
+
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {
     /// Where Gemini lives: Google's endpoint, a Cloudflare AI Gateway URL, or a test server.
@@ -21,6 +23,10 @@ pub struct ProxyConfig {
     pub log_queue_capacity: usize,
     pub log_batch_size: usize,
     pub connect_timeout: Duration,
+    /// How fast a request body must arrive.
+    pub body_pace: BodyPace,
+    /// Request bodies held in memory at once, in bytes, across all requests.
+    pub body_memory_bytes: usize,
 }
 
 impl Default for ProxyConfig {
@@ -33,6 +39,8 @@ impl Default for ProxyConfig {
             log_queue_capacity: defaults::LOG_QUEUE,
             log_batch_size: defaults::LOG_BATCH,
             connect_timeout: Duration::from_secs(defaults::CONNECT_TIMEOUT_SECS),
+            body_pace: BodyPace::default(),
+            body_memory_bytes: defaults::mib_to_bytes(defaults::BODY_MEMORY_MB),
         }
     }
 }

@@ -10,12 +10,12 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use bytes::Bytes;
 use proxy_core::request::{
-    Admission, Answer, BodyObserver, Prepared, Refusal, Reply, RequestHead, Settlement,
+    Abandoned, Admission, Answer, BodyObserver, Prepared, Refusal, Reply, RequestHead, Settlement,
 };
 use proxy_core::{ErrorShape, ProxyError};
 
+use crate::body::read_body;
 use crate::clock::unix_ms;
 use crate::headers::downstream_headers;
 use crate::observed_body::ObservedBody;
@@ -47,8 +47,18 @@ pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request
         Ok(authorized) => authorized,
         Err(refusal) => return refuse(&state, client, refusal),
     };
-    let body = match read_body(body, authorized.body_limit()).await {
-        Ok(body) => body,
+    let limits = (authorized.body_limit(), head.content_length);
+    let read = read_body(
+        body,
+        limits.0,
+        limits.1,
+        state.config.body_pace,
+        &state.body_budget,
+    )
+    .await;
+    // The lease keeps the body's share of the memory budget until the answer is built.
+    let (body, _lease) = match read {
+        Ok(read) => read,
         Err(error) => return refuse(&state, client, authorized.refuse(error)),
     };
     let client_headers = headers
@@ -78,9 +88,9 @@ pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request
     }
 }
 
-/// A request with the engine: if the client leaves before upstream answers, axum
-/// drops this mid-way, and the drop logs what the attempts did (the core's
-/// `Prepared::abandon`), so no upstream call goes unlogged.
+/// A request with the engine: if the client leaves before upstream answers (or the
+/// shutdown cuts it), axum drops this mid-way, and the drop logs what the attempts
+/// did (the core's `Prepared::abandon`), so no upstream call goes unlogged.
 struct InFlight<'a> {
     state: &'a ProxyState,
     prepared: Option<Prepared>,
@@ -104,7 +114,11 @@ impl<'a> InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if let Some(prepared) = self.prepared.take() {
-            let (changes, record) = prepared.abandon();
+            let why = match self.state.is_cut() {
+                true => Abandoned::Shutdown,
+                false => Abandoned::ClientLeft,
+            };
+            let (changes, record) = prepared.abandon(why);
             for change in changes {
                 self.state.state_changes.submit(change);
             }
@@ -136,7 +150,12 @@ fn stream_response(
         headers.remove(axum::http::header::CONTENT_LENGTH);
     }
     set_request_id(&mut headers, observer.request_id());
-    let body = Body::from_stream(ObservedBody::new(upstream, observer, state.logs.clone()));
+    let body = Body::from_stream(ObservedBody::new(
+        upstream,
+        observer,
+        state.logs.clone(),
+        state.cut_flag(),
+    ));
     let mut response = Response::new(body);
     *response.status_mut() = axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::OK);
     *response.headers_mut() = headers;
@@ -145,18 +164,4 @@ fn stream_response(
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ProxyError> {
-    match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => Ok(bytes),
-        Err(error) => {
-            let too_large =
-                std::error::Error::source(&error).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            Err(match too_large {
-                true => ProxyError::BodyTooLarge { limit_bytes: limit },
-                false => ProxyError::BadRequest("could not read the request body".into()),
-            })
-        }
-    }
 }

@@ -6,10 +6,12 @@
 //! `apps/api` and `apps/web` mount [`proxy_router`], so they serve the same proxy.
 
 mod batcher;
+mod body;
 #[cfg(feature = "cli")]
 mod cli;
 mod clock;
 mod config;
+mod connections;
 mod handler;
 mod headers;
 mod observed_body;
@@ -21,11 +23,15 @@ mod serving;
 mod upstream;
 
 pub use batcher::{BatchQueue, BatchWriter};
+pub use body::{BodyBudget, BodyPace};
 #[cfg(feature = "cli")]
 pub use cli::{ProcessArgs, ProxyArgs};
 pub use clock::{TokioClock, unix_ms};
 pub use config::ProxyConfig;
+pub use connections::{ConnectionLimits, Stopped, fit_to_open_file_limit, serve_with_limits};
 pub use router::proxy_router;
 pub use runtime::{ProxyRuntime, ProxyState, StartError};
-pub use serving::{announce_listening, serve_until_shutdown, shutdown_signal, without_nagle};
+pub use serving::{
+    announce_listening, serve_then_stop, serve_until_shutdown, shutdown_signal, without_nagle,
+};
 pub use upstream::ReqwestUpstream;

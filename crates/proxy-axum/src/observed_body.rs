@@ -4,6 +4,8 @@
 //! (drop).
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -24,6 +26,8 @@ pub(crate) struct ObservedBody {
     remaining: Option<u64>,
     /// Upstream's body ended; only the observer's held-back tail may follow.
     upstream_done: bool,
+    /// Set by the shutdown when it is about to drop the unfinished bodies.
+    cut: Arc<AtomicBool>,
 }
 
 impl ObservedBody {
@@ -31,6 +35,7 @@ impl ObservedBody {
         response: reqwest::Response,
         observer: BodyObserver,
         queue: BatchQueue<LogRecord>,
+        cut: Arc<AtomicBool>,
     ) -> Self {
         let remaining = response.content_length();
         Self {
@@ -39,6 +44,7 @@ impl ObservedBody {
             queue,
             remaining,
             upstream_done: false,
+            cut,
         }
     }
 
@@ -93,7 +99,12 @@ impl Stream for ObservedBody {
 
 impl Drop for ObservedBody {
     fn drop(&mut self) {
-        // Still pending here means the body never reached its end: the client left.
-        self.complete(BodyEnd::ClientGone);
+        // Still pending here means the body never reached its end: the client left,
+        // or the shutdown's grace ran out.
+        let end = match self.cut.load(Ordering::Acquire) {
+            true => BodyEnd::CutAtShutdown,
+            false => BodyEnd::ClientGone,
+        };
+        self.complete(end);
     }
 }

@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::batcher::{BatchQueue, BatchWriter};
+use crate::body::BodyBudget;
 use crate::clock::{TokioClock, unix_ms};
 use crate::config::ProxyConfig;
 use crate::refresh::refresh_loop;
@@ -40,8 +41,13 @@ pub struct ProxyState {
     pub(crate) config: ProxyConfig,
     pub(crate) ids: RequestIds,
     pub(crate) refusals: RefusalSampler,
+    /// Memory for the request bodies being read and served, shared by all requests.
+    pub(crate) body_budget: BodyBudget,
     /// The refresher's last read of the store failed.
     store_unreachable: AtomicBool,
+    /// Set when the shutdown grace ran out: requests dropped from now on were cut by
+    /// the server, not left by their client.
+    cut: Arc<AtomicBool>,
 }
 
 impl ProxyState {
@@ -68,6 +74,21 @@ impl ProxyState {
         self.logs.submit(record);
     }
 
+    /// Marks every request still running as cut by the shutdown (the listener calls
+    /// this just before it drops them).
+    pub fn cut_at_shutdown(&self) {
+        self.cut.store(true, Ordering::Release);
+    }
+
+    /// What the answers' bodies read to tell a cut from a client leaving.
+    pub(crate) fn cut_flag(&self) -> Arc<AtomicBool> {
+        self.cut.clone()
+    }
+
+    pub(crate) fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::Acquire)
+    }
+
     pub(crate) fn set_store_unreachable(&self, unreachable: bool) {
         self.store_unreachable.store(unreachable, Ordering::Relaxed);
     }
@@ -83,6 +104,11 @@ impl ProxyState {
     pub fn marking_suspended(&self, now_ms: u64) -> Option<MarkingSuspended> {
         let pool = self.engine.pool().lock().unwrap_or_else(|p| p.into_inner());
         pool.marking_suspended(now_ms)
+    }
+
+    /// Bytes of request bodies held in memory now.
+    pub fn body_memory_in_use(&self) -> usize {
+        self.body_budget.in_use_bytes()
     }
 
     /// Log records dropped because the writer could not keep up.
@@ -132,6 +158,7 @@ impl ProxyRuntime {
         let engine = Engine::new(pool, upstream, TokioClock, config.engine.clone());
         let (logs, log_writer) = spawn_log_writer(sink, &config);
         let (state_changes, state_writer) = spawn_state_writer(store.clone());
+        let body_budget = BodyBudget::new(config.body_memory_bytes);
         let state = Arc::new(ProxyState {
             engine,
             proxy_keys: RwLock::new(Arc::new(ProxyKeyTable::default())),
@@ -140,7 +167,9 @@ impl ProxyRuntime {
             config,
             ids: RequestIds::new(std::process::id() ^ (unix_ms() as u32)),
             refusals: RefusalSampler::default(),
+            body_budget,
             store_unreachable: AtomicBool::new(false),
+            cut: Arc::new(AtomicBool::new(false)),
         });
         state.apply_snapshot(snapshot);
         let stop_refresh = Arc::new(Notify::new());
@@ -172,7 +201,8 @@ impl ProxyRuntime {
 
     /// Stops refreshing and flushes queued key state and logs. Call after the server
     /// stopped accepting and in-flight requests ended, so their records are included.
-    pub async fn shutdown(self) {
+    /// Returns how many log records were dropped since start (never written).
+    pub async fn shutdown(self) -> u64 {
         self.stop_refresh.notify_one();
         if let Err(error) = self.refresher.await {
             tracing::warn!(%error, "refresher ended abnormally");
@@ -186,6 +216,7 @@ impl ProxyRuntime {
                 "log records were dropped because the store could not keep up"
             );
         }
+        dropped
     }
 }
 

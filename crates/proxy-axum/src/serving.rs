@@ -1,16 +1,17 @@
 //! What every native server binary does around the router: announce where it listens,
-//! keep small writes unbuffered, and know when to stop.
+//! serve with the connection limits, and know when to stop.
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use axum::Router;
 
 use axum::serve::{ListenerExt, TapIo};
 use tokio::net::TcpListener;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+
+use crate::connections::{ConnectionLimits, Stopped, fit_to_open_file_limit, serve_with_limits};
+use crate::runtime::{ProxyRuntime, ProxyState};
 
 /// Prints `listening on http://ADDR` on stdout, flushed at once: the line scripts and
 /// tests wait for (the port may have been chosen by the OS).
@@ -20,10 +21,9 @@ pub fn announce_listening(addr: SocketAddr) -> std::io::Result<()> {
     stdout.flush()
 }
 
-/// Sets TCP_NODELAY on every accepted connection. Answers are many small writes (SSE
-/// chunks); without it, Nagle's algorithm meets the client's delayed ACK and holds
-/// them for ~40 ms. The concrete type (not `impl Listener`) keeps axum's
-/// `ConnectInfo<SocketAddr>` available to the router.
+/// For tests that serve with plain `axum::serve`: sets TCP_NODELAY on every accepted
+/// connection, as the binaries' listener does. The concrete type (not `impl
+/// Listener`) keeps axum's `ConnectInfo<SocketAddr>` available to the router.
 pub fn without_nagle(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStream)> {
     listener.tap_io(set_nodelay as fn(&mut TcpStream))
 }
@@ -34,31 +34,46 @@ fn set_nodelay(stream: &mut TcpStream) {
     }
 }
 
-/// Serves `app` (with the client's address as `ConnectInfo<SocketAddr>`) until SIGTERM
-/// or Ctrl-C; then accepts nothing new and gives in-flight requests, streams included,
-/// at most `grace` to finish.
+/// Serves `app` until SIGTERM or Ctrl-C; then accepts nothing new and gives in-flight
+/// requests, streams included, at most the limits' grace to finish. What still runs
+/// then is cut and logged as `cut_at_shutdown` through `proxy`'s log writer, which
+/// the caller flushes next (`ProxyRuntime::shutdown`).
 pub async fn serve_until_shutdown(
     listener: TcpListener,
     app: Router,
-    grace: Duration,
+    limits: ConnectionLimits,
+    proxy: &ProxyState,
+) -> std::io::Result<Stopped> {
+    let limits = ConnectionLimits {
+        max_connections: fit_to_open_file_limit(limits.max_connections),
+        ..limits
+    };
+    serve_with_limits(listener, app, limits, shutdown_signal(), || {
+        proxy.cut_at_shutdown()
+    })
+    .await
+}
+
+/// A binary's whole serving life: serve until SIGTERM/Ctrl-C (bounded by the grace),
+/// then flush the runtime's key state and logs. An error if serving failed or if any
+/// log record was lost, so the exit status tells a supervisor.
+pub async fn serve_then_stop(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    runtime: ProxyRuntime,
 ) -> std::io::Result<()> {
-    let (stopping_tx, mut stopping_rx) = watch::channel(false);
-    let service = app.into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(without_nagle(listener), service).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: no new connections; waiting for in-flight requests");
-        let _ = stopping_tx.send(true);
-    });
-    tokio::select! {
-        result = server => result,
-        () = async {
-            let _ = stopping_rx.wait_for(|stopping| *stopping).await;
-            tokio::time::sleep(grace).await;
-        } => {
-            tracing::warn!(?grace, "grace period over; closing the remaining connections");
-            Ok(())
-        }
+    let state = runtime.state();
+    let stopped = serve_until_shutdown(listener, app, limits, &state).await;
+    let dropped = runtime.shutdown().await;
+    let stopped = stopped?;
+    if dropped > 0 {
+        return Err(std::io::Error::other(format!(
+            "{dropped} log records were dropped (the store could not keep up); see the warnings above"
+        )));
     }
+    tracing::info!(cut = stopped.cut_connections, "stopped; logs flushed");
+    Ok(())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -40,6 +40,30 @@ pub const STATE_QUEUE: usize = 10_000;
 pub const STATE_BATCH: usize = 100;
 /// On SIGTERM/Ctrl-C, time in-flight streams get (`GEMINI_PROXY_SHUTDOWN_GRACE_SECS`).
 pub const SHUTDOWN_GRACE_SECS: u64 = 30;
+/// A request head (and a new connection's first one) must arrive within this many
+/// seconds of its first byte, or of the connection opening
+/// (`GEMINI_PROXY_HEADER_TIMEOUT_SECS`): half-sent heads cannot hold a connection.
+pub const HEADER_TIMEOUT_SECS: u64 = 10;
+/// A kept-alive connection with no request in flight is closed after this many
+/// seconds (`GEMINI_PROXY_IDLE_TIMEOUT_SECS`); nginx's `keepalive_timeout`, longer
+/// than the 60 s idle timeout of common load balancers so they close first.
+pub const IDLE_TIMEOUT_SECS: u64 = 75;
+/// Client connections open at once (`GEMINI_PROXY_MAX_CONNECTIONS`); beyond it new
+/// ones wait in the kernel's queue. Lowered at start to fit the open-file limit.
+pub const MAX_CONNECTIONS: usize = 4_096;
+/// A request body gets this many seconds before its minimum rate applies
+/// (`GEMINI_PROXY_BODY_TIMEOUT_SECS`).
+pub const BODY_TIMEOUT_SECS: u64 = 10;
+/// After that, a body must keep arriving at this many KiB/s on average
+/// (`GEMINI_PROXY_MIN_BODY_RATE_KIB`), or it is refused with 408: 32 KiB/s is a slow
+/// mobile uplink, and a 64 MiB body at that rate still gets 34 minutes.
+pub const MIN_BODY_RATE_KIB: u64 = 32;
+/// Request bodies held in memory at once, in MiB (`GEMINI_PROXY_BODY_MEMORY_MB`);
+/// beyond it a request gets 503 with `Retry-After` instead of the process running out
+/// of memory.
+pub const BODY_MEMORY_MB: u64 = 512;
+/// The `Retry-After` of that 503.
+pub const BODY_MEMORY_RETRY_SECS: u64 = 1;
 /// TCP connect timeout to upstream, in seconds.
 pub const CONNECT_TIMEOUT_SECS: u64 = 10;
 /// First backoff after a 5xx or transport error; doubles per attempt up to the max.

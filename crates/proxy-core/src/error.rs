@@ -24,6 +24,15 @@ pub enum ProxyError {
     BadRequest(String),
     #[error("Request body exceeds the proxy's limit of {limit_bytes} bytes.")]
     BodyTooLarge { limit_bytes: usize },
+    /// The request bodies being read at once already fill the server's memory budget
+    /// for them; a moment later there is room again.
+    #[error("The proxy is reading too many request bodies at once; retry after {retry_after_secs} s.")]
+    Busy { retry_after_secs: u64 },
+    /// The body arrived slower than the server's minimum rate (a stalled client).
+    #[error(
+        "The request body arrived too slowly (under {min_bytes_per_sec} bytes/s after the first {grace_secs} s)."
+    )]
+    BodyTooSlow { min_bytes_per_sec: u64, grace_secs: u64 },
     #[error("No route for {0}. The proxy serves /v1beta/... and /v1/... like the Gemini API.")]
     NotFound(String),
     #[error("Every upstream key is cooling down for model {model}; retry after {retry_after_secs} s.")]
@@ -61,6 +70,8 @@ impl ProxyError {
             Self::RevokedKey => 403,
             Self::BadRequest(_) => 400,
             Self::BodyTooLarge { .. } => 413,
+            Self::BodyTooSlow { .. } => 408,
+            Self::Busy { .. } => 503,
             Self::NotFound(_) => 404,
             Self::AllKeysCooling { .. } | Self::RateLimited { .. } => 429,
             Self::NoKeys(_) => 503,
@@ -76,6 +87,8 @@ impl ProxyError {
             Self::MissingKey | Self::UnknownKey => "UNAUTHENTICATED",
             Self::RevokedKey => "PERMISSION_DENIED",
             Self::BadRequest(_) | Self::BodyTooLarge { .. } => "INVALID_ARGUMENT",
+            Self::BodyTooSlow { .. } => "DEADLINE_EXCEEDED",
+            Self::Busy { .. } => "UNAVAILABLE",
             Self::NotFound(_) => "NOT_FOUND",
             Self::AllKeysCooling { .. } | Self::RateLimited { .. } => "RESOURCE_EXHAUSTED",
             Self::NoKeys(_) | Self::UpstreamUnreachable | Self::UpstreamRedirect { .. } => "UNAVAILABLE",
@@ -92,6 +105,8 @@ impl ProxyError {
             Self::RevokedKey => "revoked_api_key",
             Self::BadRequest(_) => "bad_request",
             Self::BodyTooLarge { .. } => "body_too_large",
+            Self::BodyTooSlow { .. } => "body_too_slow",
+            Self::Busy { .. } => "body_memory_full",
             Self::NotFound(_) => "not_found",
             Self::AllKeysCooling { .. } => "all_keys_cooling",
             Self::RateLimited { .. } => "rate_limited",
@@ -106,9 +121,9 @@ impl ProxyError {
     /// Seconds for a `Retry-After` header, when waiting is the remedy.
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            Self::AllKeysCooling { retry_after_secs, .. } | Self::RateLimited { retry_after_secs, .. } => {
-                Some(*retry_after_secs)
-            }
+            Self::AllKeysCooling { retry_after_secs, .. }
+            | Self::RateLimited { retry_after_secs, .. }
+            | Self::Busy { retry_after_secs } => Some(*retry_after_secs),
             _ => None,
         }
     }
@@ -119,7 +134,7 @@ impl ProxyError {
             403 => "permission_error",
             404 => "not_found_error",
             429 => "rate_limit_error",
-            400 | 413 => "invalid_request_error",
+            400 | 408 | 413 => "invalid_request_error",
             _ => "api_error",
         }
     }

@@ -4,12 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fake_gemini::FakeGemini;
-use proxy_axum::{ProxyConfig, ProxyRuntime, proxy_router};
+use proxy_axum::{ConnectionLimits, ProxyConfig, ProxyRuntime, Stopped, proxy_router, serve_with_limits};
 use proxy_core::admin::{AdminStore, KeyRow, LogQuery};
 use proxy_core::auth::{format_proxy_key, hash_proxy_key};
 use proxy_core::log::LogRecord;
 use proxy_core::retry::RetryPolicy;
 use store_sqlite::SqliteStore;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub const FLASH: &str = "gemini-2.5-flash";
@@ -27,7 +28,9 @@ pub struct Harness {
     pub upstream_keys: Vec<String>,
     pub http: reqwest::Client,
     runtime: Option<ProxyRuntime>,
-    server: JoinHandle<()>,
+    /// The binaries' listener, stopped by sending on `stop` (as SIGTERM does).
+    server: JoinHandle<std::io::Result<Stopped>>,
+    stop: Option<oneshot::Sender<()>>,
 }
 
 pub fn test_config(upstream: &str) -> ProxyConfig {
@@ -52,6 +55,15 @@ impl Harness {
     }
 
     pub async fn start_with(keys: &[String], tweak: impl FnOnce(&mut ProxyConfig)) -> Self {
+        Self::start_serving(keys, tweak, ConnectionLimits::default()).await
+    }
+
+    /// A proxy behind the binaries' listener with these connection limits.
+    pub async fn start_serving(
+        keys: &[String],
+        tweak: impl FnOnce(&mut ProxyConfig),
+        limits: ConnectionLimits,
+    ) -> Self {
         let fake = FakeGemini::start().await.expect("fake gemini starts");
         let store = Arc::new(SqliteStore::open_in_memory().expect("store opens"));
         for (i, secret) in keys.iter().enumerate() {
@@ -73,8 +85,13 @@ impl Harness {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let app = proxy_router(runtime.state());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let state = runtime.state();
         let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.ok();
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            serve_with_limits(listener, app, limits, shutdown, || state.cut_at_shutdown()).await
         });
         Self {
             fake,
@@ -85,6 +102,7 @@ impl Harness {
             http: reqwest::Client::new(),
             runtime: Some(runtime),
             server,
+            stop: Some(stop),
         }
     }
 
@@ -205,11 +223,35 @@ impl Harness {
     }
 
     /// Stops the server and flushes logs, as graceful shutdown does.
-    pub async fn shutdown(mut self) -> Arc<SqliteStore> {
-        self.server.abort();
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown().await;
-        }
-        self.store.clone()
+    pub async fn shutdown(self) -> Arc<SqliteStore> {
+        self.stop_serving().await.store
     }
+
+    /// SIGTERM's path: stop accepting, wait for in-flight requests up to the grace,
+    /// cut the rest, then flush the writers.
+    pub async fn stop_serving(mut self) -> Stop {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let stopped = (&mut self.server)
+            .await
+            .expect("server task")
+            .expect("server ends cleanly");
+        let dropped_logs = match self.runtime.take() {
+            Some(runtime) => runtime.shutdown().await,
+            None => 0,
+        };
+        Stop {
+            stopped,
+            dropped_logs,
+            store: self.store.clone(),
+        }
+    }
+}
+
+/// What stopping a harness reported.
+pub struct Stop {
+    pub stopped: Stopped,
+    pub dropped_logs: u64,
+    pub store: Arc<SqliteStore>,
 }

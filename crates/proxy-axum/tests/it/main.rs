@@ -4,6 +4,7 @@
 mod harness;
 
 mod auth_and_input;
+mod connections;
 mod failover;
 mod key_marking;
 mod secrets;

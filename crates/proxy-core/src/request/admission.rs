@@ -254,17 +254,38 @@ impl Prepared {
         (&self.request, &self.model, &mut self.attempts)
     }
 
-    /// The record of a request whose client left before upstream answered (the
-    /// platform dropped it mid-way): every key called so far is in it, so no quota
-    /// use goes unlogged. Also the key-state changes learned meanwhile.
-    pub fn abandon(self) -> (Vec<crate::key_state::StateChange>, LogRecord) {
+    /// The record of a request dropped before upstream answered: its client left, or
+    /// the server's shutdown grace ran out. Every key called so far is in it, so no
+    /// quota use goes unlogged. Also the key-state changes learned meanwhile.
+    pub fn abandon(self, why: Abandoned) -> (Vec<crate::key_state::StateChange>, LogRecord) {
         let mut record = self.record;
         let changes = record.apply_attempts(self.attempts);
-        record.status = CLIENT_CLOSED_REQUEST;
-        record.error_kind = Some("client_disconnected".into());
-        record.error_message = Some("client closed the connection before upstream answered".into());
+        let (status, kind, message) = match why {
+            Abandoned::ClientLeft => (
+                CLIENT_CLOSED_REQUEST,
+                "client_disconnected",
+                "client closed the connection before upstream answered",
+            ),
+            Abandoned::Shutdown => (
+                503,
+                super::observe::CUT_AT_SHUTDOWN,
+                "the server shut down before upstream answered (its grace period ran out)",
+            ),
+        };
+        record.status = status;
+        record.error_kind = Some(kind.into());
+        record.error_message = Some(message.into());
         (changes, record)
     }
+}
+
+/// Why a platform dropped a request before upstream answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Abandoned {
+    /// The client closed its connection (logged as nginx's 499).
+    ClientLeft,
+    /// The server stopped and its grace period ran out (logged as 503).
+    Shutdown,
 }
 
 /// The status logged for a request its client abandoned (nginx's 499).

@@ -13,9 +13,11 @@ mod refusals;
 mod reply;
 mod settle;
 
-pub use admission::{Admission, AdmissionRules, Authorized, CLIENT_CLOSED_REQUEST, Prepared, RequestHead};
+pub use admission::{
+    Abandoned, Admission, AdmissionRules, Authorized, CLIENT_CLOSED_REQUEST, Prepared, RequestHead,
+};
 pub use ids::{RequestIds, request_id};
-pub use observe::{BodyEnd, BodyObserver};
+pub use observe::{BodyEnd, BodyObserver, CUT_AT_SHUTDOWN};
 pub use refusals::{RefusalCounts, RefusalSampler, SAMPLE_WINDOW_MS, SAMPLED_PER_SOURCE};
 pub use reply::{JSON_CONTENT_TYPE, Refusal, Reply};
 pub use settle::{Answer, Settlement};

@@ -10,6 +10,9 @@ use crate::openai_usage::UsageChunkFilter;
 use crate::route::BodyFormat;
 use crate::stream_meta::MetaReader;
 
+/// The log's error kind for a request the server's shutdown cut short.
+pub const CUT_AT_SHUTDOWN: &str = "cut_at_shutdown";
+
 /// How a streamed body ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyEnd {
@@ -19,6 +22,8 @@ pub enum BodyEnd {
     UpstreamCut,
     /// The client went away (the platform dropped the body before its end).
     ClientGone,
+    /// The server's shutdown grace ran out while the body was still going.
+    CutAtShutdown,
 }
 
 impl BodyEnd {
@@ -30,6 +35,10 @@ impl BodyEnd {
             Self::ClientGone => Some((
                 "client_disconnected",
                 "client closed the connection before the answer ended",
+            )),
+            Self::CutAtShutdown => Some((
+                CUT_AT_SHUTDOWN,
+                "the server shut down before the answer ended (its grace period ran out)",
             )),
         }
     }
