@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use proxy_core::log::LogRecord;
 use proxy_core::pool::StateChange;
 use proxy_core::request::{
-    Admission, Answer, BodyObserver, Prepared, RETURNED_HEADERS, Refusal, Reply, RequestHead, Settlement,
+    AbandonSink, Admission, Answer, BodyObserver, InFlight, RETURNED_HEADERS, Refusal, Reply, RequestHead,
 };
 use proxy_core::{ErrorShape, ProxyError};
 use worker::{Context, Headers, Method, Request, Response};
@@ -69,7 +69,10 @@ pub async fn handle(state: Rc<WorkerState>, mut request: Request, ctx: &Context)
         Ok(prepared) => prepared,
         Err(refusal) => return refuse(&state, ctx, client, refusal),
     };
-    let Some(settlement) = InFlight::new(&state, ctx, prepared).serve(seed).await else {
+    let Some(settlement) = InFlight::new(prepared, Sink { state: &state, ctx })
+        .serve(&state.engine, seed)
+        .await
+    else {
         return reply_response(Reply::error(&ProxyError::Internal, ErrorShape::Gemini, "-"));
     };
     keep_state(&state, ctx, settlement.state_changes);
@@ -87,37 +90,17 @@ pub async fn handle(state: Rc<WorkerState>, mut request: Request, ctx: &Context)
     }
 }
 
-/// A request with the engine: if the runtime drops the request mid-way (the client
-/// left), the drop logs what the attempts did (the core's `Prepared::abandon`).
-struct InFlight<'a> {
+/// Where a request the runtime dropped before upstream answered (its client left)
+/// goes: the state and log queues, written after the response.
+struct Sink<'a> {
     state: &'a Rc<WorkerState>,
     ctx: &'a Context,
-    prepared: Option<Prepared>,
 }
 
-impl<'a> InFlight<'a> {
-    fn new(state: &'a Rc<WorkerState>, ctx: &'a Context, prepared: Prepared) -> Self {
-        Self {
-            state,
-            ctx,
-            prepared: Some(prepared),
-        }
-    }
-
-    async fn serve(mut self, seed: u64) -> Option<Settlement<Response>> {
-        let (request, model, attempts) = self.prepared.as_mut()?.engine_input();
-        let served = self.state.engine.serve(request, model, seed, attempts).await;
-        Some(self.prepared.take()?.settle(served))
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        if let Some(prepared) = self.prepared.take() {
-            let (changes, record) = prepared.abandon(proxy_core::request::Abandoned::ClientLeft);
-            keep_state(self.state, self.ctx, changes);
-            log(self.state, self.ctx, record);
-        }
+impl AbandonSink for Sink<'_> {
+    fn abandoned(&self, changes: Vec<StateChange>, record: LogRecord) {
+        keep_state(self.state, self.ctx, changes);
+        log(self.state, self.ctx, record);
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use proxy_core::Engine;
 use proxy_core::defaults;
-use proxy_core::health::{Health, HealthInput};
+use proxy_core::health::{Health, HealthInput, PlatformCounts};
 use proxy_core::log::LogRecord;
 use proxy_core::pool::{KeyPool, StateChange};
 use proxy_core::request::{RefusalSampler, RequestIds};
@@ -109,16 +109,12 @@ impl WorkerState {
     /// `GET /healthz`: the core's answer, with this isolate's counts.
     pub fn health(&self) -> Health {
         let now = unix_ms();
-        let pool = self.engine.pool().lock().unwrap_or_else(|p| p.into_inner());
-        let from_pool = HealthInput::from_pool(&pool, now);
-        drop(pool);
-        let input = HealthInput {
+        let counts = PlatformCounts {
             proxy_keys: self.keys.proxy_keys().len(),
             dropped_log_records: self.logs.dropped(),
             store_unreachable: self.keys.is_failing(),
             refusals: self.refusals.counts(),
-            ..from_pool
         };
-        Health::of(input, now)
+        Health::of(HealthInput::gather(self.engine.pool(), counts, now), now)
     }
 }

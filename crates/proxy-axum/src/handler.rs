@@ -10,8 +10,10 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use proxy_core::log::LogRecord;
+use proxy_core::pool::StateChange;
 use proxy_core::request::{
-    Abandoned, Admission, Answer, BodyObserver, Prepared, Refusal, Reply, RequestHead, Settlement,
+    AbandonSink, Abandoned, Admission, Answer, BodyObserver, InFlight, Refusal, Reply, RequestHead,
 };
 use proxy_core::{ErrorShape, ProxyError};
 
@@ -68,7 +70,10 @@ pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request
         Ok(prepared) => prepared,
         Err(refusal) => return refuse(&state, client, refusal),
     };
-    let Some(settlement) = InFlight::new(&state, prepared).serve(seed).await else {
+    let Some(settlement) = InFlight::new(prepared, state.as_ref())
+        .serve(&state.engine, seed)
+        .await
+    else {
         return reply_response(Reply::error(&ProxyError::Internal, ErrorShape::Gemini, "-"));
     };
     for change in settlement.state_changes {
@@ -88,42 +93,21 @@ pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request
     }
 }
 
-/// A request with the engine: if the client leaves before upstream answers (or the
-/// shutdown cuts it), axum drops this mid-way, and the drop logs what the attempts
-/// did (the core's `Prepared::abandon`), so no upstream call goes unlogged.
-struct InFlight<'a> {
-    state: &'a ProxyState,
-    prepared: Option<Prepared>,
-}
-
-impl<'a> InFlight<'a> {
-    fn new(state: &'a ProxyState, prepared: Prepared) -> Self {
-        Self {
-            state,
-            prepared: Some(prepared),
+/// Where a request dropped before upstream answered goes: the state and log queues,
+/// as cut by the shutdown once the listener said so.
+impl AbandonSink for &ProxyState {
+    fn why(&self) -> Abandoned {
+        match self.is_cut() {
+            true => Abandoned::Shutdown,
+            false => Abandoned::ClientLeft,
         }
     }
 
-    async fn serve(mut self, seed: u64) -> Option<Settlement<reqwest::Response>> {
-        let (request, model, attempts) = self.prepared.as_mut()?.engine_input();
-        let served = self.state.engine.serve(request, model, seed, attempts).await;
-        Some(self.prepared.take()?.settle(served))
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        if let Some(prepared) = self.prepared.take() {
-            let why = match self.state.is_cut() {
-                true => Abandoned::Shutdown,
-                false => Abandoned::ClientLeft,
-            };
-            let (changes, record) = prepared.abandon(why);
-            for change in changes {
-                self.state.state_changes.submit(change);
-            }
-            self.state.log(record);
+    fn abandoned(&self, changes: Vec<StateChange>, record: LogRecord) {
+        for change in changes {
+            self.state_changes.submit(change);
         }
+        self.log(record);
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use proxy_core::Engine;
 use proxy_core::auth::ProxyKeyTable;
-use proxy_core::health::{Health, HealthInput};
+use proxy_core::health::{Health, HealthInput, PlatformCounts};
 use proxy_core::key_check::KeyCheck;
 use proxy_core::keys::KeyId;
 use proxy_core::log::LogRecord;
@@ -119,17 +119,13 @@ impl ProxyState {
     /// The `/healthz` answer (the core's, as on every platform).
     pub fn health(&self) -> Health {
         let now = unix_ms();
-        let pool = self.engine.pool().lock().unwrap_or_else(|p| p.into_inner());
-        let from_pool = HealthInput::from_pool(&pool, now);
-        drop(pool);
-        let input = HealthInput {
+        let counts = PlatformCounts {
             proxy_keys: self.proxy_keys().len(),
             dropped_log_records: self.dropped_logs(),
             store_unreachable: self.store_unreachable.load(Ordering::Relaxed),
             refusals: self.refusals.counts(),
-            ..from_pool
         };
-        Health::of(input, now)
+        Health::of(HealthInput::gather(self.engine.pool(), counts, now), now)
     }
 }
 

@@ -22,7 +22,32 @@ pub struct HealthInput {
     pub refusals: RefusalCounts,
 }
 
+/// What a platform counts itself, beside the pool.
+#[derive(Clone, Debug, Default)]
+pub struct PlatformCounts {
+    pub proxy_keys: usize,
+    pub dropped_log_records: u64,
+    pub store_unreachable: bool,
+    pub refusals: RefusalCounts,
+}
+
 impl HealthInput {
+    /// The whole input: the pool's part, read under its lock (released before the
+    /// answer is built), and the platform's counts.
+    pub fn gather(pool: &std::sync::Mutex<KeyPool>, counts: PlatformCounts, now_ms: u64) -> Self {
+        let from_pool = {
+            let pool = pool.lock().unwrap_or_else(|p| p.into_inner());
+            Self::from_pool(&pool, now_ms)
+        };
+        Self {
+            proxy_keys: counts.proxy_keys,
+            dropped_log_records: counts.dropped_log_records,
+            store_unreachable: counts.store_unreachable,
+            refusals: counts.refusals,
+            ..from_pool
+        }
+    }
+
     /// The pool's part: its keys, and a suspension of invalid marks if one holds.
     pub fn from_pool(pool: &KeyPool, now_ms: u64) -> Self {
         Self {

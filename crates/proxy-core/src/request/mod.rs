@@ -8,6 +8,7 @@ mod admission;
 #[cfg(test)]
 mod admission_table_tests;
 mod ids;
+mod in_flight;
 mod observe;
 mod refusals;
 mod reply;
@@ -17,6 +18,7 @@ pub use admission::{
     Abandoned, Admission, AdmissionRules, Authorized, CLIENT_CLOSED_REQUEST, Prepared, RequestHead,
 };
 pub use ids::{RequestIds, request_id};
+pub use in_flight::{AbandonSink, InFlight};
 pub use observe::{BodyEnd, BodyObserver, CUT_AT_SHUTDOWN};
 pub use refusals::{RefusalCounts, RefusalSampler, SAMPLE_WINDOW_MS, SAMPLED_PER_SOURCE};
 pub use reply::{JSON_CONTENT_TYPE, Refusal, Reply};
