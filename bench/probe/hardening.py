@@ -632,7 +632,7 @@ def idle_connections(ctx: Ctx) -> dict:
         closed = states.get("closed", 0)
         figure = (f"request {'answered ' + str(result['status']) if answered else 'NOT answered'}"
                   f" after {result.get('seconds', '?')} s; {closed}/{len(socks)} idle closed after 20 s")
-        figure += f"; proxy at {proxy_fds}/{proxy_limit} fds, {queue_20s} connections never accepted"
+        figure += f"; proxy at {proxy_fds}/{proxy_limit} fds, {queue_20s} connections still in its accept queue at 20 s"
         if len(socks) < n:
             figure += f" (only {len(socks)} of {n} connected: {failures})"
         return {"figure": figure, "details": {
@@ -1027,6 +1027,8 @@ def main() -> int:
                 out = PROBES[name]["fn"](ctx)
                 entry.update(out)
             except KeyboardInterrupt:
+                entry.update(figure="interrupted", details={}, seconds=round(time.monotonic() - t0, 1))
+                results.append(entry)
                 raise
             except Exception as e:  # report, never fake a figure
                 entry.update(figure=f"could not run: {type(e).__name__}: {str(e).splitlines()[0][:200]}",

@@ -14,6 +14,7 @@ use tokio::sync::{Barrier, watch};
 use tokio::task::JoinSet;
 
 use crate::client::{Call, Conn, Target, drain};
+use crate::procs;
 
 /// How long the measured window lasts.
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +41,8 @@ pub struct LoadResult {
     /// Measured window: from the end of warmup to the last measured answer.
     pub elapsed: Duration,
     pub first_error: Option<String>,
+    /// CPU seconds the measured process used in the measured window (when asked).
+    pub cpu_secs: Option<f64>,
 }
 
 impl LoadResult {
@@ -47,6 +50,10 @@ impl LoadResult {
         self.latencies_us.extend(other.latencies_us);
         self.errors += other.errors;
         self.elapsed += other.elapsed;
+        self.cpu_secs = match (self.cpu_secs, other.cpu_secs) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
         if self.first_error.is_none() {
             self.first_error = other.first_error;
         }
@@ -62,7 +69,9 @@ struct Phase {
 }
 
 /// Runs one load level against one target.
-pub async fn run(target: &Target, spec: LoadSpec) -> LoadResult {
+/// Runs one round. With `cpu_of`, the CPU that process uses from the end of warmup
+/// until the last answer is measured too (`/proc/PID/stat`).
+pub async fn run(target: &Target, spec: LoadSpec, cpu_of: Option<u32>) -> LoadResult {
     let concurrency = spec.concurrency.max(1);
     // +1: the coordinator (this function) also waits, so it knows when every
     // worker has its connection.
@@ -96,6 +105,13 @@ pub async fn run(target: &Target, spec: LoadSpec) -> LoadResult {
         measure_end,
     }));
 
+    let cpu_at_start = match cpu_of {
+        Some(pid) => {
+            tokio::time::sleep_until(measure_start.into()).await;
+            procs::cpu_secs(pid)
+        }
+        None => None,
+    };
     let mut total = LoadResult::default();
     let mut last_finish = measure_start;
     while let Some(joined) = workers.join_next().await {
@@ -115,6 +131,10 @@ pub async fn run(target: &Target, spec: LoadSpec) -> LoadResult {
         }
     }
     total.elapsed = last_finish.saturating_duration_since(measure_start);
+    total.cpu_secs = cpu_of
+        .and_then(procs::cpu_secs)
+        .zip(cpu_at_start)
+        .map(|(end, start)| (end - start).max(0.0));
     total
 }
 
@@ -237,9 +257,10 @@ mod tests {
     async fn counts_exactly_the_requested_number() -> anyhow::Result<()> {
         let addr = testserver::start(StatusCode::OK).await?;
         let target = Target::new("direct", addr, "k")?;
-        let r = run(&target, spec(4, Budget::Requests(203))).await;
+        let r = run(&target, spec(4, Budget::Requests(203)), Some(std::process::id())).await;
         assert_eq!(r.errors, 0, "{:?}", r.first_error);
         assert_eq!(r.latencies_us.len(), 203);
+        assert!(r.cpu_secs.is_some(), "this process's CPU is readable");
         assert!(r.elapsed > Duration::ZERO);
         Ok(())
     }
@@ -249,7 +270,7 @@ mod tests {
         let addr = testserver::start(StatusCode::OK).await?;
         let target = Target::new("direct", addr, "k")?;
         let started = Instant::now();
-        let r = run(&target, spec(8, Budget::Time(Duration::from_millis(200)))).await;
+        let r = run(&target, spec(8, Budget::Time(Duration::from_millis(200))), None).await;
         assert_eq!(r.errors, 0, "{:?}", r.first_error);
         assert!(!r.latencies_us.is_empty());
         assert!(r.elapsed >= Duration::from_millis(200));
@@ -261,7 +282,7 @@ mod tests {
     async fn error_statuses_are_counted_not_timed() -> anyhow::Result<()> {
         let addr = testserver::start(StatusCode::INTERNAL_SERVER_ERROR).await?;
         let target = Target::new("proxy", addr, "k")?;
-        let r = run(&target, spec(2, Budget::Requests(10))).await;
+        let r = run(&target, spec(2, Budget::Requests(10)), None).await;
         assert!(r.latencies_us.is_empty());
         assert_eq!(r.errors, 10);
         let first = r.first_error.unwrap_or_default();
@@ -274,7 +295,7 @@ mod tests {
         // Bind then drop to get a port with (almost certainly) no listener.
         let addr = tokio::net::TcpListener::bind("127.0.0.1:0").await?.local_addr()?;
         let target = Target::new("proxy", addr, "k")?;
-        let r = run(&target, spec(3, Budget::Requests(6))).await;
+        let r = run(&target, spec(3, Budget::Requests(6)), None).await;
         assert!(r.latencies_us.is_empty());
         assert_eq!(r.errors, 6);
         assert!(r.first_error.is_some());
@@ -288,11 +309,13 @@ mod tests {
             errors: 1,
             elapsed: Duration::from_secs(1),
             first_error: None,
+            cpu_secs: Some(0.5),
         };
         a.merge(LoadResult {
             latencies_us: vec![3],
             errors: 2,
             elapsed: Duration::from_secs(2),
+            cpu_secs: Some(1.0),
             first_error: Some("boom".into()),
         });
         assert_eq!(a.latencies_us, vec![1, 2, 3]);

@@ -73,20 +73,28 @@ pub fn render(r: &Report) -> String {
     s
 }
 
+fn fmt_cpu(s: &Summary) -> String {
+    s.cpu_us_per_request
+        .map_or_else(|| "n/a".to_owned(), |us| format!("{us:.1}"))
+}
+
 fn render_levels(s: &mut String, levels: &[LevelRow]) {
     let _ = writeln!(s, "## Non-streaming `generateContent`, closed loop\n");
     let _ = writeln!(
         s,
-        "| Concurrency | Direct req/s | Proxy req/s | Proxy / direct | Direct p50 µs | Proxy p50 µs | Added p50 µs | Direct p99 µs | Proxy p99 µs | Added p99 µs | Errors direct / proxy |"
+        "| Concurrency | Direct req/s | Proxy req/s | Proxy / direct | Direct p50 µs | Proxy p50 µs | Added p50 µs | Direct p99 µs | Proxy p99 µs | Added p99 µs | Mock CPU µs/req (direct) | Proxy CPU µs/req | Errors direct / proxy |"
     );
-    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for row in levels {
         let d = &row.direct;
         let p = row.proxy.as_ref();
         let errors = d.errors + p.map_or(0, |p| p.errors);
         let _ = writeln!(
             s,
-            "| {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.concurrency,
             if errors > 0 { " ⚠" } else { "" },
             fmt_rate(d),
@@ -98,6 +106,8 @@ fn render_levels(s: &mut String, levels: &[LevelRow]) {
             fmt_us(d.p99_us),
             p.map_or_else(na, |p| fmt_us(p.p99_us)),
             p.map_or_else(na, |p| fmt_added(added_us(d.p99_us, p.p99_us))),
+            fmt_cpu(d),
+            p.map_or_else(na, fmt_cpu),
             fmt_errors(d.errors, p.map(|p| p.errors)),
         );
     }
@@ -308,6 +318,7 @@ mod tests {
             throughput,
             p50_us: Some(p50),
             p99_us: Some(p99),
+            cpu_us_per_request: Some(12.5),
         }
     }
 
@@ -365,7 +376,7 @@ mod tests {
         let row = md.lines().find(|l| l.starts_with("| 64 ")).unwrap_or_default();
         assert_eq!(
             row,
-            "| 64 | 20000 | 17000 | 0.85× | 3000 | 3040 | +40 | 4000 | 4300 | +300 | 0 / 0 |"
+            "| 64 | 20000 | 17000 | 0.85× | 3000 | 3040 | +40 | 4000 | 4300 | +300 | 12.5 | 12.5 | 0 / 0 |"
         );
         // Header and alignment rows have the same column count as the data.
         let header = md
@@ -434,7 +445,7 @@ mod tests {
         );
         let md = render(&r);
         assert!(
-            md.contains("| 64 | 20000 | n/a | n/a | 3000 | n/a | n/a | 4000 | n/a | n/a | 0 / n/a |"),
+            md.contains("| 64 | 20000 | n/a | n/a | 3000 | n/a | n/a | 4000 | n/a | n/a | 12.5 | n/a | 0 / n/a |"),
             "{md}"
         );
         assert!(checks(&r).iter().all(|c| c.verdict == NOT_MEASURED));

@@ -130,13 +130,13 @@ async fn measure_levels(args: &Args, setup: &mut Setup, notes: &mut Vec<String>)
             let proxy_first = round % 2 == 1;
             for proxy_turn in [proxy_first, !proxy_first] {
                 if proxy_turn {
-                    if let (Some((_, target)), Some(acc)) = (&setup.proxy, proxied.as_mut()) {
+                    if let (Some((guard, target)), Some(acc)) = (&setup.proxy, proxied.as_mut()) {
                         eprintln!("c={concurrency} round {}/{rounds}: proxy", round + 1);
-                        acc.merge(load::run(target, spec).await);
+                        acc.merge(load::run(target, spec, Some(guard.pid())).await);
                     }
                 } else {
                     eprintln!("c={concurrency} round {}/{rounds}: direct", round + 1);
-                    direct.merge(load::run(&setup.direct, spec).await);
+                    direct.merge(load::run(&setup.direct, spec, Some(setup.mock.pid())).await);
                 }
             }
         }
@@ -173,7 +173,12 @@ fn summarise(concurrency: usize, label: &str, mut r: LoadResult, notes: &mut Vec
             r.errors
         ));
     }
-    Summary::from_samples(&mut r.latencies_us, r.errors, r.elapsed.as_secs_f64())
+    let requests = r.latencies_us.len() as u64 + r.errors;
+    let cpu = r.cpu_secs.filter(|_| requests > 0);
+    Summary {
+        cpu_us_per_request: cpu.map(|secs| secs * 1e6 / requests as f64),
+        ..Summary::from_samples(&mut r.latencies_us, r.errors, r.elapsed.as_secs_f64())
+    }
 }
 
 /// A crashed child is noted (its errors already show in the table); the run

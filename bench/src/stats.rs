@@ -34,6 +34,8 @@ pub struct Summary {
     pub throughput: f64,
     pub p50_us: Option<u32>,
     pub p99_us: Option<u32>,
+    /// CPU the measured process spent per request (ok or not), in µs.
+    pub cpu_us_per_request: Option<f64>,
 }
 
 impl Summary {
@@ -52,6 +54,7 @@ impl Summary {
             throughput,
             p50_us: percentile(samples, 50.0),
             p99_us: percentile(samples, 99.0),
+            cpu_us_per_request: None,
         }
     }
 }

@@ -302,6 +302,11 @@ struct WatchedIo {
     requests: Arc<InFlightRequests>,
     limits: ConnectionLimits,
     phase: Phase,
+    /// When the current phase's time is up.
+    deadline: Instant,
+    /// Armed at or before `deadline`; moved only when it must fire earlier or when it
+    /// fires early, so a busy kept-alive connection does not touch the timer wheel
+    /// on every request.
     timer: Pin<Box<Sleep>>,
 }
 
@@ -312,6 +317,7 @@ impl WatchedIo {
             requests,
             limits,
             phase: Phase::Head,
+            deadline: Instant::now() + limits.header_timeout,
             timer: Box::pin(tokio::time::sleep(limits.header_timeout)),
         }
     }
@@ -322,7 +328,22 @@ impl WatchedIo {
             Phase::Head | Phase::Busy => self.limits.header_timeout,
         };
         self.phase = phase;
-        self.timer.as_mut().reset(Instant::now() + wait);
+        self.deadline = Instant::now() + wait;
+        if self.deadline < self.timer.deadline() {
+            self.timer.as_mut().reset(self.deadline);
+        }
+    }
+
+    /// True once the phase's deadline passed (re-arming a timer that fired early).
+    fn timed_out(&mut self, cx: &mut Context<'_>) -> bool {
+        while self.timer.as_mut().poll(cx).is_ready() {
+            if Instant::now() >= self.deadline {
+                return true;
+            }
+            let deadline = self.deadline;
+            self.timer.as_mut().reset(deadline);
+        }
+        false
     }
 }
 
@@ -349,7 +370,7 @@ impl AsyncRead for WatchedIo {
             (Phase::Busy | Phase::Idle, true) => this.enter(Phase::Head),
             (Phase::Idle | Phase::Head, _) => {}
         }
-        if polled.is_pending() && this.timer.as_mut().poll(cx).is_ready() {
+        if polled.is_pending() && this.timed_out(cx) {
             let what = match this.phase {
                 Phase::Idle => "idle connection closed",
                 _ => "request head not received in time",
