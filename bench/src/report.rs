@@ -445,7 +445,9 @@ mod tests {
         );
         let md = render(&r);
         assert!(
-            md.contains("| 64 | 20000 | n/a | n/a | 3000 | n/a | n/a | 4000 | n/a | n/a | 12.5 | n/a | 0 / n/a |"),
+            md.contains(
+                "| 64 | 20000 | n/a | n/a | 3000 | n/a | n/a | 4000 | n/a | n/a | 12.5 | n/a | 0 / n/a |"
+            ),
             "{md}"
         );
         assert!(checks(&r).iter().all(|c| c.verdict == NOT_MEASURED));
