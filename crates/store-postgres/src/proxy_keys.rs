@@ -4,6 +4,7 @@
 use proxy_core::admin::ProxyKeyRow;
 use proxy_core::keys::ProxyKey;
 use proxy_core::platform::StoreError;
+use proxy_core::policy::ProxyKeyPolicy;
 
 use crate::convert::{clean, from_sql, ms_from_ts};
 use crate::error::DbResult;
@@ -66,6 +67,8 @@ pub(crate) async fn load(client: &deadpool_postgres::Client) -> Result<Vec<Proxy
                 name: row.try_get("name").db()?,
                 secret_hash: row.try_get("secret_hash").db()?,
                 revoked: row.try_get("revoked").db()?,
+                // Not kept by this store yet: every key may do what it could.
+                policy: ProxyKeyPolicy::default(),
             })
         })
         .collect()

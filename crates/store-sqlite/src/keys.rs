@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use proxy_core::admin::KeyRow;
 use proxy_core::keys::{KeyId, ProxyKey, Secret, UpstreamKey, mask_key};
 use proxy_core::platform::{KeySnapshot, StoreError};
+use proxy_core::policy::ProxyKeyPolicy;
 use proxy_core::pool::{KeyState, StateChange};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
@@ -85,6 +86,8 @@ pub(crate) fn load(conn: &mut Connection, now_ms: u64) -> Result<KeySnapshot, St
                     name: row.get(1)?,
                     secret_hash: row.get(2)?,
                     revoked: row.get(3)?,
+                    // Not kept by this store yet: every key may do what it could.
+                    policy: ProxyKeyPolicy::default(),
                 })
             })
             .db()?;

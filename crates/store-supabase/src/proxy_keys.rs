@@ -4,6 +4,7 @@
 use proxy_core::admin::ProxyKeyRow;
 use proxy_core::keys::ProxyKey;
 use proxy_core::platform::StoreError;
+use proxy_core::policy::ProxyKeyPolicy;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -37,6 +38,8 @@ pub(crate) async fn load(rest: &Rest) -> Result<Vec<ProxyKey>, RestError> {
             name: r.name,
             secret_hash: r.secret_hash.unwrap_or_default(),
             revoked: r.revoked,
+            // Not kept by this store yet: every key may do what it could.
+            policy: ProxyKeyPolicy::default(),
         })
         .collect())
 }
