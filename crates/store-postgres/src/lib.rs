@@ -114,24 +114,30 @@ impl PostgresStore {
         })
     }
 
+    /// The schema is there, and as new as this build: a database that missed a later
+    /// migration is refused here with what to do, not by every load with a missing column.
     async fn check_schema(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
         let row = client
             .query_one(
                 "SELECT to_regclass('public.request_logs') IS NOT NULL \
-                 AND to_regprocedure('public.insert_request_logs(jsonb)') IS NOT NULL",
+                 AND to_regprocedure('public.insert_request_logs(jsonb)') IS NOT NULL, \
+                 EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('public.proxy_keys') \
+                         AND attname = 'passthrough' AND NOT attisdropped)",
                 &[],
             )
             .await
             .db()?;
-        if row.try_get::<_, bool>(0).db()? {
-            Ok(())
-        } else {
-            Err(StoreError::Unavailable(
-                "the Gemini Proxy schema is missing from this database: apply supabase/migrations \
-                 (supabase db push) or call store_postgres::apply_migrations"
-                    .into(),
-            ))
+        let how = "apply supabase/migrations (supabase db push) or call store_postgres::apply_migrations";
+        match (row.try_get::<_, bool>(0).db()?, row.try_get::<_, bool>(1).db()?) {
+            (true, true) => Ok(()),
+            (false, _) => Err(StoreError::Unavailable(format!(
+                "the Gemini Proxy schema is missing from this database: {how}"
+            ))),
+            (true, false) => Err(StoreError::Unavailable(format!(
+                "this database's Gemini Proxy schema is older than this build \
+                 (proxy_keys.passthrough is missing): {how}"
+            ))),
         }
     }
 

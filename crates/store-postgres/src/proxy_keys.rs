@@ -5,6 +5,7 @@ use proxy_core::admin::ProxyKeyRow;
 use proxy_core::keys::ProxyKey;
 use proxy_core::platform::StoreError;
 use proxy_core::policy::ProxyKeyPolicy;
+use tokio_postgres::Row;
 
 use crate::convert::{clean, from_sql, ms_from_ts};
 use crate::error::DbResult;
@@ -25,6 +26,15 @@ fn validate_hash(secret_hash: &str) -> Result<(), StoreError> {
         ));
     }
     Ok(())
+}
+
+/// The policy columns every query of proxy keys selects, for [`policy`].
+const POLICY_COLUMNS: &str = "passthrough";
+
+fn policy(row: &Row) -> Result<ProxyKeyPolicy, StoreError> {
+    Ok(ProxyKeyPolicy {
+        passthrough: row.try_get("passthrough").db()?,
+    })
 }
 
 pub(crate) async fn create(
@@ -56,7 +66,9 @@ pub(crate) async fn create(
 /// What the request path needs: hashes and revocation, for the in-memory auth table.
 pub(crate) async fn load(client: &deadpool_postgres::Client) -> Result<Vec<ProxyKey>, StoreError> {
     let stmt = client
-        .prepare_cached("SELECT id, name, secret_hash, revoked FROM proxy_keys ORDER BY id")
+        .prepare_cached(&format!(
+            "SELECT id, name, secret_hash, revoked, {POLICY_COLUMNS} FROM proxy_keys ORDER BY id"
+        ))
         .await
         .db()?;
     let rows = client.query(&stmt, &[]).await.db()?;
@@ -67,8 +79,7 @@ pub(crate) async fn load(client: &deadpool_postgres::Client) -> Result<Vec<Proxy
                 name: row.try_get("name").db()?,
                 secret_hash: row.try_get("secret_hash").db()?,
                 revoked: row.try_get("revoked").db()?,
-                // Not kept by this store yet: every key may do what it could.
-                policy: ProxyKeyPolicy::default(),
+                policy: policy(row)?,
             })
         })
         .collect()

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use proxy_core::admin::KeyRow;
 use proxy_core::keys::{KeyId, ProxyKey, Secret, UpstreamKey, mask_key};
 use proxy_core::platform::{KeySnapshot, StoreError};
-use proxy_core::policy::ProxyKeyPolicy;
 use proxy_core::pool::{KeyState, StateChange};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
@@ -77,7 +76,10 @@ pub(crate) fn load(conn: &mut Connection, now_ms: u64) -> Result<KeySnapshot, St
     let mut proxy_keys = Vec::new();
     {
         let mut stmt = tx
-            .prepare_cached("SELECT id, name, secret_hash, revoked FROM proxy_keys ORDER BY id")
+            .prepare_cached(&format!(
+                "SELECT id, name, secret_hash, revoked, {} FROM proxy_keys ORDER BY id",
+                crate::proxy_keys::POLICY_COLUMNS
+            ))
             .db()?;
         let rows = stmt
             .query_map([], |row| {
@@ -86,8 +88,7 @@ pub(crate) fn load(conn: &mut Connection, now_ms: u64) -> Result<KeySnapshot, St
                     name: row.get(1)?,
                     secret_hash: row.get(2)?,
                     revoked: row.get(3)?,
-                    // Not kept by this store yet: every key may do what it could.
-                    policy: ProxyKeyPolicy::default(),
+                    policy: crate::proxy_keys::policy(row, 4)?,
                 })
             })
             .db()?;

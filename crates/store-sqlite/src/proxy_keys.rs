@@ -3,10 +3,21 @@
 
 use proxy_core::admin::ProxyKeyRow;
 use proxy_core::platform::StoreError;
+use proxy_core::policy::ProxyKeyPolicy;
 use rusqlite::{Connection, ErrorCode, params};
 
 use crate::convert::{from_sql, to_sql};
 use crate::error::{self, DbResult};
+
+/// The policy columns, in the order [`policy`] reads them.
+pub(crate) const POLICY_COLUMNS: &str = "passthrough";
+
+/// A policy from the row's columns starting at `first` ([`POLICY_COLUMNS`]).
+pub(crate) fn policy(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<ProxyKeyPolicy> {
+    Ok(ProxyKeyPolicy {
+        passthrough: row.get(first)?,
+    })
+}
 
 pub(crate) fn create(
     conn: &mut Connection,

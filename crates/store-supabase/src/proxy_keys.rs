@@ -22,9 +22,33 @@ struct ProxyKeyRecord {
     revoked: bool,
     #[serde(default)]
     created_at: Option<String>,
+    /// The policy's columns ([`POLICY_COLUMNS`]), each under its own name.
+    #[serde(flatten)]
+    policy: PolicyRecord,
+}
+
+/// The policy columns every read selects.
+const POLICY_COLUMNS: &str = "passthrough";
+
+/// A policy as the table holds it. Every field is required, so a column missing from
+/// [`POLICY_COLUMNS`] (or from a database that missed the migration) is an error, never
+/// a silent default; and `From` names every field of the policy, so a new one cannot be
+/// forgotten here.
+#[derive(Deserialize)]
+struct PolicyRecord {
+    passthrough: bool,
+}
+
+impl From<PolicyRecord> for ProxyKeyPolicy {
+    fn from(record: PolicyRecord) -> Self {
+        ProxyKeyPolicy {
+            passthrough: record.passthrough,
+        }
+    }
 }
 
 async fn records(rest: &Rest, columns: &str) -> Result<Vec<ProxyKeyRecord>, RestError> {
+    let columns = format!("{columns},{POLICY_COLUMNS}");
     rest.fetch_all(rest.table("proxy_keys").select(columns).order("id.asc"))
         .await
 }
@@ -38,8 +62,7 @@ pub(crate) async fn load(rest: &Rest) -> Result<Vec<ProxyKey>, RestError> {
             name: r.name,
             secret_hash: r.secret_hash.unwrap_or_default(),
             revoked: r.revoked,
-            // Not kept by this store yet: every key may do what it could.
-            policy: ProxyKeyPolicy::default(),
+            policy: r.policy.into(),
         })
         .collect())
 }

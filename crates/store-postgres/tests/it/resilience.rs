@@ -179,6 +179,49 @@ async fn a_database_without_the_schema_is_refused_clearly() {
         .expect("connect after migrating");
 }
 
+/// A database migrated by an older build (the files before the proxy-key policy): a
+/// store refuses it with what to do, and once migrated its keys keep what they could do.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_behind_the_latest_migration_is_refused_then_upgraded() {
+    let db = test_db_without_schema().await;
+    let admin = db.client().await;
+    admin
+        .batch_execute(store_postgres::BOOTSTRAP_ROLES)
+        .await
+        .expect("roles");
+    let policy = MIGRATIONS
+        .iter()
+        .position(|m| m.file.ends_with("_proxy_key_policy.sql"))
+        .expect("the policy migration is shipped");
+    for m in &MIGRATIONS[..policy] {
+        admin.batch_execute(m.sql).await.expect(m.file);
+    }
+    admin
+        .execute(
+            "INSERT INTO proxy_keys (name, secret_hash) VALUES ('old', $1)",
+            &[&hash(0xd)],
+        )
+        .await
+        .expect("a key made before the policy");
+    match PostgresStore::connect(&db.url).await {
+        Err(StoreError::Unavailable(msg)) => assert!(
+            msg.contains("older than this build") && msg.contains("supabase/migrations"),
+            "{msg}"
+        ),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    apply_migrations(&db.url).await.expect("apply");
+    let store = PostgresStore::connect(&db.url)
+        .await
+        .expect("connect after migrating");
+    let loaded = store.load().await.expect("load").proxy_keys;
+    assert_eq!(loaded.len(), 1);
+    assert!(
+        loaded[0].policy.passthrough,
+        "an older key keeps the pass-through routes"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn migrations_are_the_shipped_files_and_apply_once() {
     let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/../../supabase/migrations");
