@@ -32,10 +32,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
-use proxy_core::admin::{AdminStore, KeyRow, LogQuery, ProxyKeyRow, UsageCell, UsageQuery};
+use proxy_core::admin::{AdminStore, KeyRow, LogQuery, ProxyKeyRow, ProxyKeyUpdate, UsageCell, UsageQuery};
 use proxy_core::keys::KeyId;
 use proxy_core::log::LogRecord;
 use proxy_core::platform::{KeySnapshot, KeyStore, LogSink, StoreError};
+use proxy_core::policy::ProxyKeyPolicy;
 use proxy_core::pool::StateChange;
 
 pub use crate::connect::ConnectOptions;
@@ -203,9 +204,14 @@ impl AdminStore for PostgresStore {
         retry_on_dead_connection!(self, |client| keys::set_enabled(&client, id, enabled))
     }
 
-    async fn create_proxy_key(&self, name: &str, secret_hash: &str) -> Result<i64, StoreError> {
+    async fn create_proxy_key_with_policy(
+        &self,
+        name: &str,
+        secret_hash: &str,
+        policy: &ProxyKeyPolicy,
+    ) -> Result<i64, StoreError> {
         // Not retried, like add_key.
-        proxy_keys::create(&self.client().await?, name, secret_hash).await
+        proxy_keys::create(&self.client().await?, name, secret_hash, policy).await
     }
 
     async fn list_proxy_keys(&self) -> Result<Vec<ProxyKeyRow>, StoreError> {
@@ -214,6 +220,11 @@ impl AdminStore for PostgresStore {
 
     async fn revoke_proxy_key(&self, id: i64) -> Result<bool, StoreError> {
         retry_on_dead_connection!(self, |client| proxy_keys::revoke(&client, id))
+    }
+
+    async fn update_proxy_key(&self, id: i64, update: &ProxyKeyUpdate) -> Result<bool, StoreError> {
+        // Setting the same values twice changes nothing more: safe to repeat.
+        retry_on_dead_connection!(self, |client| proxy_keys::update(&client, id, update))
     }
 
     async fn list_logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>, StoreError> {

@@ -1,7 +1,7 @@
 //! Client ("proxy") keys. Only the hash of each secret is stored; the table's CHECK
 //! insists on 64 lowercase hex digits (a SHA-256), so the key itself cannot land there.
 
-use proxy_core::admin::ProxyKeyRow;
+use proxy_core::admin::{ProxyKeyRow, ProxyKeyUpdate};
 use proxy_core::keys::ProxyKey;
 use proxy_core::platform::StoreError;
 use proxy_core::policy::ProxyKeyPolicy;
@@ -67,11 +67,20 @@ pub(crate) async fn load(rest: &Rest) -> Result<Vec<ProxyKey>, RestError> {
         .collect())
 }
 
-pub(crate) async fn create(rest: &Rest, name: &str, secret_hash: &str) -> Result<i64, StoreError> {
+pub(crate) async fn create(
+    rest: &Rest,
+    name: &str,
+    secret_hash: &str,
+    policy: &ProxyKeyPolicy,
+) -> Result<i64, StoreError> {
     if secret_hash.is_empty() {
         return Err(StoreError::Invalid("proxy key hash is empty".into()));
     }
-    let body = json!({ "name": name, "secret_hash": secret_hash });
+    let body = json!({
+        "name": name,
+        "secret_hash": secret_hash,
+        "passthrough": policy.passthrough,
+    });
     let inserted: Result<Vec<IdRecord>, RestError> = rest
         .fetch(
             rest.table("proxy_keys").select("id").insert(body.to_string()),
@@ -98,6 +107,7 @@ pub(crate) async fn list(rest: &Rest) -> Result<Vec<ProxyKeyRow>, RestError> {
                 name: r.name,
                 revoked: r.revoked,
                 created_at_ms: opt_timestamp(r.created_at.as_deref())?.unwrap_or(0),
+                policy: r.policy.into(),
             })
         })
         .collect()
@@ -115,4 +125,20 @@ pub(crate) async fn revoke(rest: &Rest, id: i64) -> Result<bool, RestError> {
         )
         .await?;
     Ok(!changed.is_empty())
+}
+
+/// Sets what `update` holds, in one request; returns whether the key exists.
+pub(crate) async fn update(rest: &Rest, id: i64, update: &ProxyKeyUpdate) -> Result<bool, RestError> {
+    let mut changes = serde_json::Map::new();
+    if let Some(passthrough) = update.passthrough {
+        changes.insert("passthrough".into(), passthrough.into());
+    }
+    let by_id = rest.table("proxy_keys").eq("id", id.to_string()).select("id");
+    let found: Vec<IdRecord> = if changes.is_empty() {
+        rest.fetch(by_id, &[]).await?
+    } else {
+        let body = serde_json::Value::Object(changes).to_string();
+        rest.fetch(by_id.update(body), &[]).await?
+    };
+    Ok(!found.is_empty())
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use proxy_core::admin::AdminStore;
+use proxy_core::admin::{AdminStore, ProxyKeyUpdate};
 use proxy_core::platform::{KeyStore, LogSink, StoreError};
 use proxy_core::pool::StateChange;
 use store_postgres::{ConnectOptions, MIGRATIONS, PostgresStore, apply_migrations};
@@ -69,8 +69,13 @@ async fn key_changes_are_announced_and_log_writes_are_not() {
     announced(&listener, "a cooldown").await;
     store.set_key_enabled(key, true).await.expect("enable");
     announced(&listener, "set_key_enabled").await;
-    store.create_proxy_key("p", &hash(0xc)).await.expect("proxy key");
+    let proxy_key = store.create_proxy_key("p", &hash(0xc)).await.expect("proxy key");
     announced(&listener, "create_proxy_key").await;
+    let deny = ProxyKeyUpdate {
+        passthrough: Some(false),
+    };
+    assert!(store.update_proxy_key(proxy_key, &deny).await.expect("update"));
+    announced(&listener, "update_proxy_key").await;
     store.remove_key(key).await.expect("remove");
     announced(&listener, "remove_key").await;
 }
