@@ -178,7 +178,7 @@ test('usage shows day x model x key and downloads CSV', async () => {
 
 test('a revoked proxy key is refused', async () => {
   await page.goto(`${WEB}/proxy-keys`);
-  await Promise.all([page.waitForURL(/msg=revoked/), page.click('#proxy-keys form button')]);
+  await Promise.all([page.waitForURL(/msg=revoked/), page.click('#proxy-keys form[action$="/revoke"] button')]);
   // The proxy answers a revoked key with 401 or 403 (it knows the key was revoked).
   await eventually('the revoked key to be refused', async () => [401, 403].includes(await generate(secret)));
 });

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use proxy_axum::{ProcessArgs, ProxyArgs};
 use store_select::StoreArgs;
 
@@ -71,6 +71,10 @@ pub enum ProxyKeysCommand {
     Create {
         #[arg(long)]
         name: String,
+        /// May the key use the pass-through routes (files, cachedContents, tunedModels,
+        /// batches, operations…)? `deny` limits it to generation, embeddings and models.
+        #[arg(long, value_enum, default_value_t = Access::Allow)]
+        passthrough: Access,
         #[arg(long)]
         json: bool,
     },
@@ -78,8 +82,34 @@ pub enum ProxyKeysCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Change what a client key may do; a running `serve` applies it at its next refresh.
+    Update(ProxyKeyUpdateArgs),
     /// Revoke a client key by id; its next request is refused.
     Revoke { id: i64 },
+}
+
+/// `proxy-keys update ID [--flag …]`: every flag is optional and changes one thing;
+/// what is not given stays as it is.
+#[derive(Debug, Args)]
+pub struct ProxyKeyUpdateArgs {
+    pub id: i64,
+    /// Allow or deny the pass-through routes (files, cachedContents, tunedModels,
+    /// batches, operations…).
+    #[arg(long, value_enum)]
+    pub passthrough: Option<Access>,
+}
+
+/// A permission as the flags spell it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Access {
+    Allow,
+    Deny,
+}
+
+impl Access {
+    pub fn allowed(self) -> bool {
+        self == Access::Allow
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -21,6 +21,10 @@ pub fn dashboard_router(state: Arc<AppState>) -> Router {
             get(pages::proxy_keys).post(actions::create_proxy_key),
         )
         .route("/proxy-keys/{id}/revoke", post(actions::revoke_proxy_key))
+        .route(
+            "/proxy-keys/{id}/passthrough/{setting}",
+            post(actions::set_proxy_key_passthrough),
+        )
         .route("/logs", get(pages::logs))
         .route("/logs/{id}", get(pages::log_detail))
         .route("/usage", get(pages::usage))

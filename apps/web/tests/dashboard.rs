@@ -226,6 +226,126 @@ async fn operator_manages_keys_and_sees_proxied_requests() {
     assert_eq!(web.get(&cookie, "/").await.0, StatusCode::SEE_OTHER);
 }
 
+impl Running {
+    /// GET `/v1beta/cachedContents` through the proxy route: 403 when the key is kept
+    /// off pass-through, fake Gemini's own 404 when the call reaches it.
+    async fn list_caches(&self, proxy_key: &str) -> StatusCode {
+        self.http
+            .get(format!("{}/v1beta/cachedContents", self.base))
+            .header("x-goog-api-key", proxy_key)
+            .send()
+            .await
+            .expect("list caches")
+            .status()
+    }
+}
+
+/// The secret on the page the create form answers with.
+async fn created_secret(created: reqwest::Response) -> String {
+    let page = created.text().await.expect("page");
+    let start = page.find("gp-").expect("secret shown once");
+    page[start..start + 51].to_string()
+}
+
+#[tokio::test]
+async fn an_operator_keeps_a_proxy_key_off_the_passthrough_routes() {
+    let web = start(Some("pw")).await;
+    let cookie = session_cookie(&web.login("pw").await);
+    let (_, page) = web.get(&cookie, "/keys").await;
+    let token = csrf(&page);
+    let secret = "AIzaSyWEB-pass-key-000000000000000000001";
+    web.post(&cookie, "/keys", &[("csrf", &token), ("keys", secret)])
+        .await;
+
+    let (_, page) = web.get(&cookie, "/proxy-keys").await;
+    assert!(
+        page.contains(r#"name="passthrough""#),
+        "the create form offers it"
+    );
+    let open = created_secret(
+        web.post(&cookie, "/proxy-keys", &[("csrf", &token), ("name", "open")])
+            .await,
+    )
+    .await;
+    let form = [
+        ("csrf", token.as_str()),
+        ("name", "limited"),
+        ("passthrough", "deny"),
+    ];
+    let limited = created_secret(web.post(&cookie, "/proxy-keys", &form).await).await;
+    let form = [
+        ("csrf", token.as_str()),
+        ("name", "odd"),
+        ("passthrough", "maybe"),
+    ];
+    let odd = web.post(&cookie, "/proxy-keys", &form).await;
+    assert_eq!(
+        odd.status(),
+        StatusCode::BAD_REQUEST,
+        "no key for an unknown setting"
+    );
+
+    assert!(eventually(|| async { web.generate(&limited).await == StatusCode::OK }).await);
+    assert_eq!(web.list_caches(&limited).await, StatusCode::FORBIDDEN);
+    assert_eq!(web.list_caches(&open).await, StatusCode::NOT_FOUND);
+    let (_, page) = web.get(&cookie, "/proxy-keys").await;
+    assert!(
+        page.contains(r#"action="/proxy-keys/1/passthrough/deny""#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"action="/proxy-keys/2/passthrough/allow""#),
+        "{page}"
+    );
+    assert!(!page.contains("/proxy-keys/3/"), "the refused form made no key");
+
+    // The toggle is a form post like revoke: CSRF-checked, then the store, then a refresh.
+    let forged = web
+        .post(&cookie, "/proxy-keys/1/passthrough/deny", &[("csrf", "nope")])
+        .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(web.list_caches(&open).await, StatusCode::NOT_FOUND, "unchanged");
+    let denied = web
+        .post(&cookie, "/proxy-keys/1/passthrough/deny", &[("csrf", &token)])
+        .await;
+    assert_eq!(
+        denied.headers().get(LOCATION).expect("redirect"),
+        "/proxy-keys?msg=passthrough-denied"
+    );
+    assert!(eventually(|| async { web.list_caches(&open).await == StatusCode::FORBIDDEN }).await);
+    assert_eq!(web.generate(&open).await, StatusCode::OK, "generation stays");
+    let allowed = web
+        .post(&cookie, "/proxy-keys/2/passthrough/allow", &[("csrf", &token)])
+        .await;
+    assert_eq!(
+        allowed.headers().get(LOCATION).expect("redirect"),
+        "/proxy-keys?msg=passthrough-allowed"
+    );
+    assert!(eventually(|| async { web.list_caches(&limited).await == StatusCode::NOT_FOUND }).await);
+    let (_, page) = web.get(&cookie, "/proxy-keys?msg=passthrough-allowed").await;
+    assert!(page.contains("may use the pass-through routes again"), "{page}");
+    assert!(
+        page.contains(r#"action="/proxy-keys/1/passthrough/allow""#),
+        "{page}"
+    );
+
+    let missing = web
+        .post(&cookie, "/proxy-keys/9/passthrough/deny", &[("csrf", &token)])
+        .await;
+    assert_eq!(
+        missing.headers().get(LOCATION).expect("redirect"),
+        "/proxy-keys?msg=missing"
+    );
+    let unknown = web
+        .post(
+            &cookie,
+            "/proxy-keys/1/passthrough/sometimes",
+            &[("csrf", &token)],
+        )
+        .await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+}
+
 #[tokio::test]
 async fn login_is_rate_limited() {
     let web = start(Some("pw")).await;
@@ -476,12 +596,13 @@ async fn a_failing_store_answers_503_on_every_page_and_form() {
             "GET {path}: {body}"
         );
     }
-    let forms: [(&str, &[(&str, &str)]); 5] = [
+    let forms: [(&str, &[(&str, &str)]); 6] = [
         ("/keys", &[("keys", "AIzaSyWEB-down-key-0000000000000000000001")]),
         ("/keys/1/disable", &[]),
         ("/keys/1/recheck", &[]),
         ("/proxy-keys", &[("name", "down")]),
         ("/proxy-keys/1/revoke", &[]),
+        ("/proxy-keys/1/passthrough/deny", &[]),
     ];
     for (path, fields) in forms {
         let mut form = vec![("csrf", csrf.as_str())];

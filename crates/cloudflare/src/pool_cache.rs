@@ -117,6 +117,7 @@ mod tests {
     use futures_util::FutureExt;
     use proxy_core::auth::{AuthOutcome, Credential, hash_proxy_key};
     use proxy_core::keys::Secret;
+    use proxy_core::policy::ProxyKeyPolicy;
 
     #[test]
     fn loads_once_then_refreshes_on_the_interval() {
@@ -139,7 +140,10 @@ mod tests {
         };
         assert_eq!(
             cache.proxy_keys().check(Some(&credential)),
-            AuthOutcome::Allowed { proxy_key_id: 7 }
+            AuthOutcome::Allowed {
+                proxy_key_id: 7,
+                policy: &ProxyKeyPolicy::default(),
+            }
         );
         assert!(!cache.begin_refresh(5_000));
         assert!(cache.begin_refresh(11_000));

@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use proxy_core::keys::{ProxyKey, Secret, UpstreamKey};
 use proxy_core::platform::{KeySnapshot, KeyStore, StoreError};
+use proxy_core::policy::ProxyKeyPolicy;
 use proxy_core::pool::{KeyState, StateChange};
 
 pub struct SecretsStore {
@@ -32,6 +33,8 @@ impl SecretsStore {
                 name: format!("proxy-key-{id}"),
                 secret_hash: hash.clone(),
                 revoked: false,
+                // Secrets carry no policy: each key may do what every key could before.
+                policy: ProxyKeyPolicy::default(),
             })
             .collect();
         Self {
@@ -76,5 +79,9 @@ mod tests {
         );
         assert_eq!(snapshot.proxy_keys[0].id, 2);
         assert_eq!(snapshot.proxy_keys[0].secret_hash, "ab".repeat(32));
+        assert!(
+            snapshot.proxy_keys[0].policy.passthrough,
+            "a secret's key may use the pass-through routes"
+        );
     }
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::keys::KeyId;
 use crate::log::LogRecord;
 use crate::platform::{MaybeSend, StoreError};
+use crate::policy::ProxyKeyPolicy;
 
 mod stats;
 pub use stats::{LogStats, UsageRow, fold_stats, log_stats, stats_query};
@@ -32,6 +33,25 @@ pub struct ProxyKeyRow {
     pub name: String,
     pub revoked: bool,
     pub created_at_ms: u64,
+    /// What the key may do; in JSON its fields sit beside the row's (`"passthrough": true`).
+    #[serde(flatten)]
+    pub policy: ProxyKeyPolicy,
+}
+
+/// A change to a proxy key's policy, as `proxy-keys update` and the dashboard make it:
+/// each field that is `Some` is set, the others are left as they are. The governance
+/// limits join it as fields, so one update changes several at once.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProxyKeyUpdate {
+    /// [`ProxyKeyPolicy::passthrough`].
+    pub passthrough: Option<bool>,
+}
+
+impl ProxyKeyUpdate {
+    /// Changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 /// Filters for listing logs, newest first.
@@ -126,9 +146,25 @@ pub trait AdminStore: MaybeSend {
     async fn remove_key(&self, id: KeyId) -> Result<bool, StoreError>;
     /// Enabling also clears an invalid mark and cooldowns: the operator says "try it again".
     async fn set_key_enabled(&self, id: KeyId, enabled: bool) -> Result<bool, StoreError>;
-    async fn create_proxy_key(&self, name: &str, secret_hash: &str) -> Result<i64, StoreError>;
+    /// A proxy key with the default policy (it may do everything).
+    async fn create_proxy_key(&self, name: &str, secret_hash: &str) -> Result<i64, StoreError> {
+        self.create_proxy_key_with_policy(name, secret_hash, &ProxyKeyPolicy::default())
+            .await
+    }
+    /// A proxy key with `policy`, in one write: a restricted key is never live without
+    /// its restriction.
+    async fn create_proxy_key_with_policy(
+        &self,
+        name: &str,
+        secret_hash: &str,
+        policy: &ProxyKeyPolicy,
+    ) -> Result<i64, StoreError>;
     async fn list_proxy_keys(&self) -> Result<Vec<ProxyKeyRow>, StoreError>;
     async fn revoke_proxy_key(&self, id: i64) -> Result<bool, StoreError>;
+    /// Sets what `update` holds of a proxy key's policy, in one write; returns whether
+    /// the key exists (an empty update only checks that). A running proxy applies it
+    /// at its next refresh, at once where the store notifies.
+    async fn update_proxy_key(&self, id: i64, update: &ProxyKeyUpdate) -> Result<bool, StoreError>;
     async fn list_logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>, StoreError>;
     /// Totals per time bucket and group, aggregated by the store (no rows are shipped),
     /// in [`sort_usage`] order. The one aggregate a store implements: the dashboard's

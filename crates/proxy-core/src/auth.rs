@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use sha2::{Digest, Sha256};
 
 use crate::keys::ProxyKey;
+use crate::policy::ProxyKeyPolicy;
 
 /// The credential a request carried and how it carried it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,11 +73,17 @@ pub fn format_proxy_key(random: &[u8; 24]) -> String {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AuthOutcome {
-    Allowed { proxy_key_id: i64 },
+pub enum AuthOutcome<'a> {
+    /// A live key, with the policy admission checks the request against.
+    Allowed {
+        proxy_key_id: i64,
+        policy: &'a ProxyKeyPolicy,
+    },
     Missing,
     Unknown,
-    Revoked { proxy_key_id: i64 },
+    Revoked {
+        proxy_key_id: i64,
+    },
 }
 
 /// The in-memory table of proxy keys, looked up by hash on every request.
@@ -99,14 +106,17 @@ impl ProxyKeyTable {
         self.by_hash.is_empty()
     }
 
-    pub fn check(&self, credential: Option<&Credential>) -> AuthOutcome {
+    pub fn check(&self, credential: Option<&Credential>) -> AuthOutcome<'_> {
         let Some(credential) = credential else {
             return AuthOutcome::Missing;
         };
         match self.by_hash.get(&hash_proxy_key(&credential.value)) {
             None => AuthOutcome::Unknown,
             Some(key) if key.revoked => AuthOutcome::Revoked { proxy_key_id: key.id },
-            Some(key) => AuthOutcome::Allowed { proxy_key_id: key.id },
+            Some(key) => AuthOutcome::Allowed {
+                proxy_key_id: key.id,
+                policy: &key.policy,
+            },
         }
     }
 }
@@ -143,12 +153,14 @@ mod tests {
                 name: "a".into(),
                 secret_hash: hash_proxy_key(&ok),
                 revoked: false,
+                policy: ProxyKeyPolicy { passthrough: false },
             },
             ProxyKey {
                 id: 2,
                 name: "b".into(),
                 secret_hash: hash_proxy_key(&gone),
                 revoked: true,
+                policy: ProxyKeyPolicy::default(),
             },
         ]);
         let cred = |v: &str| Credential {
@@ -157,7 +169,11 @@ mod tests {
         };
         assert_eq!(
             table.check(Some(&cred(&ok))),
-            AuthOutcome::Allowed { proxy_key_id: 1 }
+            AuthOutcome::Allowed {
+                proxy_key_id: 1,
+                policy: &ProxyKeyPolicy { passthrough: false },
+            },
+            "a live key comes with its own policy"
         );
         assert_eq!(
             table.check(Some(&cred(&gone))),

@@ -20,6 +20,11 @@ pub enum ProxyError {
     UnknownKey,
     #[error("This proxy key has been revoked.")]
     RevokedKey,
+    /// The key's policy keeps it off the pass-through routes (`policy::ProxyKeyPolicy`).
+    #[error(
+        "This proxy key may not use the pass-through routes (files, cachedContents, tunedModels, batches, operations, …); it is limited to generation, embeddings and models."
+    )]
+    PassthroughDenied,
     #[error("{0}")]
     BadRequest(String),
     #[error("Request body exceeds the proxy's limit of {limit_bytes} bytes.")]
@@ -67,7 +72,7 @@ impl ProxyError {
     pub fn status_code(&self) -> u16 {
         match self {
             Self::MissingKey | Self::UnknownKey => 401,
-            Self::RevokedKey => 403,
+            Self::RevokedKey | Self::PassthroughDenied => 403,
             Self::BadRequest(_) => 400,
             Self::BodyTooLarge { .. } => 413,
             Self::BodyTooSlow { .. } => 408,
@@ -85,7 +90,7 @@ impl ProxyError {
     pub fn grpc_status(&self) -> &'static str {
         match self {
             Self::MissingKey | Self::UnknownKey => "UNAUTHENTICATED",
-            Self::RevokedKey => "PERMISSION_DENIED",
+            Self::RevokedKey | Self::PassthroughDenied => "PERMISSION_DENIED",
             Self::BadRequest(_) | Self::BodyTooLarge { .. } => "INVALID_ARGUMENT",
             Self::BodyTooSlow { .. } => "DEADLINE_EXCEEDED",
             Self::Busy { .. } => "UNAVAILABLE",
@@ -103,6 +108,7 @@ impl ProxyError {
             Self::MissingKey => "missing_api_key",
             Self::UnknownKey => "invalid_api_key",
             Self::RevokedKey => "revoked_api_key",
+            Self::PassthroughDenied => "passthrough_denied",
             Self::BadRequest(_) => "bad_request",
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::BodyTooSlow { .. } => "body_too_slow",
@@ -195,6 +201,13 @@ mod tests {
             "PERMISSION_DENIED",
             "permission_error",
         );
+        check(
+            ProxyError::PassthroughDenied,
+            403,
+            "PERMISSION_DENIED",
+            "permission_error",
+        );
+        assert_eq!(ProxyError::PassthroughDenied.kind(), "passthrough_denied");
         check(
             ProxyError::BadRequest("x".into()),
             400,

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::policy::ProxyKeyPolicy;
+
 /// Row id of an upstream key in whatever store holds it.
 pub type KeyId = i64;
 
@@ -81,6 +83,8 @@ pub struct ProxyKey {
     pub name: String,
     pub secret_hash: String,
     pub revoked: bool,
+    /// What the key may do beyond being live.
+    pub policy: ProxyKeyPolicy,
 }
 
 #[cfg(test)]

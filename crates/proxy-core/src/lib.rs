@@ -26,6 +26,7 @@ pub mod mark_guard;
 pub mod openai_usage;
 pub mod pacific;
 pub mod platform;
+pub mod policy;
 pub mod pool;
 pub mod redact;
 pub mod request;

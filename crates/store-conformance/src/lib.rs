@@ -38,7 +38,7 @@ pub use logs::{
     limit_defaults_to_50_and_caps_at_1000, log_filters_each_narrow, log_records_round_trip_every_field,
     logs_mark_keys_last_used, the_same_batch_twice_keeps_one_copy,
 };
-pub use proxy_keys::proxy_keys_round_trip;
+pub use proxy_keys::{proxy_key_policy_is_kept_and_updated, proxy_keys_round_trip};
 pub use prune::prune_deletes_only_older_rows;
 pub use suite::Fixture;
 pub use usage::{stats_sum_tokens_and_count_errors, usage_buckets_groups_and_percentiles};

@@ -42,6 +42,7 @@ macro_rules! suite {
             cooldowns_that_ran_out_are_not_returned,
             enabling_clears_invalid_and_cooldowns,
             proxy_keys_round_trip,
+            proxy_key_policy_is_kept_and_updated,
             log_records_round_trip_every_field,
             log_filters_each_narrow,
             limit_defaults_to_50_and_caps_at_1000,
@@ -104,6 +105,10 @@ pub async fn enabling_clears_invalid_and_cooldowns<F: Fixture>(f: &F) {
 
 pub async fn proxy_keys_round_trip<F: Fixture>(f: &F) {
     proxy_keys::proxy_keys_round_trip(f.store()).await;
+}
+
+pub async fn proxy_key_policy_is_kept_and_updated<F: Fixture>(f: &F) {
+    proxy_keys::proxy_key_policy_is_kept_and_updated(f.store()).await;
 }
 
 pub async fn log_records_round_trip_every_field<F: Fixture>(f: &F) {

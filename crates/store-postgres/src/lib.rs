@@ -32,10 +32,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
-use proxy_core::admin::{AdminStore, KeyRow, LogQuery, ProxyKeyRow, UsageCell, UsageQuery};
+use proxy_core::admin::{AdminStore, KeyRow, LogQuery, ProxyKeyRow, ProxyKeyUpdate, UsageCell, UsageQuery};
 use proxy_core::keys::KeyId;
 use proxy_core::log::LogRecord;
 use proxy_core::platform::{KeySnapshot, KeyStore, LogSink, StoreError};
+use proxy_core::policy::ProxyKeyPolicy;
 use proxy_core::pool::StateChange;
 
 pub use crate::connect::ConnectOptions;
@@ -114,24 +115,30 @@ impl PostgresStore {
         })
     }
 
+    /// The schema is there, and as new as this build: a database that missed a later
+    /// migration is refused here with what to do, not by every load with a missing column.
     async fn check_schema(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
         let row = client
             .query_one(
                 "SELECT to_regclass('public.request_logs') IS NOT NULL \
-                 AND to_regprocedure('public.insert_request_logs(jsonb)') IS NOT NULL",
+                 AND to_regprocedure('public.insert_request_logs(jsonb)') IS NOT NULL, \
+                 EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('public.proxy_keys') \
+                         AND attname = 'passthrough' AND NOT attisdropped)",
                 &[],
             )
             .await
             .db()?;
-        if row.try_get::<_, bool>(0).db()? {
-            Ok(())
-        } else {
-            Err(StoreError::Unavailable(
-                "the Gemini Proxy schema is missing from this database: apply supabase/migrations \
-                 (supabase db push) or call store_postgres::apply_migrations"
-                    .into(),
-            ))
+        let how = "apply supabase/migrations (supabase db push) or call store_postgres::apply_migrations";
+        match (row.try_get::<_, bool>(0).db()?, row.try_get::<_, bool>(1).db()?) {
+            (true, true) => Ok(()),
+            (false, _) => Err(StoreError::Unavailable(format!(
+                "the Gemini Proxy schema is missing from this database: {how}"
+            ))),
+            (true, false) => Err(StoreError::Unavailable(format!(
+                "this database's Gemini Proxy schema is older than this build \
+                 (proxy_keys.passthrough is missing): {how}"
+            ))),
         }
     }
 
@@ -197,9 +204,14 @@ impl AdminStore for PostgresStore {
         retry_on_dead_connection!(self, |client| keys::set_enabled(&client, id, enabled))
     }
 
-    async fn create_proxy_key(&self, name: &str, secret_hash: &str) -> Result<i64, StoreError> {
+    async fn create_proxy_key_with_policy(
+        &self,
+        name: &str,
+        secret_hash: &str,
+        policy: &ProxyKeyPolicy,
+    ) -> Result<i64, StoreError> {
         // Not retried, like add_key.
-        proxy_keys::create(&self.client().await?, name, secret_hash).await
+        proxy_keys::create(&self.client().await?, name, secret_hash, policy).await
     }
 
     async fn list_proxy_keys(&self) -> Result<Vec<ProxyKeyRow>, StoreError> {
@@ -208,6 +220,11 @@ impl AdminStore for PostgresStore {
 
     async fn revoke_proxy_key(&self, id: i64) -> Result<bool, StoreError> {
         retry_on_dead_connection!(self, |client| proxy_keys::revoke(&client, id))
+    }
+
+    async fn update_proxy_key(&self, id: i64, update: &ProxyKeyUpdate) -> Result<bool, StoreError> {
+        // Setting the same values twice changes nothing more: safe to repeat.
+        retry_on_dead_connection!(self, |client| proxy_keys::update(&client, id, update))
     }
 
     async fn list_logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>, StoreError> {

@@ -47,6 +47,10 @@ pub const MIGRATIONS: &[Migration] = &[
         file: "20261125000000_usage_buckets.sql",
         sql: include_str!("../../../supabase/migrations/20261125000000_usage_buckets.sql"),
     },
+    Migration {
+        file: "20261126000000_proxy_key_policy.sql",
+        sql: include_str!("../../../supabase/migrations/20261126000000_proxy_key_policy.sql"),
+    },
 ];
 
 /// Serialises concurrent appliers (two instances starting at once) within a database.

@@ -1,9 +1,11 @@
 //! Client ("proxy") keys. Only the SHA-256 of each secret is ever stored; the secret is
 //! shown once by whoever generated it and then gone.
 
-use proxy_core::admin::ProxyKeyRow;
+use proxy_core::admin::{ProxyKeyRow, ProxyKeyUpdate};
 use proxy_core::keys::ProxyKey;
 use proxy_core::platform::StoreError;
+use proxy_core::policy::ProxyKeyPolicy;
+use tokio_postgres::Row;
 
 use crate::convert::{clean, from_sql, ms_from_ts};
 use crate::error::DbResult;
@@ -26,21 +28,31 @@ fn validate_hash(secret_hash: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The policy columns every query of proxy keys selects, for [`policy`].
+const POLICY_COLUMNS: &str = "passthrough";
+
+fn policy(row: &Row) -> Result<ProxyKeyPolicy, StoreError> {
+    Ok(ProxyKeyPolicy {
+        passthrough: row.try_get("passthrough").db()?,
+    })
+}
+
 pub(crate) async fn create(
     client: &deadpool_postgres::Client,
     name: &str,
     secret_hash: &str,
+    policy: &ProxyKeyPolicy,
 ) -> Result<i64, StoreError> {
     validate_hash(secret_hash)?;
     let stmt = client
         .prepare_cached(
-            "INSERT INTO proxy_keys (name, secret_hash) VALUES ($1, $2) \
+            "INSERT INTO proxy_keys (name, secret_hash, passthrough) VALUES ($1, $2, $3) \
              ON CONFLICT (secret_hash) DO NOTHING RETURNING id",
         )
         .await
         .db()?;
     match client
-        .query_opt(&stmt, &[&clean(name), &secret_hash])
+        .query_opt(&stmt, &[&clean(name), &secret_hash, &policy.passthrough])
         .await
         .db()?
     {
@@ -55,7 +67,9 @@ pub(crate) async fn create(
 /// What the request path needs: hashes and revocation, for the in-memory auth table.
 pub(crate) async fn load(client: &deadpool_postgres::Client) -> Result<Vec<ProxyKey>, StoreError> {
     let stmt = client
-        .prepare_cached("SELECT id, name, secret_hash, revoked FROM proxy_keys ORDER BY id")
+        .prepare_cached(&format!(
+            "SELECT id, name, secret_hash, revoked, {POLICY_COLUMNS} FROM proxy_keys ORDER BY id"
+        ))
         .await
         .db()?;
     let rows = client.query(&stmt, &[]).await.db()?;
@@ -66,6 +80,7 @@ pub(crate) async fn load(client: &deadpool_postgres::Client) -> Result<Vec<Proxy
                 name: row.try_get("name").db()?,
                 secret_hash: row.try_get("secret_hash").db()?,
                 revoked: row.try_get("revoked").db()?,
+                policy: policy(row)?,
             })
         })
         .collect()
@@ -73,10 +88,9 @@ pub(crate) async fn load(client: &deadpool_postgres::Client) -> Result<Vec<Proxy
 
 pub(crate) async fn list(client: &deadpool_postgres::Client) -> Result<Vec<ProxyKeyRow>, StoreError> {
     let stmt = client
-        .prepare_cached(concat!(
-            "SELECT id, name, revoked, ",
-            ms_from_ts!("created_at"),
-            " AS created_ms FROM proxy_keys ORDER BY id"
+        .prepare_cached(&format!(
+            "SELECT id, name, revoked, {} AS created_ms, {POLICY_COLUMNS} FROM proxy_keys ORDER BY id",
+            ms_from_ts!("created_at")
         ))
         .await
         .db()?;
@@ -88,6 +102,7 @@ pub(crate) async fn list(client: &deadpool_postgres::Client) -> Result<Vec<Proxy
                 name: row.try_get("name").db()?,
                 revoked: row.try_get("revoked").db()?,
                 created_at_ms: from_sql(row.try_get("created_ms").db()?),
+                policy: policy(row)?,
             })
         })
         .collect()
@@ -100,6 +115,20 @@ pub(crate) async fn revoke(client: &deadpool_postgres::Client, id: i64) -> Resul
         .await
         .db()?;
     Ok(client.execute(&stmt, &[&id]).await.db()? > 0)
+}
+
+/// Sets what `update` holds, in one statement; returns whether the key exists. The
+/// row's update fires `proxy_keys_notify`, so listening instances reload at once.
+pub(crate) async fn update(
+    client: &deadpool_postgres::Client,
+    id: i64,
+    update: &ProxyKeyUpdate,
+) -> Result<bool, StoreError> {
+    let stmt = client
+        .prepare_cached("UPDATE proxy_keys SET passthrough = coalesce($2, passthrough) WHERE id = $1")
+        .await
+        .db()?;
+    Ok(client.execute(&stmt, &[&id, &update.passthrough]).await.db()? > 0)
 }
 
 #[cfg(test)]

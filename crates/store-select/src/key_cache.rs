@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use proxy_core::keys::{ProxyKey, Secret, UpstreamKey};
 use proxy_core::platform::{KeySnapshot, KeyStore, StoreError};
+use proxy_core::policy::ProxyKeyPolicy;
 use proxy_core::pool::{KeyState, StateChange};
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +36,11 @@ struct CachedProxyKey {
     name: String,
     secret_hash: String,
     revoked: bool,
+    /// Absent from files an older build wrote, so those load with the default policy
+    /// (everything allowed, what those keys could do); a field missing from the policy
+    /// takes its own default.
+    #[serde(default)]
+    policy: ProxyKeyPolicy,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -127,6 +133,7 @@ fn to_file(snapshot: &KeySnapshot) -> CacheFile {
             name: k.name.clone(),
             secret_hash: k.secret_hash.clone(),
             revoked: k.revoked,
+            policy: k.policy.clone(),
         })
         .collect();
     CacheFile { keys, proxy_keys }
@@ -160,6 +167,7 @@ fn from_file(file: CacheFile) -> KeySnapshot {
             name: k.name,
             secret_hash: k.secret_hash,
             revoked: k.revoked,
+            policy: k.policy,
         })
         .collect();
     KeySnapshot { keys, proxy_keys }
@@ -206,6 +214,7 @@ mod tests {
                 name: "p".into(),
                 secret_hash: "ab".into(),
                 revoked: false,
+                policy: ProxyKeyPolicy { passthrough: false },
             };
             Ok(KeySnapshot {
                 keys: vec![(key, KeyState::default())],
@@ -241,6 +250,10 @@ mod tests {
         let snapshot = cached.load().await.expect("falls back to the cache");
         assert_eq!(snapshot.keys[0].0.secret.expose(), "AIzaCached");
         assert_eq!(snapshot.proxy_keys[0].secret_hash, "ab");
+        assert!(
+            !snapshot.proxy_keys[0].policy.passthrough,
+            "a restricted key stays restricted while the store is down"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -249,5 +262,26 @@ mod tests {
                 .unwrap_or(0);
             assert_eq!(mode, 0o600);
         }
+    }
+
+    /// A cache file written before proxy keys had a policy still loads, and its keys may
+    /// do what they could.
+    #[tokio::test]
+    async fn an_older_cache_file_loads_with_the_default_policy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keys.json");
+        let old = r#"{"keys":[{"id":7,"name":"k","secret":"AIzaCached","enabled":true,"invalid_reason":null}],
+            "proxy_keys":[{"id":1,"name":"p","secret_hash":"ab","revoked":false}]}"#;
+        std::fs::write(&path, old).expect("write an old cache");
+        let inner = Arc::new(Flaky {
+            up: AtomicBool::new(false),
+        });
+        let snapshot = CachedKeyStore::new(inner, &path)
+            .load()
+            .await
+            .expect("the old file loads");
+        assert_eq!(snapshot.proxy_keys.len(), 1);
+        assert_eq!(snapshot.proxy_keys[0].policy, ProxyKeyPolicy::default());
+        assert!(snapshot.proxy_keys[0].policy.passthrough);
     }
 }

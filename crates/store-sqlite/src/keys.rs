@@ -76,7 +76,10 @@ pub(crate) fn load(conn: &mut Connection, now_ms: u64) -> Result<KeySnapshot, St
     let mut proxy_keys = Vec::new();
     {
         let mut stmt = tx
-            .prepare_cached("SELECT id, name, secret_hash, revoked FROM proxy_keys ORDER BY id")
+            .prepare_cached(&format!(
+                "SELECT id, name, secret_hash, revoked, {} FROM proxy_keys ORDER BY id",
+                crate::proxy_keys::POLICY_COLUMNS
+            ))
             .db()?;
         let rows = stmt
             .query_map([], |row| {
@@ -85,6 +88,7 @@ pub(crate) fn load(conn: &mut Connection, now_ms: u64) -> Result<KeySnapshot, St
                     name: row.get(1)?,
                     secret_hash: row.get(2)?,
                     revoked: row.get(3)?,
+                    policy: crate::proxy_keys::policy(row, 4)?,
                 })
             })
             .db()?;

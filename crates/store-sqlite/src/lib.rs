@@ -18,10 +18,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use proxy_core::admin::{AdminStore, KeyRow, LogQuery, ProxyKeyRow, UsageCell, UsageQuery};
+use proxy_core::admin::{AdminStore, KeyRow, LogQuery, ProxyKeyRow, ProxyKeyUpdate, UsageCell, UsageQuery};
 use proxy_core::keys::KeyId;
 use proxy_core::log::LogRecord;
 use proxy_core::platform::{KeySnapshot, KeyStore, LogSink, StoreError};
+use proxy_core::policy::ProxyKeyPolicy;
 use proxy_core::pool::StateChange;
 use rusqlite::Connection;
 
@@ -157,9 +158,14 @@ impl AdminStore for SqliteStore {
         self.run(move |conn| keys::set_enabled(conn, id, enabled)).await
     }
 
-    async fn create_proxy_key(&self, name: &str, secret_hash: &str) -> Result<i64, StoreError> {
-        let (name, secret_hash) = (name.to_string(), secret_hash.to_string());
-        self.run(move |conn| proxy_keys::create(conn, &name, &secret_hash, convert::now_ms()))
+    async fn create_proxy_key_with_policy(
+        &self,
+        name: &str,
+        secret_hash: &str,
+        policy: &ProxyKeyPolicy,
+    ) -> Result<i64, StoreError> {
+        let (name, secret_hash, policy) = (name.to_string(), secret_hash.to_string(), policy.clone());
+        self.run(move |conn| proxy_keys::create(conn, &name, &secret_hash, &policy, convert::now_ms()))
             .await
     }
 
@@ -169,6 +175,11 @@ impl AdminStore for SqliteStore {
 
     async fn revoke_proxy_key(&self, id: i64) -> Result<bool, StoreError> {
         self.run(move |conn| proxy_keys::revoke(conn, id)).await
+    }
+
+    async fn update_proxy_key(&self, id: i64, update: &ProxyKeyUpdate) -> Result<bool, StoreError> {
+        let update = update.clone();
+        self.run(move |conn| proxy_keys::update(conn, id, &update)).await
     }
 
     async fn list_logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>, StoreError> {

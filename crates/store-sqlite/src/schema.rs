@@ -78,6 +78,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX request_logs_answered_key ON request_logs (answered_key_id, started_at_ms);
     CREATE INDEX request_logs_proxy_key ON request_logs (proxy_key_id, started_at_ms);
     "#,
+    // 2: the first piece of a proxy key's policy: may it use the pass-through routes
+    // (files, cachedContents, tunedModels, …). Keys that exist keep what they could do.
+    r#"
+    ALTER TABLE proxy_keys ADD COLUMN passthrough INTEGER NOT NULL DEFAULT 1;
+    "#,
 ];
 
 /// Per-connection settings; none of them is stored in the file except WAL mode.
@@ -134,4 +139,47 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.pragma_update(None, "user_version", index + 1).db()?;
     }
     tx.commit().db()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file made by a build that knew only the first step.
+    fn version_one() -> Connection {
+        let conn = Connection::open_in_memory().unwrap_or_else(|e| panic!("open: {e}"));
+        conn.execute_batch(MIGRATIONS[0])
+            .and_then(|()| conn.pragma_update(None, "user_version", 1))
+            .and_then(|()| {
+                conn.execute(
+                    "INSERT INTO proxy_keys (name, secret_hash, created_at_ms) VALUES ('old', 'h', 1)",
+                    [],
+                )
+            })
+            .unwrap_or_else(|e| panic!("version 1: {e}"));
+        conn
+    }
+
+    #[test]
+    fn an_older_file_is_brought_up_to_date_and_its_keys_keep_passthrough() {
+        let mut conn = version_one();
+        migrate(&mut conn).unwrap_or_else(|e| panic!("migrate: {e}"));
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap_or(0);
+        assert_eq!(usize::try_from(version).ok(), Some(MIGRATIONS.len()));
+        let passthrough: bool = conn
+            .query_row(
+                "SELECT passthrough FROM proxy_keys WHERE name = 'old'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap_or(false);
+        assert!(
+            passthrough,
+            "a key made before the policy may still do what it could"
+        );
+        // Migrating again is a no-op.
+        migrate(&mut conn).unwrap_or_else(|e| panic!("migrate again: {e}"));
+    }
 }

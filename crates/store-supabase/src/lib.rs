@@ -21,10 +21,11 @@ mod usage;
 
 use async_trait::async_trait;
 use futures_util::future::try_join;
-use proxy_core::admin::{AdminStore, KeyRow, LogQuery, ProxyKeyRow, UsageCell, UsageQuery};
+use proxy_core::admin::{AdminStore, KeyRow, LogQuery, ProxyKeyRow, ProxyKeyUpdate, UsageCell, UsageQuery};
 use proxy_core::keys::KeyId;
 use proxy_core::log::LogRecord;
 use proxy_core::platform::{KeySnapshot, KeyStore, LogSink, StoreError};
+use proxy_core::policy::ProxyKeyPolicy;
 use proxy_core::pool::StateChange;
 
 use crate::rest::Rest;
@@ -117,8 +118,13 @@ impl AdminStore for SupabaseStore {
         Ok(keys::set_enabled(&self.rest, id, enabled).await?)
     }
 
-    async fn create_proxy_key(&self, name: &str, secret_hash: &str) -> Result<i64, StoreError> {
-        proxy_keys::create(&self.rest, name, secret_hash).await
+    async fn create_proxy_key_with_policy(
+        &self,
+        name: &str,
+        secret_hash: &str,
+        policy: &ProxyKeyPolicy,
+    ) -> Result<i64, StoreError> {
+        proxy_keys::create(&self.rest, name, secret_hash, policy).await
     }
 
     async fn list_proxy_keys(&self) -> Result<Vec<ProxyKeyRow>, StoreError> {
@@ -127,6 +133,10 @@ impl AdminStore for SupabaseStore {
 
     async fn revoke_proxy_key(&self, id: i64) -> Result<bool, StoreError> {
         Ok(proxy_keys::revoke(&self.rest, id).await?)
+    }
+
+    async fn update_proxy_key(&self, id: i64, update: &ProxyKeyUpdate) -> Result<bool, StoreError> {
+        Ok(proxy_keys::update(&self.rest, id, update).await?)
     }
 
     async fn list_logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>, StoreError> {

@@ -66,13 +66,27 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(db: &TestDb, upstream: &str, cache: &std::path::Path) -> Serve {
-        let mut child = Command::new(bin())
+        let cache = cache.to_string_lossy().into_owned();
+        Serve::start_with(&[
+            ("DATABASE_URL", db.url.as_str()),
+            ("GEMINI_BASE_URL", upstream),
+            ("GEMINI_PROXY_KEY_CACHE", cache.as_str()),
+        ])
+    }
+
+    /// `serve` with this store and upstream environment (refreshing every 500 ms).
+    pub fn start_with(env: &[(&str, &str)]) -> Serve {
+        let mut command = Command::new(bin());
+        command
             .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("DATABASE_URL", &db.url)
-            .env("GEMINI_BASE_URL", upstream)
-            .env("GEMINI_PROXY_KEY_CACHE", cache)
+            .env_remove("GEMINI_PROXY_DB")
+            .env_remove("DATABASE_URL")
             .env("GEMINI_PROXY_REFRESH_MS", "500")
-            .env("GEMINI_PROXY_LOG", "warn")
+            .env("GEMINI_PROXY_LOG", "warn");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -4,12 +4,13 @@
 //!
 //! The tests in this binary stop and start the machine's PostgreSQL, so they run one at
 //! a time (a process-wide lock) and never beside another binary's tests (cargo runs
-//! test binaries one after another). `cli_logs` is the exception: the CLI's output on a
-//! SQLite file, no PostgreSQL, no lock.
+//! test binaries one after another). `cli_logs` and `cli_proxy_keys` are the exceptions:
+//! the CLI (and a `serve`) on a SQLite file, no PostgreSQL, no lock.
 
 mod harness;
 
 mod cli_logs;
+mod cli_proxy_keys;
 mod database_outage;
 mod key_state;
 mod supabase_rest;

@@ -7,10 +7,11 @@ use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use proxy_core::admin::AdminStore;
+use proxy_core::admin::{AdminStore, ProxyKeyUpdate};
 use proxy_core::auth::{format_proxy_key, hash_proxy_key};
 use proxy_core::classify::Outcome;
 use proxy_core::platform::StoreError;
+use proxy_core::policy::ProxyKeyPolicy;
 use serde::Deserialize;
 
 use super::login::CsrfForm;
@@ -126,6 +127,18 @@ pub struct CreateProxyKeyForm {
     csrf: String,
     #[serde(default)]
     name: String,
+    /// `allow` (also when absent) or `deny`.
+    #[serde(default)]
+    passthrough: String,
+}
+
+/// A pass-through setting as the forms spell it.
+fn passthrough_setting(text: &str) -> Option<bool> {
+    match text {
+        "allow" => Some(true),
+        "deny" => Some(false),
+        _ => None,
+    }
 }
 
 /// Answers with the page itself (not a redirect): the secret must appear exactly once
@@ -138,6 +151,14 @@ pub async fn create_proxy_key(
     if let Some(response) = operator.csrf_rejection(&form.csrf) {
         return Ok(response);
     }
+    let setting = if form.passthrough.is_empty() {
+        "allow"
+    } else {
+        form.passthrough.as_str()
+    };
+    let Some(passthrough) = passthrough_setting(setting) else {
+        return Ok((StatusCode::BAD_REQUEST, "pass-through is allow or deny").into_response());
+    };
     let mut random = [0u8; 24];
     if let Err(error) = getrandom::fill(&mut random) {
         tracing::error!(%error, "no randomness for a proxy key");
@@ -146,7 +167,10 @@ pub async fn create_proxy_key(
     let secret = format_proxy_key(&random);
     let name = form.name.trim().to_string();
     let admin = state.admin.as_ref();
-    admin.create_proxy_key(&name, &hash_proxy_key(&secret)).await?;
+    let policy = ProxyKeyPolicy { passthrough };
+    admin
+        .create_proxy_key_with_policy(&name, &hash_proxy_key(&secret), &policy)
+        .await?;
     state.refresh.notify_one();
     let keys = super::pages::proxy_key_views(admin, proxy_axum::unix_ms()).await?;
     Ok(render(|| {
@@ -168,4 +192,37 @@ pub async fn revoke_proxy_key(
     }
     state.refresh.notify_one();
     Ok(Redirect::to("/proxy-keys?msg=revoked").into_response())
+}
+
+/// Allows (`allow`) or denies (`deny`) a proxy key the pass-through routes.
+pub async fn set_proxy_key_passthrough(
+    State(state): State<Arc<AppState>>,
+    operator: Operator,
+    Path((id, setting)): Path<(i64, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    if let Some(response) = operator.csrf_rejection(&form.csrf) {
+        return Ok(response);
+    }
+    let Some(allowed) = passthrough_setting(&setting) else {
+        return Ok((StatusCode::NOT_FOUND, "unknown setting").into_response());
+    };
+    let update = ProxyKeyUpdate {
+        passthrough: Some(allowed),
+    };
+    if !state.admin.update_proxy_key(id, &update).await? {
+        return Ok(Redirect::to("/proxy-keys?msg=missing").into_response());
+    }
+    state.refresh.notify_one();
+    tracing::info!(
+        proxy_key_id = id,
+        passthrough = allowed,
+        "operator changed a proxy key's pass-through"
+    );
+    let msg = if allowed {
+        "passthrough-allowed"
+    } else {
+        "passthrough-denied"
+    };
+    Ok(Redirect::to(&format!("/proxy-keys?msg={msg}")).into_response())
 }

@@ -37,6 +37,10 @@ pub fn notice(code: Option<&str>) -> Option<AnyView> {
         "disabled" => "Key disabled.",
         "deleted" => "Key deleted.",
         "revoked" => "Proxy key revoked.",
+        "passthrough-allowed" => "The proxy key may use the pass-through routes again.",
+        "passthrough-denied" => {
+            "The proxy key is kept off the pass-through routes: generation, embeddings and models only."
+        }
         "none" => "Nothing to add: paste one key per line.",
         "missing" => "No such key.",
         "checked-valid" => "Re-checked: upstream accepts the key.",

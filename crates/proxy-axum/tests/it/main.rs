@@ -7,6 +7,7 @@ mod auth_and_input;
 mod connections;
 mod failover;
 mod key_marking;
+mod policy;
 mod secrets;
 mod streaming;
 mod upstream_safety;

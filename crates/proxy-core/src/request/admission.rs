@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! Admission::begin(head)      route, credential, record started     404
-//!   .authorize(proxy keys)    the proxy key; a declared body size   401 403 413
+//!   .authorize(proxy keys)    proxy key, its policy, body size      401 403 413
 //!   .with_body(body, headers) JSON, model, framing, upstream request 400
 //!   → Prepared                for the engine, then `Prepared::settle`
 //! ```
@@ -135,13 +135,13 @@ impl Admission {
         Refusal::new(self.record, self.shape, &error)
     }
 
-    /// Checks the proxy key, then a declared body size, so an oversized body is
-    /// refused before a byte of it is read.
+    /// Checks the proxy key and what its policy allows on this route, then a declared
+    /// body size, so an oversized body is refused before a byte of it is read.
     pub fn authorize(mut self, proxy_keys: &ProxyKeyTable) -> Result<Authorized, Refusal> {
         let error = match proxy_keys.check(self.credential.as_ref()) {
-            AuthOutcome::Allowed { proxy_key_id } => {
+            AuthOutcome::Allowed { proxy_key_id, policy } => {
                 self.record.proxy_key_id = Some(proxy_key_id);
-                None
+                policy.check_route(&self.route).err()
             }
             AuthOutcome::Missing => Some(ProxyError::MissingKey),
             AuthOutcome::Unknown => Some(ProxyError::UnknownKey),
@@ -299,5 +299,134 @@ impl Refusal {
             reply,
             record: Box::new(record),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::auth::hash_proxy_key;
+    use crate::keys::ProxyKey;
+    use crate::policy::ProxyKeyPolicy;
+    use crate::request::RefusalSampler;
+
+    const OPEN: &str = "gp-admission-open";
+    const LIMITED: &str = "gp-admission-limited";
+    const LIMITED_REVOKED: &str = "gp-admission-limited-revoked";
+
+    /// Key 1 may use everything, key 2 may not use pass-through, key 3 is like key 2
+    /// but revoked.
+    fn keys() -> ProxyKeyTable {
+        let key = |id, secret: &str, revoked, passthrough| ProxyKey {
+            id,
+            name: format!("k{id}"),
+            secret_hash: hash_proxy_key(secret),
+            revoked,
+            policy: ProxyKeyPolicy { passthrough },
+        };
+        ProxyKeyTable::new(vec![
+            key(1, OPEN, false, true),
+            key(2, LIMITED, false, false),
+            key(3, LIMITED_REVOKED, true, false),
+        ])
+    }
+
+    fn authorize(method: &str, path: &str, secret: &str, bearer: bool) -> Result<Authorized, Refusal> {
+        let authorization = format!("Bearer {secret}");
+        let head = RequestHead {
+            method,
+            path,
+            api_key: (!bearer).then_some(secret),
+            authorization: bearer.then_some(authorization.as_str()),
+            content_length: Some(2),
+            ..RequestHead::default()
+        };
+        Admission::begin("r1".into(), 0, &head, AdmissionRules::default())?.authorize(&keys())
+    }
+
+    fn refused(result: Result<Authorized, Refusal>) -> (Refusal, Value) {
+        let refusal = result.err().unwrap_or_else(|| panic!("admitted"));
+        let body = serde_json::from_slice(&refusal.reply.body).unwrap_or(Value::Null);
+        (refusal, body)
+    }
+
+    #[test]
+    fn a_key_without_passthrough_is_refused_there_in_the_clients_shape_and_logged() {
+        let sampler = RefusalSampler::default();
+        for (method, path) in [
+            ("GET", "/v1beta/files"),
+            ("DELETE", "/v1beta/files/abc"),
+            ("GET", "/v1/cachedContents"),
+            ("POST", "/v1beta/tunedModels"),
+            ("POST", "/v1beta/batches/b1:cancel"),
+        ] {
+            let (refusal, body) = refused(authorize(method, path, LIMITED, false));
+            let error = &body["error"];
+            assert_eq!(refusal.reply.status, 403, "{path}");
+            assert_eq!(error["code"], 403, "{path}");
+            assert_eq!(error["status"], "PERMISSION_DENIED", "{path}");
+            let message = error["message"].as_str().unwrap_or_default();
+            assert!(message.contains("pass-through routes"), "{message}");
+            let record = &refusal.record;
+            assert_eq!(record.proxy_key_id, Some(2), "logged with the key's id");
+            assert_eq!(record.status, 403);
+            assert_eq!(record.error_kind.as_deref(), Some("passthrough_denied"));
+            assert_eq!(record.route, "passthrough");
+        }
+        // From a live key: every one is logged, none is only sampled.
+        let (refusal, _) = refused(authorize("GET", "/v1beta/files", LIMITED, false));
+        for _ in 0..20 {
+            assert!(sampler.keep(&refusal, Some("192.0.2.1"), 0));
+        }
+        assert_eq!(sampler.counts().not_logged, 0);
+
+        // An OpenAI client gets OpenAI's shape.
+        let (refusal, body) = refused(authorize("GET", "/v1beta/openai/files", LIMITED, true));
+        assert_eq!(refusal.reply.status, 403);
+        assert_eq!(body["error"]["type"], "permission_error");
+        assert_eq!(body["error"]["code"], "passthrough_denied");
+    }
+
+    #[test]
+    fn a_key_without_passthrough_still_generates_embeds_and_lists_models() {
+        for (method, path, bearer) in [
+            ("POST", "/v1beta/models/gemini-2.5-flash:generateContent", false),
+            (
+                "POST",
+                "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+                false,
+            ),
+            ("POST", "/v1beta/models/gemini-2.5-flash:countTokens", false),
+            ("POST", "/v1beta/models/text-embedding-004:embedContent", false),
+            ("GET", "/v1beta/models", false),
+            ("GET", "/v1/models/gemini-2.5-flash", false),
+            ("POST", "/v1beta/openai/chat/completions", true),
+            ("POST", "/v1/embeddings", true),
+        ] {
+            assert!(authorize(method, path, LIMITED, bearer).is_ok(), "{path}");
+        }
+        // And a key with it reaches the pass-through routes as before.
+        assert!(authorize("GET", "/v1beta/files", OPEN, false).is_ok());
+        assert!(authorize("DELETE", "/v1beta/cachedContents/c1", OPEN, false).is_ok());
+    }
+
+    #[test]
+    fn revocation_is_said_first_and_the_policy_before_a_body_size() {
+        let (refusal, _) = refused(authorize("GET", "/v1beta/files", LIMITED_REVOKED, false));
+        assert_eq!(refusal.record.error_kind.as_deref(), Some("revoked_api_key"));
+        let head = RequestHead {
+            method: "POST",
+            path: "/v1beta/files",
+            api_key: Some(LIMITED),
+            content_length: Some(u64::MAX),
+            ..RequestHead::default()
+        };
+        let refusal = Admission::begin("r2".into(), 0, &head, AdmissionRules::default())
+            .and_then(|admission| admission.authorize(&keys()))
+            .err()
+            .unwrap_or_else(|| panic!("admitted"));
+        assert_eq!(refusal.record.error_kind.as_deref(), Some("passthrough_denied"));
     }
 }

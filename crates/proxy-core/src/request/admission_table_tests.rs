@@ -18,6 +18,7 @@ use crate::auth::{ProxyKeyTable, hash_proxy_key};
 use crate::defaults;
 use crate::error::ProxyError;
 use crate::keys::ProxyKey;
+use crate::policy::ProxyKeyPolicy;
 
 const TABLE: &str = include_str!("../../../../tests/admission/cases.json");
 const VALID_KEY: &str = "gp-admission-table-valid-key";
@@ -198,6 +199,7 @@ fn the_shared_admission_table_holds_in_the_core() {
         name: "admission".into(),
         secret_hash: hash_proxy_key(VALID_KEY),
         revoked: false,
+        policy: ProxyKeyPolicy::default(),
     }]);
     let failures: Vec<String> = table
         .cases

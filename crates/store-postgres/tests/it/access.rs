@@ -261,6 +261,7 @@ async fn service_role_can_do_what_the_proxy_needs() {
     client
         .batch_execute(&format!(
             "INSERT INTO proxy_keys (name, secret_hash) VALUES ('p', '{}'); UPDATE proxy_keys SET revoked = true; \
+             UPDATE proxy_keys SET passthrough = false; \
              DELETE FROM proxy_keys; DELETE FROM upstream_keys;",
             hash(0xb)
         ))

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use proxy_core::admin::AdminStore;
+use proxy_core::admin::{AdminStore, ProxyKeyUpdate};
 use proxy_core::platform::{KeyStore, LogSink, StoreError};
 use proxy_core::pool::StateChange;
 use store_postgres::{ConnectOptions, MIGRATIONS, PostgresStore, apply_migrations};
@@ -69,8 +69,13 @@ async fn key_changes_are_announced_and_log_writes_are_not() {
     announced(&listener, "a cooldown").await;
     store.set_key_enabled(key, true).await.expect("enable");
     announced(&listener, "set_key_enabled").await;
-    store.create_proxy_key("p", &hash(0xc)).await.expect("proxy key");
+    let proxy_key = store.create_proxy_key("p", &hash(0xc)).await.expect("proxy key");
     announced(&listener, "create_proxy_key").await;
+    let deny = ProxyKeyUpdate {
+        passthrough: Some(false),
+    };
+    assert!(store.update_proxy_key(proxy_key, &deny).await.expect("update"));
+    announced(&listener, "update_proxy_key").await;
     store.remove_key(key).await.expect("remove");
     announced(&listener, "remove_key").await;
 }
@@ -177,6 +182,49 @@ async fn a_database_without_the_schema_is_refused_clearly() {
     PostgresStore::connect(&db.url)
         .await
         .expect("connect after migrating");
+}
+
+/// A database migrated by an older build (the files before the proxy-key policy): a
+/// store refuses it with what to do, and once migrated its keys keep what they could do.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_behind_the_latest_migration_is_refused_then_upgraded() {
+    let db = test_db_without_schema().await;
+    let admin = db.client().await;
+    admin
+        .batch_execute(store_postgres::BOOTSTRAP_ROLES)
+        .await
+        .expect("roles");
+    let policy = MIGRATIONS
+        .iter()
+        .position(|m| m.file.ends_with("_proxy_key_policy.sql"))
+        .expect("the policy migration is shipped");
+    for m in &MIGRATIONS[..policy] {
+        admin.batch_execute(m.sql).await.expect(m.file);
+    }
+    admin
+        .execute(
+            "INSERT INTO proxy_keys (name, secret_hash) VALUES ('old', $1)",
+            &[&hash(0xd)],
+        )
+        .await
+        .expect("a key made before the policy");
+    match PostgresStore::connect(&db.url).await {
+        Err(StoreError::Unavailable(msg)) => assert!(
+            msg.contains("older than this build") && msg.contains("supabase/migrations"),
+            "{msg}"
+        ),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    apply_migrations(&db.url).await.expect("apply");
+    let store = PostgresStore::connect(&db.url)
+        .await
+        .expect("connect after migrating");
+    let loaded = store.load().await.expect("load").proxy_keys;
+    assert_eq!(loaded.len(), 1);
+    assert!(
+        loaded[0].policy.passthrough,
+        "an older key keeps the pass-through routes"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
