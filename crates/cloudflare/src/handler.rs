@@ -81,10 +81,10 @@ pub async fn handle(state: Rc<WorkerState>, mut request: Request, ctx: &Context)
             status,
             response,
             observer,
-        } => stream_response(&state, ctx, status, response, observer),
+        } => stream_response(&state, ctx, status, response, *observer),
         Answer::Reply { reply, record } => {
             let response = reply_response(reply);
-            log(&state, ctx, record);
+            log(&state, ctx, *record);
             response
         }
     }

@@ -18,8 +18,6 @@ pub struct ObservedStream<S, C: Clock> {
     observer: BodyObserver,
     clock: C,
     done: Option<Box<dyn FnOnce(LogRecord)>>,
-    /// Upstream's body ended; only the observer's held-back tail may follow.
-    upstream_done: bool,
 }
 
 // The inner stream is boxed, so nothing here is pinned structurally.
@@ -32,7 +30,6 @@ impl<S, C: Clock> ObservedStream<S, C> {
             observer,
             clock,
             done: Some(done),
-            upstream_done: false,
         }
     }
 
@@ -52,31 +49,23 @@ where
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        loop {
-            if this.upstream_done {
-                return Poll::Ready(None);
-            }
-            match this.inner.as_mut().poll_next(cx) {
-                Poll::Ready(Some(Ok(chunk))) => {
-                    let chunk = this.observer.chunk(Bytes::from(chunk), this.clock.now_ms());
-                    if !chunk.is_empty() {
-                        return Poll::Ready(Some(Ok(Vec::from(chunk))));
-                    }
-                }
-                Poll::Ready(Some(Err(error))) => {
-                    // The runtime's error text is not logged: it may name the URL.
-                    this.complete(BodyEnd::UpstreamCut);
-                    return Poll::Ready(Some(Err(error)));
-                }
-                Poll::Ready(None) => {
-                    this.complete(BodyEnd::Complete);
-                    this.upstream_done = true;
-                    let tail = this.observer.tail();
-                    return Poll::Ready((!tail.is_empty()).then(|| Ok(Vec::from(tail))));
-                }
-                Poll::Pending => return Poll::Pending,
-            }
+        let (inner, clock) = (&mut this.inner, &this.clock);
+        // The runtime's error text is not logged: it may name the URL.
+        let polled = this.observer.poll_through(
+            || {
+                inner
+                    .as_mut()
+                    .poll_next(cx)
+                    .map(|item| item.map(|chunk| chunk.map(Bytes::from)))
+            },
+            || clock.now_ms(),
+        );
+        if let Some(record) = this.observer.take_ended(clock.now_ms())
+            && let Some(done) = this.done.take()
+        {
+            done(record);
         }
+        polled.map(|item| item.map(|chunk| chunk.map(Vec::from)))
     }
 }
 

@@ -84,10 +84,10 @@ pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request
             status,
             response,
             observer,
-        } => stream_response(&state, status, response, observer),
+        } => stream_response(&state, status, response, *observer),
         Answer::Reply { reply, record } => {
             let response = reply_response(reply);
-            state.log(record);
+            state.log(*record);
             response
         }
     }

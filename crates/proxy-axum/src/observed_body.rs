@@ -24,8 +24,6 @@ pub(crate) struct ObservedBody {
     /// hyper stops polling once `content-length` bytes went out, so the end of a
     /// sized body is seen by counting, not by waiting for the stream's `None`.
     remaining: Option<u64>,
-    /// Upstream's body ended; only the observer's held-back tail may follow.
-    upstream_done: bool,
     /// Set by the shutdown when it is about to drop the unfinished bodies.
     cut: Arc<AtomicBool>,
 }
@@ -37,13 +35,13 @@ impl ObservedBody {
         queue: BatchQueue<LogRecord>,
         cut: Arc<AtomicBool>,
     ) -> Self {
-        let remaining = response.content_length();
+        // A body the observer rewrites has no content-length downstream.
+        let remaining = response.content_length().filter(|_| !observer.changes_length());
         Self {
             inner: Box::pin(response.bytes_stream()),
             observer,
             queue,
             remaining,
-            upstream_done: false,
             cut,
         }
     }
@@ -60,40 +58,23 @@ impl Stream for ObservedBody {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        loop {
-            if this.upstream_done {
-                return Poll::Ready(None);
-            }
-            match this.inner.as_mut().poll_next(cx) {
-                Poll::Ready(Some(Ok(chunk))) => {
-                    let length = chunk.len() as u64;
-                    let chunk = this.observer.chunk(chunk, unix_ms());
-                    if let Some(remaining) = this.remaining.as_mut() {
-                        *remaining = remaining.saturating_sub(length);
-                        if *remaining == 0 {
-                            this.complete(BodyEnd::Complete);
-                        }
-                    }
-                    if !chunk.is_empty() {
-                        return Poll::Ready(Some(Ok(chunk)));
-                    }
-                }
-                Poll::Ready(Some(Err(_))) => {
-                    // reqwest's error text may name the URL; the client gets a fixed message.
-                    this.complete(BodyEnd::UpstreamCut);
-                    return Poll::Ready(Some(Err(std::io::Error::other(
-                        "upstream closed the stream early",
-                    ))));
-                }
-                Poll::Ready(None) => {
-                    this.complete(BodyEnd::Complete);
-                    this.upstream_done = true;
-                    let tail = this.observer.tail();
-                    return Poll::Ready((!tail.is_empty()).then_some(Ok(tail)));
-                }
-                Poll::Pending => return Poll::Pending,
+        let inner = &mut this.inner;
+        let polled = this
+            .observer
+            .poll_through(|| inner.as_mut().poll_next(cx), unix_ms);
+        if let (Poll::Ready(Some(Ok(chunk))), Some(remaining)) = (&polled, this.remaining.as_mut()) {
+            *remaining = remaining.saturating_sub(chunk.len() as u64);
+            if *remaining == 0 {
+                this.complete(BodyEnd::Complete);
             }
         }
+        if let Some(record) = this.observer.take_ended(unix_ms()) {
+            this.queue.submit(record);
+        }
+        // reqwest's error text may name the URL; the client gets a fixed message.
+        polled.map(|item| {
+            item.map(|chunk| chunk.map_err(|_| std::io::Error::other("upstream closed the stream early")))
+        })
     }
 }
 

@@ -3,6 +3,8 @@
 //! once however the body ends. The platform's body wrapper only polls its stream and
 //! calls [`BodyObserver::chunk`] and [`BodyObserver::end`].
 
+use std::task::Poll;
+
 use bytes::Bytes;
 
 use crate::log::LogRecord;
@@ -51,6 +53,11 @@ pub struct BodyObserver {
     reader: Option<MetaReader>,
     /// Removes the usage chunk the proxy asked for and the client did not.
     filter: Option<UsageChunkFilter>,
+    /// Upstream's body ended: only the held-back tail may follow, then nothing.
+    upstream_done: bool,
+    /// How upstream's body ended, seen by [`BodyObserver::poll_through`]; its record
+    /// waits for [`BodyObserver::take_ended`].
+    ended: Option<BodyEnd>,
 }
 
 impl BodyObserver {
@@ -61,6 +68,8 @@ impl BodyObserver {
             record: Some(record),
             reader: readable.then(|| MetaReader::new(format)),
             filter: None,
+            upstream_done: false,
+            ended: None,
         }
     }
 
@@ -112,6 +121,49 @@ impl BodyObserver {
         record.end_body(self.reader.take().map(MetaReader::finish), end.failure());
         record.close(now_ms);
         Some(record)
+    }
+
+    /// One poll of the client's body: polls upstream's (`poll_upstream`, again while a
+    /// chunk is held back whole) and says what the client gets: a chunk, the held-back
+    /// tail once upstream ended, upstream's error (the record then says the stream was
+    /// cut), the end, or pending. Every platform's body wrapper is this call, then
+    /// [`BodyObserver::take_ended`] for the record of a body that ended.
+    pub fn poll_through<E>(
+        &mut self,
+        mut poll_upstream: impl FnMut() -> Poll<Option<Result<Bytes, E>>>,
+        now_ms: impl Fn() -> u64,
+    ) -> Poll<Option<Result<Bytes, E>>> {
+        loop {
+            if self.upstream_done {
+                return Poll::Ready(None);
+            }
+            match poll_upstream() {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    let chunk = self.chunk(chunk, now_ms());
+                    if !chunk.is_empty() {
+                        return Poll::Ready(Some(Ok(chunk)));
+                    }
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    self.ended = Some(BodyEnd::UpstreamCut);
+                    return Poll::Ready(Some(Err(error)));
+                }
+                Poll::Ready(None) => {
+                    self.ended = Some(BodyEnd::Complete);
+                    self.upstream_done = true;
+                    let tail = self.tail();
+                    return Poll::Ready((!tail.is_empty()).then_some(Ok(tail)));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// The record of a body [`BodyObserver::poll_through`] saw end, completed at
+    /// `now_ms` (once).
+    pub fn take_ended(&mut self, now_ms: u64) -> Option<LogRecord> {
+        let end = self.ended.take()?;
+        self.end(end, now_ms)
     }
 
     /// True once the record went to [`BodyObserver::end`].

@@ -25,10 +25,10 @@ pub enum Answer<R> {
     Stream {
         status: u16,
         response: R,
-        observer: BodyObserver,
+        observer: Box<BodyObserver>,
     },
     /// A complete answer; log `record` once it is sent.
-    Reply { reply: Reply, record: LogRecord },
+    Reply { reply: Reply, record: Box<LogRecord> },
 }
 
 impl Prepared {
@@ -53,7 +53,7 @@ impl Prepared {
                 Answer::Stream {
                     status: response.status,
                     response: response.inner,
-                    observer,
+                    observer: Box::new(observer),
                 }
             }
             Served::UpstreamError {
@@ -63,14 +63,14 @@ impl Prepared {
             } => {
                 record.status = status;
                 let reply = upstream_error(status, body, content_type, &record.id);
-                Answer::Reply { reply, record }
+                Answer::Reply {
+                    reply,
+                    record: Box::new(record),
+                }
             }
             Served::Failed(error) => {
                 let Refusal { reply, record } = Refusal::new(record, shape, &error);
-                Answer::Reply {
-                    reply,
-                    record: *record,
-                }
+                Answer::Reply { reply, record }
             }
         };
         Settlement {
