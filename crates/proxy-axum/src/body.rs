@@ -117,7 +117,7 @@ const CHUNKED_STEP: usize = 64 * 1024;
 /// length is reserved and allocated once up front (no doubling copies, and memory
 /// that goes back whole when the request ends).
 pub async fn read_body(
-    body: Body,
+    mut body: Body,
     limit: usize,
     declared: Option<u64>,
     pace: BodyPace,
@@ -135,7 +135,6 @@ pub async fn read_body(
         None => BytesMut::new(),
     };
     let started = Instant::now();
-    let mut body = body;
     loop {
         let deadline = pace.next_deadline(started, buffer.len());
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {

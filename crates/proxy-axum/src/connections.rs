@@ -144,24 +144,30 @@ struct Connection {
     _slot: OwnedSemaphorePermit,
 }
 
+/// Sets TCP_NODELAY. Answers are many small writes (SSE chunks); without it, Nagle's
+/// algorithm meets the client's delayed ACK and holds them for ~40 ms.
+pub(crate) fn set_nodelay(stream: &mut TcpStream) {
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "cannot set TCP_NODELAY");
+    }
+}
+
 impl Connection {
-    async fn serve(self, stream: TcpStream) {
-        // Answers are many small writes (SSE chunks); without TCP_NODELAY, Nagle's
-        // algorithm meets the client's delayed ACK and holds them for ~40 ms.
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
+    async fn serve(self, mut stream: TcpStream) {
+        let Self {
+            app,
+            addr,
+            limits,
+            mut stopping,
+            _slot,
+        } = self;
+        set_nodelay(&mut stream);
         let requests = Arc::new(InFlightRequests::default());
-        let io = TokioIo::new(WatchedIo::new(stream, requests.clone(), self.limits));
-        let service = Counted {
-            app: self.app.clone(),
-            addr: self.addr,
-            requests,
-        };
+        let io = TokioIo::new(WatchedIo::new(stream, requests.clone(), limits));
+        let service = Counted { app, addr, requests };
         let builder = auto::Builder::new(TokioExecutor::new());
         let connection = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
         let mut connection = pin!(connection);
-        let mut stopping = self.stopping.clone();
         let stop = async move {
             let _ = stopping.wait_for(|stopping| *stopping).await;
         };
@@ -174,7 +180,7 @@ impl Connection {
             }
         };
         if let Err(error) = result {
-            tracing::debug!(%error, client = %self.addr, "connection ended with an error");
+            tracing::debug!(%error, client = %addr, "connection ended with an error");
         }
     }
 }

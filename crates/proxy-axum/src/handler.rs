@@ -49,11 +49,11 @@ pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request
         Ok(authorized) => authorized,
         Err(refusal) => return refuse(&state, client, refusal),
     };
-    let limits = (authorized.body_limit(), head.content_length);
+    let limit = authorized.body_limit();
     let read = read_body(
         body,
-        limits.0,
-        limits.1,
+        limit,
+        head.content_length,
         state.config.body_pace,
         &state.body_budget,
     )

@@ -10,7 +10,7 @@ use axum::serve::{ListenerExt, TapIo};
 use tokio::net::TcpListener;
 use tokio::net::TcpStream;
 
-use crate::connections::{ConnectionLimits, Stopped, fit_to_open_file_limit, serve_with_limits};
+use crate::connections::{ConnectionLimits, Stopped, fit_to_open_file_limit, serve_with_limits, set_nodelay};
 use crate::runtime::{ProxyRuntime, ProxyState};
 
 /// Prints `listening on http://ADDR` on stdout, flushed at once: the line scripts and
@@ -26,12 +26,6 @@ pub fn announce_listening(addr: SocketAddr) -> std::io::Result<()> {
 /// Listener`) keeps axum's `ConnectInfo<SocketAddr>` available to the router.
 pub fn without_nagle(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStream)> {
     listener.tap_io(set_nodelay as fn(&mut TcpStream))
-}
-
-fn set_nodelay(stream: &mut TcpStream) {
-    if let Err(error) = stream.set_nodelay(true) {
-        tracing::debug!(%error, "cannot set TCP_NODELAY");
-    }
 }
 
 /// Serves `app` until SIGTERM or Ctrl-C; then accepts nothing new and gives in-flight
