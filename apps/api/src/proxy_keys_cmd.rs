@@ -20,6 +20,7 @@ pub async fn run(store: &dyn AdminStore, command: ProxyKeysCommand) -> anyhow::R
         } => {
             let policy = ProxyKeyPolicy {
                 passthrough: passthrough.allowed(),
+                ..ProxyKeyPolicy::default()
             };
             create(store, &name, &policy, json).await
         }

@@ -65,7 +65,7 @@ pub async fn handle(state: Rc<WorkerState>, mut request: Request, ctx: &Context)
     };
     let client_headers: Vec<(String, String)> = request.headers().entries().collect();
     let client_headers = client_headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
-    let prepared = match authorized.with_body(body, client_headers) {
+    let prepared = match authorized.with_body(body, client_headers, state.engine.governor()) {
         Ok(prepared) => prepared,
         Err(refusal) => return refuse(&state, ctx, client, refusal),
     };

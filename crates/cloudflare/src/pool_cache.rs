@@ -142,7 +142,7 @@ mod tests {
             cache.proxy_keys().check(Some(&credential)),
             AuthOutcome::Allowed {
                 proxy_key_id: 7,
-                policy: &ProxyKeyPolicy::default(),
+                policy: &std::sync::Arc::new(ProxyKeyPolicy::default()),
             }
         );
         assert!(!cache.begin_refresh(5_000));

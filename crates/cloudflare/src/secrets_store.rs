@@ -5,7 +5,6 @@
 use async_trait::async_trait;
 use proxy_core::keys::{ProxyKey, Secret, UpstreamKey};
 use proxy_core::platform::{KeySnapshot, KeyStore, StoreError};
-use proxy_core::policy::ProxyKeyPolicy;
 use proxy_core::pool::{KeyState, StateChange};
 
 pub struct SecretsStore {
@@ -22,6 +21,7 @@ impl SecretsStore {
                     name: format!("key-{id}"),
                     secret: secret.clone(),
                     enabled: true,
+                    limits: Default::default(),
                 };
                 (key, KeyState::default())
             })
@@ -34,7 +34,7 @@ impl SecretsStore {
                 secret_hash: hash.clone(),
                 revoked: false,
                 // Secrets carry no policy: each key may do what every key could before.
-                policy: ProxyKeyPolicy::default(),
+                policy: Default::default(),
             })
             .collect();
         Self {

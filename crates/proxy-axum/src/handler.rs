@@ -66,7 +66,7 @@ pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request
     let client_headers = headers
         .iter()
         .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)));
-    let prepared = match authorized.with_body(body, client_headers) {
+    let prepared = match authorized.with_body(body, client_headers, state.engine.governor()) {
         Ok(prepared) => prepared,
         Err(refusal) => return refuse(&state, client, refusal),
     };

@@ -6,6 +6,7 @@
 //! only, so neither a store dump nor this process's memory holds a usable client key.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -77,7 +78,7 @@ pub enum AuthOutcome<'a> {
     /// A live key, with the policy admission checks the request against.
     Allowed {
         proxy_key_id: i64,
-        policy: &'a ProxyKeyPolicy,
+        policy: &'a Arc<ProxyKeyPolicy>,
     },
     Missing,
     Unknown,
@@ -153,14 +154,17 @@ mod tests {
                 name: "a".into(),
                 secret_hash: hash_proxy_key(&ok),
                 revoked: false,
-                policy: ProxyKeyPolicy { passthrough: false },
+                policy: Arc::new(ProxyKeyPolicy {
+                    passthrough: false,
+                    ..ProxyKeyPolicy::default()
+                }),
             },
             ProxyKey {
                 id: 2,
                 name: "b".into(),
                 secret_hash: hash_proxy_key(&gone),
                 revoked: true,
-                policy: ProxyKeyPolicy::default(),
+                policy: Arc::default(),
             },
         ]);
         let cred = |v: &str| Credential {
@@ -171,7 +175,10 @@ mod tests {
             table.check(Some(&cred(&ok))),
             AuthOutcome::Allowed {
                 proxy_key_id: 1,
-                policy: &ProxyKeyPolicy { passthrough: false },
+                policy: &Arc::new(ProxyKeyPolicy {
+                    passthrough: false,
+                    ..ProxyKeyPolicy::default()
+                }),
             },
             "a live key comes with its own policy"
         );

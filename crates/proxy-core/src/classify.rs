@@ -33,6 +33,10 @@ pub enum Outcome {
     RateLimited {
         until_ms: u64,
         per_day: bool,
+        /// The quota's limit is 0: the model is off for this key's project (a free
+        /// tier without it), so it cools down until midnight Pacific whatever the
+        /// window.
+        model_off: bool,
     },
     /// The key is broken: stop using it, try another key.
     KeyInvalid {
@@ -104,20 +108,36 @@ fn details(error: &Value) -> impl Iterator<Item = &Value> {
 }
 
 fn rate_limited(error: &Value, now_ms: u64) -> Outcome {
-    let per_day = details(error)
-        .filter_map(|d| d.get("violations").and_then(Value::as_array))
-        .flatten()
+    let violations = || {
+        details(error)
+            .filter_map(|d| d.get("violations").and_then(Value::as_array))
+            .flatten()
+    };
+    let per_day = violations()
         .filter_map(|v| v.get("quotaId").and_then(Value::as_str))
         .any(|id| id.contains("PerDay"));
+    // `quotaValue` is the quota's limit, a string ("0") or a number; read from the
+    // structure, never from the message (which echoes the client's model name).
+    let model_off = violations()
+        .filter_map(|v| v.get("quotaValue"))
+        .any(|value| match value {
+            Value::String(text) => text.trim() == "0",
+            Value::Number(number) => number.as_f64() == Some(0.0),
+            _ => false,
+        });
     let delay = details(error)
         .filter_map(|d| d.get("retryDelay").and_then(Value::as_str))
         .find_map(parse_duration_ms);
-    let until_ms = if per_day {
+    let until_ms = if per_day || model_off {
         next_midnight_pacific_ms(now_ms)
     } else {
         now_ms + delay.unwrap_or(DEFAULT_COOLDOWN_MS)
     };
-    Outcome::RateLimited { until_ms, per_day }
+    Outcome::RateLimited {
+        until_ms,
+        per_day,
+        model_off,
+    }
 }
 
 /// The key-broken reason of an ErrorInfo detail, if the error's status fits it. A 401
@@ -169,6 +189,40 @@ mod tests {
         )
     }
 
+    #[test]
+    fn a_quota_of_zero_means_the_model_is_off_until_midnight_pacific() {
+        let midnight = next_midnight_pacific_ms(NOW);
+        for value in [r#""0""#, "0"] {
+            let body = quota_body("GenerateRequestsPerMinutePerProjectPerModel-FreeTier", "17s").replace(
+                r#""quotaDimensions""#,
+                &format!(r#""quotaValue":{value},"quotaDimensions""#),
+            );
+            check(
+                429,
+                &body,
+                Outcome::RateLimited {
+                    until_ms: midnight,
+                    per_day: false,
+                    model_off: true,
+                },
+            );
+        }
+        // A limit of 50 is a spent quota, and "limit: 0" in the message (which echoes
+        // the model the client named) is not evidence.
+        let spent = quota_body("GenerateRequestsPerMinutePerProjectPerModel-FreeTier", "17s")
+            .replace(r#""quotaDimensions""#, r#""quotaValue":"50","quotaDimensions""#)
+            .replace(r#""message":"quota""#, r#""message":"limit: 0, model: x""#);
+        check(
+            429,
+            &spent,
+            Outcome::RateLimited {
+                until_ms: NOW + 17_000,
+                per_day: false,
+                model_off: false,
+            },
+        );
+    }
+
     fn check(status: u16, body: &str, expected: Outcome) {
         assert_eq!(
             classify(status, body.as_bytes(), NOW),
@@ -186,6 +240,7 @@ mod tests {
             Outcome::RateLimited {
                 until_ms: NOW + 17_000,
                 per_day: false,
+                model_off: false,
             },
         );
         let per_day = quota_body("GenerateRequestsPerDayPerProjectPerModel-FreeTier", "43s");
@@ -196,6 +251,7 @@ mod tests {
             Outcome::RateLimited {
                 until_ms: midnight,
                 per_day: true,
+                model_off: false,
             },
         );
         check(
@@ -204,6 +260,7 @@ mod tests {
             Outcome::RateLimited {
                 until_ms: NOW + DEFAULT_COOLDOWN_MS,
                 per_day: false,
+                model_off: false,
             },
         );
 

@@ -11,6 +11,7 @@ pub use crate::attempts::Attempts;
 use crate::classify::{Outcome, classify};
 use crate::defaults;
 use crate::error::ProxyError;
+use crate::governance::Governor;
 use crate::keys::KeyId;
 use crate::platform::{Clock, PreparedRequest, TransportError, Upstream, UpstreamResponse};
 use crate::pool::{KeyPool, Pick};
@@ -79,6 +80,8 @@ pub struct Engine<U, C> {
     upstream: U,
     clock: C,
     config: EngineConfig,
+    /// Limits and prices; admission and the end of each answer share it.
+    governor: Arc<Governor>,
 }
 
 /// Why the attempt loop stopped short of a 2xx.
@@ -100,11 +103,23 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
             upstream,
             clock,
             config,
+            governor: Arc::default(),
         }
+    }
+
+    /// The engine with `governor`'s limits and prices (the default has the built-in
+    /// prices and counts nothing shared).
+    pub fn with_governor(mut self, governor: Arc<Governor>) -> Self {
+        self.governor = governor;
+        self
     }
 
     pub fn pool(&self) -> &Arc<Mutex<KeyPool>> {
         &self.pool
+    }
+
+    pub fn governor(&self) -> &Arc<Governor> {
+        &self.governor
     }
 
     pub fn clock(&self) -> &C {
@@ -142,11 +157,20 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
         let mut last = LastFailure::None;
         loop {
             let now = self.clock.now_ms();
-            let pick = self.lock_pool().pick(model, now, &attempts.tried);
+            let pick = self
+                .governor
+                .pick(&mut self.lock_pool(), model, now, &attempts.tried);
             let (key_id, secret) = match pick {
                 Pick::Key { id, secret } => (id, secret),
                 Pick::AllCooling { retry_after_ms } => {
                     return self.finish(model, attempts, last, Some(all_cooling(model, retry_after_ms)));
+                }
+                Pick::AllAtLimit { retry_after_ms } => {
+                    let error = ProxyError::KeysAtLimit {
+                        model: model.to_string(),
+                        retry_after_secs: retry_after_secs(retry_after_ms),
+                    };
+                    return self.finish(model, attempts, last, Some(error));
                 }
                 Pick::Exhausted => {
                     // Tried keys are out of the pick; if they all went cold, say when
@@ -291,7 +315,11 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
             }
         };
         if let Served::Failed(error) = &served
-            && (attempts.last_error_kind.is_none() || matches!(error, ProxyError::AllKeysCooling { .. }))
+            && (attempts.last_error_kind.is_none()
+                || matches!(
+                    error,
+                    ProxyError::AllKeysCooling { .. } | ProxyError::KeysAtLimit { .. }
+                ))
         {
             attempts.last_error_kind = Some(error.kind());
             attempts.last_error_message = Some(error.to_string());

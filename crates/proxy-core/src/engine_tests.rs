@@ -110,6 +110,7 @@ fn engine(answers: Vec<(i64, Answer)>, keys: i64) -> Engine<Scripted, ManualCloc
                 name: format!("k{i}"),
                 secret: Secret::new(key_name(i)),
                 enabled: true,
+                limits: Default::default(),
             };
             (key, KeyState::default())
         })
@@ -444,4 +445,98 @@ fn a_redirect_is_a_502_and_no_other_key_is_tried() {
         message.contains("302") && !message.contains("elsewhere"),
         "{message}"
     );
+}
+
+/// The keys of [`engine`], with `limits` on each.
+fn limit_keys(engine: &Engine<Scripted, ManualClock>, keys: i64, limits: crate::keys::KeyLimits) {
+    let pool_keys = (0..keys)
+        .map(|i| {
+            let key = UpstreamKey {
+                id: i,
+                name: format!("k{i}"),
+                secret: Secret::new(key_name(i)),
+                enabled: true,
+                limits: limits.clone(),
+            };
+            (key, KeyState::default())
+        })
+        .collect();
+    engine.lock_pool().sync(pool_keys);
+}
+
+fn set_clock(engine: &Engine<Scripted, ManualClock>, now: u64) {
+    *engine.clock().now.lock().unwrap_or_else(|p| p.into_inner()) = now;
+}
+
+#[test]
+fn keys_rotate_before_their_rpm_and_none_is_called_past_it() {
+    let engine = engine(vec![], 2);
+    let mut limits = crate::keys::KeyLimits::default();
+    limits.update(None, Some(2), None, None);
+    limit_keys(&engine, 2, limits);
+    set_clock(&engine, 45_000);
+    let mut answered = Vec::new();
+    for seed in 0..4 {
+        let run = block_on(engine.execute(&request(), "m", seed));
+        assert!(matches!(run.served, Served::Upstream(_)), "request {seed}");
+        answered.extend(run.attempts.answered);
+    }
+    assert_eq!(answered, vec![0, 1, 0, 1]);
+    // The fifth finds both keys at their limit: 429 until the minute ends, no call.
+    let run = block_on(engine.execute(&request(), "m", 9));
+    match run.served {
+        Served::Failed(error) => {
+            assert_eq!(
+                error,
+                ProxyError::KeysAtLimit {
+                    model: "m".into(),
+                    retry_after_secs: 15
+                }
+            );
+            assert_eq!(error.status_code(), 429);
+        }
+        other => panic!("served {other:?}"),
+    }
+    assert_eq!(run.attempts.tried, Vec::<i64>::new());
+    assert_eq!(run.attempts.last_error_kind, Some("upstream_key_limits"));
+    assert_eq!(engine.upstream().used.lock().map(|u| u.len()).unwrap_or(0), 4);
+    // Another model counts apart; the next minute starts afresh.
+    let other = block_on(engine.execute(&request(), "other", 10));
+    assert!(matches!(other.served, Served::Upstream(_)));
+    set_clock(&engine, 60_000);
+    let run = block_on(engine.execute(&request(), "m", 11));
+    assert!(matches!(run.served, Served::Upstream(_)));
+}
+
+#[test]
+fn a_model_limit_and_the_daily_one_reset_at_midnight_pacific() {
+    let engine = engine(vec![], 1);
+    let mut limits = crate::keys::KeyLimits::default();
+    limits.update(Some("m"), None, None, Some(1));
+    limit_keys(&engine, 1, limits);
+    let now = 1_775_001_570_000; // 2026-03-31T23:59:30Z, 16:59:30 in Los Angeles
+    set_clock(&engine, now);
+    assert!(matches!(
+        block_on(engine.execute(&request(), "m", 1)).served,
+        Served::Upstream(_)
+    ));
+    let refused = block_on(engine.execute(&request(), "m", 2)).served;
+    let midnight_pacific = 1_775_026_800_000;
+    let wait = (midnight_pacific - now) / 1000;
+    assert!(
+        matches!(&refused, Served::Failed(ProxyError::KeysAtLimit { retry_after_secs, .. }) if *retry_after_secs == wait),
+        "{refused:?}"
+    );
+    assert!(
+        matches!(
+            block_on(engine.execute(&request(), "n", 3)).served,
+            Served::Upstream(_)
+        ),
+        "only m is limited"
+    );
+    set_clock(&engine, midnight_pacific);
+    assert!(matches!(
+        block_on(engine.execute(&request(), "m", 4)).served,
+        Served::Upstream(_)
+    ));
 }

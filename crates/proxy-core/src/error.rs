@@ -25,6 +25,26 @@ pub enum ProxyError {
         "This proxy key may not use the pass-through routes (files, cachedContents, tunedModels, batches, operations, …); it is limited to generation, embeddings and models."
     )]
     PassthroughDenied,
+    /// Past the key's `expires_at` (`policy::ProxyKeyPolicy`).
+    #[error("This proxy key has expired (expired at {}).", crate::civil::format_utc(*expires_at_ms))]
+    KeyExpired { expires_at_ms: u64 },
+    /// The key's policy lists models and this is not one of them.
+    #[error("This proxy key may not use model {model} (model: it may use {allowed}).")]
+    ModelNotAllowed { model: String, allowed: String },
+    /// A rate limit of the key (`rpm`, `tpm`, `tokens-per-day`) is reached until its
+    /// window ends.
+    #[error("This proxy key is over its {} limit ({limit} {}); retry after {retry_after_secs} s.", which.name(), which.unit())]
+    OverLimit {
+        which: ClientLimit,
+        limit: u64,
+        retry_after_secs: u64,
+    },
+    /// The key's budget for the period is spent.
+    #[error("This proxy key has spent its budget (budget: ${:.2} per {}, UTC).", crate::governance::prices::nanos_to_usd(*budget_nanos), period.as_str())]
+    BudgetSpent {
+        budget_nanos: u64,
+        period: crate::policy::BudgetPeriod,
+    },
     #[error("{0}")]
     BadRequest(String),
     #[error("Request body exceeds the proxy's limit of {limit_bytes} bytes.")]
@@ -45,6 +65,11 @@ pub enum ProxyError {
     /// The attempt cap (or deadline) was reached and every key tried was rate limited.
     #[error("Every upstream key tried was rate limited for model {model}; retry after {retry_after_secs} s.")]
     RateLimited { model: String, retry_after_secs: u64 },
+    /// Every usable key is at an operator's limit (rpm, tpm, rpd) for the model.
+    #[error(
+        "Every upstream key is at its configured limit (rpm, tpm or rpd) for model {model}; retry after {retry_after_secs} s."
+    )]
+    KeysAtLimit { model: String, retry_after_secs: u64 },
     #[error("No usable upstream key: {0}")]
     NoKeys(String),
     #[error("Upstream did not answer in time.")]
@@ -57,6 +82,42 @@ pub enum ProxyError {
     UpstreamRedirect { status: u16 },
     #[error("Internal proxy error.")]
     Internal,
+}
+
+/// A proxy key's rate limits, as their refusals name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientLimit {
+    Rpm,
+    Tpm,
+    TokensPerDay,
+}
+
+impl ClientLimit {
+    /// The limit's name, as the CLI's flag and the refusal's message spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Rpm => "rpm",
+            Self::Tpm => "tpm",
+            Self::TokensPerDay => "tokens-per-day",
+        }
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            Self::Rpm => "requests per minute",
+            Self::Tpm => "tokens per minute",
+            Self::TokensPerDay => "tokens per day, UTC",
+        }
+    }
+
+    /// The log's error kind.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::Rpm => "limit_rpm",
+            Self::Tpm => "limit_tpm",
+            Self::TokensPerDay => "limit_tokens_per_day",
+        }
+    }
 }
 
 /// A store could not do what was asked: it is unreachable, or the input was refused.
@@ -72,7 +133,12 @@ impl ProxyError {
     pub fn status_code(&self) -> u16 {
         match self {
             Self::MissingKey | Self::UnknownKey => 401,
-            Self::RevokedKey | Self::PassthroughDenied => 403,
+            Self::RevokedKey
+            | Self::PassthroughDenied
+            | Self::KeyExpired { .. }
+            | Self::ModelNotAllowed { .. }
+            | Self::BudgetSpent { .. } => 403,
+            Self::OverLimit { .. } | Self::KeysAtLimit { .. } => 429,
             Self::BadRequest(_) => 400,
             Self::BodyTooLarge { .. } => 413,
             Self::BodyTooSlow { .. } => 408,
@@ -90,7 +156,12 @@ impl ProxyError {
     pub fn grpc_status(&self) -> &'static str {
         match self {
             Self::MissingKey | Self::UnknownKey => "UNAUTHENTICATED",
-            Self::RevokedKey | Self::PassthroughDenied => "PERMISSION_DENIED",
+            Self::RevokedKey
+            | Self::PassthroughDenied
+            | Self::KeyExpired { .. }
+            | Self::ModelNotAllowed { .. }
+            | Self::BudgetSpent { .. } => "PERMISSION_DENIED",
+            Self::OverLimit { .. } | Self::KeysAtLimit { .. } => "RESOURCE_EXHAUSTED",
             Self::BadRequest(_) | Self::BodyTooLarge { .. } => "INVALID_ARGUMENT",
             Self::BodyTooSlow { .. } => "DEADLINE_EXCEEDED",
             Self::Busy { .. } => "UNAVAILABLE",
@@ -109,6 +180,11 @@ impl ProxyError {
             Self::UnknownKey => "invalid_api_key",
             Self::RevokedKey => "revoked_api_key",
             Self::PassthroughDenied => "passthrough_denied",
+            Self::KeyExpired { .. } => "limit_expired",
+            Self::ModelNotAllowed { .. } => "limit_model",
+            Self::OverLimit { which, .. } => which.kind(),
+            Self::BudgetSpent { .. } => "limit_budget",
+            Self::KeysAtLimit { .. } => "upstream_key_limits",
             Self::BadRequest(_) => "bad_request",
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::BodyTooSlow { .. } => "body_too_slow",
@@ -129,6 +205,8 @@ impl ProxyError {
         match self {
             Self::AllKeysCooling { retry_after_secs, .. }
             | Self::RateLimited { retry_after_secs, .. }
+            | Self::OverLimit { retry_after_secs, .. }
+            | Self::KeysAtLimit { retry_after_secs, .. }
             | Self::Busy { retry_after_secs } => Some(*retry_after_secs),
             _ => None,
         }

@@ -167,6 +167,7 @@ mod tests {
             masked: "…****".into(),
             enabled: true,
             state: KeyState {
+                off_models: Default::default(),
                 invalid_reason: invalid.then(|| "API_KEY_INVALID".to_string()),
                 cooldowns: cooldowns.iter().map(|(m, u)| (m.to_string(), *u)).collect(),
                 last_used_ms: None,

@@ -1,6 +1,10 @@
 //! Upstream Gemini keys and the secret wrapper that keeps them out of logs.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use crate::policy::ProxyKeyPolicy;
 
@@ -74,6 +78,82 @@ pub struct UpstreamKey {
     pub name: String,
     pub secret: Secret,
     pub enabled: bool,
+    /// The operator's limits, so the pool rotates before Google answers 429.
+    pub limits: KeyLimits,
+}
+
+/// Limits of one upstream key for one model. `None`: no limit of that kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Requests per minute.
+    pub rpm: Option<u64>,
+    /// Tokens per minute (what answers used).
+    pub tpm: Option<u64>,
+    /// Requests per day, reset at midnight Pacific like Google's.
+    pub rpd: Option<u64>,
+}
+
+impl Limits {
+    pub fn is_empty(&self) -> bool {
+        self.rpm.is_none() && self.tpm.is_none() && self.rpd.is_none()
+    }
+
+    /// Each of `self`'s limits, else `fallback`'s.
+    pub fn or(self, fallback: Limits) -> Limits {
+        Limits {
+            rpm: self.rpm.or(fallback.rpm),
+            tpm: self.tpm.or(fallback.tpm),
+            rpd: self.rpd.or(fallback.rpd),
+        }
+    }
+}
+
+/// An upstream key's limits: one set for every model (each model counted apart, as
+/// Google's quotas are per project and model), and model-specific ones over it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KeyLimits {
+    /// For every model without its own.
+    pub all_models: Limits,
+    /// Model name -> limits that replace `all_models`' one by one.
+    pub models: BTreeMap<String, Limits>,
+}
+
+impl KeyLimits {
+    /// The limits that hold for `model`.
+    pub fn for_model(&self, model: &str) -> Limits {
+        match self.models.get(model.trim_start_matches("models/")) {
+            Some(specific) => specific.or(self.all_models),
+            None => self.all_models,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.all_models.is_empty() && self.models.values().all(Limits::is_empty)
+    }
+
+    /// Sets the limits for `model` (every model when `None`): each given field replaces
+    /// the one there, and a 0 clears it. An emptied model entry is removed.
+    pub fn update(&mut self, model: Option<&str>, rpm: Option<u64>, tpm: Option<u64>, rpd: Option<u64>) {
+        let target = match model {
+            Some(model) => self
+                .models
+                .entry(model.trim_start_matches("models/").to_string())
+                .or_default(),
+            None => &mut self.all_models,
+        };
+        for (field, value) in [
+            (&mut target.rpm, rpm),
+            (&mut target.tpm, tpm),
+            (&mut target.rpd, rpd),
+        ] {
+            if let Some(value) = value {
+                *field = (value > 0).then_some(value);
+            }
+        }
+        self.models.retain(|_, limits| !limits.is_empty());
+    }
 }
 
 /// A client ("proxy") key as the pool needs it: only the hash of the secret is kept.
@@ -83,8 +163,8 @@ pub struct ProxyKey {
     pub name: String,
     pub secret_hash: String,
     pub revoked: bool,
-    /// What the key may do beyond being live.
-    pub policy: ProxyKeyPolicy,
+    /// What the key may do beyond being live (shared: admission hands it on per request).
+    pub policy: Arc<ProxyKeyPolicy>,
 }
 
 #[cfg(test)]
@@ -110,6 +190,30 @@ mod tests {
             assert!(error.starts_with("key "), "{bad:?}: {error}");
             assert!(bad.is_empty() || !error.contains(bad), "{error}");
         }
+    }
+
+    #[test]
+    fn model_limits_replace_the_general_ones_field_by_field() {
+        let mut limits = KeyLimits::default();
+        limits.update(None, Some(10), Some(1_000), None);
+        limits.update(Some("models/gemini-2.5-pro"), Some(2), None, Some(50));
+        assert_eq!(
+            limits.for_model("gemini-2.5-pro"),
+            Limits {
+                rpm: Some(2),
+                tpm: Some(1_000),
+                rpd: Some(50)
+            }
+        );
+        assert_eq!(limits.for_model("gemini-2.5-flash").rpm, Some(10));
+        // 0 clears; a model left without limits is forgotten.
+        limits.update(Some("gemini-2.5-pro"), Some(0), None, Some(0));
+        assert!(limits.models.is_empty());
+        limits.update(None, Some(0), Some(0), None);
+        assert!(limits.is_empty());
+        // Stored as JSON; an old row without the field reads as no limits.
+        let old: KeyLimits = serde_json::from_str("{}").unwrap_or_else(|e| panic!("{e}"));
+        assert!(old.is_empty());
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod engine;
 #[cfg(test)]
 mod engine_tests;
 pub mod error;
+pub mod governance;
 pub mod health;
 pub mod key_check;
 pub mod key_state;

@@ -10,7 +10,7 @@ use crate::route::Route;
 use crate::stream_meta::ResponseMeta;
 
 /// One client request, as stored. Times are unix milliseconds.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LogRecord {
     pub id: String,
     pub started_at_ms: u64,
@@ -31,6 +31,10 @@ pub struct LogRecord {
     pub thoughts_tokens: Option<u64>,
     pub cached_tokens: Option<u64>,
     pub total_tokens: Option<u64>,
+    /// What the answer cost in USD by the price table; `None` without usage, or for a
+    /// model the table does not know (counted as 0).
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
     pub finish_reason: Option<String>,
     pub block_reason: Option<String>,
     pub error_kind: Option<String>,

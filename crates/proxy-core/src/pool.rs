@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::classify::Outcome;
 pub use crate::key_state::{KeyState, StateChange};
-use crate::keys::{KeyId, Secret, UpstreamKey};
+use crate::keys::{KeyId, KeyLimits, Secret, UpstreamKey};
 use crate::mark_guard::{MarkGuard, MarkingSuspended};
 
 /// The result of asking the pool for a key.
@@ -18,6 +18,11 @@ pub enum Pick {
     },
     /// Every usable key is cooling down for this model; the soonest recovers then.
     AllCooling {
+        retry_after_ms: u64,
+    },
+    /// Every usable key is cooling down or at its configured limits for this model,
+    /// some of them at limits; the soonest has room then.
+    AllAtLimit {
         retry_after_ms: u64,
     },
     /// No key left to try: none configured, all disabled or invalid, or all tried.
@@ -55,6 +60,8 @@ pub struct KeyPool {
     keys: Vec<PooledKey>,
     seq: u64,
     guard: MarkGuard,
+    /// Some key has limits (else the pick asks no counts).
+    any_limits: bool,
 }
 
 impl KeyPool {
@@ -81,6 +88,9 @@ impl KeyPool {
                         // ours or a later one means our write landed.
                         let confirmed = state.cooldowns.get(&model).is_some_and(|stored| *stored >= until);
                         if !confirmed {
+                            if previous.state.off_models.contains(&model) {
+                                state.off_models.insert(model.clone());
+                            }
                             state.cooldowns.insert(model.clone(), until);
                             unconfirmed_cooldowns.insert(model, until);
                         }
@@ -102,12 +112,36 @@ impl KeyPool {
                 unconfirmed_cooldowns,
             });
         }
+        self.any_limits = self.keys.iter().any(|k| !k.key.limits.is_empty());
     }
 
-    /// Chooses the least recently used healthy key not yet tried by this request.
-    pub fn pick(&mut self, model: &str, now_ms: u64, tried: &[KeyId]) -> Pick {
+    /// Whether any key has limits of its own.
+    pub fn has_limits(&self) -> bool {
+        self.any_limits
+    }
+
+    /// One key's limits.
+    pub fn limits_of(&self, key_id: KeyId) -> Option<&KeyLimits> {
+        self.keys
+            .iter()
+            .find(|k| k.key.id == key_id)
+            .map(|k| &k.key.limits)
+    }
+
+    /// Chooses the least recently used healthy key not yet tried by this request that
+    /// `full_until` says has room (`None`; else the moment it has: see
+    /// [`crate::governance::Governor::pick`], which asks the key's limits).
+    pub fn pick(
+        &mut self,
+        model: &str,
+        now_ms: u64,
+        tried: &[KeyId],
+        mut full_until: impl FnMut(&UpstreamKey) -> Option<u64>,
+    ) -> Pick {
         let mut best: Option<usize> = None;
-        let mut soonest_recovery: Option<u64> = None;
+        let mut soonest_cool: Option<u64> = None;
+        let mut soonest_room: Option<u64> = None;
+        let sooner = |slot: &mut Option<u64>, at: u64| *slot = Some(slot.map_or(at, |s| s.min(at)));
         for (index, pooled) in self.keys.iter().enumerate() {
             if !pooled.key.enabled || pooled.state.invalid_reason.is_some() {
                 continue;
@@ -115,30 +149,34 @@ impl KeyPool {
             if tried.contains(&pooled.key.id) {
                 continue;
             }
-            match pooled.state.cooldowns.get(model).filter(|until| **until > now_ms) {
-                Some(until) => {
-                    soonest_recovery = Some(soonest_recovery.map_or(*until, |s| s.min(*until)));
-                }
-                None => {
-                    let better = best.is_none_or(|b| pooled.picked_at_seq < self.keys[b].picked_at_seq);
-                    if better {
-                        best = Some(index);
-                    }
-                }
+            if let Some(until) = pooled.state.cooldowns.get(model).filter(|until| **until > now_ms) {
+                sooner(&mut soonest_cool, *until);
+                continue;
+            }
+            let better = best.is_none_or(|b| pooled.picked_at_seq < self.keys[b].picked_at_seq);
+            if !better {
+                continue;
+            }
+            match full_until(&pooled.key) {
+                Some(until) => sooner(&mut soonest_room, until),
+                None => best = Some(index),
             }
         }
-        match (best, soonest_recovery) {
-            (Some(index), _) => {
-                self.seq += 1;
-                let pooled = &mut self.keys[index];
-                pooled.picked_at_seq = self.seq;
-                pooled.state.last_used_ms = Some(now_ms);
-                Pick::Key {
-                    id: pooled.key.id,
-                    secret: pooled.key.secret.clone(),
-                }
-            }
-            (None, Some(until)) => Pick::AllCooling {
+        if let Some(index) = best {
+            self.seq += 1;
+            let pooled = &mut self.keys[index];
+            pooled.picked_at_seq = self.seq;
+            pooled.state.last_used_ms = Some(now_ms);
+            return Pick::Key {
+                id: pooled.key.id,
+                secret: pooled.key.secret.clone(),
+            };
+        }
+        match (soonest_cool, soonest_room) {
+            (cool, Some(room)) => Pick::AllAtLimit {
+                retry_after_ms: cool.map_or(room, |c| c.min(room)) - now_ms,
+            },
+            (Some(until), None) => Pick::AllCooling {
                 retry_after_ms: until - now_ms,
             },
             (None, None) => Pick::Exhausted,
@@ -164,13 +202,25 @@ impl KeyPool {
         }
         let pooled = self.keys.iter_mut().find(|k| k.key.id == key_id)?;
         match outcome {
-            Outcome::RateLimited { until_ms, .. } => {
+            Outcome::RateLimited {
+                until_ms, model_off, ..
+            } => {
                 pooled.state.cooldowns.insert(model.to_string(), *until_ms);
                 pooled.unconfirmed_cooldowns.insert(model.to_string(), *until_ms);
+                let (model, until_ms) = (model.to_string(), *until_ms);
+                if *model_off {
+                    pooled.state.off_models.insert(model.clone());
+                    return Some(StateChange::ModelOff {
+                        key_id,
+                        model,
+                        until_ms,
+                    });
+                }
+                pooled.state.off_models.remove(&model);
                 Some(StateChange::Cooldown {
                     key_id,
-                    model: model.to_string(),
-                    until_ms: *until_ms,
+                    model,
+                    until_ms,
                 })
             }
             Outcome::Success => {
@@ -294,6 +344,7 @@ mod tests {
                 name: format!("k{id}"),
                 secret,
                 enabled: true,
+                limits: Default::default(),
             },
             KeyState::default(),
         )
@@ -309,10 +360,10 @@ mod tests {
     #[test]
     fn rotates_least_recently_used_and_never_repeats_within_a_request() {
         let mut pool = KeyPool::new(vec![key(1), key(2), key(3)]);
-        let order: Vec<KeyId> = (0..6).map(|_| picked(pool.pick("m", 0, &[]))).collect();
+        let order: Vec<KeyId> = (0..6).map(|_| picked(pool.pick("m", 0, &[], |_| None))).collect();
         assert_eq!(order, vec![1, 2, 3, 1, 2, 3]);
-        assert_eq!(picked(pool.pick("m", 0, &[1, 2])), 3);
-        assert_eq!(pool.pick("m", 0, &[1, 2, 3]), Pick::Exhausted);
+        assert_eq!(picked(pool.pick("m", 0, &[1, 2], |_| None)), 3);
+        assert_eq!(pool.pick("m", 0, &[1, 2, 3], |_| None), Pick::Exhausted);
     }
 
     #[test]
@@ -321,6 +372,7 @@ mod tests {
         let limited = Outcome::RateLimited {
             until_ms: 1_000,
             per_day: false,
+            model_off: false,
         };
         let change = pool.apply(1, "flash", &limited, 0);
         assert_eq!(
@@ -331,14 +383,14 @@ mod tests {
                 until_ms: 1_000
             })
         );
-        assert_eq!(picked(pool.pick("flash", 10, &[])), 2);
-        assert_eq!(picked(pool.pick("flash", 10, &[])), 2);
+        assert_eq!(picked(pool.pick("flash", 10, &[], |_| None)), 2);
+        assert_eq!(picked(pool.pick("flash", 10, &[], |_| None)), 2);
         assert_eq!(
-            pool.pick("flash", 10, &[2]),
+            pool.pick("flash", 10, &[2], |_| None),
             Pick::AllCooling { retry_after_ms: 990 }
         );
-        assert_eq!(picked(pool.pick("pro", 10, &[2])), 1);
-        assert_eq!(picked(pool.pick("flash", 1_000, &[2])), 1);
+        assert_eq!(picked(pool.pick("pro", 10, &[2], |_| None)), 1);
+        assert_eq!(picked(pool.pick("flash", 1_000, &[2], |_| None)), 1);
         assert_eq!(pool.available("flash", 10), 1);
     }
 
@@ -356,9 +408,9 @@ mod tests {
             0,
         );
         for _ in 0..3 {
-            assert_eq!(picked(pool.pick("m", 0, &[])), 2);
+            assert_eq!(picked(pool.pick("m", 0, &[], |_| None)), 2);
         }
-        assert_eq!(pool.pick("m", 0, &[2]), Pick::Exhausted);
+        assert_eq!(pool.pick("m", 0, &[2], |_| None), Pick::Exhausted);
         assert!(pool.statuses()[0].state.invalid_reason.is_some());
     }
 
@@ -397,6 +449,7 @@ mod tests {
         let limited = Outcome::RateLimited {
             until_ms: 60_000,
             per_day: false,
+            model_off: false,
         };
         let mut pool = KeyPool::new(vec![key(1), key(2)]);
         pool.apply(1, "m", &limited, 0);
@@ -419,6 +472,7 @@ mod tests {
         let limited = Outcome::RateLimited {
             until_ms: 60_000,
             per_day: false,
+            model_off: false,
         };
         pool.apply(1, "m", &limited, 0);
         // Another instance's shorter cooldown, read before ours was written.
@@ -434,22 +488,69 @@ mod tests {
     #[test]
     fn sync_keeps_rotation_and_fresh_cooldowns() {
         let mut pool = KeyPool::new(vec![key(1), key(2)]);
-        assert_eq!(picked(pool.pick("m", 0, &[])), 1);
+        assert_eq!(picked(pool.pick("m", 0, &[], |_| None)), 1);
         pool.apply(
             2,
             "m",
             &Outcome::RateLimited {
                 until_ms: 500,
                 per_day: false,
+                model_off: false,
             },
             0,
         );
         pool.sync(vec![key(1), key(2), key(3)]);
         // Key 2 still cools down although the store did not know yet; 3 is new.
-        assert_eq!(picked(pool.pick("m", 1, &[])), 3);
-        assert_eq!(picked(pool.pick("m", 1, &[])), 1);
+        assert_eq!(picked(pool.pick("m", 1, &[], |_| None)), 3);
+        assert_eq!(picked(pool.pick("m", 1, &[], |_| None)), 1);
         pool.sync(vec![key(3)]);
         assert_eq!(pool.len(), 1);
         assert!(pool.secrets().iter().all(|s| s.ends_with('3')));
+    }
+
+    #[test]
+    fn a_model_off_is_a_cooldown_that_says_so_until_a_plain_one_replaces_it() {
+        let mut pool = KeyPool::new(vec![key(1)]);
+        let off = Outcome::RateLimited {
+            until_ms: 5_000,
+            per_day: true,
+            model_off: true,
+        };
+        assert_eq!(
+            pool.apply(1, "pro", &off, 0),
+            Some(StateChange::ModelOff {
+                key_id: 1,
+                model: "pro".into(),
+                until_ms: 5_000
+            })
+        );
+        let state = |pool: &KeyPool| {
+            pool.statuses()
+                .into_iter()
+                .next()
+                .map(|s| s.state)
+                .unwrap_or_default()
+        };
+        assert!(state(&pool).off_models.contains("pro"));
+        assert_eq!(state(&pool).cooldowns.get("pro"), Some(&5_000));
+        assert_eq!(
+            pool.pick("pro", 10, &[], |_| None),
+            Pick::AllCooling {
+                retry_after_ms: 4_990
+            }
+        );
+        // A refresh before the store shows it keeps the mark, like any local cooldown.
+        pool.sync(vec![key(1)]);
+        assert!(state(&pool).off_models.contains("pro"));
+        let spent = Outcome::RateLimited {
+            until_ms: 9_000,
+            per_day: false,
+            model_off: false,
+        };
+        assert!(matches!(
+            pool.apply(1, "pro", &spent, 10),
+            Some(StateChange::Cooldown { .. })
+        ));
+        assert!(!state(&pool).off_models.contains("pro"));
     }
 }

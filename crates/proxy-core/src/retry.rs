@@ -107,6 +107,7 @@ mod tests {
         let limited = Outcome::RateLimited {
             until_ms: 0,
             per_day: false,
+            model_off: false,
         };
         assert_eq!(POLICY.decide(&limited, 1, 0, 0), Decision::RetryNow);
         let invalid = Outcome::KeyInvalid { reason: "x".into() };

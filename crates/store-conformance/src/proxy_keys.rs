@@ -57,7 +57,10 @@ pub async fn proxy_keys_round_trip<S: Store + ?Sized>(store: &S) {
 /// the proxy loads.
 pub async fn proxy_key_policy_is_kept_and_updated<S: Store + ?Sized>(store: &S) {
     let open = store.create_proxy_key("open", &hash(11)).await.expect("create");
-    let restricted = ProxyKeyPolicy { passthrough: false };
+    let restricted = ProxyKeyPolicy {
+        passthrough: false,
+        ..ProxyKeyPolicy::default()
+    };
     let limited = store
         .create_proxy_key_with_policy("limited", &hash(12), &restricted)
         .await

@@ -57,10 +57,12 @@ pub(crate) async fn load(
                 name: row.try_get("name").db()?,
                 secret: Secret::new(row.try_get::<_, String>("secret").db()?),
                 enabled: row.try_get("enabled").db()?,
+                limits: Default::default(),
             };
             let state = KeyState {
                 invalid_reason: row.try_get("invalid_reason").db()?,
                 cooldowns: cooldowns(row)?,
+                off_models: Default::default(),
                 last_used_ms: opt_from_sql(row.try_get("last_used_ms").db()?),
             };
             Ok((key, state))
@@ -114,6 +116,11 @@ pub(crate) async fn save_state(
             .iter()
             .map(|change| match change {
                 StateChange::Cooldown {
+                    key_id,
+                    model,
+                    until_ms,
+                }
+                | StateChange::ModelOff {
                     key_id,
                     model,
                     until_ms,

@@ -129,6 +129,7 @@ fn read_record(row: &Row) -> Result<LogRecord, StoreError> {
         thoughts_tokens: opt_from_sql(row.try_get("thoughts_tokens").db()?),
         cached_tokens: opt_from_sql(row.try_get("cached_tokens").db()?),
         total_tokens: opt_from_sql(row.try_get("total_tokens").db()?),
+        cost_usd: None,
         finish_reason: row.try_get("finish_reason").db()?,
         block_reason: row.try_get("block_reason").db()?,
         error_kind: row.try_get("error_kind").db()?,

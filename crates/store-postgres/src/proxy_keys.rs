@@ -34,6 +34,7 @@ const POLICY_COLUMNS: &str = "passthrough";
 fn policy(row: &Row) -> Result<ProxyKeyPolicy, StoreError> {
     Ok(ProxyKeyPolicy {
         passthrough: row.try_get("passthrough").db()?,
+        ..ProxyKeyPolicy::default()
     })
 }
 
@@ -80,7 +81,7 @@ pub(crate) async fn load(client: &deadpool_postgres::Client) -> Result<Vec<Proxy
                 name: row.try_get("name").db()?,
                 secret_hash: row.try_get("secret_hash").db()?,
                 revoked: row.try_get("revoked").db()?,
-                policy: policy(row)?,
+                policy: std::sync::Arc::new(policy(row)?),
             })
         })
         .collect()

@@ -28,6 +28,9 @@ struct CachedKey {
     secret: String,
     enabled: bool,
     invalid_reason: Option<String>,
+    /// A cache written before key limits existed has none.
+    #[serde(default)]
+    limits: proxy_core::keys::KeyLimits,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -123,6 +126,7 @@ fn to_file(snapshot: &KeySnapshot) -> CacheFile {
             secret: key.secret.expose().to_string(),
             enabled: key.enabled,
             invalid_reason: state.invalid_reason.clone(),
+            limits: key.limits.clone(),
         })
         .collect();
     let proxy_keys = snapshot
@@ -133,7 +137,7 @@ fn to_file(snapshot: &KeySnapshot) -> CacheFile {
             name: k.name.clone(),
             secret_hash: k.secret_hash.clone(),
             revoked: k.revoked,
-            policy: k.policy.clone(),
+            policy: (*k.policy).clone(),
         })
         .collect();
     CacheFile { keys, proxy_keys }
@@ -149,6 +153,7 @@ fn from_file(file: CacheFile) -> KeySnapshot {
                 name: k.name,
                 secret: Secret::new(k.secret),
                 enabled: k.enabled,
+                limits: k.limits,
             };
             (
                 key,
@@ -167,7 +172,7 @@ fn from_file(file: CacheFile) -> KeySnapshot {
             name: k.name,
             secret_hash: k.secret_hash,
             revoked: k.revoked,
-            policy: k.policy,
+            policy: std::sync::Arc::new(k.policy),
         })
         .collect();
     KeySnapshot { keys, proxy_keys }
@@ -208,13 +213,17 @@ mod tests {
                 name: "k".into(),
                 secret: Secret::new("AIzaCached"),
                 enabled: true,
+                limits: Default::default(),
             };
             let proxy = ProxyKey {
                 id: 1,
                 name: "p".into(),
                 secret_hash: "ab".into(),
                 revoked: false,
-                policy: ProxyKeyPolicy { passthrough: false },
+                policy: Arc::new(ProxyKeyPolicy {
+                    passthrough: false,
+                    ..ProxyKeyPolicy::default()
+                }),
             };
             Ok(KeySnapshot {
                 keys: vec![(key, KeyState::default())],
@@ -281,7 +290,7 @@ mod tests {
             .await
             .expect("the old file loads");
         assert_eq!(snapshot.proxy_keys.len(), 1);
-        assert_eq!(snapshot.proxy_keys[0].policy, ProxyKeyPolicy::default());
+        assert_eq!(*snapshot.proxy_keys[0].policy, ProxyKeyPolicy::default());
         assert!(snapshot.proxy_keys[0].policy.passthrough);
     }
 }

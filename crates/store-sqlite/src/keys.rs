@@ -58,10 +58,12 @@ pub(crate) fn load(conn: &mut Connection, now_ms: u64) -> Result<KeySnapshot, St
                     name: row.get(1)?,
                     secret: Secret::new(row.get::<_, String>(2)?),
                     enabled: row.get(3)?,
+                    limits: Default::default(),
                 };
                 let state = KeyState {
                     invalid_reason: row.get(4)?,
                     cooldowns: BTreeMap::new(),
+                    off_models: Default::default(),
                     last_used_ms: opt_from_sql(row.get(5)?),
                 };
                 Ok((key, state))
@@ -88,7 +90,7 @@ pub(crate) fn load(conn: &mut Connection, now_ms: u64) -> Result<KeySnapshot, St
                     name: row.get(1)?,
                     secret_hash: row.get(2)?,
                     revoked: row.get(3)?,
-                    policy: crate::proxy_keys::policy(row, 4)?,
+                    policy: std::sync::Arc::new(crate::proxy_keys::policy(row, 4)?),
                 })
             })
             .db()?;
@@ -131,6 +133,11 @@ pub(crate) fn save_state(
         for change in changes {
             match change {
                 StateChange::Cooldown {
+                    key_id,
+                    model,
+                    until_ms,
+                }
+                | StateChange::ModelOff {
                     key_id,
                     model,
                     until_ms,

@@ -103,6 +103,7 @@ fn read_record(row: &Row<'_>) -> rusqlite::Result<LogRecord> {
         thoughts_tokens: opt_from_sql(row.get(15)?),
         cached_tokens: opt_from_sql(row.get(16)?),
         total_tokens: opt_from_sql(row.get(17)?),
+        cost_usd: None,
         finish_reason: row.get(18)?,
         block_reason: row.get(19)?,
         error_kind: row.get(20)?,

@@ -16,6 +16,7 @@ pub(crate) const POLICY_COLUMNS: &str = "passthrough";
 pub(crate) fn policy(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<ProxyKeyPolicy> {
     Ok(ProxyKeyPolicy {
         passthrough: row.get(first)?,
+        ..ProxyKeyPolicy::default()
     })
 }
 

@@ -99,6 +99,7 @@ pub(crate) async fn load(rest: &Rest, now_ms: u64) -> Result<Vec<(UpstreamKey, K
             let state = KeyState {
                 invalid_reason: state.as_ref().and_then(|s| s.invalid_reason.clone()),
                 cooldowns: cooling.remove(&key.id).unwrap_or_default(),
+                off_models: Default::default(),
                 last_used_ms: opt_timestamp(state.as_ref().and_then(|s| s.last_used_at.as_deref()))?,
             };
             let key = UpstreamKey {
@@ -106,6 +107,7 @@ pub(crate) async fn load(rest: &Rest, now_ms: u64) -> Result<Vec<(UpstreamKey, K
                 name: key.name,
                 secret: Secret::new(key.secret),
                 enabled: key.enabled,
+                limits: Default::default(),
             };
             Ok((key, state))
         })
@@ -116,6 +118,11 @@ pub(crate) async fn load(rest: &Rest, now_ms: u64) -> Result<Vec<(UpstreamKey, K
 fn change_json(change: &StateChange) -> serde_json::Value {
     match change {
         StateChange::Cooldown {
+            key_id,
+            model,
+            until_ms,
+        }
+        | StateChange::ModelOff {
             key_id,
             model,
             until_ms,

@@ -98,6 +98,7 @@ impl LogRow {
             thoughts_tokens: opt_from_db(self.thoughts_tokens),
             cached_tokens: opt_from_db(self.cached_tokens),
             total_tokens: opt_from_db(self.total_tokens),
+            cost_usd: None,
             finish_reason: self.finish_reason,
             block_reason: self.block_reason,
             error_kind: self.error_kind,

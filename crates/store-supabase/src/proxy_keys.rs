@@ -43,6 +43,7 @@ impl From<PolicyRecord> for ProxyKeyPolicy {
     fn from(record: PolicyRecord) -> Self {
         ProxyKeyPolicy {
             passthrough: record.passthrough,
+            ..ProxyKeyPolicy::default()
         }
     }
 }
@@ -62,7 +63,7 @@ pub(crate) async fn load(rest: &Rest) -> Result<Vec<ProxyKey>, RestError> {
             name: r.name,
             secret_hash: r.secret_hash.unwrap_or_default(),
             revoked: r.revoked,
-            policy: r.policy.into(),
+            policy: std::sync::Arc::new(r.policy.into()),
         })
         .collect())
 }

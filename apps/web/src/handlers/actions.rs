@@ -167,7 +167,10 @@ pub async fn create_proxy_key(
     let secret = format_proxy_key(&random);
     let name = form.name.trim().to_string();
     let admin = state.admin.as_ref();
-    let policy = ProxyKeyPolicy { passthrough };
+    let policy = ProxyKeyPolicy {
+        passthrough,
+        ..ProxyKeyPolicy::default()
+    };
     admin
         .create_proxy_key_with_policy(&name, &hash_proxy_key(&secret), &policy)
         .await?;

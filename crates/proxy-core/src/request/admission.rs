@@ -13,15 +13,19 @@
 //! Platforms do only the IO in between: read the head, load keys (the Worker's first
 //! request), read the body within [`Authorized::body_limit`], call the engine.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use crate::attempts::Attempts;
 use crate::auth::{AuthOutcome, Credential, ProxyKeyTable, extract_credential};
 use crate::defaults;
 use crate::error::{ErrorShape, ProxyError};
+use crate::governance::Governor;
 use crate::log::LogRecord;
 use crate::openai_usage::request_usage;
 use crate::platform::PreparedRequest;
+use crate::policy::ProxyKeyPolicy;
 use crate::route::{Api, BodyFormat, Operation, Route, parse_route, take_key_param};
 
 use super::reply::{Refusal, Reply};
@@ -75,7 +79,11 @@ pub struct Admission {
 /// A request from a known, live proxy key; next: read the body, then
 /// [`Authorized::with_body`].
 #[derive(Debug)]
-pub struct Authorized(Admission);
+pub struct Authorized {
+    admission: Admission,
+    proxy_key_id: i64,
+    policy: Arc<ProxyKeyPolicy>,
+}
 
 /// A request ready for the engine, and what settling its answer needs.
 #[derive(Debug)]
@@ -89,6 +97,8 @@ pub struct Prepared {
     model: String,
     /// What the engine did so far; filled in while it runs.
     pub(super) attempts: Attempts,
+    /// Prices the answer and counts what it used, when its body ends.
+    pub(super) governor: Arc<Governor>,
 }
 
 impl Admission {
@@ -135,19 +145,23 @@ impl Admission {
         Refusal::new(self.record, self.shape, &error)
     }
 
-    /// Checks the proxy key and what its policy allows on this route, then a declared
-    /// body size, so an oversized body is refused before a byte of it is read.
+    /// Checks the proxy key, its expiry and what its policy allows on this route, then
+    /// a declared body size, so an oversized body is refused before a byte of it is read.
     pub fn authorize(mut self, proxy_keys: &ProxyKeyTable) -> Result<Authorized, Refusal> {
-        let error = match proxy_keys.check(self.credential.as_ref()) {
+        let now_ms = self.record.started_at_ms;
+        let (allowed, error) = match proxy_keys.check(self.credential.as_ref()) {
             AuthOutcome::Allowed { proxy_key_id, policy } => {
                 self.record.proxy_key_id = Some(proxy_key_id);
-                policy.check_route(&self.route).err()
+                let checked = policy
+                    .check_expiry(now_ms)
+                    .and_then(|()| policy.check_route(&self.route));
+                (Some((proxy_key_id, Arc::clone(policy))), checked.err())
             }
-            AuthOutcome::Missing => Some(ProxyError::MissingKey),
-            AuthOutcome::Unknown => Some(ProxyError::UnknownKey),
+            AuthOutcome::Missing => (None, Some(ProxyError::MissingKey)),
+            AuthOutcome::Unknown => (None, Some(ProxyError::UnknownKey)),
             AuthOutcome::Revoked { proxy_key_id } => {
                 self.record.proxy_key_id = Some(proxy_key_id);
-                Some(ProxyError::RevokedKey)
+                (None, Some(ProxyError::RevokedKey))
             }
         };
         let limit = self.rules.max_body_bytes;
@@ -156,12 +170,16 @@ impl Admission {
                 .is_some_and(|length| length > limit as u64)
                 .then_some(ProxyError::BodyTooLarge { limit_bytes: limit })
         });
-        match error {
-            Some(error) => Err(self.refuse(error)),
-            None => {
+        match (error, allowed) {
+            (None, Some((proxy_key_id, policy))) => {
                 self.credential = None;
-                Ok(Authorized(self))
+                Ok(Authorized {
+                    admission: self,
+                    proxy_key_id,
+                    policy,
+                })
             }
+            (error, _) => Err(self.refuse(error.unwrap_or(ProxyError::Internal))),
         }
     }
 }
@@ -170,22 +188,29 @@ impl Authorized {
     /// The most body bytes the platform may read; past it, refuse with
     /// [`ProxyError::BodyTooLarge`].
     pub fn body_limit(&self) -> usize {
-        self.0.rules.max_body_bytes
+        self.admission.rules.max_body_bytes
     }
 
     /// Refuses for a reason found while reading the body (too large, unreadable).
     pub fn refuse(self, error: ProxyError) -> Refusal {
-        self.0.refuse(error)
+        self.admission.refuse(error)
     }
 
-    /// Checks the body, reads the model and framing from it, and builds the request
-    /// that goes upstream. `headers` are all the client's headers; only the core's
-    /// allow-list travels.
+    /// Checks the body, reads the model and framing from it, checks the key may use
+    /// that model and is under its rates and budget (`governor`, which takes one
+    /// request of its count), and builds the request that goes upstream. `headers`
+    /// are all the client's headers; only the core's allow-list travels.
     pub fn with_body<'h>(
         self,
         mut body: Bytes,
         headers: impl IntoIterator<Item = (&'h str, &'h str)>,
+        governor: &Arc<Governor>,
     ) -> Result<Prepared, Refusal> {
+        let Authorized {
+            admission,
+            proxy_key_id,
+            policy,
+        } = self;
         let Admission {
             mut record,
             shape,
@@ -194,7 +219,7 @@ impl Authorized {
             query,
             rules,
             ..
-        } = self.0;
+        } = admission;
         let has_body = method != "GET";
         let framing = match inspect_body(&mut route, has_body, &body, &query) {
             Ok(framing) => framing,
@@ -202,6 +227,12 @@ impl Authorized {
         };
         record.model = route.model.clone();
         record.stream = framing.stream;
+        let governed = policy
+            .check_model(route.model.as_deref())
+            .and_then(|()| governor.admit(proxy_key_id, &policy, record.started_at_ms));
+        if let Err(error) = governed {
+            return Err(Refusal::new(record, shape, &error));
+        }
         if rules.log_bodies && !body.is_empty() {
             let logged = &body[..body.len().min(defaults::LOGGED_BODY_LIMIT)];
             record.request_body = Some(String::from_utf8_lossy(logged).into_owned());
@@ -234,6 +265,7 @@ impl Authorized {
             strip_usage,
             model: route.model_or_any().to_string(),
             attempts: Attempts::default(),
+            governor: Arc::clone(governor),
         })
     }
 }
@@ -309,7 +341,6 @@ mod tests {
     use super::*;
     use crate::auth::hash_proxy_key;
     use crate::keys::ProxyKey;
-    use crate::policy::ProxyKeyPolicy;
     use crate::request::RefusalSampler;
 
     const OPEN: &str = "gp-admission-open";
@@ -324,7 +355,10 @@ mod tests {
             name: format!("k{id}"),
             secret_hash: hash_proxy_key(secret),
             revoked,
-            policy: ProxyKeyPolicy { passthrough },
+            policy: Arc::new(ProxyKeyPolicy {
+                passthrough,
+                ..ProxyKeyPolicy::default()
+            }),
         };
         ProxyKeyTable::new(vec![
             key(1, OPEN, false, true),

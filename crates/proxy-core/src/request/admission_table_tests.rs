@@ -18,7 +18,6 @@ use crate::auth::{ProxyKeyTable, hash_proxy_key};
 use crate::defaults;
 use crate::error::ProxyError;
 use crate::keys::ProxyKey;
-use crate::policy::ProxyKeyPolicy;
 
 const TABLE: &str = include_str!("../../../../tests/admission/cases.json");
 const VALID_KEY: &str = "gp-admission-table-valid-key";
@@ -124,7 +123,7 @@ fn admit(case: &Case, rules: AdmissionRules, keys: &ProxyKeyTable) -> Result<Pre
         return Err(authorized.refuse(ProxyError::BodyTooLarge { limit_bytes }));
     }
     let client_headers = headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
-    authorized.with_body(Bytes::from(body), client_headers)
+    authorized.with_body(Bytes::from(body), client_headers, &Default::default())
 }
 
 fn check_refusal(refusal: &Refusal, expect: &Expect) -> Result<(), String> {
@@ -199,7 +198,7 @@ fn the_shared_admission_table_holds_in_the_core() {
         name: "admission".into(),
         secret_hash: hash_proxy_key(VALID_KEY),
         revoked: false,
-        policy: ProxyKeyPolicy::default(),
+        policy: Default::default(),
     }]);
     let failures: Vec<String> = table
         .cases

@@ -3,10 +3,12 @@
 //! once however the body ends. The platform's body wrapper only polls its stream and
 //! calls [`BodyObserver::chunk`] and [`BodyObserver::end`].
 
+use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::Bytes;
 
+use crate::governance::Governor;
 use crate::log::LogRecord;
 use crate::openai_usage::UsageChunkFilter;
 use crate::route::BodyFormat;
@@ -58,6 +60,8 @@ pub struct BodyObserver {
     /// How upstream's body ended, seen by [`BodyObserver::poll_through`]; its record
     /// waits for [`BodyObserver::take_ended`].
     ended: Option<BodyEnd>,
+    /// Prices the record and counts its tokens when the body ends.
+    governor: Option<Arc<Governor>>,
 }
 
 impl BodyObserver {
@@ -70,7 +74,13 @@ impl BodyObserver {
             filter: None,
             upstream_done: false,
             ended: None,
+            governor: None,
         }
+    }
+
+    /// Charges what the answer used to `governor` when the body ends.
+    pub fn charge_to(&mut self, governor: Arc<Governor>) {
+        self.governor = Some(governor);
     }
 
     /// Removes an OpenAI stream's usage-only chunk from what the client gets (it is
@@ -120,6 +130,9 @@ impl BodyObserver {
         let mut record = self.record.take()?;
         record.end_body(self.reader.take().map(MetaReader::finish), end.failure());
         record.close(now_ms);
+        if let Some(governor) = self.governor.take() {
+            governor.charge(&mut record, now_ms);
+        }
         Some(record)
     }
 

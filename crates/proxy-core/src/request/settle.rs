@@ -40,6 +40,7 @@ impl Prepared {
             format,
             strip_usage,
             attempts,
+            governor,
             ..
         } = self;
         let state_changes = record.apply_attempts(attempts);
@@ -47,6 +48,7 @@ impl Prepared {
             Served::Upstream(response) => {
                 record.answered(response.status);
                 let mut observer = BodyObserver::for_stream(record, format, response.content_type.as_deref());
+                observer.charge_to(governor);
                 if strip_usage {
                     observer.strip_usage_chunk();
                 }
