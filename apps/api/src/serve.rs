@@ -8,8 +8,9 @@ use crate::cli::ServeArgs;
 use store_select::Backend;
 
 pub async fn run(backend: &Backend, args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.proxy.config().map_err(anyhow::Error::msg)?;
     let keys = backend.serving_keys(args.proxy.key_cache.clone());
-    let runtime = ProxyRuntime::start(keys, backend.logs.clone(), args.proxy.config())
+    let runtime = ProxyRuntime::start(keys, backend.logs.clone(), config)
         .await
         .with_context(|| {
             format!(

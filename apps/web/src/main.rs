@@ -17,9 +17,10 @@ fn main() -> std::process::ExitCode {
 
 async fn run(args: WebArgs) -> anyhow::Result<()> {
     check_exposure(args.listen, args.admin_password.as_deref()).map_err(anyhow::Error::msg)?;
+    let config = args.proxy.config().map_err(anyhow::Error::msg)?;
     let backend = Backend::open(&args.store).await?;
     let keys = backend.serving_keys(args.proxy.key_cache.clone());
-    let runtime = ProxyRuntime::start(keys, backend.logs.clone(), args.proxy.config())
+    let runtime = ProxyRuntime::start(keys, backend.logs.clone(), config)
         .await
         .with_context(|| format!("cannot start: no key set from the {} store", backend.kind))?;
     backend.forward_changes(runtime.store_changed()).await;

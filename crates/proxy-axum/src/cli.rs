@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use proxy_core::EngineConfig;
 use proxy_core::defaults;
+use proxy_core::governance::prices::PriceTable;
 use proxy_core::request::AdmissionRules;
 
 use crate::body::BodyPace;
@@ -106,11 +107,33 @@ pub struct ProxyArgs {
         default_value_t = defaults::BODY_MEMORY_MB
     )]
     pub body_memory_mb: u64,
+    /// A TOML price table (USD per million tokens per model) laid over the built-in
+    /// one; see docs/governance.md.
+    #[arg(long, env = "GEMINI_PROXY_PRICES")]
+    pub prices: Option<PathBuf>,
+    /// Redis to share rate limits, token limits and budgets with the other instances
+    /// (`redis://host:6379/0`); without it each instance counts its own.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// What the shared counts' Redis keys start with: the same for every instance of
+    /// one deployment, different for deployments that share a Redis.
+    #[arg(long, env = "GEMINI_PROXY_REDIS_PREFIX", default_value = defaults::REDIS_PREFIX)]
+    pub redis_prefix: String,
 }
 
 impl ProxyArgs {
-    pub fn config(&self) -> ProxyConfig {
-        ProxyConfig {
+    /// The typed configuration; fails when the price table cannot be read or parsed.
+    pub fn config(&self) -> Result<ProxyConfig, String> {
+        let prices = match &self.prices {
+            None => PriceTable::builtin(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read the price table {}: {e}", path.display()))?;
+                PriceTable::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+        };
+        let redis_url = self.redis_url.clone().filter(|url| !url.trim().is_empty());
+        Ok(ProxyConfig {
             upstream_base_url: self.upstream.clone(),
             engine: EngineConfig::from_limits(
                 self.max_attempts,
@@ -128,8 +151,11 @@ impl ProxyArgs {
                 min_bytes_per_sec: self.min_body_rate_kib.saturating_mul(1024),
             },
             body_memory_bytes: defaults::mib_to_bytes(self.body_memory_mb),
+            prices,
+            redis_url,
+            redis_prefix: self.redis_prefix.clone(),
             ..ProxyConfig::default()
-        }
+        })
     }
 
     /// The listener's limits (`serve_until_shutdown` fits the connection cap to the
@@ -208,7 +234,7 @@ mod tests {
     /// The flags' defaults are the config's: both come from `proxy_core::defaults`.
     #[test]
     fn no_flags_give_the_default_config() {
-        let parsed = Cli::parse_from(["x"]).proxy.config();
+        let parsed = Cli::parse_from(["x"]).proxy.config().unwrap_or_default();
         let default = ProxyConfig::default();
         assert_eq!(parsed.upstream_base_url, default.upstream_base_url);
         assert_eq!(parsed.engine, default.engine);
@@ -217,6 +243,8 @@ mod tests {
         assert_eq!(parsed.log_queue_capacity, default.log_queue_capacity);
         assert_eq!(parsed.body_pace, default.body_pace);
         assert_eq!(parsed.body_memory_bytes, default.body_memory_bytes);
+        assert_eq!(parsed.prices, default.prices);
+        assert_eq!(parsed.redis_url, None);
         assert_eq!(
             Cli::parse_from(["x"]).proxy.connection_limits(),
             ConnectionLimits::default()
@@ -238,7 +266,7 @@ mod tests {
             "--log-queue",
             "0",
         ]);
-        let config = cli.proxy.config();
+        let config = cli.proxy.config().unwrap_or_default();
         assert_eq!(config.engine.retry.max_attempts, 1, "at least one attempt");
         assert_eq!(config.engine.retry.deadline_ms, 7_000);
         assert_eq!(config.admission.max_body_bytes, 2 * 1024 * 1024);
@@ -252,5 +280,26 @@ mod tests {
             cli.proxy.connection_limits().shutdown_grace,
             Duration::from_secs(30)
         );
+    }
+
+    #[test]
+    fn a_price_file_is_read_and_a_bad_one_is_named() {
+        let dir = std::env::temp_dir().join(format!("gp-prices-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_default();
+        let good = dir.join("good.toml");
+        let bad = dir.join("bad.toml");
+        std::fs::write(&good, "[models.\"my-model\"]\ninput = 1\noutput = 2\n").unwrap_or_default();
+        std::fs::write(&bad, "[models.x]\ninput = \"cheap\"\n").unwrap_or_default();
+        let config = |path: &std::path::Path| {
+            let path = path.to_string_lossy().into_owned();
+            Cli::parse_from(["x", "--prices", &path]).proxy.config()
+        };
+        let table = config(&good).map(|c| c.prices).unwrap_or_default();
+        assert_eq!(table.price("my-model").map(|p| p.output), Some(2.0));
+        let error = config(&bad).err().unwrap_or_default();
+        assert!(error.contains("bad.toml") && error.contains("input"), "{error}");
+        let error = config(&dir.join("missing.toml")).err().unwrap_or_default();
+        assert!(error.contains("cannot read the price table"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap_or_default();
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use proxy_core::EngineConfig;
 use proxy_core::defaults;
+use proxy_core::governance::prices::PriceTable;
 use proxy_core::request::AdmissionRules;
 
 use crate::body::BodyPace;
@@ -27,6 +28,13 @@ pub struct ProxyConfig {
     pub body_pace: BodyPace,
     /// Request bodies held in memory at once, in bytes, across all requests.
     pub body_memory_bytes: usize,
+    /// What each model costs (`cost_usd`, budgets).
+    pub prices: PriceTable,
+    /// Where the governance counts are shared with other instances (Redis); without
+    /// one, each instance counts its own.
+    pub redis_url: Option<String>,
+    /// What every shared count's Redis key starts with.
+    pub redis_prefix: String,
 }
 
 impl Default for ProxyConfig {
@@ -41,6 +49,9 @@ impl Default for ProxyConfig {
             connect_timeout: Duration::from_secs(defaults::CONNECT_TIMEOUT_SECS),
             body_pace: BodyPace::default(),
             body_memory_bytes: defaults::mib_to_bytes(defaults::BODY_MEMORY_MB),
+            prices: PriceTable::builtin(),
+            redis_url: None,
+            redis_prefix: defaults::REDIS_PREFIX.to_string(),
         }
     }
 }

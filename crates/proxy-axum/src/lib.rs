@@ -20,6 +20,7 @@ mod respond;
 mod router;
 mod runtime;
 mod serving;
+mod shared_counts;
 mod upstream;
 
 pub use batcher::{BatchQueue, BatchWriter};
@@ -34,4 +35,5 @@ pub use runtime::{ProxyRuntime, ProxyState, StartError};
 pub use serving::{
     announce_listening, serve_then_stop, serve_until_shutdown, shutdown_signal, without_nagle,
 };
+pub use shared_counts::{SharedCounts, SharingStatus};
 pub use upstream::ReqwestUpstream;

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use proxy_core::Engine;
 use proxy_core::auth::ProxyKeyTable;
-use proxy_core::health::{Health, HealthInput, PlatformCounts};
+use proxy_core::governance::Governor;
+use proxy_core::health::{Health, HealthInput, LimitSharing, PlatformCounts};
 use proxy_core::key_check::KeyCheck;
 use proxy_core::keys::KeyId;
 use proxy_core::log::LogRecord;
@@ -22,6 +23,7 @@ use crate::body::BodyBudget;
 use crate::clock::{TokioClock, unix_ms};
 use crate::config::ProxyConfig;
 use crate::refresh::refresh_loop;
+use crate::shared_counts::{SharedCounts, SharingStatus};
 use crate::upstream::ReqwestUpstream;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +32,8 @@ pub enum StartError {
     Store(StoreError),
     #[error("cannot build the upstream HTTP client: {0}")]
     Client(String),
+    #[error("cannot share limits: {0}")]
+    Redis(String),
 }
 
 /// Everything a request needs, shared by all requests.
@@ -48,6 +52,8 @@ pub struct ProxyState {
     /// Set when the shutdown grace ran out: requests dropped from now on were cut by
     /// the server, not left by their client.
     cut: Arc<AtomicBool>,
+    /// Where limits are counted, when they are shared (else per instance).
+    sharing: Option<SharingStatus>,
 }
 
 impl ProxyState {
@@ -124,6 +130,11 @@ impl ProxyState {
             dropped_log_records: self.dropped_logs(),
             store_unreachable: self.store_unreachable.load(Ordering::Relaxed),
             refusals: self.refusals.counts(),
+            limits: self
+                .sharing
+                .as_ref()
+                .map_or(LimitSharing::Local, SharingStatus::get),
+            unpriced_models: self.engine.governor().unpriced_models(),
         };
         Health::of(HealthInput::gather(self.engine.pool(), counts, now), now)
     }
@@ -137,6 +148,7 @@ pub struct ProxyRuntime {
     refresher: JoinHandle<()>,
     stop_refresh: Arc<Notify>,
     store_changed: Arc<Notify>,
+    shared_counts: Option<SharedCounts>,
 }
 
 impl ProxyRuntime {
@@ -151,7 +163,15 @@ impl ProxyRuntime {
         let upstream = ReqwestUpstream::new(&config.upstream_base_url, config.connect_timeout)
             .map_err(|e| StartError::Client(e.to_string()))?;
         let pool = Arc::new(Mutex::new(KeyPool::new(Vec::new())));
-        let engine = Engine::new(pool, upstream, TokioClock, config.engine.clone());
+        let governor = Arc::new(Governor::new(config.prices.clone()));
+        let shared_counts = match &config.redis_url {
+            Some(url) => Some(
+                SharedCounts::spawn(governor.clone(), url, &config.redis_prefix)
+                    .map_err(StartError::Redis)?,
+            ),
+            None => None,
+        };
+        let engine = Engine::new(pool, upstream, TokioClock, config.engine.clone()).with_governor(governor);
         let (logs, log_writer) = spawn_log_writer(sink, &config);
         let (state_changes, state_writer) = spawn_state_writer(store.clone());
         let body_budget = BodyBudget::new(config.body_memory_bytes);
@@ -166,6 +186,7 @@ impl ProxyRuntime {
             body_budget,
             store_unreachable: AtomicBool::new(false),
             cut: Arc::new(AtomicBool::new(false)),
+            sharing: shared_counts.as_ref().map(SharedCounts::status),
         });
         state.apply_snapshot(snapshot);
         let stop_refresh = Arc::new(Notify::new());
@@ -183,6 +204,7 @@ impl ProxyRuntime {
             refresher,
             stop_refresh,
             store_changed,
+            shared_counts,
         })
     }
 
@@ -205,6 +227,9 @@ impl ProxyRuntime {
         }
         self.state_writer.shutdown().await;
         self.log_writer.shutdown().await;
+        if let Some(shared) = self.shared_counts {
+            shared.shutdown().await;
+        }
         let dropped = self.state.dropped_logs();
         if dropped > 0 {
             tracing::warn!(

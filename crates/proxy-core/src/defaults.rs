@@ -74,3 +74,6 @@ pub const BACKOFF_MAX_MS: u64 = 2_000;
 pub fn mib_to_bytes(mib: u64) -> usize {
     usize::try_from(mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
 }
+
+/// What the shared governance counts' Redis keys start with.
+pub const REDIS_PREFIX: &str = "gemini-proxy";

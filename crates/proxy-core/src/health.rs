@@ -20,6 +20,31 @@ pub struct HealthInput {
     pub pool_problem: Option<String>,
     /// Requests refused without a live proxy key, counted (only a sample is logged).
     pub refusals: RefusalCounts,
+    pub limits: LimitSharing,
+    /// Models answered that the price table has no price for (their cost counts as 0).
+    pub unpriced_models: Vec<String>,
+}
+
+/// Where the governance counts live.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LimitSharing {
+    /// Per instance (no shared store configured).
+    #[default]
+    Local,
+    /// Shared with the other instances through the shared store (Redis).
+    Shared,
+    /// A shared store is configured but unreachable: per instance until it is back.
+    Unreachable,
+}
+
+impl LimitSharing {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "per-instance",
+            Self::Shared => "shared",
+            Self::Unreachable => "per-instance (shared store unreachable)",
+        }
+    }
 }
 
 /// What a platform counts itself, beside the pool.
@@ -29,6 +54,8 @@ pub struct PlatformCounts {
     pub dropped_log_records: u64,
     pub store_unreachable: bool,
     pub refusals: RefusalCounts,
+    pub limits: LimitSharing,
+    pub unpriced_models: Vec<String>,
 }
 
 impl HealthInput {
@@ -44,6 +71,8 @@ impl HealthInput {
             dropped_log_records: counts.dropped_log_records,
             store_unreachable: counts.store_unreachable,
             refusals: counts.refusals,
+            limits: counts.limits,
+            unpriced_models: counts.unpriced_models,
             ..from_pool
         }
     }
@@ -70,6 +99,8 @@ pub struct Health {
     /// Why the proxy is degraded; empty when it is `ok`.
     pub problems: Vec<String>,
     pub refusals: RefusalCounts,
+    pub limits: LimitSharing,
+    pub unpriced_models: Vec<String>,
     /// Nothing can be served: load balancers should route elsewhere (503).
     pub unable_to_serve: bool,
 }
@@ -114,6 +145,12 @@ impl Health {
             problems.push("the key store cannot be read; serving the last known keys".to_string());
         }
         problems.extend(input.pool_problem);
+        if input.limits == LimitSharing::Unreachable {
+            problems.push(
+                "the shared limit store (Redis) is unreachable; limits are counted per instance until it is back"
+                    .to_string(),
+            );
+        }
         Self {
             upstream_keys: input.keys.len(),
             upstream_keys_available: available,
@@ -122,6 +159,8 @@ impl Health {
             dropped_log_records: input.dropped_log_records,
             problems,
             refusals: input.refusals,
+            limits: input.limits,
+            unpriced_models: input.unpriced_models,
             unable_to_serve: available == 0,
         }
     }
@@ -140,7 +179,11 @@ impl Health {
             "upstream_keys_available": self.upstream_keys_available,
             "proxy_keys": self.proxy_keys,
             "dropped_log_records": self.dropped_log_records,
+            "limits": self.limits.as_str(),
         });
+        if !self.unpriced_models.is_empty() {
+            body["unpriced_models"] = json!(self.unpriced_models);
+        }
         if !self.problems.is_empty() {
             body["problems"] = json!(self.problems);
         }
@@ -231,5 +274,29 @@ mod tests {
         let h = Health::of(input, 0);
         assert_eq!(h.status_code(), 200, "serving from memory");
         assert!(h.to_json().contains(r#""status":"degraded""#));
+    }
+
+    #[test]
+    fn where_limits_are_counted_and_unpriced_models_are_said() {
+        let input = |limits| HealthInput {
+            keys: vec![key(1, &[], false)],
+            limits,
+            unpriced_models: vec!["my-tuned-model".into()],
+            ..HealthInput::default()
+        };
+        let local = Health::of(input(LimitSharing::Local), 0).to_json();
+        assert!(local.contains(r#""limits":"per-instance""#), "{local}");
+        assert!(
+            local.contains(r#""status":"ok""#) && local.contains(r#""unpriced_models":["my-tuned-model"]"#)
+        );
+        let shared = Health::of(input(LimitSharing::Shared), 0).to_json();
+        assert!(shared.contains(r#""limits":"shared""#), "{shared}");
+        let down = Health::of(input(LimitSharing::Unreachable), 0);
+        assert_eq!(down.status_code(), 200, "limits keep working per instance");
+        let json = down.to_json();
+        assert!(
+            json.contains(r#""status":"degraded""#) && json.contains("(Redis) is unreachable"),
+            "{json}"
+        );
     }
 }

@@ -9,5 +9,6 @@ mod failover;
 mod key_marking;
 mod policy;
 mod secrets;
+mod shared_limits;
 mod streaming;
 mod upstream_safety;

@@ -59,15 +59,15 @@ pub struct CounterKey {
 
 impl CounterKey {
     /// The shared store's name for this count in the window ending at `end_ms`:
-    /// `gp:<subject>:<measure>:<window>:<end>`. Model names are Google's
-    /// (`[a-z0-9.-]`), so nothing needs escaping.
+    /// `<subject>:<measure>:<window>:<end>` (the platform puts its namespace in
+    /// front). Model names are Google's (`[a-z0-9.-]`), so nothing needs escaping.
     pub fn shared_name(&self, end_ms: u64) -> String {
         let subject = match &self.subject {
             Subject::Proxy(id) => format!("p{id}"),
             Subject::Upstream(id, model) => format!("u{id}/{model}"),
         };
         format!(
-            "gp:{subject}:{}:{}:{end_ms}",
+            "{subject}:{}:{}:{end_ms}",
             self.measure.name(),
             self.window.name()
         )
@@ -478,7 +478,7 @@ mod tests {
             measure: Measure::Requests,
             window: Window::DayPacific,
         };
-        assert_eq!(key.shared_name(99), "gp:u4/gemini-2.5-flash:req:dp:99");
-        assert_eq!(tokens(2).shared_name(5), "gp:p2:tok:m:5");
+        assert_eq!(key.shared_name(99), "u4/gemini-2.5-flash:req:dp:99");
+        assert_eq!(tokens(2).shared_name(5), "p2:tok:m:5");
     }
 }
