@@ -13,6 +13,7 @@
 use proxy_core::EngineConfig;
 use proxy_core::auth::hash_proxy_key;
 use proxy_core::defaults;
+use proxy_core::governance::prices::PriceTable;
 use proxy_core::keys::Secret;
 use proxy_core::request::AdmissionRules;
 
@@ -30,7 +31,7 @@ pub enum KeySource {
     Supabase { url: String, service_role_key: Secret },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct WorkerConfig {
     pub upstream_base_url: String,
     pub source: KeySource,
@@ -39,6 +40,9 @@ pub struct WorkerConfig {
     pub admission: AdmissionRules,
     /// How often the isolate re-reads keys from Supabase (checked lazily per request).
     pub refresh_ms: u64,
+    /// What each model costs: the built-in table, with the var `PRICES` (the TOML of
+    /// `--prices`) laid over it.
+    pub prices: PriceTable,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -57,6 +61,8 @@ pub enum ConfigError {
     NotAUrl { name: &'static str },
     #[error("PROXY_KEYS entry {position} starts with sha256: but is not 64 hex digits")]
     BadHash { position: usize },
+    #[error("PRICES: {0}")]
+    BadPrices(String),
 }
 
 impl WorkerConfig {
@@ -115,6 +121,10 @@ impl WorkerConfig {
             admission,
             refresh_ms: number("GEMINI_PROXY_REFRESH_MS", defaults::WORKER_REFRESH_MS)?
                 .max(defaults::REFRESH_FLOOR_MS),
+            prices: match get("PRICES") {
+                Some(text) => PriceTable::from_toml(&text).map_err(ConfigError::BadPrices)?,
+                None => PriceTable::builtin(),
+            },
         })
     }
 }
@@ -212,6 +222,33 @@ mod tests {
         let ids: Vec<(i64, &str)> = upstream_keys.iter().map(|(id, s)| (*id, s.expose())).collect();
         assert_eq!(ids, vec![(1, "AIzaA"), (2, "AIzaB"), (4, "AIzaC")]);
         assert_eq!(proxy_key_hashes, vec![(1, hash_proxy_key("gp-one")), (2, hashed)]);
+    }
+
+    #[test]
+    fn prices_come_from_the_prices_var_over_the_built_in_table() {
+        let base = [("GEMINI_API_KEYS", "AIzaA"), ("PROXY_KEYS", "gp-one")];
+        let builtin = config(&base).map(|c| c.prices).ok();
+        assert_eq!(builtin, Some(PriceTable::builtin()));
+        let mut vars = base.to_vec();
+        vars.push(("PRICES", "[models.\"my-model\"]\ninput = 1\noutput = 3\n"));
+        let prices = config(&vars).map(|c| c.prices).ok();
+        assert_eq!(
+            prices
+                .as_ref()
+                .and_then(|p| p.price("my-model"))
+                .map(|p| p.output),
+            Some(3.0)
+        );
+        assert!(
+            prices
+                .as_ref()
+                .and_then(|p| p.price("gemini-2.5-flash"))
+                .is_some()
+        );
+        vars.pop();
+        vars.push(("PRICES", "[models.x]\ninput = -2\n"));
+        let error = config(&vars).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.starts_with("PRICES: ") && error.contains("≥ 0"), "{error}");
     }
 
     #[test]

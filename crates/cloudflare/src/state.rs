@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use proxy_core::Engine;
 use proxy_core::defaults;
-use proxy_core::health::{Health, HealthInput, PlatformCounts};
+use proxy_core::governance::Governor;
+use proxy_core::health::{Health, HealthInput, LimitSharing, PlatformCounts};
 use proxy_core::log::LogRecord;
 use proxy_core::pool::{KeyPool, StateChange};
 use proxy_core::request::{RefusalSampler, RequestIds};
@@ -65,7 +66,10 @@ impl WorkerState {
         let stores = stores(&config).map_err(|e| e.to_string())?;
         let pool = Arc::new(Mutex::new(KeyPool::default()));
         let upstream = WorkerUpstream::new(&config.upstream_base_url);
-        let engine = Engine::new(pool.clone(), upstream, WorkerClock, config.engine.clone());
+        // Limits count per isolate: nothing is shared between isolates (README).
+        let governor = Arc::new(Governor::new(config.prices.clone()));
+        let engine =
+            Engine::new(pool.clone(), upstream, WorkerClock, config.engine.clone()).with_governor(governor);
         let keys = Rc::new(KeyCache::new(stores.keys.clone(), pool, stores.refresh_ms));
         let sink = stores.logs;
         let logs = BatchQueue::new(
@@ -114,6 +118,8 @@ impl WorkerState {
             dropped_log_records: self.logs.dropped(),
             store_unreachable: self.keys.is_failing(),
             refusals: self.refusals.counts(),
+            limits: LimitSharing::Local,
+            unpriced_models: self.engine.governor().unpriced_models(),
         };
         Health::of(HealthInput::gather(self.engine.pool(), counts, now), now)
     }

@@ -163,6 +163,16 @@ impl ApiError {
                 "17s",
             )
         };
+        Self::quota_of(quota_id, limit, delay, model)
+    }
+
+    /// 429 for a model the key's project has no quota for at all (`limit: 0`, as free
+    /// tiers answer for models they exclude).
+    pub fn quota_off(model: &str) -> Self {
+        Self::quota_of("GenerateRequestsPerDayPerProjectPerModel-FreeTier", "0", "30s", model)
+    }
+
+    fn quota_of(quota_id: &str, limit: &str, delay: &str, model: &str) -> Self {
         let metric = "generativelanguage.googleapis.com/generate_content_free_tier_requests";
         let message = format!(
             "You exceeded your current quota, please check your plan and billing details. For \
@@ -229,6 +239,8 @@ fn error_info(reason: &str) -> Value {
 pub enum KeyMarker {
     QuotaMinute,
     QuotaDay,
+    /// The model's quota is 0 for this key (`-r429off-`).
+    QuotaOff,
     Invalid,
     Suspended,
     Unavailable,
@@ -248,9 +260,10 @@ impl KeyMarker {
     /// Cheap on the hot path: one `contains` on the key unless it has a '-'
     /// followed by a marker, which success keys in a benchmark usually lack.
     pub fn find(key: &str) -> Option<KeyMarker> {
-        const MARKERS: [(&str, KeyMarker); 11] = [
+        const MARKERS: [(&str, KeyMarker); 12] = [
             ("-r429m-", KeyMarker::QuotaMinute),
             ("-r429d-", KeyMarker::QuotaDay),
+            ("-r429off-", KeyMarker::QuotaOff),
             ("-invalid-", KeyMarker::Invalid),
             ("-suspended-", KeyMarker::Suspended),
             ("-r503-", KeyMarker::Unavailable),
@@ -273,6 +286,7 @@ impl KeyMarker {
         Some(match self {
             KeyMarker::QuotaMinute => ApiError::quota(false, model),
             KeyMarker::QuotaDay => ApiError::quota(true, model),
+            KeyMarker::QuotaOff => ApiError::quota_off(model),
             KeyMarker::Invalid => ApiError::key_invalid(),
             KeyMarker::Suspended => ApiError::suspended(key),
             KeyMarker::Unavailable => ApiError::overloaded(),

@@ -3,7 +3,7 @@
 //! OpenAI-compatible `/v1beta/openai` ones.
 //!
 //! Behaviour is chosen per request without setup: markers in the upstream
-//! API key select failures (`-r429m-`, `-r429d-`, `-invalid-`,
+//! API key select failures (`-r429m-`, `-r429d-`, `-r429off-` (quota `limit: 0`), `-invalid-`,
 //! `-suspended-`, `-r503-`, `-r500-`, `-r504-`, `-hang-`, `-reset-`,
 //! `-r302-` (a redirect to [`FakeGemini::set_redirect_target`]), `-stallbody-`
 //! (a 429 whose body stops halfway for two minutes)), and
