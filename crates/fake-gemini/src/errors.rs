@@ -169,7 +169,12 @@ impl ApiError {
     /// 429 for a model the key's project has no quota for at all (`limit: 0`, as free
     /// tiers answer for models they exclude).
     pub fn quota_off(model: &str) -> Self {
-        Self::quota_of("GenerateRequestsPerDayPerProjectPerModel-FreeTier", "0", "30s", model)
+        Self::quota_of(
+            "GenerateRequestsPerDayPerProjectPerModel-FreeTier",
+            "0",
+            "30s",
+            model,
+        )
     }
 
     fn quota_of(quota_id: &str, limit: &str, delay: &str, model: &str) -> Self {

@@ -201,7 +201,11 @@ async fn key_markers_and_auth_errors() -> R {
     let (status, v) = json_of(fx.post(GENERATE, "k-r429off-1", &gen_body()).await?).await?;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(v["error"]["details"][0]["violations"][0]["quotaValue"], "0");
-    assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("limit: 0")));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("limit: 0"))
+    );
 
     let (status, v) = json_of(fx.post(GENERATE, "k-invalid-1", &gen_body()).await?).await?;
     assert_eq!(status, StatusCode::BAD_REQUEST);

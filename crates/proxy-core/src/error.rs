@@ -40,7 +40,7 @@ pub enum ProxyError {
         retry_after_secs: u64,
     },
     /// The key's budget for the period is spent.
-    #[error("This proxy key has spent its budget (budget: ${:.2} per {}, UTC).", crate::governance::prices::nanos_to_usd(*budget_nanos), period.as_str())]
+    #[error("This proxy key has spent its budget (budget: {} per {}, UTC).", crate::governance::prices::format_usd(*budget_nanos), period.as_str())]
     BudgetSpent {
         budget_nanos: u64,
         period: crate::policy::BudgetPeriod,

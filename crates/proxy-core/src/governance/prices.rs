@@ -88,6 +88,17 @@ pub fn nanos_to_usd(nanos: u64) -> f64 {
     nanos as f64 / NANOS_PER_USD
 }
 
+/// `$1.50`, `$0.005`: cents always, more digits only where the amount has them.
+pub fn format_usd(nanos: u64) -> String {
+    let cents = format!("{:.2}", nanos_to_usd(nanos));
+    let exact = format!("{:.9}", nanos_to_usd(nanos));
+    let exact = exact.trim_end_matches('0');
+    match exact.len() > cents.len() {
+        true => format!("${exact}"),
+        false => format!("${cents}"),
+    }
+}
+
 /// Dollars as nano-dollars (budgets); negative and non-finite values are 0.
 pub fn usd_to_nanos(usd: f64) -> u64 {
     if usd.is_finite() && usd > 0.0 {
@@ -340,5 +351,9 @@ mod tests {
         assert_eq!(usd_to_nanos(-1.0), 0);
         assert_eq!(usd_to_nanos(f64::NAN), 0);
         assert!((nanos_to_usd(1_500_000_000) - 1.5).abs() < 1e-12);
+        assert_eq!(format_usd(1_500_000_000), "$1.50");
+        assert_eq!(format_usd(5_000_000), "$0.005");
+        assert_eq!(format_usd(0), "$0.00");
+        assert_eq!(format_usd(2_800_001), "$0.002800001");
     }
 }

@@ -7,6 +7,8 @@
 mod admission;
 #[cfg(test)]
 mod admission_table_tests;
+#[cfg(test)]
+mod governance_tests;
 mod ids;
 mod in_flight;
 mod observe;
