@@ -111,6 +111,11 @@ impl ProxyKeyPolicy {
         })
     }
 
+    /// Whether the governor counts what this key's answers use (tokens, cost).
+    pub fn meters_usage(&self) -> bool {
+        self.tpm.is_some() || self.tokens_per_day.is_some() || self.budget_usd.is_some()
+    }
+
     /// Whether any limit the governor counts is set (a key without one costs no count).
     pub fn has_limits(&self) -> bool {
         self.rpm.is_some() || self.tpm.is_some() || self.tokens_per_day.is_some() || self.budget_usd.is_some()

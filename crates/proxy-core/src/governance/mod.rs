@@ -14,6 +14,7 @@ pub mod prices;
 pub mod windows;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use crate::error::{ClientLimit, ProxyError};
@@ -35,6 +36,8 @@ pub struct Governor {
     unpriced: Mutex<BTreeSet<String>>,
     /// Wakes the platform's sync task when shared counts changed.
     on_change: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// Some upstream key has limits: answers' tokens are counted per key and model.
+    upstream_limits: AtomicBool,
 }
 
 impl std::fmt::Debug for Governor {
@@ -133,6 +136,7 @@ impl Governor {
         if model == "*" || !pool.has_limits() {
             return pool.pick(model, now_ms, tried, |_| None);
         }
+        self.upstream_limits.store(true, Ordering::Relaxed);
         let mut counters = self.counters();
         let pick = pool.pick(model, now_ms, tried, |key| {
             full_until(&mut counters, key, model, now_ms)
@@ -158,8 +162,9 @@ impl Governor {
 
     /// Prices what an answer used into its record (`cost_usd`; none for a model the
     /// table does not know, which is remembered for `/healthz`) and adds its tokens
-    /// and cost to the counts of its proxy key and of the upstream key that answered.
-    pub fn charge(&self, record: &mut LogRecord, now_ms: u64) {
+    /// and cost to the counts of its proxy key (when `metered`: its policy counts
+    /// tokens or cost) and of the upstream key that answered (when keys have limits).
+    pub fn charge(&self, record: &mut LogRecord, metered: bool, now_ms: u64) {
         let usage = TokenUsage {
             prompt: record.prompt_tokens.unwrap_or(0),
             candidates: record.candidates_tokens.unwrap_or(0),
@@ -185,8 +190,12 @@ impl Governor {
                 unpriced.insert(model.to_string());
             }
         }
+        let upstream = self.upstream_limits.load(Ordering::Relaxed);
+        if !metered && !upstream {
+            return;
+        }
         let mut counters = self.counters();
-        if let Some(id) = record.proxy_key_id {
+        if let Some(id) = record.proxy_key_id.filter(|_| metered) {
             for window in [Window::Minute, Window::DayUtc] {
                 counters.add(&key(Subject::Proxy(id), Measure::Tokens, window), tokens, now_ms);
             }
@@ -198,7 +207,7 @@ impl Governor {
                 );
             }
         }
-        if let Some(id) = record.answered_key_id {
+        if let Some(id) = record.answered_key_id.filter(|_| upstream) {
             let subject = Subject::Upstream(id, model.to_string());
             counters.add(&key(subject, Measure::Tokens, Window::Minute), tokens, now_ms);
         }

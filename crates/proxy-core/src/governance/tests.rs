@@ -25,7 +25,7 @@ fn answered(
         total_tokens: Some(prompt + output),
         ..LogRecord::default()
     };
-    governor.charge(&mut record, now);
+    governor.charge(&mut record, true, now);
     record
 }
 
@@ -143,7 +143,7 @@ fn an_unknown_model_costs_nothing_and_is_remembered() {
         model: Some("gemini-2.5-flash".into()),
         ..LogRecord::default()
     };
-    governor.charge(&mut empty, T0);
+    governor.charge(&mut empty, true, T0);
     assert_eq!(empty.cost_usd, None);
 }
 

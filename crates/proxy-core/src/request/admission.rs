@@ -99,6 +99,8 @@ pub struct Prepared {
     pub(super) attempts: Attempts,
     /// Prices the answer and counts what it used, when its body ends.
     pub(super) governor: Arc<Governor>,
+    /// The proxy key's policy counts tokens or cost.
+    pub(super) metered: bool,
 }
 
 impl Admission {
@@ -266,6 +268,7 @@ impl Authorized {
             model: route.model_or_any().to_string(),
             attempts: Attempts::default(),
             governor: Arc::clone(governor),
+            metered: policy.meters_usage(),
         })
     }
 }

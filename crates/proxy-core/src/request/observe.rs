@@ -60,8 +60,9 @@ pub struct BodyObserver {
     /// How upstream's body ended, seen by [`BodyObserver::poll_through`]; its record
     /// waits for [`BodyObserver::take_ended`].
     ended: Option<BodyEnd>,
-    /// Prices the record and counts its tokens when the body ends.
-    governor: Option<Arc<Governor>>,
+    /// Prices the record and counts its tokens when the body ends (and whether its
+    /// proxy key's policy counts them).
+    governor: Option<(Arc<Governor>, bool)>,
 }
 
 impl BodyObserver {
@@ -78,9 +79,10 @@ impl BodyObserver {
         }
     }
 
-    /// Charges what the answer used to `governor` when the body ends.
-    pub fn charge_to(&mut self, governor: Arc<Governor>) {
-        self.governor = Some(governor);
+    /// Charges what the answer used to `governor` when the body ends; `metered`: the
+    /// proxy key's policy counts tokens or cost.
+    pub fn charge_to(&mut self, governor: Arc<Governor>, metered: bool) {
+        self.governor = Some((governor, metered));
     }
 
     /// Removes an OpenAI stream's usage-only chunk from what the client gets (it is
@@ -130,8 +132,8 @@ impl BodyObserver {
         let mut record = self.record.take()?;
         record.end_body(self.reader.take().map(MetaReader::finish), end.failure());
         record.close(now_ms);
-        if let Some(governor) = self.governor.take() {
-            governor.charge(&mut record, now_ms);
+        if let Some((governor, metered)) = self.governor.take() {
+            governor.charge(&mut record, metered, now_ms);
         }
         Some(record)
     }

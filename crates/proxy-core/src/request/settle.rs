@@ -41,6 +41,7 @@ impl Prepared {
             strip_usage,
             attempts,
             governor,
+            metered,
             ..
         } = self;
         let state_changes = record.apply_attempts(attempts);
@@ -48,7 +49,7 @@ impl Prepared {
             Served::Upstream(response) => {
                 record.answered(response.status);
                 let mut observer = BodyObserver::for_stream(record, format, response.content_type.as_deref());
-                observer.charge_to(governor);
+                observer.charge_to(governor, metered);
                 if strip_usage {
                     observer.strip_usage_chunk();
                 }
