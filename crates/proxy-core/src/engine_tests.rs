@@ -102,19 +102,24 @@ fn key_name(i: i64) -> String {
     format!("key-{}-000000000000000000000", (b'a' + i as u8) as char)
 }
 
-fn engine(answers: Vec<(i64, Answer)>, keys: i64) -> Engine<Scripted, ManualClock> {
-    let pool_keys = (0..keys)
+/// Keys 0..keys, each named by [`key_name`] and with `limits`.
+fn pool_keys(keys: i64, limits: &crate::keys::KeyLimits) -> Vec<(UpstreamKey, KeyState)> {
+    (0..keys)
         .map(|i| {
             let key = UpstreamKey {
                 id: i,
                 name: format!("k{i}"),
                 secret: Secret::new(key_name(i)),
                 enabled: true,
-                limits: Default::default(),
+                limits: limits.clone(),
             };
             (key, KeyState::default())
         })
-        .collect();
+        .collect()
+}
+
+fn engine(answers: Vec<(i64, Answer)>, keys: i64) -> Engine<Scripted, ManualClock> {
+    let pool_keys = pool_keys(keys, &Default::default());
     let answers = answers.into_iter().map(|(i, a)| (key_name(i), a)).collect();
     let upstream = Scripted {
         answers,
@@ -449,19 +454,7 @@ fn a_redirect_is_a_502_and_no_other_key_is_tried() {
 
 /// The keys of [`engine`], with `limits` on each.
 fn limit_keys(engine: &Engine<Scripted, ManualClock>, keys: i64, limits: crate::keys::KeyLimits) {
-    let pool_keys = (0..keys)
-        .map(|i| {
-            let key = UpstreamKey {
-                id: i,
-                name: format!("k{i}"),
-                secret: Secret::new(key_name(i)),
-                enabled: true,
-                limits: limits.clone(),
-            };
-            (key, KeyState::default())
-        })
-        .collect();
-    engine.lock_pool().sync(pool_keys);
+    engine.lock_pool().sync(pool_keys(keys, &limits));
 }
 
 fn set_clock(engine: &Engine<Scripted, ManualClock>, now: u64) {
