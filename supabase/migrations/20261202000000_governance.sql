@@ -255,25 +255,9 @@ as $$
     ) as c;
 $$;
 
--- The daily view gains the day's cost as its last column (a view can only grow at the
--- end; every earlier column is as before).
-create or replace view public.usage_daily with (security_invoker = true) as
-select (l.started_at at time zone 'UTC')::date as day,
-       l.model,
-       l.answered_key_id as key_id,
-       count(*) as requests,
-       count(*) filter (where l.status >= 400 or l.error_kind is not null) as errors,
-       coalesce(sum(l.prompt_tokens), 0)::bigint as prompt_tokens,
-       coalesce(sum(l.candidates_tokens), 0)::bigint as candidates_tokens,
-       coalesce(sum(l.thoughts_tokens), 0)::bigint as thoughts_tokens,
-       coalesce(sum(l.cached_tokens), 0)::bigint as cached_tokens,
-       coalesce(sum(l.total_tokens), 0)::bigint as total_tokens,
-       div(sum(l.latency_ms), count(*))::bigint as avg_latency_ms,
-       percentile_cont(0.5) within group (order by l.latency_ms) as latency_p50_ms,
-       percentile_cont(0.95) within group (order by l.latency_ms) as latency_p95_ms,
-       coalesce(sum(l.cost_usd), 0)::double precision as cost_usd
-from public.request_logs as l
-group by 1, 2, 3;
+-- usage_daily keeps its columns: a view can only grow at the end, and the first
+-- migration (re-run, as every file here may be) would then have to drop one. Costs per
+-- day, model and key come from usage_buckets(since, until, 86400000, true, true, false).
 
 -- ---------------------------------------------------------------------------------------
 -- Access, restated as the first migration set it: row level security on, no policies,
@@ -289,13 +273,11 @@ alter table public.key_cooldowns enable row level security;
 alter table public.request_logs enable row level security;
 
 revoke all on table
-    public.upstream_keys, public.proxy_keys, public.key_cooldowns, public.request_logs,
-    public.usage_daily
+    public.upstream_keys, public.proxy_keys, public.key_cooldowns, public.request_logs
     from public, anon, authenticated;
 grant select, insert, update, delete on table
     public.upstream_keys, public.proxy_keys, public.key_cooldowns, public.request_logs
     to service_role;
-grant select on table public.usage_daily to service_role;
 
 revoke all on function
     public.record_key_state(jsonb),

@@ -226,11 +226,16 @@ pub fn bucket_start(query: &UsageQuery, started_at_ms: u64) -> u64 {
 pub trait AdminStore: MaybeSend {
     /// An upstream key without limits.
     async fn add_key(&self, secret: &str, name: &str) -> Result<KeyId, StoreError> {
-        self.add_key_with_limits(secret, name, &KeyLimits::default()).await
+        self.add_key_with_limits(secret, name, &KeyLimits::default())
+            .await
     }
     /// An upstream key with the operator's limits, in one write.
-    async fn add_key_with_limits(&self, secret: &str, name: &str, limits: &KeyLimits)
-    -> Result<KeyId, StoreError>;
+    async fn add_key_with_limits(
+        &self,
+        secret: &str,
+        name: &str,
+        limits: &KeyLimits,
+    ) -> Result<KeyId, StoreError>;
     /// Replaces a key's limits whole; returns whether the key exists. A running proxy
     /// applies them at its next refresh.
     async fn set_key_limits(&self, id: KeyId, limits: &KeyLimits) -> Result<bool, StoreError>;

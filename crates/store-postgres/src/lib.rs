@@ -202,7 +202,12 @@ impl LogSink for PostgresStore {
 
 #[async_trait]
 impl AdminStore for PostgresStore {
-    async fn add_key_with_limits(&self, secret: &str, name: &str, limits: &KeyLimits) -> Result<KeyId, StoreError> {
+    async fn add_key_with_limits(
+        &self,
+        secret: &str,
+        name: &str,
+        limits: &KeyLimits,
+    ) -> Result<KeyId, StoreError> {
         keys::validate_secret(secret)?;
         // Not retried: if the first try committed before the connection died, a retry
         // would report the key as a duplicate of itself.

@@ -46,8 +46,9 @@ fn policy(row: &Row) -> Result<ProxyKeyPolicy, StoreError> {
         tpm: opt_from_sql(row.try_get("tpm").db()?),
         tokens_per_day: opt_from_sql(row.try_get("tokens_per_day").db()?),
         budget_usd: row.try_get("budget_usd").db()?,
-        budget_period: BudgetPeriod::parse(&period)
-            .ok_or_else(|| StoreError::Unavailable(format!("unknown budget period {period:?} in proxy_keys")))?,
+        budget_period: BudgetPeriod::parse(&period).ok_or_else(|| {
+            StoreError::Unavailable(format!("unknown budget period {period:?} in proxy_keys"))
+        })?,
         expires_at_ms: opt_from_sql(row.try_get("expires_at_ms").db()?),
     })
 }
@@ -217,7 +218,11 @@ pub(crate) async fn update(
 }
 
 /// Returns whether the key exists.
-pub(crate) async fn rename(client: &deadpool_postgres::Client, id: i64, name: &str) -> Result<bool, StoreError> {
+pub(crate) async fn rename(
+    client: &deadpool_postgres::Client,
+    id: i64,
+    name: &str,
+) -> Result<bool, StoreError> {
     let stmt = client
         .prepare_cached("UPDATE proxy_keys SET name = $2 WHERE id = $1")
         .await

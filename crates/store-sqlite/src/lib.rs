@@ -139,7 +139,12 @@ impl LogSink for SqliteStore {
 
 #[async_trait]
 impl AdminStore for SqliteStore {
-    async fn add_key_with_limits(&self, secret: &str, name: &str, limits: &KeyLimits) -> Result<KeyId, StoreError> {
+    async fn add_key_with_limits(
+        &self,
+        secret: &str,
+        name: &str,
+        limits: &KeyLimits,
+    ) -> Result<KeyId, StoreError> {
         keys::validate_secret(secret)?;
         let (secret, name, limits) = (secret.to_string(), name.to_string(), limits.clone());
         self.run(move |conn| keys::add(conn, &secret, &name, &limits, convert::now_ms()))

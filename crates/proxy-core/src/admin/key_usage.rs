@@ -248,8 +248,14 @@ mod tests {
     #[test]
     fn calendar_edges_are_utc() {
         assert_eq!(crate::civil::format_utc(NOW), "2026-12-15T12:00:00Z");
-        assert_eq!(crate::civil::format_utc(day_start_ms(NOW)), "2026-12-15T00:00:00Z");
-        assert_eq!(crate::civil::format_utc(month_start_ms(NOW)), "2026-12-01T00:00:00Z");
+        assert_eq!(
+            crate::civil::format_utc(day_start_ms(NOW)),
+            "2026-12-15T00:00:00Z"
+        );
+        assert_eq!(
+            crate::civil::format_utc(month_start_ms(NOW)),
+            "2026-12-01T00:00:00Z"
+        );
         assert_eq!(
             crate::civil::format_utc(next_month_start_ms(NOW)),
             "2027-01-01T00:00:00Z"
@@ -342,7 +348,9 @@ mod tests {
             "spent limits leave 0, never less"
         );
         assert!(
-            key_usage(&ProxyKeyPolicy::default(), &[], &[], NOW).limits.is_empty(),
+            key_usage(&ProxyKeyPolicy::default(), &[], &[], NOW)
+                .limits
+                .is_empty(),
             "no limit set, none reported"
         );
     }
