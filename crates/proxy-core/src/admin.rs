@@ -11,7 +11,10 @@ use crate::policy::{BudgetPeriod, ProxyKeyPolicy};
 
 mod key_usage;
 mod stats;
-pub use key_usage::{KeyUsage, LimitLeft, PeriodUsage, key_usage, key_usage_queries, proxy_key_usage};
+pub use key_usage::{
+    KeyUsage, LimitLeft, PeriodUsage, day_start_ms, key_usage, key_usage_queries, month_start_ms,
+    proxy_key_usage,
+};
 pub use stats::{LogStats, UsageRow, fold_stats, log_stats, stats_query};
 
 /// An upstream key as listed to an operator: masked, never the secret.
