@@ -3,7 +3,7 @@
 use proxy_core::admin::{AdminStore, LogQuery, UsageRow, log_stats};
 
 use crate::cli::LogsCommand;
-use crate::output::{format_time, opt, parse_age_ms, print_json, print_table};
+use crate::output::{format_time, format_usd, opt, parse_age_ms, print_json, print_table};
 
 pub async fn run(store: &dyn AdminStore, command: LogsCommand) -> anyhow::Result<()> {
     let now = proxy_axum::unix_ms();
@@ -44,7 +44,7 @@ pub async fn run(store: &dyn AdminStore, command: LogsCommand) -> anyhow::Result
             print_table(
                 &[
                     "BY", "GROUP", "REQUESTS", "ERRORS", "PROMPT", "OUTPUT", "THOUGHTS", "CACHED", "TOTAL",
-                    "AVG_MS",
+                    "AVG_MS", "COST_USD",
                 ],
                 &rows,
             );
@@ -117,5 +117,11 @@ fn usage_row(by: &str, row: &UsageRow) -> Vec<String> {
         row.cached_tokens.to_string(),
         row.total_tokens.to_string(),
         row.avg_latency_ms.to_string(),
+        // Records of models without a price carry no cost; a group of only those, none.
+        if row.cost_usd > 0.0 {
+            format_usd(row.cost_usd)
+        } else {
+            "-".into()
+        },
     ]
 }

@@ -21,8 +21,10 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     // A command that could do nothing is refused before a store is opened (or created).
-    if let Command::ProxyKeys(command) = &cli.command {
-        proxy_keys_cmd::check(command)?;
+    match &cli.command {
+        Command::ProxyKeys(command) => proxy_keys_cmd::check(command)?,
+        Command::Keys(command) => keys_cmd::check(command)?,
+        _ => {}
     }
     let backend = Backend::open(&cli.store).await?;
     let admin = backend.admin.as_ref();

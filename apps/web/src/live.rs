@@ -80,6 +80,8 @@ mod tests {
             cooldowns: cooldowns.into_iter().map(|(m, u)| (m.to_string(), u)).collect(),
             created_at_ms: 0,
             last_used_ms: None,
+            limits: Default::default(),
+            off_models: Vec::new(),
         }
     }
 

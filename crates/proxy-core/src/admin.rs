@@ -4,12 +4,17 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::keys::KeyId;
+use crate::keys::{KeyId, KeyLimits};
 use crate::log::LogRecord;
 use crate::platform::{MaybeSend, StoreError};
-use crate::policy::ProxyKeyPolicy;
+use crate::policy::{BudgetPeriod, ProxyKeyPolicy};
 
+mod key_usage;
 mod stats;
+pub use key_usage::{
+    KeyUsage, LimitLeft, PeriodUsage, day_start_ms, key_usage, key_usage_queries, month_start_ms,
+    proxy_key_usage,
+};
 pub use stats::{LogStats, UsageRow, fold_stats, log_stats, stats_query};
 
 /// An upstream key as listed to an operator: masked, never the secret.
@@ -25,6 +30,13 @@ pub struct KeyRow {
     pub created_at_ms: u64,
     /// When a request last tried the key (the newest such log record's start).
     pub last_used_ms: Option<u64>,
+    /// The operator's limits (rpm, tpm, rpd; for every model and per model).
+    #[serde(default)]
+    pub limits: KeyLimits,
+    /// Models among `cooldowns` whose cooldown says the model is off for this key
+    /// (Google's quota for it is 0: [`crate::pool::StateChange::ModelOff`]), sorted.
+    #[serde(default)]
+    pub off_models: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,12 +51,26 @@ pub struct ProxyKeyRow {
 }
 
 /// A change to a proxy key's policy, as `proxy-keys update` and the dashboard make it:
-/// each field that is `Some` is set, the others are left as they are. The governance
-/// limits join it as fields, so one update changes several at once.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// each field that is `Some` is set, the others are left as they are; for the optional
+/// limits `Some(None)` clears the limit. One update changes several fields at once.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ProxyKeyUpdate {
     /// [`ProxyKeyPolicy::passthrough`].
     pub passthrough: Option<bool>,
+    /// [`ProxyKeyPolicy::models`]; `Some(vec![])` allows every model again.
+    pub models: Option<Vec<String>>,
+    /// [`ProxyKeyPolicy::rpm`].
+    pub rpm: Option<Option<u64>>,
+    /// [`ProxyKeyPolicy::tpm`].
+    pub tpm: Option<Option<u64>>,
+    /// [`ProxyKeyPolicy::tokens_per_day`].
+    pub tokens_per_day: Option<Option<u64>>,
+    /// [`ProxyKeyPolicy::budget_usd`]: finite and at least 0 (see [`ProxyKeyUpdate::validate`]).
+    pub budget_usd: Option<Option<f64>>,
+    /// [`ProxyKeyPolicy::budget_period`].
+    pub budget_period: Option<BudgetPeriod>,
+    /// [`ProxyKeyPolicy::expires_at_ms`].
+    pub expires_at_ms: Option<Option<u64>>,
 }
 
 impl ProxyKeyUpdate {
@@ -52,6 +78,60 @@ impl ProxyKeyUpdate {
     pub fn is_empty(&self) -> bool {
         self == &Self::default()
     }
+
+    /// The one merge rule every store and test uses: each field given replaces the
+    /// policy's.
+    pub fn apply(&self, policy: &mut ProxyKeyPolicy) {
+        if let Some(passthrough) = self.passthrough {
+            policy.passthrough = passthrough;
+        }
+        if let Some(models) = &self.models {
+            policy.models.clone_from(models);
+        }
+        if let Some(rpm) = self.rpm {
+            policy.rpm = rpm;
+        }
+        if let Some(tpm) = self.tpm {
+            policy.tpm = tpm;
+        }
+        if let Some(tokens_per_day) = self.tokens_per_day {
+            policy.tokens_per_day = tokens_per_day;
+        }
+        if let Some(budget_usd) = self.budget_usd {
+            policy.budget_usd = budget_usd;
+        }
+        if let Some(budget_period) = self.budget_period {
+            policy.budget_period = budget_period;
+        }
+        if let Some(expires_at_ms) = self.expires_at_ms {
+            policy.expires_at_ms = expires_at_ms;
+        }
+    }
+
+    /// Refuses what no store may keep: a budget that is not a finite number ≥ 0.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        match self.budget_usd {
+            Some(Some(budget)) => validate_budget(budget),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A budget is a finite number of USD, at least 0 (a NaN would make policies unequal
+/// to themselves, and an infinite one is no budget).
+pub fn validate_budget(budget_usd: f64) -> Result<(), StoreError> {
+    if budget_usd.is_finite() && budget_usd >= 0.0 {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "budget must be a finite number of USD, at least 0 (got {budget_usd})"
+        )))
+    }
+}
+
+/// Refuses a policy no store may keep ([`validate_budget`]).
+pub fn validate_policy(policy: &ProxyKeyPolicy) -> Result<(), StoreError> {
+    policy.budget_usd.map_or(Ok(()), validate_budget)
 }
 
 /// Filters for listing logs, newest first.
@@ -85,7 +165,7 @@ pub struct UsageQuery {
 /// Totals of one group. A dimension the query did not group by is `None`, as is "no
 /// model" or "no key" in one it did. Latency percentiles are nearest-rank: the
 /// smallest latency at or above which lie p% of the group's requests.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct UsageCell {
     pub bucket_start_ms: u64,
     pub model: Option<String>,
@@ -101,7 +181,13 @@ pub struct UsageCell {
     pub latency_sum_ms: u64,
     pub latency_p50_ms: u64,
     pub latency_p95_ms: u64,
+    /// Sum of the records' `cost_usd` (a record without one counts 0).
+    #[serde(default)]
+    pub cost_usd: f64,
 }
+
+/// Costs are sums of finite prices (stores keep no NaN), so equality is total.
+impl Eq for UsageCell {}
 
 impl UsageCell {
     pub fn avg_latency_ms(&self) -> u64 {
@@ -141,7 +227,21 @@ pub fn bucket_start(query: &UsageQuery, started_at_ms: u64) -> u64 {
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 pub trait AdminStore: MaybeSend {
-    async fn add_key(&self, secret: &str, name: &str) -> Result<KeyId, StoreError>;
+    /// An upstream key without limits.
+    async fn add_key(&self, secret: &str, name: &str) -> Result<KeyId, StoreError> {
+        self.add_key_with_limits(secret, name, &KeyLimits::default())
+            .await
+    }
+    /// An upstream key with the operator's limits, in one write.
+    async fn add_key_with_limits(
+        &self,
+        secret: &str,
+        name: &str,
+        limits: &KeyLimits,
+    ) -> Result<KeyId, StoreError>;
+    /// Replaces a key's limits whole; returns whether the key exists. A running proxy
+    /// applies them at its next refresh.
+    async fn set_key_limits(&self, id: KeyId, limits: &KeyLimits) -> Result<bool, StoreError>;
     async fn list_keys(&self) -> Result<Vec<KeyRow>, StoreError>;
     async fn remove_key(&self, id: KeyId) -> Result<bool, StoreError>;
     /// Enabling also clears an invalid mark and cooldowns: the operator says "try it again".
@@ -165,6 +265,11 @@ pub trait AdminStore: MaybeSend {
     /// the key exists (an empty update only checks that). A running proxy applies it
     /// at its next refresh, at once where the store notifies.
     async fn update_proxy_key(&self, id: i64, update: &ProxyKeyUpdate) -> Result<bool, StoreError>;
+    /// Renames a proxy key; returns whether it exists.
+    async fn rename_proxy_key(&self, id: i64, name: &str) -> Result<bool, StoreError>;
+    /// Deletes a proxy key's row (its secret stops working at the next refresh); its
+    /// log records stay and keep its id. Returns whether it existed.
+    async fn delete_proxy_key(&self, id: i64) -> Result<bool, StoreError>;
     async fn list_logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>, StoreError>;
     /// Totals per time bucket and group, aggregated by the store (no rows are shipped),
     /// in [`sort_usage`] order. The one aggregate a store implements: the dashboard's

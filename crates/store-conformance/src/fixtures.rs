@@ -57,7 +57,7 @@ pub fn full_record(id: &str, started_at_ms: u64) -> LogRecord {
         attempts: 2,
         latency_ms: 1234,
         ttfb_ms: Some(321),
-        cost_usd: None,
+        cost_usd: Some(0.0123),
         prompt_tokens: Some(10),
         candidates_tokens: Some(20),
         thoughts_tokens: Some(5),

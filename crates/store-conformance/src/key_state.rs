@@ -193,3 +193,93 @@ pub async fn enabling_clears_invalid_and_cooldowns<S: Store + ?Sized>(store: &S)
         );
     }
 }
+
+/// A model-off cooldown (the key's quota for the model is 0) loads back as a cooldown
+/// whose model is in `KeyState::off_models` and `KeyRow::off_models`; a later plain
+/// cooldown for the same model clears the flag (the end still never moves earlier),
+/// within one batch as across batches, and enabling the key forgets both.
+pub async fn model_off_cooldowns_load_as_off_models<S: Store + ?Sized>(store: &S) {
+    let now = now_ms();
+    let a = store.add_key(SECRET_A, "a").await.expect("add a");
+    let off = |model: &str, until_ms: u64| StateChange::ModelOff {
+        key_id: a,
+        model: model.into(),
+        until_ms,
+    };
+    let cool = |model: &str, until_ms: u64| StateChange::Cooldown {
+        key_id: a,
+        model: model.into(),
+        until_ms,
+    };
+    store
+        .save_state(&[
+            off("pro", now + 3_600_000),
+            cool("flash", now + 60_000),
+            // In one batch the latest change says whether the model is off.
+            cool("lite", now + 60_000),
+            off("lite", now + 7_200_000),
+            off("gone", now - 1_000),
+            StateChange::ModelOff {
+                key_id: 9_999,
+                model: "pro".into(),
+                until_ms: now + 1_000,
+            },
+        ])
+        .await
+        .expect("save");
+    let state = |what: &'static str| async move {
+        let (key, state) = store.load().await.expect("load").keys.remove(0);
+        assert_eq!(key.id, a);
+        let row = store.list_keys().await.expect("list").remove(0);
+        let off: Vec<String> = state.off_models.iter().cloned().collect();
+        assert_eq!(off, row.off_models, "{what}: load and list_keys agree");
+        let cooldowns: Vec<(String, u64)> = state.cooldowns.clone().into_iter().collect();
+        assert_eq!(cooldowns, row.cooldowns, "{what}: the same cooldowns");
+        (off, cooldowns)
+    };
+    let (off_models, cooldowns) = state("saved").await;
+    assert_eq!(
+        off_models,
+        vec!["lite".to_string(), "pro".to_string()],
+        "models off for the key, none that ran out"
+    );
+    assert_eq!(
+        cooldowns,
+        vec![
+            ("flash".to_string(), now + 60_000),
+            ("lite".to_string(), now + 7_200_000),
+            ("pro".to_string(), now + 3_600_000)
+        ],
+        "a model-off is a cooldown too"
+    );
+
+    // A plain cooldown later clears the flag, never the end it had.
+    store
+        .save_state(&[cool("pro", now + 120_000)])
+        .await
+        .expect("save plain");
+    let (off_models, cooldowns) = state("replaced").await;
+    assert_eq!(off_models, vec!["lite".to_string()], "pro is merely cooling now");
+    assert!(
+        cooldowns.contains(&("pro".to_string(), now + 3_600_000)),
+        "the later end stays: {cooldowns:?}"
+    );
+    // And a model-off again sets it.
+    store
+        .save_state(&[off("flash", now + 30_000)])
+        .await
+        .expect("save off");
+    let (off_models, cooldowns) = state("off again").await;
+    assert_eq!(off_models, vec!["flash".to_string(), "lite".to_string()]);
+    assert!(
+        cooldowns.contains(&("flash".to_string(), now + 60_000)),
+        "{cooldowns:?}"
+    );
+
+    assert!(store.set_key_enabled(a, true).await.expect("enable"));
+    let (off_models, cooldowns) = state("enabled").await;
+    assert!(
+        off_models.is_empty() && cooldowns.is_empty(),
+        "enabling forgets cooldowns and off models: {off_models:?} {cooldowns:?}"
+    );
+}

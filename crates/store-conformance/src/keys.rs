@@ -1,5 +1,6 @@
 //! Upstream keys: adding, listing masked, removing, refusing bad and duplicate keys.
 
+use proxy_core::keys::KeyLimits;
 use proxy_core::platform::StoreError;
 
 use crate::Store;
@@ -105,5 +106,67 @@ pub async fn bad_and_duplicate_keys_are_rejected_without_echo<S: Store + ?Sized>
         store.list_keys().await.expect("list").len(),
         1,
         "only the first key is stored"
+    );
+}
+
+/// An upstream key's limits, for every model and per model, come back from `load` and
+/// `list_keys` as added; `set_key_limits` replaces them whole (empty clears them); a
+/// key added without limits has none.
+pub async fn key_limits_round_trip<S: Store + ?Sized>(store: &S) {
+    let mut limits = KeyLimits::default();
+    limits.update(None, Some(10), Some(250_000), Some(500));
+    limits.update(Some("gemini-2.5-pro"), Some(2), None, Some(50));
+    limits.update(Some("gemini-2.0-flash"), None, Some(1_000_000), None);
+    let a = store
+        .add_key_with_limits(SECRET_A, "limited", &limits)
+        .await
+        .expect("add with limits");
+    let b = store.add_key(SECRET_B, "free").await.expect("add");
+    let seen = |what: &'static str| async move {
+        let loaded: Vec<(i64, KeyLimits)> = store
+            .load()
+            .await
+            .expect("load")
+            .keys
+            .into_iter()
+            .map(|(k, _)| (k.id, k.limits))
+            .collect();
+        let listed: Vec<(i64, KeyLimits)> = store
+            .list_keys()
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|k| (k.id, k.limits))
+            .collect();
+        assert_eq!(loaded, listed, "{what}: load and list_keys agree");
+        loaded
+    };
+    assert_eq!(
+        seen("added").await,
+        vec![(a, limits.clone()), (b, KeyLimits::default())],
+        "limits as added; none for a key added without"
+    );
+
+    let mut changed = KeyLimits::default();
+    changed.update(Some("gemini-2.5-flash"), None, None, Some(1_500));
+    assert!(
+        store.set_key_limits(b, &changed).await.expect("set"),
+        "set finds the key"
+    );
+    assert!(
+        store
+            .set_key_limits(a, &KeyLimits::default())
+            .await
+            .expect("clear"),
+        "clear finds the key"
+    );
+    assert_eq!(
+        seen("replaced").await,
+        vec![(a, KeyLimits::default()), (b, changed)],
+        "set_key_limits replaces the limits whole"
+    );
+    assert!(
+        !store.set_key_limits(9_999, &limits).await.expect("set missing"),
+        "a missing key reports false"
     );
 }

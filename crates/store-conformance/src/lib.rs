@@ -28,20 +28,22 @@ pub use fixtures::{SECRET_A, SECRET_B, full_record, hash, ids, now_ms, record};
 pub use handles::two_handles_see_each_others_writes;
 pub use key_state::{
     cooldowns_that_ran_out_are_not_returned, enabling_clears_invalid_and_cooldowns,
-    state_changes_persist_and_reload,
+    model_off_cooldowns_load_as_off_models, state_changes_persist_and_reload,
 };
 pub use keys::{
-    DuplicateKeyMessage, bad_and_duplicate_keys_are_rejected_without_echo,
+    DuplicateKeyMessage, bad_and_duplicate_keys_are_rejected_without_echo, key_limits_round_trip,
     keys_round_trip_and_list_masked_only,
 };
 pub use logs::{
     limit_defaults_to_50_and_caps_at_1000, log_filters_each_narrow, log_records_round_trip_every_field,
     logs_mark_keys_last_used, the_same_batch_twice_keeps_one_copy,
 };
-pub use proxy_keys::{proxy_key_policy_is_kept_and_updated, proxy_keys_round_trip};
+pub use proxy_keys::{
+    proxy_key_policy_fields_round_trip, proxy_key_policy_is_kept_and_updated, proxy_keys_round_trip,
+};
 pub use prune::prune_deletes_only_older_rows;
 pub use suite::Fixture;
-pub use usage::{stats_sum_tokens_and_count_errors, usage_buckets_groups_and_percentiles};
+pub use usage::{stats_sum_tokens_and_count_errors, usage_buckets_groups_and_percentiles, usage_sums_cost};
 
 /// What a store under test implements.
 pub trait Store: KeyStore + LogSink + AdminStore {}

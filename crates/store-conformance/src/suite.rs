@@ -38,11 +38,14 @@ macro_rules! suite {
             #[$test] $fixture;
             keys_round_trip_and_list_masked_only,
             bad_and_duplicate_keys_are_rejected_without_echo,
+            key_limits_round_trip,
             state_changes_persist_and_reload,
             cooldowns_that_ran_out_are_not_returned,
             enabling_clears_invalid_and_cooldowns,
+            model_off_cooldowns_load_as_off_models,
             proxy_keys_round_trip,
             proxy_key_policy_is_kept_and_updated,
+            proxy_key_policy_fields_round_trip,
             log_records_round_trip_every_field,
             log_filters_each_narrow,
             limit_defaults_to_50_and_caps_at_1000,
@@ -50,6 +53,7 @@ macro_rules! suite {
             logs_mark_keys_last_used,
             stats_sum_tokens_and_count_errors,
             usage_buckets_groups_and_percentiles,
+            usage_sums_cost,
             prune_deletes_only_older_rows,
             two_handles_see_each_others_writes,
         }
@@ -91,6 +95,10 @@ pub async fn bad_and_duplicate_keys_are_rejected_without_echo<F: Fixture>(f: &F)
     keys::bad_and_duplicate_keys_are_rejected_without_echo(f.store(), F::DUPLICATE_KEY_MESSAGE).await;
 }
 
+pub async fn key_limits_round_trip<F: Fixture>(f: &F) {
+    keys::key_limits_round_trip(f.store()).await;
+}
+
 pub async fn state_changes_persist_and_reload<F: Fixture>(f: &F) {
     key_state::state_changes_persist_and_reload(f.store(), || f.other_handle()).await;
 }
@@ -103,12 +111,20 @@ pub async fn enabling_clears_invalid_and_cooldowns<F: Fixture>(f: &F) {
     key_state::enabling_clears_invalid_and_cooldowns(f.store()).await;
 }
 
+pub async fn model_off_cooldowns_load_as_off_models<F: Fixture>(f: &F) {
+    key_state::model_off_cooldowns_load_as_off_models(f.store()).await;
+}
+
 pub async fn proxy_keys_round_trip<F: Fixture>(f: &F) {
     proxy_keys::proxy_keys_round_trip(f.store()).await;
 }
 
 pub async fn proxy_key_policy_is_kept_and_updated<F: Fixture>(f: &F) {
     proxy_keys::proxy_key_policy_is_kept_and_updated(f.store()).await;
+}
+
+pub async fn proxy_key_policy_fields_round_trip<F: Fixture>(f: &F) {
+    proxy_keys::proxy_key_policy_fields_round_trip(f.store()).await;
 }
 
 pub async fn log_records_round_trip_every_field<F: Fixture>(f: &F) {
@@ -137,6 +153,10 @@ pub async fn stats_sum_tokens_and_count_errors<F: Fixture>(f: &F) {
 
 pub async fn usage_buckets_groups_and_percentiles<F: Fixture>(f: &F) {
     usage::usage_buckets_groups_and_percentiles(f.store()).await;
+}
+
+pub async fn usage_sums_cost<F: Fixture>(f: &F) {
+    usage::usage_sums_cost(f.store()).await;
 }
 
 pub async fn prune_deletes_only_older_rows<F: Fixture>(f: &F) {

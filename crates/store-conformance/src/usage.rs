@@ -272,3 +272,76 @@ pub async fn usage_buckets_groups_and_percentiles<S: Store + ?Sized>(store: &S) 
         .expect("empty usage");
     assert!(empty.is_empty(), "an empty window has no cells: {empty:?}");
 }
+
+/// `cost_usd` sums per cell (a record without a cost counts 0), per proxy key and
+/// bucket as `admin::proxy_key_usage` asks, and into `log_stats`' groups.
+pub async fn usage_sums_cost<S: Store + ?Sized>(store: &S) {
+    let a = store.add_key(SECRET_A, "alpha").await.expect("add");
+    let at = |id: &str, ms: u64, proxy: i64, cost: Option<f64>| {
+        let mut r = record(id, ms);
+        r.answered_key_id = Some(a);
+        r.proxy_key_id = Some(proxy);
+        r.cost_usd = cost;
+        r.total_tokens = Some(100);
+        r
+    };
+    store
+        .write_logs(&[
+            at("1", 1_000, 1, Some(0.0123)),
+            at("2", 1_100, 1, Some(0.5)),
+            at("3", 1_200, 1, None),
+            at("4", 1_300, 2, Some(0.25)),
+            at("5", 2_500, 1, Some(1.0)),
+        ])
+        .await
+        .expect("write");
+    let cells = store
+        .usage(&UsageQuery {
+            since_ms: 0,
+            until_ms: None,
+            bucket_ms: 1_000,
+            by_proxy_key: true,
+            ..UsageQuery::default()
+        })
+        .await
+        .expect("usage");
+    let costs: Vec<(u64, Option<i64>, u64, u64, f64)> = cells
+        .iter()
+        .map(|c| {
+            (
+                c.bucket_start_ms,
+                c.proxy_key_id,
+                c.requests,
+                c.total_tokens,
+                c.cost_usd,
+            )
+        })
+        .collect();
+    let close = |got: f64, want: f64| (got - want).abs() < 1e-9;
+    assert_eq!(costs.len(), 3, "{costs:?}");
+    assert_eq!(
+        (costs[0].0, costs[0].1, costs[0].2, costs[0].3),
+        (1_000, Some(1), 3, 300),
+        "{costs:?}"
+    );
+    assert!(
+        close(costs[0].4, 0.5123),
+        "a record without a cost adds 0: {costs:?}"
+    );
+    assert_eq!((costs[1].0, costs[1].1), (1_000, Some(2)), "{costs:?}");
+    assert!(close(costs[1].4, 0.25), "{costs:?}");
+    assert_eq!((costs[2].0, costs[2].1), (2_000, Some(1)), "{costs:?}");
+    assert!(close(costs[2].4, 1.0), "{costs:?}");
+
+    let stats = log_stats(store, 0).await.expect("stats");
+    assert!(close(stats.total.cost_usd, 1.7623), "total cost: {stats:?}");
+    assert!(close(stats.by_key[0].cost_usd, 1.7623), "by key: {stats:?}");
+    let empty = store
+        .usage(&UsageQuery {
+            since_ms: 3_000,
+            ..UsageQuery::default()
+        })
+        .await
+        .expect("empty usage");
+    assert!(empty.is_empty(), "{empty:?}");
+}

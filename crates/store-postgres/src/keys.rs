@@ -5,10 +5,10 @@
 //! and "now" is the database's clock, the one all proxy instances share.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use proxy_core::admin::KeyRow;
-use proxy_core::keys::{KeyId, Secret, UpstreamKey, mask_key};
+use proxy_core::keys::{KeyId, KeyLimits, Secret, UpstreamKey, mask_key};
 use proxy_core::platform::StoreError;
 use proxy_core::pool::{KeyState, StateChange};
 use serde::Serialize;
@@ -24,7 +24,7 @@ pub(crate) use proxy_core::keys::validate_secret;
 /// Keys with their state and running cooldowns (as two arrays in the same order), in
 /// one statement so they come from one snapshot.
 const KEYS_WITH_STATE: &str = concat!(
-    "SELECT k.id, k.name, k.secret, k.enabled, s.invalid_reason, ",
+    "SELECT k.id, k.name, k.secret, k.enabled, s.invalid_reason, k.limits, ",
     ms_from_ts!("s.last_used_at"),
     " AS last_used_ms, ",
     ms_from_ts!("k.created_at"),
@@ -34,7 +34,9 @@ const KEYS_WITH_STATE: &str = concat!(
     "ARRAY(SELECT ",
     ms_from_ts!("c.until_at"),
     " FROM key_cooldowns c WHERE c.key_id = k.id AND c.until_at > now() ORDER BY c.model) \
-     AS cooldown_until_ms ",
+     AS cooldown_until_ms, ",
+    "ARRAY(SELECT c.model FROM key_cooldowns c WHERE c.key_id = k.id AND c.until_at > now() \
+     AND c.model_off ORDER BY c.model) AS off_models ",
     "FROM upstream_keys k LEFT JOIN key_state s ON s.key_id = k.id ORDER BY k.id"
 );
 
@@ -43,6 +45,18 @@ fn cooldowns(row: &Row) -> Result<BTreeMap<String, u64>, StoreError> {
     let models: Vec<String> = row.try_get("cooldown_models").db()?;
     let until: Vec<i64> = row.try_get("cooldown_until_ms").db()?;
     Ok(models.into_iter().zip(until.into_iter().map(from_sql)).collect())
+}
+
+/// The models among the row's running cooldowns that are off for the key.
+fn off_models(row: &Row) -> Result<BTreeSet<String>, StoreError> {
+    let models: Vec<String> = row.try_get("off_models").db()?;
+    Ok(models.into_iter().collect())
+}
+
+/// The key's limits (the `limits` column, serde JSON of [`KeyLimits`]).
+fn limits(row: &Row) -> Result<KeyLimits, StoreError> {
+    let Json(limits) = row.try_get::<_, Json<KeyLimits>>("limits").db()?;
+    Ok(limits)
 }
 
 pub(crate) async fn load(
@@ -57,12 +71,12 @@ pub(crate) async fn load(
                 name: row.try_get("name").db()?,
                 secret: Secret::new(row.try_get::<_, String>("secret").db()?),
                 enabled: row.try_get("enabled").db()?,
-                limits: Default::default(),
+                limits: limits(row)?,
             };
             let state = KeyState {
                 invalid_reason: row.try_get("invalid_reason").db()?,
                 cooldowns: cooldowns(row)?,
-                off_models: Default::default(),
+                off_models: off_models(row)?,
                 last_used_ms: opt_from_sql(row.try_get("last_used_ms").db()?),
             };
             Ok((key, state))
@@ -86,6 +100,8 @@ pub(crate) async fn list(client: &deadpool_postgres::Client) -> Result<Vec<KeyRo
                 cooldowns: cooldowns(row)?.into_iter().collect(),
                 created_at_ms: from_sql(row.try_get("created_ms").db()?),
                 last_used_ms: row.try_get::<_, Option<i64>>("last_used_ms").db()?.map(from_sql),
+                limits: limits(row)?,
+                off_models: off_models(row)?.into_iter().collect(),
             })
         })
         .collect()
@@ -96,6 +112,11 @@ pub(crate) async fn list(client: &deadpool_postgres::Client) -> Result<Vec<KeyRo
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum WireChange<'a> {
     Cooldown {
+        key_id: KeyId,
+        model: Cow<'a, str>,
+        until_ms: i64,
+    },
+    ModelOff {
         key_id: KeyId,
         model: Cow<'a, str>,
         until_ms: i64,
@@ -119,12 +140,16 @@ pub(crate) async fn save_state(
                     key_id,
                     model,
                     until_ms,
-                }
-                | StateChange::ModelOff {
+                } => WireChange::Cooldown {
+                    key_id: *key_id,
+                    model: clean(model),
+                    until_ms: ts_param(*until_ms),
+                },
+                StateChange::ModelOff {
                     key_id,
                     model,
                     until_ms,
-                } => WireChange::Cooldown {
+                } => WireChange::ModelOff {
                     key_id: *key_id,
                     model: clean(model),
                     until_ms: ts_param(*until_ms),
@@ -148,16 +173,17 @@ pub(crate) async fn add(
     client: &deadpool_postgres::Client,
     secret: &str,
     name: &str,
+    limits: &KeyLimits,
 ) -> Result<KeyId, StoreError> {
     let insert = client
         .prepare_cached(
-            "INSERT INTO upstream_keys (name, secret) VALUES ($1, $2) \
+            "INSERT INTO upstream_keys (name, secret, limits) VALUES ($1, $2, $3::jsonb) \
              ON CONFLICT (secret) DO NOTHING RETURNING id",
         )
         .await
         .db()?;
     if let Some(row) = client
-        .query_opt(&insert, &[&clean(name), &SecretParam(secret)])
+        .query_opt(&insert, &[&clean(name), &SecretParam(secret), &Json(limits)])
         .await
         .db()?
     {
@@ -179,6 +205,20 @@ pub(crate) async fn add(
         ),
         None => "this key is already stored".into(),
     }))
+}
+
+/// Replaces the key's limits; returns whether it exists. The update fires
+/// `upstream_keys_notify`, so listening instances reload at once.
+pub(crate) async fn set_limits(
+    client: &deadpool_postgres::Client,
+    id: KeyId,
+    limits: &KeyLimits,
+) -> Result<bool, StoreError> {
+    let stmt = client
+        .prepare_cached("UPDATE upstream_keys SET limits = $2::jsonb WHERE id = $1")
+        .await
+        .db()?;
+    Ok(client.execute(&stmt, &[&id, &Json(limits)]).await.db()? > 0)
 }
 
 /// Deletes the key; its state and cooldowns go with it (ON DELETE CASCADE), request

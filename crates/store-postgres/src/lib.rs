@@ -33,7 +33,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use proxy_core::admin::{AdminStore, KeyRow, LogQuery, ProxyKeyRow, ProxyKeyUpdate, UsageCell, UsageQuery};
-use proxy_core::keys::KeyId;
+use proxy_core::keys::{KeyId, KeyLimits};
 use proxy_core::log::LogRecord;
 use proxy_core::platform::{KeySnapshot, KeyStore, LogSink, StoreError};
 use proxy_core::policy::ProxyKeyPolicy;
@@ -118,28 +118,46 @@ impl PostgresStore {
     /// The schema is there, and as new as this build: a database that missed a later
     /// migration is refused here with what to do, not by every load with a missing column.
     async fn check_schema(&self) -> Result<(), StoreError> {
+        /// A column of each later migration, newest last.
+        const LATER_COLUMNS: &[(&str, &str)] = &[
+            ("proxy_keys", "passthrough"),
+            ("proxy_keys", "budget_usd"),
+            ("upstream_keys", "limits"),
+            ("key_cooldowns", "model_off"),
+            ("request_logs", "cost_usd"),
+        ];
         let client = self.client().await?;
         let row = client
             .query_one(
                 "SELECT to_regclass('public.request_logs') IS NOT NULL \
-                 AND to_regprocedure('public.insert_request_logs(jsonb)') IS NOT NULL, \
-                 EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('public.proxy_keys') \
-                         AND attname = 'passthrough' AND NOT attisdropped)",
+                 AND to_regprocedure('public.insert_request_logs(jsonb)') IS NOT NULL",
                 &[],
             )
             .await
             .db()?;
         let how = "apply supabase/migrations (supabase db push) or call store_postgres::apply_migrations";
-        match (row.try_get::<_, bool>(0).db()?, row.try_get::<_, bool>(1).db()?) {
-            (true, true) => Ok(()),
-            (false, _) => Err(StoreError::Unavailable(format!(
+        if !row.try_get::<_, bool>(0).db()? {
+            return Err(StoreError::Unavailable(format!(
                 "the Gemini Proxy schema is missing from this database: {how}"
-            ))),
-            (true, false) => Err(StoreError::Unavailable(format!(
-                "this database's Gemini Proxy schema is older than this build \
-                 (proxy_keys.passthrough is missing): {how}"
-            ))),
+            )));
         }
+        for (table, column) in LATER_COLUMNS {
+            let found = client
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_attribute \
+                     WHERE attrelid = to_regclass('public.' || $1::text) AND attname = $2::text AND NOT attisdropped)",
+                    &[table, column],
+                )
+                .await
+                .db()?;
+            if !found.try_get::<_, bool>(0).db()? {
+                return Err(StoreError::Unavailable(format!(
+                    "this database's Gemini Proxy schema is older than this build \
+                     ({table}.{column} is missing): {how}"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// A pooled connection; a dropped one was already discarded by the pool.
@@ -184,11 +202,21 @@ impl LogSink for PostgresStore {
 
 #[async_trait]
 impl AdminStore for PostgresStore {
-    async fn add_key(&self, secret: &str, name: &str) -> Result<KeyId, StoreError> {
+    async fn add_key_with_limits(
+        &self,
+        secret: &str,
+        name: &str,
+        limits: &KeyLimits,
+    ) -> Result<KeyId, StoreError> {
         keys::validate_secret(secret)?;
         // Not retried: if the first try committed before the connection died, a retry
         // would report the key as a duplicate of itself.
-        keys::add(&self.client().await?, secret, name).await
+        keys::add(&self.client().await?, secret, name, limits).await
+    }
+
+    async fn set_key_limits(&self, id: KeyId, limits: &KeyLimits) -> Result<bool, StoreError> {
+        // Setting the same limits twice changes nothing more: safe to repeat.
+        retry_on_dead_connection!(self, |client| keys::set_limits(&client, id, limits))
     }
 
     async fn list_keys(&self) -> Result<Vec<KeyRow>, StoreError> {
@@ -225,6 +253,15 @@ impl AdminStore for PostgresStore {
     async fn update_proxy_key(&self, id: i64, update: &ProxyKeyUpdate) -> Result<bool, StoreError> {
         // Setting the same values twice changes nothing more: safe to repeat.
         retry_on_dead_connection!(self, |client| proxy_keys::update(&client, id, update))
+    }
+
+    async fn rename_proxy_key(&self, id: i64, name: &str) -> Result<bool, StoreError> {
+        retry_on_dead_connection!(self, |client| proxy_keys::rename(&client, id, name))
+    }
+
+    async fn delete_proxy_key(&self, id: i64) -> Result<bool, StoreError> {
+        // Not retried: a second try after a committed first one would answer "not found".
+        proxy_keys::delete(&self.client().await?, id).await
     }
 
     async fn list_logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>, StoreError> {

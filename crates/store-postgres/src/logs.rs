@@ -48,6 +48,7 @@ struct WireRecord<'a> {
     error_kind: Option<Cow<'a, str>>,
     error_message: Option<Cow<'a, str>>,
     request_body: Option<Cow<'a, str>>,
+    cost_usd: Option<f64>,
 }
 
 impl<'a> From<&'a LogRecord> for WireRecord<'a> {
@@ -76,6 +77,8 @@ impl<'a> From<&'a LogRecord> for WireRecord<'a> {
             error_kind: opt_clean(&r.error_kind),
             error_message: opt_clean(&r.error_message),
             request_body: opt_clean(&r.request_body),
+            // NaN and infinities are no JSON numbers; a price is never one.
+            cost_usd: r.cost_usd.filter(|c| c.is_finite()),
         }
     }
 }
@@ -103,7 +106,7 @@ const COLUMNS: &str = concat!(
     " AS started_at_ms, proxy_key_id, upstream_key_ids, answered_key_id, model, route, api, \
      stream, status, attempts, latency_ms, ttfb_ms, prompt_tokens, candidates_tokens, \
      thoughts_tokens, cached_tokens, total_tokens, finish_reason, block_reason, error_kind, \
-     error_message, request_body"
+     error_message, request_body, cost_usd"
 );
 
 fn read_record(row: &Row) -> Result<LogRecord, StoreError> {
@@ -129,7 +132,7 @@ fn read_record(row: &Row) -> Result<LogRecord, StoreError> {
         thoughts_tokens: opt_from_sql(row.try_get("thoughts_tokens").db()?),
         cached_tokens: opt_from_sql(row.try_get("cached_tokens").db()?),
         total_tokens: opt_from_sql(row.try_get("total_tokens").db()?),
-        cost_usd: None,
+        cost_usd: row.try_get("cost_usd").db()?,
         finish_reason: row.try_get("finish_reason").db()?,
         block_reason: row.try_get("block_reason").db()?,
         error_kind: row.try_get("error_kind").db()?,

@@ -51,6 +51,10 @@ pub const MIGRATIONS: &[Migration] = &[
         file: "20261126000000_proxy_key_policy.sql",
         sql: include_str!("../../../supabase/migrations/20261126000000_proxy_key_policy.sql"),
     },
+    Migration {
+        file: "20261202000000_governance.sql",
+        sql: include_str!("../../../supabase/migrations/20261202000000_governance.sql"),
+    },
 ];
 
 /// Serialises concurrent appliers (two instances starting at once) within a database.

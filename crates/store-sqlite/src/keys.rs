@@ -1,10 +1,10 @@
 //! Upstream keys and what the pool learned about them: the `KeyStore` side (load and
 //! save state) and the operator's side (add, list masked, remove, enable).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use proxy_core::admin::KeyRow;
-use proxy_core::keys::{KeyId, ProxyKey, Secret, UpstreamKey, mask_key};
+use proxy_core::keys::{KeyId, KeyLimits, ProxyKey, Secret, UpstreamKey, mask_key};
 use proxy_core::platform::{KeySnapshot, StoreError};
 use proxy_core::pool::{KeyState, StateChange};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -14,11 +14,18 @@ use crate::error::DbResult;
 
 pub(crate) use proxy_core::keys::validate_secret;
 
+/// A key's running cooldowns, and the models among them that are off for it.
+#[derive(Default)]
+struct Cooling {
+    until: BTreeMap<String, u64>,
+    off: BTreeSet<String>,
+}
+
 /// Cooldowns still running at `now_ms`, per key. Expired rows are left for
 /// `save_state` to sweep: a read should not need the write lock.
-fn cooldowns(conn: &Connection, now_ms: u64) -> Result<BTreeMap<KeyId, BTreeMap<String, u64>>, StoreError> {
+fn cooldowns(conn: &Connection, now_ms: u64) -> Result<BTreeMap<KeyId, Cooling>, StoreError> {
     let mut stmt = conn
-        .prepare_cached("SELECT key_id, model, until_ms FROM key_cooldowns WHERE until_ms > ?1")
+        .prepare_cached("SELECT key_id, model, until_ms, model_off FROM key_cooldowns WHERE until_ms > ?1")
         .db()?;
     let rows = stmt
         .query_map([to_sql(now_ms)], |row| {
@@ -26,15 +33,33 @@ fn cooldowns(conn: &Connection, now_ms: u64) -> Result<BTreeMap<KeyId, BTreeMap<
                 row.get::<_, KeyId>(0)?,
                 row.get::<_, String>(1)?,
                 row.get::<_, i64>(2)?,
+                row.get::<_, bool>(3)?,
             ))
         })
         .db()?;
-    let mut out: BTreeMap<KeyId, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut out: BTreeMap<KeyId, Cooling> = BTreeMap::new();
     for row in rows {
-        let (key_id, model, until) = row.db()?;
-        out.entry(key_id).or_default().insert(model, from_sql(until));
+        let (key_id, model, until, off) = row.db()?;
+        let cooling = out.entry(key_id).or_default();
+        if off {
+            cooling.off.insert(model.clone());
+        }
+        cooling.until.insert(model, from_sql(until));
     }
     Ok(out)
+}
+
+/// A key's limits from the `limits` column (serde JSON of [`KeyLimits`]).
+fn limits(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<KeyLimits> {
+    let text: String = row.get(index)?;
+    serde_json::from_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn limits_json(limits: &KeyLimits) -> String {
+    // Plain maps and numbers always serialise; the fallback only keeps `unwrap` out.
+    serde_json::to_string(limits).unwrap_or_else(|_| "{}".into())
 }
 
 pub(crate) fn load(conn: &mut Connection, now_ms: u64) -> Result<KeySnapshot, StoreError> {
@@ -46,7 +71,7 @@ pub(crate) fn load(conn: &mut Connection, now_ms: u64) -> Result<KeySnapshot, St
     {
         let mut stmt = tx
             .prepare_cached(
-                "SELECT k.id, k.name, k.secret, k.enabled, s.invalid_reason, s.last_used_ms
+                "SELECT k.id, k.name, k.secret, k.enabled, s.invalid_reason, s.last_used_ms, k.limits
                  FROM keys k LEFT JOIN key_state s ON s.key_id = k.id
                  ORDER BY k.id",
             )
@@ -58,12 +83,12 @@ pub(crate) fn load(conn: &mut Connection, now_ms: u64) -> Result<KeySnapshot, St
                     name: row.get(1)?,
                     secret: Secret::new(row.get::<_, String>(2)?),
                     enabled: row.get(3)?,
-                    limits: Default::default(),
+                    limits: limits(row, 6)?,
                 };
                 let state = KeyState {
                     invalid_reason: row.get(4)?,
                     cooldowns: BTreeMap::new(),
-                    off_models: Default::default(),
+                    off_models: BTreeSet::new(),
                     last_used_ms: opt_from_sql(row.get(5)?),
                 };
                 Ok((key, state))
@@ -71,7 +96,8 @@ pub(crate) fn load(conn: &mut Connection, now_ms: u64) -> Result<KeySnapshot, St
             .db()?;
         for row in rows {
             let (key, mut state) = row.db()?;
-            state.cooldowns = cooling.remove(&key.id).unwrap_or_default();
+            let Cooling { until, off } = cooling.remove(&key.id).unwrap_or_default();
+            (state.cooldowns, state.off_models) = (until, off);
             keys.push((key, state));
         }
     }
@@ -115,11 +141,14 @@ pub(crate) fn save_state(
     {
         // The `WHERE EXISTS` skips keys removed (by the CLI, say) while `serve` still
         // held them in memory: one stale change must not fail the whole batch.
+        // The end never moves earlier; whether the model is off is what the latest
+        // change said (a plain cooldown after a model-off clears the flag).
         let mut cooldown = tx
             .prepare_cached(
-                "INSERT INTO key_cooldowns (key_id, model, until_ms)
-                 SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM keys WHERE id = ?1)
-                 ON CONFLICT (key_id, model) DO UPDATE SET until_ms = MAX(until_ms, excluded.until_ms)",
+                "INSERT INTO key_cooldowns (key_id, model, until_ms, model_off)
+                 SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM keys WHERE id = ?1)
+                 ON CONFLICT (key_id, model) DO UPDATE
+                 SET until_ms = MAX(until_ms, excluded.until_ms), model_off = excluded.model_off",
             )
             .db()?;
         let mut invalid = tx
@@ -136,12 +165,12 @@ pub(crate) fn save_state(
                     key_id,
                     model,
                     until_ms,
-                }
-                | StateChange::ModelOff {
+                } => cooldown.execute(params![key_id, model, to_sql(*until_ms), false]),
+                StateChange::ModelOff {
                     key_id,
                     model,
                     until_ms,
-                } => cooldown.execute(params![key_id, model, to_sql(*until_ms)]),
+                } => cooldown.execute(params![key_id, model, to_sql(*until_ms), true]),
                 StateChange::Invalid { key_id, reason } => {
                     invalid.execute(params![key_id, reason, to_sql(now_ms)])
                 }
@@ -172,7 +201,13 @@ pub(crate) fn touch_last_used(conn: &Connection, last_used: &BTreeMap<KeyId, u64
     Ok(())
 }
 
-pub(crate) fn add(conn: &mut Connection, secret: &str, name: &str, now_ms: u64) -> Result<KeyId, StoreError> {
+pub(crate) fn add(
+    conn: &mut Connection,
+    secret: &str,
+    name: &str,
+    limits: &KeyLimits,
+    now_ms: u64,
+) -> Result<KeyId, StoreError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .db()?;
@@ -190,8 +225,8 @@ pub(crate) fn add(conn: &mut Connection, secret: &str, name: &str, now_ms: u64) 
         )));
     }
     tx.execute(
-        "INSERT INTO keys (name, secret, enabled, created_at_ms) VALUES (?1, ?2, 1, ?3)",
-        params![name, secret, to_sql(now_ms)],
+        "INSERT INTO keys (name, secret, enabled, created_at_ms, limits) VALUES (?1, ?2, 1, ?3, ?4)",
+        params![name, secret, to_sql(now_ms), limits_json(limits)],
     )
     .db()?;
     let id = tx.last_insert_rowid();
@@ -207,7 +242,7 @@ pub(crate) fn list(conn: &mut Connection, now_ms: u64) -> Result<Vec<KeyRow>, St
         let mut stmt = tx
             .prepare_cached(
                 "SELECT k.id, k.name, k.secret, k.enabled, s.invalid_reason, k.created_at_ms,
-                        s.last_used_ms
+                        s.last_used_ms, k.limits
                  FROM keys k LEFT JOIN key_state s ON s.key_id = k.id
                  ORDER BY k.id",
             )
@@ -225,17 +260,32 @@ pub(crate) fn list(conn: &mut Connection, now_ms: u64) -> Result<Vec<KeyRow>, St
                     cooldowns: Vec::new(),
                     created_at_ms: from_sql(row.get(5)?),
                     last_used_ms: opt_from_sql(row.get(6)?),
+                    limits: limits(row, 7)?,
+                    off_models: Vec::new(),
                 })
             })
             .db()?;
         for row in rows {
             let mut key = row.db()?;
-            key.cooldowns = cooling.remove(&key.id).unwrap_or_default().into_iter().collect();
+            let Cooling { until, off } = cooling.remove(&key.id).unwrap_or_default();
+            key.cooldowns = until.into_iter().collect();
+            key.off_models = off.into_iter().collect();
             out.push(key);
         }
     }
     tx.commit().db()?;
     Ok(out)
+}
+
+/// Replaces the key's limits; returns whether it exists.
+pub(crate) fn set_limits(conn: &mut Connection, id: KeyId, limits: &KeyLimits) -> Result<bool, StoreError> {
+    let changed = conn
+        .execute(
+            "UPDATE keys SET limits = ?2 WHERE id = ?1",
+            params![id, limits_json(limits)],
+        )
+        .db()?;
+    Ok(changed > 0)
 }
 
 /// Deletes the key and its state; request logs keep its id.

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use proxy_core::admin::{AdminStore, KeyRow, LogQuery, ProxyKeyRow, ProxyKeyUpdate, UsageCell, UsageQuery};
-use proxy_core::keys::KeyId;
+use proxy_core::keys::{KeyId, KeyLimits};
 use proxy_core::log::LogRecord;
 use proxy_core::platform::{KeySnapshot, KeyStore, LogSink, StoreError};
 use proxy_core::policy::ProxyKeyPolicy;
@@ -139,11 +139,21 @@ impl LogSink for SqliteStore {
 
 #[async_trait]
 impl AdminStore for SqliteStore {
-    async fn add_key(&self, secret: &str, name: &str) -> Result<KeyId, StoreError> {
+    async fn add_key_with_limits(
+        &self,
+        secret: &str,
+        name: &str,
+        limits: &KeyLimits,
+    ) -> Result<KeyId, StoreError> {
         keys::validate_secret(secret)?;
-        let (secret, name) = (secret.to_string(), name.to_string());
-        self.run(move |conn| keys::add(conn, &secret, &name, convert::now_ms()))
+        let (secret, name, limits) = (secret.to_string(), name.to_string(), limits.clone());
+        self.run(move |conn| keys::add(conn, &secret, &name, &limits, convert::now_ms()))
             .await
+    }
+
+    async fn set_key_limits(&self, id: KeyId, limits: &KeyLimits) -> Result<bool, StoreError> {
+        let limits = limits.clone();
+        self.run(move |conn| keys::set_limits(conn, id, &limits)).await
     }
 
     async fn list_keys(&self) -> Result<Vec<KeyRow>, StoreError> {
@@ -180,6 +190,15 @@ impl AdminStore for SqliteStore {
     async fn update_proxy_key(&self, id: i64, update: &ProxyKeyUpdate) -> Result<bool, StoreError> {
         let update = update.clone();
         self.run(move |conn| proxy_keys::update(conn, id, &update)).await
+    }
+
+    async fn rename_proxy_key(&self, id: i64, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_string();
+        self.run(move |conn| proxy_keys::rename(conn, id, &name)).await
+    }
+
+    async fn delete_proxy_key(&self, id: i64) -> Result<bool, StoreError> {
+        self.run(move |conn| proxy_keys::delete(conn, id)).await
     }
 
     async fn list_logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>, StoreError> {

@@ -20,7 +20,7 @@ const MAX_LIMIT: u32 = 1000;
 const COLUMNS: &str = "id, started_at_ms, proxy_key_id, upstream_key_ids, answered_key_id, model, route, \
      api, stream, status, attempts, latency_ms, ttfb_ms, prompt_tokens, candidates_tokens, \
      thoughts_tokens, cached_tokens, total_tokens, finish_reason, block_reason, error_kind, \
-     error_message, request_body";
+     error_message, request_body, cost_usd";
 
 /// Writes a batch in one transaction. `INSERT OR IGNORE` on the id makes a retried
 /// batch (the sink could not tell whether the first try committed) a no-op.
@@ -34,7 +34,7 @@ pub(crate) fn write(conn: &mut Connection, records: &[LogRecord]) -> Result<(), 
             .prepare_cached(&format!(
                 "INSERT OR IGNORE INTO request_logs ({COLUMNS}) VALUES \
                  (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-                 ?19, ?20, ?21, ?22, ?23)"
+                 ?19, ?20, ?21, ?22, ?23, ?24)"
             ))
             .db()?;
         for r in records {
@@ -65,6 +65,7 @@ pub(crate) fn write(conn: &mut Connection, records: &[LogRecord]) -> Result<(), 
                     r.error_kind,
                     r.error_message,
                     r.request_body,
+                    r.cost_usd,
                 ])
                 .db()?;
             for key_id in &r.upstream_key_ids {
@@ -103,7 +104,7 @@ fn read_record(row: &Row<'_>) -> rusqlite::Result<LogRecord> {
         thoughts_tokens: opt_from_sql(row.get(15)?),
         cached_tokens: opt_from_sql(row.get(16)?),
         total_tokens: opt_from_sql(row.get(17)?),
-        cost_usd: None,
+        cost_usd: row.get(23)?,
         finish_reason: row.get(18)?,
         block_reason: row.get(19)?,
         error_kind: row.get(20)?,

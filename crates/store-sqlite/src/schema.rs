@@ -83,6 +83,23 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE proxy_keys ADD COLUMN passthrough INTEGER NOT NULL DEFAULT 1;
     "#,
+    // 3: governance. The rest of a proxy key's policy (every column empty: no limit, as
+    // before), an upstream key's limits (serde JSON of proxy_core::keys::KeyLimits),
+    // cooldowns that say the model is off for the key (its quota is 0), and each
+    // request's cost by the price table.
+    r#"
+    ALTER TABLE proxy_keys ADD COLUMN models TEXT NOT NULL DEFAULT '[]'; -- JSON array of names/globs
+    ALTER TABLE proxy_keys ADD COLUMN rpm INTEGER;
+    ALTER TABLE proxy_keys ADD COLUMN tpm INTEGER;
+    ALTER TABLE proxy_keys ADD COLUMN tokens_per_day INTEGER;
+    ALTER TABLE proxy_keys ADD COLUMN budget_usd REAL;
+    ALTER TABLE proxy_keys ADD COLUMN budget_period TEXT NOT NULL DEFAULT 'month'
+        CHECK (budget_period IN ('day', 'month'));
+    ALTER TABLE proxy_keys ADD COLUMN expires_at_ms INTEGER;
+    ALTER TABLE keys ADD COLUMN limits TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE key_cooldowns ADD COLUMN model_off INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE request_logs ADD COLUMN cost_usd REAL;
+    "#,
 ];
 
 /// Per-connection settings; none of them is stored in the file except WAL mode.
@@ -181,5 +198,21 @@ mod tests {
         );
         // Migrating again is a no-op.
         migrate(&mut conn).unwrap_or_else(|e| panic!("migrate again: {e}"));
+    }
+
+    #[test]
+    fn keys_made_before_governance_have_no_limits() {
+        let mut conn = version_one();
+        migrate(&mut conn).unwrap_or_else(|e| panic!("migrate: {e}"));
+        let row: (String, Option<i64>, Option<f64>, String, Option<i64>) = conn
+            .query_row(
+                "SELECT models, rpm, budget_usd, budget_period, expires_at_ms FROM proxy_keys",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
+            )
+            .unwrap_or_else(|e| panic!("read: {e}"));
+        assert_eq!(row, ("[]".into(), None, None, "month".into(), None));
+        let bad = conn.execute("UPDATE proxy_keys SET budget_period = 'week'", []);
+        assert!(bad.is_err(), "the period is day or month");
     }
 }

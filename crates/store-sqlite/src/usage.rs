@@ -24,7 +24,8 @@ const SCAN: &str = "SELECT l.started_at_ms,
        l.latency_ms,
        COALESCE(l.prompt_tokens, 0), COALESCE(l.candidates_tokens, 0),
        COALESCE(l.thoughts_tokens, 0), COALESCE(l.cached_tokens, 0),
-       COALESCE(l.total_tokens, 0)
+       COALESCE(l.total_tokens, 0),
+       COALESCE(l.cost_usd, 0.0)
 FROM request_logs l
 WHERE l.started_at_ms >= :since AND l.started_at_ms < :until";
 
@@ -76,6 +77,7 @@ pub(crate) fn usage(conn: &mut Connection, query: &UsageQuery) -> Result<Vec<Usa
         cell.thoughts_tokens += count(8)?;
         cell.cached_tokens += count(9)?;
         cell.total_tokens += count(10)?;
+        cell.cost_usd += row.get::<_, f64>(11).db()?;
         group.latencies.push(latency);
     }
     let names: HashMap<u32, String> = models.into_iter().map(|(name, id)| (id, name)).collect();

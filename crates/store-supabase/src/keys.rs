@@ -1,11 +1,11 @@
 //! Upstream keys and what the pool learned about them: the `KeyStore` side (load and
 //! save state) and the operator's side (add, list masked, remove, enable).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use futures_util::future::try_join3;
 use proxy_core::admin::KeyRow;
-use proxy_core::keys::{KeyId, Secret, UpstreamKey, mask_key};
+use proxy_core::keys::{KeyId, KeyLimits, Secret, UpstreamKey, mask_key};
 use proxy_core::platform::StoreError;
 use proxy_core::pool::{KeyState, StateChange};
 use serde::Deserialize;
@@ -24,6 +24,9 @@ struct KeyRecord {
     name: String,
     secret: String,
     enabled: bool,
+    /// Required: a database that missed the migration fails the read, never reads as
+    /// "no limits".
+    limits: KeyLimits,
     #[serde(default)]
     created_at: Option<String>,
 }
@@ -40,6 +43,14 @@ struct CooldownRecord {
     key_id: KeyId,
     model: String,
     until_at: String,
+    model_off: bool,
+}
+
+/// A key's running cooldowns, and the models among them that are off for it.
+#[derive(Default)]
+struct Cooling {
+    until: BTreeMap<String, u64>,
+    off: BTreeSet<String>,
 }
 
 #[derive(Deserialize)]
@@ -65,20 +76,22 @@ async fn states(rest: &Rest) -> Result<BTreeMap<KeyId, StateRecord>, RestError> 
 
 /// Cooldowns still running at `now_ms`, per key. Expired rows are left for
 /// `record_key_state` to sweep.
-async fn cooldowns(rest: &Rest, now_ms: u64) -> Result<BTreeMap<KeyId, BTreeMap<String, u64>>, RestError> {
+async fn cooldowns(rest: &Rest, now_ms: u64) -> Result<BTreeMap<KeyId, Cooling>, RestError> {
     let rows: Vec<CooldownRecord> = rest
         .fetch_all(
             rest.table("key_cooldowns")
-                .select("key_id,model,until_at")
+                .select("key_id,model,until_at,model_off")
                 .gt("until_at", to_timestamp(now_ms))
                 .order("key_id.asc,model.asc"),
         )
         .await?;
-    let mut out: BTreeMap<KeyId, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut out: BTreeMap<KeyId, Cooling> = BTreeMap::new();
     for row in rows {
-        out.entry(row.key_id)
-            .or_default()
-            .insert(row.model, timestamp(&row.until_at)?);
+        let cooling = out.entry(row.key_id).or_default();
+        if row.model_off {
+            cooling.off.insert(row.model.clone());
+        }
+        cooling.until.insert(row.model, timestamp(&row.until_at)?);
     }
     Ok(out)
 }
@@ -88,7 +101,7 @@ async fn cooldowns(rest: &Rest, now_ms: u64) -> Result<BTreeMap<KeyId, BTreeMap<
 /// state until the next refresh.
 pub(crate) async fn load(rest: &Rest, now_ms: u64) -> Result<Vec<(UpstreamKey, KeyState)>, RestError> {
     let (keys, mut states, mut cooling) = try_join3(
-        key_records(rest, "id,name,secret,enabled"),
+        key_records(rest, "id,name,secret,enabled,limits"),
         states(rest),
         cooldowns(rest, now_ms),
     )
@@ -96,10 +109,11 @@ pub(crate) async fn load(rest: &Rest, now_ms: u64) -> Result<Vec<(UpstreamKey, K
     keys.into_iter()
         .map(|key| {
             let state = states.remove(&key.id);
+            let Cooling { until, off } = cooling.remove(&key.id).unwrap_or_default();
             let state = KeyState {
                 invalid_reason: state.as_ref().and_then(|s| s.invalid_reason.clone()),
-                cooldowns: cooling.remove(&key.id).unwrap_or_default(),
-                off_models: Default::default(),
+                cooldowns: until,
+                off_models: off,
                 last_used_ms: opt_timestamp(state.as_ref().and_then(|s| s.last_used_at.as_deref()))?,
             };
             let key = UpstreamKey {
@@ -107,7 +121,7 @@ pub(crate) async fn load(rest: &Rest, now_ms: u64) -> Result<Vec<(UpstreamKey, K
                 name: key.name,
                 secret: Secret::new(key.secret),
                 enabled: key.enabled,
-                limits: Default::default(),
+                limits: key.limits,
             };
             Ok((key, state))
         })
@@ -121,13 +135,18 @@ fn change_json(change: &StateChange) -> serde_json::Value {
             key_id,
             model,
             until_ms,
-        }
-        | StateChange::ModelOff {
+        } => json!({
+            "kind": "cooldown",
+            "key_id": key_id,
+            "model": model,
+            "until_ms": clamp_ms(*until_ms),
+        }),
+        StateChange::ModelOff {
             key_id,
             model,
             until_ms,
         } => json!({
-            "kind": "cooldown",
+            "kind": "model_off",
             "key_id": key_id,
             "model": model,
             "until_ms": clamp_ms(*until_ms),
@@ -149,9 +168,14 @@ pub(crate) async fn save_state(rest: &Rest, changes: &[StateChange]) -> Result<(
     Ok(())
 }
 
-pub(crate) async fn add(rest: &Rest, secret: &str, name: &str) -> Result<KeyId, StoreError> {
+pub(crate) async fn add(
+    rest: &Rest,
+    secret: &str,
+    name: &str,
+    limits: &KeyLimits,
+) -> Result<KeyId, StoreError> {
     validate_secret(secret)?;
-    let body = json!({ "secret": secret, "name": name });
+    let body = json!({ "secret": secret, "name": name, "limits": limits });
     let inserted: Result<Vec<IdRecord>, RestError> = rest
         .fetch(
             rest.table("upstream_keys").select("id").insert(body.to_string()),
@@ -174,7 +198,7 @@ pub(crate) fn first_id(rows: Vec<IdRecord>) -> Result<i64, StoreError> {
 
 pub(crate) async fn list(rest: &Rest, now_ms: u64) -> Result<Vec<KeyRow>, RestError> {
     let (keys, mut states, mut cooling) = try_join3(
-        key_records(rest, "id,name,secret,enabled,created_at"),
+        key_records(rest, "id,name,secret,enabled,limits,created_at"),
         states(rest),
         cooldowns(rest, now_ms),
     )
@@ -182,19 +206,36 @@ pub(crate) async fn list(rest: &Rest, now_ms: u64) -> Result<Vec<KeyRow>, RestEr
     keys.into_iter()
         .map(|key| {
             let state = states.remove(&key.id);
+            let Cooling { until, off } = cooling.remove(&key.id).unwrap_or_default();
             Ok(KeyRow {
                 id: key.id,
                 name: key.name,
                 // The secret is read only to be masked here.
                 masked: mask_key(&key.secret),
                 enabled: key.enabled,
-                cooldowns: cooling.remove(&key.id).unwrap_or_default().into_iter().collect(),
+                cooldowns: until.into_iter().collect(),
+                limits: key.limits,
+                off_models: off.into_iter().collect(),
                 created_at_ms: opt_timestamp(key.created_at.as_deref())?.unwrap_or(0),
                 last_used_ms: opt_timestamp(state.as_ref().and_then(|s| s.last_used_at.as_deref()))?,
                 invalid_reason: state.and_then(|s| s.invalid_reason),
             })
         })
         .collect()
+}
+
+/// Replaces the key's limits; returns whether it exists.
+pub(crate) async fn set_limits(rest: &Rest, id: KeyId, limits: &KeyLimits) -> Result<bool, RestError> {
+    let changed: Vec<IdRecord> = rest
+        .fetch(
+            rest.table("upstream_keys")
+                .eq("id", id.to_string())
+                .select("id")
+                .update(json!({ "limits": limits }).to_string()),
+            &[],
+        )
+        .await?;
+    Ok(!changed.is_empty())
 }
 
 /// Deletes the key; its state and cooldowns go with it (`on delete cascade`), request

@@ -22,7 +22,7 @@ mod usage;
 use async_trait::async_trait;
 use futures_util::future::try_join;
 use proxy_core::admin::{AdminStore, KeyRow, LogQuery, ProxyKeyRow, ProxyKeyUpdate, UsageCell, UsageQuery};
-use proxy_core::keys::KeyId;
+use proxy_core::keys::{KeyId, KeyLimits};
 use proxy_core::log::LogRecord;
 use proxy_core::platform::{KeySnapshot, KeyStore, LogSink, StoreError};
 use proxy_core::policy::ProxyKeyPolicy;
@@ -102,8 +102,17 @@ impl LogSink for SupabaseStore {
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 impl AdminStore for SupabaseStore {
-    async fn add_key(&self, secret: &str, name: &str) -> Result<KeyId, StoreError> {
-        keys::add(&self.rest, secret, name).await
+    async fn add_key_with_limits(
+        &self,
+        secret: &str,
+        name: &str,
+        limits: &KeyLimits,
+    ) -> Result<KeyId, StoreError> {
+        keys::add(&self.rest, secret, name, limits).await
+    }
+
+    async fn set_key_limits(&self, id: KeyId, limits: &KeyLimits) -> Result<bool, StoreError> {
+        Ok(keys::set_limits(&self.rest, id, limits).await?)
     }
 
     async fn list_keys(&self) -> Result<Vec<KeyRow>, StoreError> {
@@ -136,7 +145,15 @@ impl AdminStore for SupabaseStore {
     }
 
     async fn update_proxy_key(&self, id: i64, update: &ProxyKeyUpdate) -> Result<bool, StoreError> {
-        Ok(proxy_keys::update(&self.rest, id, update).await?)
+        proxy_keys::update(&self.rest, id, update).await
+    }
+
+    async fn rename_proxy_key(&self, id: i64, name: &str) -> Result<bool, StoreError> {
+        Ok(proxy_keys::rename(&self.rest, id, name).await?)
+    }
+
+    async fn delete_proxy_key(&self, id: i64) -> Result<bool, StoreError> {
+        Ok(proxy_keys::delete(&self.rest, id).await?)
     }
 
     async fn list_logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>, StoreError> {

@@ -17,7 +17,7 @@ const MAX_LIMIT: u32 = 1000;
 
 const COLUMNS: &str = "id,started_at,proxy_key_id,upstream_key_ids,answered_key_id,model,route,api,stream,\
      status,attempts,latency_ms,ttfb_ms,prompt_tokens,candidates_tokens,thoughts_tokens,cached_tokens,\
-     total_tokens,finish_reason,block_reason,error_kind,error_message,request_body";
+     total_tokens,finish_reason,block_reason,error_kind,error_message,request_body,cost_usd";
 
 /// A record as `insert_request_logs` takes it: the core's own serde shape, with numbers
 /// held to what `bigint` and `to_timestamp` accept so one absurd value cannot fail the
@@ -75,6 +75,7 @@ struct LogRow {
     error_kind: Option<String>,
     error_message: Option<String>,
     request_body: Option<String>,
+    cost_usd: Option<f64>,
 }
 
 impl LogRow {
@@ -98,7 +99,7 @@ impl LogRow {
             thoughts_tokens: opt_from_db(self.thoughts_tokens),
             cached_tokens: opt_from_db(self.cached_tokens),
             total_tokens: opt_from_db(self.total_tokens),
-            cost_usd: None,
+            cost_usd: self.cost_usd,
             finish_reason: self.finish_reason,
             block_reason: self.block_reason,
             error_kind: self.error_kind,

@@ -50,6 +50,7 @@ async fn seeded(path: &std::path::Path) {
     let at = now - HOUR_MS;
 
     let mut ok = record("1", at, Some("flash"), Some(alpha));
+    ok.cost_usd = Some(0.0123);
     (ok.prompt_tokens, ok.candidates_tokens, ok.thoughts_tokens) = (Some(10), Some(20), Some(5));
     (ok.cached_tokens, ok.total_tokens) = (Some(2), Some(37));
     let mut blocked = record("2", at + 1, Some("flash"), Some(alpha));
@@ -64,6 +65,7 @@ async fn seeded(path: &std::path::Path) {
     refused.latency_ms = 2;
     let mut by_removed = record("5", at + 4, Some("pro"), Some(removed));
     by_removed.total_tokens = Some(10);
+    by_removed.cost_usd = Some(0.5);
     by_removed.latency_ms = 10;
     let mut too_old = record("0", now - 48 * HOUR_MS, Some("flash"), Some(alpha));
     too_old.prompt_tokens = Some(1_000);
@@ -87,40 +89,41 @@ async fn logs_stats_prints_totals_by_model_and_by_key() {
 
     let text = cli(&path, &["logs", "stats"]);
     let expected = "\
-BY     GROUP   REQUESTS  ERRORS  PROMPT  OUTPUT  THOUGHTS  CACHED  TOTAL  AVG_MS
-all    total   5         3       15      20      5         2       47     92
-model  flash   2         1       15      20      5         2       37     200
-model  pro     2         1       0       0       0         0       10     30
-model  (none)  1         1       0       0       0         0       0      2
-key    alpha   2         1       15      20      5         2       37     200
-key    #2      1         1       0       0       0         0       0      50
-key    #3      1         0       0       0       0         0       10     10
-key    (none)  1         1       0       0       0         0       0      2
+BY     GROUP   REQUESTS  ERRORS  PROMPT  OUTPUT  THOUGHTS  CACHED  TOTAL  AVG_MS  COST_USD
+all    total   5         3       15      20      5         2       47     92      $0.5123
+model  flash   2         1       15      20      5         2       37     200     $0.0123
+model  pro     2         1       0       0       0         0       10     30      $0.50
+model  (none)  1         1       0       0       0         0       0      2       -
+key    alpha   2         1       15      20      5         2       37     200     $0.0123
+key    #2      1         1       0       0       0         0       0      50      -
+key    #3      1         0       0       0       0         0       10     10      $0.50
+key    (none)  1         1       0       0       0         0       0      2       -
 ";
     assert_eq!(text, expected, "logs stats, text");
 
     let json: serde_json::Value =
         serde_json::from_str(&cli(&path, &["logs", "stats", "--json"])).expect("json");
-    let row = |group: &str, counts: [u64; 8]| {
+    let row = |group: &str, counts: [u64; 8], cost: f64| {
         let [requests, errors, prompt, candidates, thoughts, cached, total, avg] = counts;
         serde_json::json!({
             "group": group, "requests": requests, "errors": errors, "prompt_tokens": prompt,
             "candidates_tokens": candidates, "thoughts_tokens": thoughts,
             "cached_tokens": cached, "total_tokens": total, "avg_latency_ms": avg,
+            "cost_usd": cost,
         })
     };
     let expected = serde_json::json!({
-        "total": row("total", [5, 3, 15, 20, 5, 2, 47, 92]),
+        "total": row("total", [5, 3, 15, 20, 5, 2, 47, 92], 0.0123 + 0.5),
         "by_model": [
-            row("flash", [2, 1, 15, 20, 5, 2, 37, 200]),
-            row("pro", [2, 1, 0, 0, 0, 0, 10, 30]),
-            row("(none)", [1, 1, 0, 0, 0, 0, 0, 2]),
+            row("flash", [2, 1, 15, 20, 5, 2, 37, 200], 0.0123),
+            row("pro", [2, 1, 0, 0, 0, 0, 10, 30], 0.5),
+            row("(none)", [1, 1, 0, 0, 0, 0, 0, 2], 0.0),
         ],
         "by_key": [
-            row("alpha", [2, 1, 15, 20, 5, 2, 37, 200]),
-            row("#2", [1, 1, 0, 0, 0, 0, 0, 50]),
-            row("#3", [1, 0, 0, 0, 0, 0, 10, 10]),
-            row("(none)", [1, 1, 0, 0, 0, 0, 0, 2]),
+            row("alpha", [2, 1, 15, 20, 5, 2, 37, 200], 0.0123),
+            row("#2", [1, 1, 0, 0, 0, 0, 0, 50], 0.0),
+            row("#3", [1, 0, 0, 0, 0, 0, 10, 10], 0.5),
+            row("(none)", [1, 1, 0, 0, 0, 0, 0, 2], 0.0),
         ],
     });
     assert_eq!(json, expected, "logs stats --json");
@@ -129,8 +132,8 @@ key    (none)  1         1       0       0       0         0       0      2
     let empty = cli(&path, &["logs", "stats", "--since", "1ms"]);
     assert_eq!(
         empty,
-        "BY   GROUP  REQUESTS  ERRORS  PROMPT  OUTPUT  THOUGHTS  CACHED  TOTAL  AVG_MS\n\
-         all  total  0         0       0       0       0         0       0      0\n",
+        "BY   GROUP  REQUESTS  ERRORS  PROMPT  OUTPUT  THOUGHTS  CACHED  TOTAL  AVG_MS  COST_USD\n\
+         all  total  0         0       0       0       0         0       0      0       -\n",
         "an empty window"
     );
 }

@@ -79,7 +79,16 @@ async fn proxy_keys_are_created_listed_and_updated_with_their_passthrough() {
     let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
     assert_eq!(
         rows[0],
-        ["ID", "NAME", "STATUS", "PASSTHROUGH", "CREATED"],
+        [
+            "ID",
+            "NAME",
+            "STATUS",
+            "PASSTHROUGH",
+            "MODELS",
+            "LIMITS",
+            "EXPIRES",
+            "CREATED"
+        ],
         "{table}"
     );
     assert_eq!(rows[1][..4], ["1", "open", "active", "allowed"], "{table}");

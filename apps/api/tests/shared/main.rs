@@ -9,6 +9,7 @@
 
 mod harness;
 
+mod cli_governance;
 mod cli_logs;
 mod cli_proxy_keys;
 mod database_outage;

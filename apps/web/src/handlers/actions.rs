@@ -212,6 +212,7 @@ pub async fn set_proxy_key_passthrough(
     };
     let update = ProxyKeyUpdate {
         passthrough: Some(allowed),
+        ..ProxyKeyUpdate::default()
     };
     if !state.admin.update_proxy_key(id, &update).await? {
         return Ok(Redirect::to("/proxy-keys?msg=missing").into_response());

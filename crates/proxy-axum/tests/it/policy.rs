@@ -122,6 +122,7 @@ async fn a_key_without_passthrough_is_refused_there_and_still_generates() {
     // Allowed by the operator: the next refresh lets it through, and back.
     let allow = ProxyKeyUpdate {
         passthrough: Some(true),
+        ..ProxyKeyUpdate::default()
     };
     assert!(
         h.store
@@ -135,6 +136,7 @@ async fn a_key_without_passthrough_is_refused_there_and_still_generates() {
     );
     let deny = ProxyKeyUpdate {
         passthrough: Some(false),
+        ..ProxyKeyUpdate::default()
     };
     assert!(h.store.update_proxy_key(limited_id, &deny).await.expect("update"));
     assert_eq!(

@@ -11,7 +11,7 @@ use crate::keys::KeyId;
 use crate::platform::StoreError;
 
 /// Totals for one group of requests (all, one model, one key).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct UsageRow {
     pub group: String,
     pub requests: u64,
@@ -22,9 +22,11 @@ pub struct UsageRow {
     pub cached_tokens: u64,
     pub total_tokens: u64,
     pub avg_latency_ms: u64,
+    /// Sum of the records' cost in USD (records of unpriced models count 0).
+    pub cost_usd: f64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LogStats {
     pub total: UsageRow,
     pub by_model: Vec<UsageRow>,
@@ -94,6 +96,7 @@ fn add(sum: &mut UsageCell, cell: &UsageCell) {
     sum.cached_tokens = sum.cached_tokens.saturating_add(cell.cached_tokens);
     sum.total_tokens = sum.total_tokens.saturating_add(cell.total_tokens);
     sum.latency_sum_ms = sum.latency_sum_ms.saturating_add(cell.latency_sum_ms);
+    sum.cost_usd += cell.cost_usd;
 }
 
 fn row(group: String, sum: &UsageCell) -> UsageRow {
@@ -107,6 +110,7 @@ fn row(group: String, sum: &UsageCell) -> UsageRow {
         cached_tokens: sum.cached_tokens,
         total_tokens: sum.total_tokens,
         avg_latency_ms: sum.avg_latency_ms(),
+        cost_usd: sum.cost_usd,
     }
 }
 
@@ -132,6 +136,7 @@ mod tests {
             errors,
             prompt_tokens: requests * 10,
             latency_sum_ms,
+            cost_usd: requests as f64 * 0.25,
             ..UsageCell::default()
         }
     }
@@ -146,6 +151,8 @@ mod tests {
             cooldowns: Vec::new(),
             created_at_ms: 0,
             last_used_ms: None,
+            limits: Default::default(),
+            off_models: Vec::new(),
         }
     }
 
@@ -169,6 +176,8 @@ mod tests {
             vec![("total", 7, 5, 443 / 7)]
         );
         assert_eq!(stats.total.prompt_tokens, 70);
+        assert_eq!(stats.total.cost_usd, 1.75, "cost summed like the counts");
+        assert_eq!(stats.by_model[0].cost_usd, 0.75);
         assert_eq!(
             groups(&stats.by_model),
             vec![("flash", 3, 1, 137), ("pro", 3, 3, 10), ("(none)", 1, 1, 2)],

@@ -73,6 +73,7 @@ async fn key_changes_are_announced_and_log_writes_are_not() {
     announced(&listener, "create_proxy_key").await;
     let deny = ProxyKeyUpdate {
         passthrough: Some(false),
+        ..ProxyKeyUpdate::default()
     };
     assert!(store.update_proxy_key(proxy_key, &deny).await.expect("update"));
     announced(&listener, "update_proxy_key").await;
