@@ -18,7 +18,8 @@ FLASH = "gemini-2.5-flash"
 
 
 def governed_key(stack, name: str, *flags: str) -> tuple[str, int]:
-    """A proxy key with ``flags``, once the running proxy knows it."""
+    """A proxy key with ``flags``, once the running proxy knows it: after exactly one
+    request of it was admitted (a model list, which counts toward its rpm)."""
     created = stack.cli_json("proxy-keys", "create", "--name", name, *flags, "--json")
     secret = created.get("secret") or created["key"]
     deadline = time.monotonic() + 10
@@ -31,8 +32,11 @@ def governed_key(stack, name: str, *flags: str) -> tuple[str, int]:
     raise AssertionError(f"the proxy never learned proxy key {name}")
 
 
-def upstream_calls(stack, model: str) -> int:
-    return sum(1 for r in stack.fake_requests() if model in r["path"])
+def upstream_answers(stack, model: str) -> int:
+    """Calls of ``model`` that reached the healthy key (the shared stack's other keys
+    fail over, each adding a call that was not an answer)."""
+    healthy = stack.secrets["healthy"]
+    return sum(1 for r in stack.fake_requests() if model in r["path"] and r.get("api_key") == healthy)
 
 
 def in_one_minute(body):
@@ -48,7 +52,8 @@ def in_one_minute(body):
 
 def test_rpm_is_refused_at_its_number_in_each_sdks_shape(stack):
     def run():
-        secret, key_id = governed_key(stack, f"rpm-{time.time_ns()}", "--rpm", "3")
+        # Four per minute: the probe that saw the key live, and three generations.
+        secret, key_id = governed_key(stack, f"rpm-{time.time_ns()}", "--rpm", "4")
         g = genai_client(stack.url, secret)
         model = f"{FLASH}-gov-rpm-{key_id}"
         for _ in range(3):
@@ -57,7 +62,7 @@ def test_rpm_is_refused_at_its_number_in_each_sdks_shape(stack):
             g.models.generate_content(model=model, contents="hi")
         assert refused.value.code == 429
         assert "rpm limit" in error_text(refused.value)
-        assert upstream_calls(stack, model) == 3, "the refused request never went upstream"
+        assert upstream_answers(stack, model) == 3, "the refused request never went upstream"
         o = openai_client(stack.url, secret)
         with pytest.raises(openai.RateLimitError) as limited:
             o.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
@@ -108,7 +113,8 @@ def test_a_spent_budget_refuses_the_next_request_and_records_carry_their_cost(st
 
 def test_an_expired_key_is_403(stack):
     secret, _ = governed_key(stack, "expired", "--expires", "2020-01-01")
+    g = genai_client(stack.url, secret)
     with pytest.raises(errors.ClientError) as refused:
-        genai_client(stack.url, secret).models.generate_content(model=FLASH, contents="hi")
+        g.models.generate_content(model=FLASH, contents="hi")
     assert refused.value.code == 403
     assert "expired" in error_text(refused.value)
