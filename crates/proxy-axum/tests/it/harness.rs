@@ -7,6 +7,7 @@ use fake_gemini::FakeGemini;
 use proxy_axum::{ConnectionLimits, ProxyConfig, ProxyRuntime, Stopped, proxy_router, serve_with_limits};
 use proxy_core::admin::{AdminStore, KeyRow, LogQuery};
 use proxy_core::auth::{format_proxy_key, hash_proxy_key};
+use proxy_core::keys::KeyLimits;
 use proxy_core::log::LogRecord;
 use proxy_core::retry::RetryPolicy;
 use store_sqlite::SqliteStore;
@@ -58,9 +59,23 @@ impl Harness {
         Self::start_serving(keys, tweak, ConnectionLimits::default()).await
     }
 
+    /// A proxy whose upstream keys all have `key_limits`.
+    pub async fn start_limited(keys: &[String], key_limits: KeyLimits) -> Self {
+        Self::start_full(keys, &key_limits, |_| {}, ConnectionLimits::default()).await
+    }
+
     /// A proxy behind the binaries' listener with these connection limits.
     pub async fn start_serving(
         keys: &[String],
+        tweak: impl FnOnce(&mut ProxyConfig),
+        limits: ConnectionLimits,
+    ) -> Self {
+        Self::start_full(keys, &KeyLimits::default(), tweak, limits).await
+    }
+
+    async fn start_full(
+        keys: &[String],
+        key_limits: &KeyLimits,
         tweak: impl FnOnce(&mut ProxyConfig),
         limits: ConnectionLimits,
     ) -> Self {
@@ -68,7 +83,7 @@ impl Harness {
         let store = Arc::new(SqliteStore::open_in_memory().expect("store opens"));
         for (i, secret) in keys.iter().enumerate() {
             store
-                .add_key(secret, &format!("key{i}"))
+                .add_key_with_limits(secret, &format!("key{i}"), key_limits)
                 .await
                 .expect("key added");
         }

@@ -6,6 +6,7 @@ mod harness;
 mod auth_and_input;
 mod connections;
 mod failover;
+mod governance;
 mod key_marking;
 mod policy;
 mod secrets;
