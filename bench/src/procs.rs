@@ -662,6 +662,49 @@ mod tests {
         assert!(!conf.contains("x-goog-api-key"));
     }
 
+    /// nginx with the generated config in front of a test server: requests pass
+    /// with the client's key header (the server answers 401 without it), and
+    /// the child's PID is the process that does the work. Skipped without nginx.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nginx_forwards_with_the_clients_headers() -> anyhow::Result<()> {
+        use crate::client::Target;
+        use crate::load::{self, Budget, LoadSpec, Watch};
+        let Some(bin) = find_program(Path::new("nginx"), &["/usr/sbin", "/sbin"]) else {
+            eprintln!("nginx not installed: skipped");
+            return Ok(());
+        };
+        let upstream = crate::testserver::start(http::StatusCode::OK).await?;
+        let dir = tempfile::tempdir()?;
+        let (guard, addr) = tokio::task::spawn_blocking({
+            let dir = dir.path().to_owned();
+            move || start_nginx(&bin, upstream, &dir)
+        })
+        .await??;
+        let target = Target::new("nginx", addr, "k")?;
+        let spec = LoadSpec {
+            concurrency: 4,
+            warmup: Duration::from_millis(20),
+            budget: Budget::Requests(5000),
+            timeout: Duration::from_secs(5),
+        };
+        let watch = Watch {
+            target: Some(guard.pid()),
+            mock: None,
+        };
+        let r = load::run(&target, spec, watch).await;
+        assert_eq!(r.errors, 0, "{:?}", r.first_error);
+        assert_eq!(r.latencies_us.len(), 5000);
+        assert!(
+            r.cpu_secs.is_some_and(|c| c > 0.0),
+            "nginx's own PID did the work: {:?}",
+            r.cpu_secs
+        );
+        // No requests logged anywhere: no access log in the temp dir.
+        assert!(!dir.path().join("logs/access.log").exists());
+        drop(guard);
+        Ok(())
+    }
+
     #[test]
     fn client_key_from_either_output() -> anyhow::Result<()> {
         assert_eq!(client_key_from_line("gp-abc\n")?, "gp-abc");
