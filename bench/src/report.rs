@@ -253,9 +253,10 @@ pub fn checks(r: &Report) -> Vec<Check> {
 }
 
 fn checks_for(r: &Report, kind: Kind) -> Vec<Check> {
-    let suffix = match kind {
+    // The plain proxy's goals read as they always did; the governed row's are named.
+    let prefix = match kind {
         Kind::Proxy => String::new(),
-        k => format!(" ({})", k.name()),
+        k => format!("{}: ", k.name()),
     };
     let mut out = Vec::new();
     let at = r.levels.iter().find(|l| l.concurrency == TARGET_LEVEL);
@@ -277,18 +278,18 @@ fn checks_for(r: &Report, kind: Kind) -> Vec<Check> {
         }
     };
     out.push(latency(
-        format!("Added p50 at {TARGET_LEVEL} concurrent ≤ {GOAL_ADDED_P50_US} µs{suffix}"),
+        format!("{prefix}Added p50 at {TARGET_LEVEL} concurrent ≤ {GOAL_ADDED_P50_US} µs"),
         GOAL_ADDED_P50_US,
         |x| x.p50_us,
     ));
     out.push(latency(
-        format!("Added p99 at {TARGET_LEVEL} concurrent ≤ {GOAL_ADDED_P99_US} µs{suffix}"),
+        format!("{prefix}Added p99 at {TARGET_LEVEL} concurrent ≤ {GOAL_ADDED_P99_US} µs"),
         GOAL_ADDED_P99_US,
         |x| x.p99_us,
     ));
 
     // Throughput: judged at every level, reporting the worst one.
-    let goal = format!("Proxy throughput ≥ {GOAL_THROUGHPUT_RATIO}× direct (worst level){suffix}");
+    let goal = format!("{prefix}Proxy throughput ≥ {GOAL_THROUGHPUT_RATIO}× direct (worst level)");
     let compared: Vec<(usize, &Summary, &Summary)> = r
         .levels
         .iter()
@@ -323,7 +324,7 @@ fn checks_for(r: &Report, kind: Kind) -> Vec<Check> {
         }
     });
 
-    let goal = format!("Stream TTFB added p50 ≤ {} ms{suffix}", GOAL_TTFB_ADDED_US / 1000);
+    let goal = format!("{prefix}Stream TTFB added p50 ≤ {} ms", GOAL_TTFB_ADDED_US / 1000);
     out.push(
         match r
             .ttfb
@@ -601,8 +602,8 @@ mod tests {
     fn goals_are_judged_for_each_gemini_proxy_row() {
         let c = checks(&four_rows());
         assert_eq!(c.len(), 8, "{c:?}");
-        assert!(c[..4].iter().all(|c| !c.goal.contains("(governed)")));
-        assert!(c[4..].iter().all(|c| c.goal.ends_with("(governed)")), "{c:?}");
+        assert!(c[..4].iter().all(|c| !c.goal.contains("governed")));
+        assert!(c[4..].iter().all(|c| c.goal.starts_with("governed: ")), "{c:?}");
         // Judged against direct, not nginx; no row at 64, so latency is not measured.
         assert_eq!(c[2].measured, "0.10× at 16 concurrent");
         assert_eq!(c[6].measured, "0.08× at 16 concurrent (errors in run)");

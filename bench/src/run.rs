@@ -494,7 +494,7 @@ fn method_lines(args: &Args, setup: &Setup) -> Vec<String> {
              --tokens-per-day 100000000000 --budget-usd 1000000`), so every check and count runs and nothing is \
              refused"
         } else {
-            "**no key limits** (`--governed-no-limits`: this `gemini-proxy` does not take the limit flags), \
+            "**no key limits** (`--governed-no-limits`, for a `gemini-proxy` without the limit flags), \
              so only what `REDIS_URL` alone turns on is measured"
         };
         m.push(format!(
