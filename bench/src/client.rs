@@ -1,4 +1,4 @@
-//! One HTTP/1.1 keep-alive connection to a target (mock or proxy).
+//! One HTTP/1.1 keep-alive connection to a target (the mock, nginx or a proxy).
 //!
 //! We use hyper's low-level `client::conn` API rather than a pooled client so
 //! that each load worker owns exactly one connection: the concurrency level
@@ -26,11 +26,11 @@ const REQUEST_BODY: &str = r#"{"contents":[{"role":"user","parts":[{"text":"Say 
 /// Where to send requests and with which key.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// "direct" or "proxy", for messages.
+    /// The target's name ("direct", "nginx", "proxy", "governed"), for messages.
     pub label: &'static str,
     pub addr: SocketAddr,
-    /// Sent as `x-goog-api-key`: an upstream key for the mock, a proxy
-    /// client key for the proxy.
+    /// Sent as `x-goog-api-key`: an upstream key for the mock (directly or
+    /// through nginx, which forwards it as is), a proxy client key for a proxy.
     api_key: HeaderValue,
     host: HeaderValue,
 }
@@ -138,4 +138,35 @@ pub async fn drain(body: &mut Incoming) -> anyhow::Result<usize> {
         }
     }
     Ok(total)
+}
+
+/// One `GET path` on a fresh connection; the status and the body as text
+/// (for `/healthz`, outside any measurement).
+pub async fn get_text(addr: SocketAddr, path: &str) -> anyhow::Result<(http::StatusCode, String)> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connect {addr}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .context("http1 handshake")?;
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = Request::builder()
+        .method(Method::GET)
+        .uri(path)
+        .header(header::HOST, addr.to_string())
+        .body(Full::new(Bytes::new()))
+        .context("build request")?;
+    let resp = sender.send_request(req).await.context("send request");
+    let out = match resp {
+        Ok(resp) => {
+            let status = resp.status();
+            let body = resp.into_body().collect().await.context("read body")?.to_bytes();
+            Ok((status, String::from_utf8_lossy(&body).into_owned()))
+        }
+        Err(e) => Err(e),
+    };
+    driver.abort();
+    out
 }

@@ -43,6 +43,28 @@ pub struct LoadResult {
     pub first_error: Option<String>,
     /// CPU seconds the measured process used in the measured window (when asked).
     pub cpu_secs: Option<f64>,
+    /// CPU seconds the mock used in the same window (when asked).
+    pub mock_cpu_secs: Option<f64>,
+}
+
+/// Processes whose CPU a round measures over its measured window.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Watch {
+    /// The target's own process (the mock itself for the direct path).
+    pub target: Option<u32>,
+    pub mock: Option<u32>,
+}
+
+fn add_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a + b),
+        (a, b) => a.or(b),
+    }
+}
+
+/// CPU used between two readings; `None` when either is missing (process gone).
+fn cpu_delta(start: Option<f64>, end: Option<f64>) -> Option<f64> {
+    Some((end? - start?).max(0.0))
 }
 
 impl LoadResult {
@@ -50,10 +72,8 @@ impl LoadResult {
         self.latencies_us.extend(other.latencies_us);
         self.errors += other.errors;
         self.elapsed += other.elapsed;
-        self.cpu_secs = match (self.cpu_secs, other.cpu_secs) {
-            (Some(a), Some(b)) => Some(a + b),
-            (a, b) => a.or(b),
-        };
+        self.cpu_secs = add_opt(self.cpu_secs, other.cpu_secs);
+        self.mock_cpu_secs = add_opt(self.mock_cpu_secs, other.mock_cpu_secs);
         if self.first_error.is_none() {
             self.first_error = other.first_error;
         }
@@ -68,10 +88,10 @@ struct Phase {
     measure_end: Option<Instant>,
 }
 
-/// Runs one load level against one target.
-/// Runs one round. With `cpu_of`, the CPU that process uses from the end of warmup
-/// until the last answer is measured too (`/proc/PID/stat`).
-pub async fn run(target: &Target, spec: LoadSpec, cpu_of: Option<u32>) -> LoadResult {
+/// Runs one round of one load level against one target. The CPU the watched
+/// processes use from the end of warmup until the last answer is measured too
+/// (`/proc/PID/stat`).
+pub async fn run(target: &Target, spec: LoadSpec, watch: Watch) -> LoadResult {
     let concurrency = spec.concurrency.max(1);
     // +1: the coordinator (this function) also waits, so it knows when every
     // worker has its connection.
@@ -105,12 +125,12 @@ pub async fn run(target: &Target, spec: LoadSpec, cpu_of: Option<u32>) -> LoadRe
         measure_end,
     }));
 
-    let cpu_at_start = match cpu_of {
-        Some(pid) => {
-            tokio::time::sleep_until(measure_start.into()).await;
-            procs::cpu_secs(pid)
-        }
-        None => None,
+    let read = |pid: Option<u32>| pid.and_then(procs::cpu_secs);
+    let cpu_at_start = if watch.target.is_some() || watch.mock.is_some() {
+        tokio::time::sleep_until(measure_start.into()).await;
+        (read(watch.target), read(watch.mock))
+    } else {
+        (None, None)
     };
     let mut total = LoadResult::default();
     let mut last_finish = measure_start;
@@ -131,10 +151,8 @@ pub async fn run(target: &Target, spec: LoadSpec, cpu_of: Option<u32>) -> LoadRe
         }
     }
     total.elapsed = last_finish.saturating_duration_since(measure_start);
-    total.cpu_secs = cpu_of
-        .and_then(procs::cpu_secs)
-        .zip(cpu_at_start)
-        .map(|(end, start)| (end - start).max(0.0));
+    total.cpu_secs = cpu_delta(cpu_at_start.0, read(watch.target));
+    total.mock_cpu_secs = cpu_delta(cpu_at_start.1, read(watch.mock));
     total
 }
 
@@ -257,10 +275,13 @@ mod tests {
     async fn counts_exactly_the_requested_number() -> anyhow::Result<()> {
         let addr = testserver::start(StatusCode::OK).await?;
         let target = Target::new("direct", addr, "k")?;
-        let r = run(&target, spec(4, Budget::Requests(203)), Some(std::process::id())).await;
+        let me = Some(std::process::id());
+        let watch = Watch { target: me, mock: me };
+        let r = run(&target, spec(4, Budget::Requests(203)), watch).await;
         assert_eq!(r.errors, 0, "{:?}", r.first_error);
         assert_eq!(r.latencies_us.len(), 203);
         assert!(r.cpu_secs.is_some(), "this process's CPU is readable");
+        assert!(r.mock_cpu_secs.is_some());
         assert!(r.elapsed > Duration::ZERO);
         Ok(())
     }
@@ -270,7 +291,12 @@ mod tests {
         let addr = testserver::start(StatusCode::OK).await?;
         let target = Target::new("direct", addr, "k")?;
         let started = Instant::now();
-        let r = run(&target, spec(8, Budget::Time(Duration::from_millis(200))), None).await;
+        let r = run(
+            &target,
+            spec(8, Budget::Time(Duration::from_millis(200))),
+            Watch::default(),
+        )
+        .await;
         assert_eq!(r.errors, 0, "{:?}", r.first_error);
         assert!(!r.latencies_us.is_empty());
         assert!(r.elapsed >= Duration::from_millis(200));
@@ -282,7 +308,7 @@ mod tests {
     async fn error_statuses_are_counted_not_timed() -> anyhow::Result<()> {
         let addr = testserver::start(StatusCode::INTERNAL_SERVER_ERROR).await?;
         let target = Target::new("proxy", addr, "k")?;
-        let r = run(&target, spec(2, Budget::Requests(10)), None).await;
+        let r = run(&target, spec(2, Budget::Requests(10)), Watch::default()).await;
         assert!(r.latencies_us.is_empty());
         assert_eq!(r.errors, 10);
         let first = r.first_error.unwrap_or_default();
@@ -295,7 +321,7 @@ mod tests {
         // Bind then drop to get a port with (almost certainly) no listener.
         let addr = tokio::net::TcpListener::bind("127.0.0.1:0").await?.local_addr()?;
         let target = Target::new("proxy", addr, "k")?;
-        let r = run(&target, spec(3, Budget::Requests(6)), None).await;
+        let r = run(&target, spec(3, Budget::Requests(6)), Watch::default()).await;
         assert!(r.latencies_us.is_empty());
         assert_eq!(r.errors, 6);
         assert!(r.first_error.is_some());
@@ -310,17 +336,21 @@ mod tests {
             elapsed: Duration::from_secs(1),
             first_error: None,
             cpu_secs: Some(0.5),
+            mock_cpu_secs: None,
         };
         a.merge(LoadResult {
             latencies_us: vec![3],
             errors: 2,
             elapsed: Duration::from_secs(2),
             cpu_secs: Some(1.0),
+            mock_cpu_secs: Some(0.25),
             first_error: Some("boom".into()),
         });
         assert_eq!(a.latencies_us, vec![1, 2, 3]);
         assert_eq!(a.errors, 3);
         assert_eq!(a.elapsed, Duration::from_secs(3));
         assert_eq!(a.first_error.as_deref(), Some("boom"));
+        assert_eq!(a.cpu_secs, Some(1.5));
+        assert_eq!(a.mock_cpu_secs, Some(0.25));
     }
 }

@@ -1,5 +1,6 @@
-//! `gemini-proxy-bench`: latency and throughput of the proxy against the fake
-//! Gemini server, direct vs proxied, in one run. See bench/README.md.
+//! `gemini-proxy-bench`: latency, throughput and CPU per request of the proxy
+//! against the fake Gemini server, beside a direct path and nginx, all in one
+//! run. See bench/README.md.
 
 mod client;
 mod load;
@@ -8,6 +9,7 @@ mod procs;
 mod report;
 mod run;
 mod stats;
+mod targets;
 #[cfg(test)]
 mod testserver;
 mod ttfb;
@@ -22,7 +24,7 @@ use clap::Parser;
     name = "gemini-proxy-bench",
     // A later flag wins, so bench/run.sh defaults (--out...) can be overridden.
     args_override_self = true,
-    about = "Benchmark gemini-proxy against a direct path to fake-gemini"
+    about = "Benchmark gemini-proxy against a direct path to fake-gemini and against nginx"
 )]
 pub struct Args {
     /// The proxy binary (`gemini-proxy`).
@@ -44,14 +46,15 @@ pub struct Args {
     /// Unrecorded warmup before each measured round, in seconds.
     #[arg(long, default_value_t = 0.5)]
     pub warmup_secs: f64,
-    /// Alternating direct/proxy rounds per level (ABBA order). Several short
-    /// rounds average out where the kernel happens to place the threads.
+    /// Rounds per level; each round runs every target once, and each round
+    /// rotates which target goes first (two targets: ABBA). Several short rounds
+    /// average out where the kernel happens to place the threads.
     #[arg(long, default_value_t = 4)]
     pub rounds: usize,
-    /// Sequential streaming requests per path for time-to-first-byte.
+    /// Sequential streaming requests per target for time-to-first-byte.
     #[arg(long, default_value_t = 300)]
     pub ttfb_requests: usize,
-    /// Unrecorded streaming requests per path before the TTFB samples.
+    /// Unrecorded streaming requests per target before each block of TTFB samples.
     #[arg(long, default_value_t = 30)]
     pub ttfb_warmup: usize,
     /// Threads of the load generator's runtime.
@@ -60,9 +63,28 @@ pub struct Args {
     /// Per-request timeout in milliseconds; a timeout counts as an error.
     #[arg(long, default_value_t = 10_000)]
     pub timeout_ms: u64,
-    /// Only measure the direct path (no proxy binary needed).
-    #[arg(long)]
+    /// Only measure the direct path (no proxy binary needed); same as `--targets direct`.
+    #[arg(long, conflicts_with = "targets")]
     pub direct_only: bool,
+    /// Targets to measure, comma-separated (default: all; one that cannot be
+    /// started, such as nginx not installed or Redis not answering, is skipped
+    /// with a note).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub targets: Option<Vec<targets::Kind>>,
+    /// The nginx binary; without a path, looked up on PATH, then /usr/sbin.
+    #[arg(long, default_value = "nginx")]
+    pub nginx_bin: PathBuf,
+    /// Redis for the governed row (`REDIS_URL` of that proxy; a prefix unique to
+    /// the run keeps its counts apart).
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+    /// Governed row without the key limits (Redis only): for a `gemini-proxy`
+    /// whose `keys add` / `proxy-keys create` do not take limit flags yet.
+    #[arg(long)]
+    pub governed_no_limits: bool,
+    /// A line for the report's notes (e.g. "machine shared with two builds"); repeatable.
+    #[arg(long = "note")]
+    pub notes: Vec<String>,
     /// Also write the Markdown report to this file.
     #[arg(long)]
     pub out: Option<PathBuf>,

@@ -1,12 +1,14 @@
-//! Child processes under test: the fake Gemini server and the proxy.
+//! Child processes under test: the fake Gemini server, nginx and the proxies.
 //!
-//! Each is started on port 0 and we read the `listening on http://ADDR` line
-//! it prints, so the bench never races for a fixed port. Children are killed
-//! when their guard drops, including on early return or error.
+//! Ours are started on port 0 and we read the `listening on http://ADDR` line
+//! they print, so the bench never races for a fixed port; nginx gets a port
+//! that was free a moment before and is retried on another when it lost the
+//! race. Children are killed when their guard drops, including on early
+//! return or error.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -109,6 +111,32 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Spawns `cmd` with stdin closed and stderr to `log`; stdout as given.
+fn spawn_child(
+    name: &'static str,
+    cmd: &mut Command,
+    log: PathBuf,
+    stdout: Stdio,
+) -> anyhow::Result<ChildGuard> {
+    let log_file = File::options()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("create {}", log.display()))?;
+    cmd.stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::from(log_file));
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("spawn {name}: {:?}", cmd.get_program()))?;
+    Ok(ChildGuard {
+        name,
+        child,
+        log,
+        exit_reported: false,
+    })
+}
+
 /// Spawns `cmd`, waits for its `listening on http://ADDR` line and returns
 /// the guard and the address.
 pub fn spawn_listening(
@@ -117,21 +145,9 @@ pub fn spawn_listening(
     log_dir: &Path,
 ) -> anyhow::Result<(ChildGuard, SocketAddr)> {
     let log = log_dir.join(format!("{name}.stderr.log"));
-    let log_file = File::create(&log).with_context(|| format!("create {}", log.display()))?;
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log_file));
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("spawn {name}: {:?}", cmd.get_program()))?;
-    let Some(stdout) = child.stdout.take() else {
+    let mut guard = spawn_child(name, &mut cmd, log, Stdio::piped())?;
+    let Some(stdout) = guard.child.stdout.take() else {
         bail!("{name}: no stdout pipe");
-    };
-    let mut guard = ChildGuard {
-        name,
-        child,
-        log,
-        exit_reported: false,
     };
 
     // A thread reads stdout for the whole life of the child: it hands lines
@@ -174,6 +190,28 @@ pub fn spawn_listening(
     }
 }
 
+/// Waits until `addr` accepts connections, failing as soon as the child exits.
+fn wait_accepting(guard: &mut ChildGuard, addr: SocketAddr) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        guard.check_alive()?;
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            // Something answered; make sure it was our child (not another
+            // process that took the port) by checking it is still up.
+            std::thread::sleep(Duration::from_millis(50));
+            return guard.check_alive();
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "{} did not accept connections on {addr} within {STARTUP_TIMEOUT:?}\n{}",
+                guard.name,
+                log_tail(guard.log_path())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Extracts the socket address from a `listening on http://ADDR[/]` line.
 pub fn parse_listening(line: &str) -> Option<SocketAddr> {
     let (_, rest) = line.split_once("listening on http://")?;
@@ -197,8 +235,53 @@ pub struct Proxy {
     pub client_key: String,
 }
 
+/// Environment that would point a proxy child at another store or at Redis;
+/// removed so each child uses exactly what the bench gives it.
+const STORE_ENV: [&str; 8] = [
+    "GEMINI_PROXY_DB",
+    "DATABASE_URL",
+    "DATABASE_CA_FILE",
+    "SUPABASE_URL",
+    "SUPABASE_SERVICE_ROLE_KEY",
+    "GEMINI_PROXY_KEY_CACHE",
+    "REDIS_URL",
+    "GEMINI_PROXY_REDIS_PREFIX",
+];
+
+/// Limits on the governed row's keys: far above anything a run reaches, so every
+/// check and count runs and nothing is refused.
+pub const GOVERNED_UPSTREAM_LIMITS: [&str; 6] = [
+    "--rpm",
+    "100000000",
+    "--tpm",
+    "100000000000",
+    "--rpd",
+    "100000000",
+];
+pub const GOVERNED_PROXY_KEY_LIMITS: [&str; 8] = [
+    "--rpm",
+    "100000000",
+    "--tpm",
+    "100000000000",
+    "--tokens-per-day",
+    "100000000000",
+    "--budget-usd",
+    "1000000",
+];
+
+/// How the governed proxy is set up.
+#[derive(Debug, Clone)]
+pub struct Governance {
+    pub redis_url: String,
+    /// Unique per run, so runs (and other users of the Redis) never share counts.
+    pub redis_prefix: String,
+    /// Put the limits on the keys (`false`: Redis only, for a CLI without the flags).
+    pub limits: bool,
+}
+
 /// Creates a fresh database in `dir`, registers upstream keys, creates a
-/// client key and starts `serve` pointed at the mock.
+/// client key and starts `serve` pointed at the mock: the plain proxy, as
+/// deployed by default (no limits, no Redis).
 pub fn start_proxy(bin: &Path, mock: SocketAddr, dir: &Path) -> anyhow::Result<Proxy> {
     let db = dir.join("bench-proxy.db");
     for (i, key) in UPSTREAM_KEYS.iter().enumerate() {
@@ -206,10 +289,7 @@ pub fn start_proxy(bin: &Path, mock: SocketAddr, dir: &Path) -> anyhow::Result<P
         run_admin(bin, &db, &["keys", "add", key, "--name", &name])?;
     }
     let out = run_admin(bin, &db, &["proxy-keys", "create", "--name", "bench"])?;
-    let client_key = out.lines().next().unwrap_or("").trim().to_owned();
-    if client_key.is_empty() {
-        bail!("`proxy-keys create` printed no secret on its first line");
-    }
+    let client_key = client_key_from_line(&out)?;
 
     let mut cmd = proxy_command(bin, &db);
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
@@ -222,9 +302,63 @@ pub fn start_proxy(bin: &Path, mock: SocketAddr, dir: &Path) -> anyhow::Result<P
     })
 }
 
+/// The governed proxy: its own database, the same upstream keys with limits,
+/// a client key with limits, and `REDIS_URL` so the counts are shared.
+pub fn start_governed(bin: &Path, mock: SocketAddr, dir: &Path, gov: &Governance) -> anyhow::Result<Proxy> {
+    let db = dir.join("bench-governed.db");
+    let mut add = vec!["keys", "add"];
+    add.extend(UPSTREAM_KEYS);
+    add.extend(["--name", "bench"]);
+    let mut create = vec!["proxy-keys", "create", "--name", "bench"];
+    if gov.limits {
+        add.extend(GOVERNED_UPSTREAM_LIMITS);
+        create.extend(GOVERNED_PROXY_KEY_LIMITS);
+    }
+    create.push("--json");
+    run_admin(bin, &db, &add)?;
+    let out = run_admin(bin, &db, &create)?;
+    let client_key = client_key_from_json(&out)?;
+
+    let mut cmd = proxy_command(bin, &db);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .env("GEMINI_BASE_URL", format!("http://{mock}"))
+        .env("REDIS_URL", &gov.redis_url)
+        .env("GEMINI_PROXY_REDIS_PREFIX", &gov.redis_prefix);
+    let (guard, addr) = spawn_listening("gemini-proxy-governed", cmd, dir)?;
+    Ok(Proxy {
+        guard,
+        addr,
+        client_key,
+    })
+}
+
+/// `proxy-keys create` prints the secret alone on its first line.
+fn client_key_from_line(out: &str) -> anyhow::Result<String> {
+    let key = out.lines().next().unwrap_or("").trim();
+    if key.is_empty() {
+        bail!("`proxy-keys create` printed no secret on its first line");
+    }
+    Ok(key.to_owned())
+}
+
+/// `proxy-keys create --json`: `{"id": …, "secret": …}` (older builds name it `key`).
+fn client_key_from_json(out: &str) -> anyhow::Result<String> {
+    let v: serde_json::Value = serde_json::from_str(out)
+        .with_context(|| format!("`proxy-keys create --json` printed no JSON: {out}"))?;
+    ["secret", "key"]
+        .iter()
+        .find_map(|field| v.get(field).and_then(serde_json::Value::as_str))
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .context("`proxy-keys create --json` printed no `secret`")
+}
+
 fn proxy_command(bin: &Path, db: &Path) -> Command {
     let mut cmd = Command::new(bin);
-    cmd.arg("--db").arg(db).env_remove("GEMINI_PROXY_DB");
+    cmd.arg("--db").arg(db);
+    for var in STORE_ENV {
+        cmd.env_remove(var);
+    }
     quiet_logs(&mut cmd);
     cmd
 }
@@ -245,6 +379,211 @@ fn run_admin(bin: &Path, db: &Path, args: &[&str]) -> anyhow::Result<String> {
         );
     }
     String::from_utf8(out.stdout).context("admin output is not UTF-8")
+}
+
+/// Whether a Redis answers at `url` (`redis://[user:pass@]host[:port][/db]`):
+/// one PING; any RESP reply (even an auth error) counts as answering.
+pub fn redis_answers(url: &str) -> anyhow::Result<()> {
+    let hostport = redis_host_port(url).with_context(|| format!("cannot read host:port from `{url}`"))?;
+    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(hostport.as_str())
+        .with_context(|| format!("resolve {hostport}"))?
+        .collect();
+    let addr = addrs
+        .first()
+        .with_context(|| format!("{hostport} resolves to nothing"))?;
+    let mut conn = TcpStream::connect_timeout(addr, Duration::from_secs(2))
+        .with_context(|| format!("connect {hostport}"))?;
+    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
+    conn.write_all(b"PING\r\n").context("send PING")?;
+    let mut reply = [0u8; 1];
+    conn.read_exact(&mut reply).context("no reply to PING")?;
+    if !matches!(reply[0], b'+' | b'-') {
+        bail!("{hostport} does not speak RESP");
+    }
+    Ok(())
+}
+
+/// Deletes the run's counters (`<prefix>:*`) from Redis once the governed proxy
+/// is gone, so runs leave nothing behind; returns how many there were, which
+/// also shows the governed proxy did count there.
+pub fn redis_delete_prefix(url: &str, prefix: &str) -> anyhow::Result<usize> {
+    let hostport = redis_host_port(url).with_context(|| format!("cannot read host:port from `{url}`"))?;
+    let mut conn = TcpStream::connect(hostport.as_str()).with_context(|| format!("connect {hostport}"))?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(conn.try_clone().context("clone socket")?);
+    conn.write_all(&resp_command(&["KEYS", &format!("{prefix}:*")]))
+        .context("send KEYS")?;
+    let keys = read_resp_strings(&mut reader)?;
+    for chunk in keys.chunks(500) {
+        let mut del = vec!["DEL"];
+        del.extend(chunk.iter().map(String::as_str));
+        conn.write_all(&resp_command(&del)).context("send DEL")?;
+        let mut line = String::new();
+        reader.read_line(&mut line).context("read DEL reply")?;
+        if !line.starts_with(':') {
+            bail!("DEL answered `{}`", line.trim());
+        }
+    }
+    Ok(keys.len())
+}
+
+/// A command as a RESP array of bulk strings.
+fn resp_command(parts: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", parts.len()).into_bytes();
+    for p in parts {
+        out.extend(format!("${}\r\n", p.len()).bytes());
+        out.extend(p.bytes());
+        out.extend(b"\r\n");
+    }
+    out
+}
+
+/// Reads a RESP array of bulk strings (the reply to KEYS).
+fn read_resp_strings(reader: &mut impl BufRead) -> anyhow::Result<Vec<String>> {
+    let mut line = String::new();
+    reader.read_line(&mut line).context("read reply")?;
+    let n: usize = match line.trim_end().strip_prefix('*') {
+        Some(n) => n
+            .parse()
+            .with_context(|| format!("bad array header `{}`", line.trim()))?,
+        None => bail!("Redis answered `{}`", line.trim()),
+    };
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        line.clear();
+        reader.read_line(&mut line).context("read bulk header")?;
+        let len: usize = line
+            .trim_end()
+            .strip_prefix('$')
+            .and_then(|l| l.parse().ok())
+            .with_context(|| format!("bad bulk header `{}`", line.trim()))?;
+        let mut buf = vec![0u8; len + 2];
+        reader.read_exact(&mut buf).context("read bulk string")?;
+        buf.truncate(len);
+        out.push(String::from_utf8_lossy(&buf).into_owned());
+    }
+    Ok(out)
+}
+
+fn redis_host_port(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("redis://")?;
+    let authority = rest.split('/').next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host.is_empty() {
+        return None;
+    }
+    // `host:port`, `[v6]:port`, or a host alone (default port).
+    let has_port = match host.rsplit_once(':') {
+        Some((h, p)) => {
+            !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (!h.contains(':') || h.ends_with(']'))
+        }
+        None => false,
+    };
+    Some(if has_port {
+        host.to_owned()
+    } else {
+        format!("{host}:6379")
+    })
+}
+
+/// The nginx row's configuration: one process doing the work (`master_process
+/// off`, so the PID we read CPU from is the one proxying), in the foreground,
+/// no access log, a plain reverse proxy to the mock over kept-alive HTTP/1.1
+/// connections, answers streamed through unbuffered.
+pub fn nginx_config(listen: SocketAddr, upstream: SocketAddr, dir: &Path) -> String {
+    let dir = dir.display();
+    format!(
+        r#"# Generated by gemini-proxy-bench: the nginx row, a plain reverse proxy to the mock.
+daemon off;
+master_process off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/nginx.error.log warn;
+
+events {{
+    worker_connections 4096;
+}}
+
+http {{
+    access_log off;
+    client_body_temp_path {dir}/nginx-client-body;
+    proxy_temp_path {dir}/nginx-proxy;
+    # Keep the client's connections as long as ours: the load generator never
+    # reconnects on purpose (the default closes every 1000 requests).
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+
+    upstream mock {{
+        server {upstream};
+        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+
+    server {{
+        listen {listen};
+        location / {{
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }}
+    }}
+}}
+"#
+    )
+}
+
+/// Tries to start nginx this many times, each on a newly picked port.
+const NGINX_PORT_TRIES: usize = 5;
+
+/// Starts nginx as a reverse proxy to the mock (see `nginx_config`) on a free
+/// port of 127.0.0.1: one that was free when picked; when nginx lost the race
+/// for it, another.
+pub fn start_nginx(bin: &Path, mock: SocketAddr, dir: &Path) -> anyhow::Result<(ChildGuard, SocketAddr)> {
+    let conf = dir.join("nginx.conf");
+    let error_log = dir.join("nginx.error.log");
+    let mut last = None;
+    for _ in 0..NGINX_PORT_TRIES {
+        let listen = free_port()?;
+        std::fs::write(&conf, nginx_config(listen, mock, dir))
+            .with_context(|| format!("write {}", conf.display()))?;
+        let mut cmd = Command::new(bin);
+        // -e: the error log before the config is read (the compiled-in one may
+        // not be writable); -p: relative paths stay in the temp dir.
+        cmd.arg("-p")
+            .arg(dir)
+            .arg("-e")
+            .arg(&error_log)
+            .arg("-c")
+            .arg(&conf);
+        let mut guard = spawn_child("nginx", &mut cmd, error_log.clone(), Stdio::null())?;
+        match wait_accepting(&mut guard, listen) {
+            Ok(()) => return Ok((guard, listen)),
+            Err(e) if format!("{e:#}").contains("Address already in use") => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("nginx did not start")))
+        .with_context(|| format!("no free port for nginx after {NGINX_PORT_TRIES} tries"))
+}
+
+/// A port of 127.0.0.1 that nobody listened on a moment ago.
+fn free_port() -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
+    listener.local_addr().context("local addr")
+}
+
+/// `nginx` without a path is looked up on PATH and then in /usr/sbin (not on
+/// every user's PATH on Debian); `None` when there is none.
+pub fn find_program(bin: &Path, fallback_dirs: &[&str]) -> Option<PathBuf> {
+    if bin.components().count() > 1 {
+        return bin.is_file().then(|| bin.to_owned());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(fallback_dirs.iter().map(PathBuf::from))
+        .map(|d| d.join(bin))
+        .find(|p| p.is_file())
 }
 
 /// Per-request info logs on stderr would cost CPU on the measured path and
@@ -289,6 +628,137 @@ mod tests {
     fn parses_ipv6_listening_line() {
         let a = parse_listening("listening on http://[::1]:9000");
         assert_eq!(a, "[::1]:9000".parse().ok());
+    }
+
+    #[test]
+    fn nginx_config_is_a_plain_kept_alive_reverse_proxy() {
+        let listen: SocketAddr = "127.0.0.1:41000".parse().unwrap_or_else(|_| unreachable!());
+        let mock: SocketAddr = "127.0.0.1:42000".parse().unwrap_or_else(|_| unreachable!());
+        let conf = nginx_config(listen, mock, Path::new("/tmp/b"));
+        for line in [
+            "daemon off;",
+            "master_process off;",
+            "worker_processes 1;",
+            "pid /tmp/b/nginx.pid;",
+            "error_log /tmp/b/nginx.error.log warn;",
+            "access_log off;",
+            "server 127.0.0.1:42000;",
+            "keepalive 64;",
+            "listen 127.0.0.1:41000;",
+            "proxy_pass http://mock;",
+            "proxy_http_version 1.1;",
+            "proxy_set_header Connection \"\";",
+            "proxy_buffering off;",
+        ] {
+            assert!(
+                conf.lines().any(|l| l.trim() == line),
+                "missing `{line}` in:\n{conf}"
+            );
+        }
+        // Balanced braces: nginx would refuse the file otherwise.
+        assert_eq!(conf.matches('{').count(), conf.matches('}').count());
+        // Nothing that would rewrite or add the client's headers.
+        assert!(!conf.contains("proxy_set_header Host"));
+        assert!(!conf.contains("x-goog-api-key"));
+    }
+
+    /// nginx with the generated config in front of a test server: requests pass
+    /// with the client's key header (the server answers 401 without it), and
+    /// the child's PID is the process that does the work. Skipped without nginx.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nginx_forwards_with_the_clients_headers() -> anyhow::Result<()> {
+        use crate::client::Target;
+        use crate::load::{self, Budget, LoadSpec, Watch};
+        let Some(bin) = find_program(Path::new("nginx"), &["/usr/sbin", "/sbin"]) else {
+            eprintln!("nginx not installed: skipped");
+            return Ok(());
+        };
+        let upstream = crate::testserver::start(http::StatusCode::OK).await?;
+        let dir = tempfile::tempdir()?;
+        let (guard, addr) = tokio::task::spawn_blocking({
+            let dir = dir.path().to_owned();
+            move || start_nginx(&bin, upstream, &dir)
+        })
+        .await??;
+        let target = Target::new("nginx", addr, "k")?;
+        let spec = LoadSpec {
+            concurrency: 4,
+            warmup: Duration::from_millis(20),
+            budget: Budget::Requests(5000),
+            timeout: Duration::from_secs(5),
+        };
+        let watch = Watch {
+            target: Some(guard.pid()),
+            mock: None,
+        };
+        let r = load::run(&target, spec, watch).await;
+        assert_eq!(r.errors, 0, "{:?}", r.first_error);
+        assert_eq!(r.latencies_us.len(), 5000);
+        assert!(
+            r.cpu_secs.is_some_and(|c| c > 0.0),
+            "nginx's own PID did the work: {:?}",
+            r.cpu_secs
+        );
+        // No requests logged anywhere: no access log in the temp dir.
+        assert!(!dir.path().join("logs/access.log").exists());
+        drop(guard);
+        Ok(())
+    }
+
+    #[test]
+    fn client_key_from_either_output() -> anyhow::Result<()> {
+        assert_eq!(client_key_from_line("gp-abc\n")?, "gp-abc");
+        assert!(client_key_from_line("\n").is_err());
+        assert_eq!(client_key_from_json(r#"{"id": 3, "secret": "gp-s"}"#)?, "gp-s");
+        assert_eq!(client_key_from_json(r#"{"id": 3, "key": "gp-k"}"#)?, "gp-k");
+        assert!(client_key_from_json(r#"{"id": 3}"#).is_err());
+        assert!(client_key_from_json("gp-plain").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn resp_round_trip() -> anyhow::Result<()> {
+        assert_eq!(
+            resp_command(&["KEYS", "p:*"]),
+            b"*2\r\n$4\r\nKEYS\r\n$3\r\np:*\r\n".to_vec()
+        );
+        let mut reply: &[u8] = b"*2\r\n$3\r\na:b\r\n$0\r\n\r\n";
+        assert_eq!(
+            read_resp_strings(&mut reply)?,
+            vec!["a:b".to_owned(), String::new()]
+        );
+        let mut empty: &[u8] = b"*0\r\n";
+        assert!(read_resp_strings(&mut empty)?.is_empty());
+        let mut err: &[u8] = b"-NOAUTH Authentication required.\r\n";
+        assert!(read_resp_strings(&mut err).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn redis_url_to_host_port() {
+        assert_eq!(
+            redis_host_port("redis://127.0.0.1:6379").as_deref(),
+            Some("127.0.0.1:6379")
+        );
+        assert_eq!(
+            redis_host_port("redis://localhost").as_deref(),
+            Some("localhost:6379")
+        );
+        assert_eq!(redis_host_port("redis://u:p@h:7000/2").as_deref(), Some("h:7000"));
+        assert_eq!(
+            redis_host_port("redis://[::1]:6380").as_deref(),
+            Some("[::1]:6380")
+        );
+        assert_eq!(redis_host_port("redis://[::1]").as_deref(), Some("[::1]:6379"));
+        assert_eq!(redis_host_port("http://h:1"), None);
+        assert_eq!(redis_host_port("redis://"), None);
+    }
+
+    #[test]
+    fn find_program_with_a_path_checks_that_file() {
+        assert!(find_program(Path::new("/nonexistent/nginx"), &[]).is_none());
+        assert!(find_program(Path::new("no-such-program-here"), &[]).is_none());
+        assert!(find_program(Path::new("sh"), &["/bin"]).is_some());
     }
 
     #[test]

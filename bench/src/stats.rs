@@ -36,6 +36,9 @@ pub struct Summary {
     pub p99_us: Option<u32>,
     /// CPU the measured process spent per request (ok or not), in µs.
     pub cpu_us_per_request: Option<f64>,
+    /// CPU the mock spent per request in the same windows, in µs (for the direct
+    /// path the mock is the measured process, so both are the same).
+    pub mock_cpu_us_per_request: Option<f64>,
 }
 
 impl Summary {
@@ -55,8 +58,16 @@ impl Summary {
             p50_us: percentile(samples, 50.0),
             p99_us: percentile(samples, 99.0),
             cpu_us_per_request: None,
+            mock_cpu_us_per_request: None,
         }
     }
+}
+
+/// `value / base`, when both exist and the base is positive (a ratio to a
+/// row that measured nothing is no number).
+pub fn ratio(value: Option<f64>, base: Option<f64>) -> Option<f64> {
+    let (v, b) = (value?, base?);
+    (b > 0.0 && v.is_finite() && b.is_finite()).then(|| v / b)
 }
 
 /// `proxy - direct` in microseconds, signed: the proxy can come out faster
@@ -124,6 +135,15 @@ mod tests {
         assert_eq!(s.ok, 0);
         assert_eq!(s.p50_us, None);
         assert_eq!(s.throughput, 0.0);
+    }
+
+    #[test]
+    fn ratio_needs_a_positive_base() {
+        assert_eq!(ratio(Some(50.0), Some(200.0)), Some(0.25));
+        assert_eq!(ratio(Some(50.0), Some(0.0)), None);
+        assert_eq!(ratio(None, Some(1.0)), None);
+        assert_eq!(ratio(Some(1.0), None), None);
+        assert_eq!(ratio(Some(f64::NAN), Some(1.0)), None);
     }
 
     #[test]

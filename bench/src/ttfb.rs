@@ -3,11 +3,11 @@
 //! chunk arrives (response headers alone do not count: a proxy that sends
 //! headers early but buffers the SSE events would otherwise look fine).
 //!
-//! Each path is measured in blocks, ABBA order (direct, proxy, proxy,
-//! direct), each block on one keep-alive connection after its own warmup.
-//! Not request-by-request alternation: the proxy's trailing work after each
-//! answer (request-log write) would then land on the next direct request and
-//! inflate the baseline, flattering the proxy.
+//! Each target is measured in blocks, in target order and then reversed (for
+//! two: direct, proxy, proxy, direct), each block on one keep-alive connection
+//! after its own warmup. Not request-by-request alternation: the proxy's
+//! trailing work after each answer (request-log write) would then land on the
+//! next target's request and inflate it, flattering the proxy.
 
 use std::time::{Duration, Instant};
 
