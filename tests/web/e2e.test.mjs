@@ -1,5 +1,6 @@
-// End to end in headless Chromium: log in, manage keys, send requests through the
-// app's own proxy route (to fake Gemini), and find them in logs, overview and usage.
+// End to end in headless Chromium: log in, manage keys and proxy keys' limits, send
+// requests through the app's own proxy route (to fake Gemini), and find them and their
+// cost in logs, overview and usage.
 // scripts/test-web.sh starts the servers and sets WEB_URL, ADMIN_PASSWORD, SCREENSHOT_DIR.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -96,6 +97,57 @@ test('creates a proxy key and shows its secret once', async () => {
   assert.ok(!(await page.content()).includes(secret), 'the secret is shown only once');
 });
 
+const proxyKeyRow = (name) => page.locator('#proxy-keys tr[data-proxy-key-id]', { hasText: name });
+
+test('creates a proxy key with limits through the form, lists them, edits one', async () => {
+  await page.goto(`${WEB}/proxy-keys`);
+  const form = '#create-proxy-key';
+  await page.fill(`${form} input[name=name]`, 'e2e limited');
+  await page.fill(`${form} input[name=models]`, 'gemini-2.0-*, gemini-2.5-flash');
+  await page.fill(`${form} input[name=rpm]`, '100');
+  await page.fill(`${form} input[name=tokens_per_day]`, '100000');
+  await page.fill(`${form} input[name=budget_usd]`, '5');
+  await page.selectOption(`${form} select[name=budget_period]`, 'day');
+  await page.fill(`${form} input[name=expires]`, '2030-01-01');
+  await Promise.all([page.waitForLoadState('load'), page.click(`${form} button[type=submit]`)]);
+  assert.match((await page.textContent('#new-secret')).trim(), /^gp-[0-9a-f]{48}$/);
+  await page.goto(`${WEB}/proxy-keys`);
+  const row = proxyKeyRow('e2e limited');
+  const listed = await row.textContent();
+  assert.match(listed, /models: gemini-2\.0-\*, gemini-2\.5-flash/);
+  assert.match(listed, /rpm 100: 0 in the last minute/);
+  assert.match(listed, /tokens\/day 100000: 100000 left/);
+  assert.match(listed, /budget \$5\.00\/day: \$5\.00 left/);
+  assert.match(listed, /expires 2030-01-01 00:00:00 UTC/);
+
+  // Edit: the form opens filled with the key's policy; change one limit, clear another.
+  await row.locator('details.edit summary').click();
+  assert.equal(await row.locator('input[name=rpm]').inputValue(), '100');
+  await row.locator('input[name=rpm]').fill('7');
+  await row.locator('input[name=tokens_per_day]').fill('');
+  await Promise.all([page.waitForURL(/msg=updated/), row.locator('details.edit button[type=submit]').click()]);
+  const edited = await proxyKeyRow('e2e limited').textContent();
+  assert.match(edited, /rpm 7: /);
+  assert.doesNotMatch(edited, /tokens\/day/);
+  assert.match(edited, /budget \$5\.00\/day/);
+
+  // Bad input: the page again with the field named, the form still open as posted.
+  const errorsBefore = consoleErrors.length;
+  await proxyKeyRow('e2e limited').locator('details.edit summary').click();
+  await proxyKeyRow('e2e limited').locator('input[name=budget_usd]').fill('-5');
+  await Promise.all([
+    page.waitForLoadState('load'),
+    proxyKeyRow('e2e limited').locator('details.edit button[type=submit]').click(),
+  ]);
+  assert.match(await page.textContent('#form-error'), /^budget \(USD\): "-5" is not an amount/);
+  assert.equal(await proxyKeyRow('e2e limited').locator('input[name=budget_usd]').inputValue(), '-5');
+  await shot('proxy-keys-limits');
+  // The 400 answer is logged by Chromium as a failed load: expected here.
+  consoleErrors.splice(errorsBefore);
+  await page.goto(`${WEB}/proxy-keys`);
+  assert.match(await proxyKeyRow('e2e limited').textContent(), /budget \$5\.00\/day/, 'nothing changed');
+});
+
 test('requests through the proxy route reach fake Gemini', async () => {
   // The store change wakes the proxy's refresher; allow it a moment.
   await eventually('the new proxy key to work', async () => (await generate(secret)) === 200);
@@ -120,6 +172,20 @@ test('the requests show in logs, with a detail view and no upstream key', async 
   assert.match(detail, /Total tokens/);
   await shot('log-detail');
   for (const key of KEYS) assert.ok(!(await page.content()).includes(key));
+});
+
+test('cost shows per proxy key, per upstream key and per model', async () => {
+  const cost = /\$0\.0*[1-9]\d*/;
+  await page.goto(`${WEB}/?range=hour`);
+  assert.match(await page.textContent('#totals'), /Cost\s*\$0\.0*[1-9]/);
+  assert.match(await page.textContent('#top-models'), cost);
+  assert.match(await page.textContent('#top-keys'), cost);
+  await page.goto(`${WEB}/proxy-keys`);
+  assert.match(await proxyKeyRow('e2e client').locator('.usage-today').textContent(), cost);
+  await page.goto(`${WEB}/keys`);
+  assert.match(await page.textContent('#keys'), cost);
+  await page.goto(`${WEB}/usage`);
+  assert.match(await page.textContent('#usage'), cost);
 });
 
 test('overview shows totals, charts and the cooling key', async () => {

@@ -15,12 +15,15 @@ pub fn dashboard_router(state: Arc<AppState>) -> Router {
         .route("/login", get(login::show).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/keys", get(pages::keys).post(actions::add_keys))
+        .route("/keys/{id}/limits", post(actions::set_key_limits))
         .route("/keys/{id}/{action}", post(actions::key_action))
         .route(
             "/proxy-keys",
             get(pages::proxy_keys).post(actions::create_proxy_key),
         )
+        .route("/proxy-keys/{id}", post(actions::edit_proxy_key))
         .route("/proxy-keys/{id}/revoke", post(actions::revoke_proxy_key))
+        .route("/proxy-keys/{id}/delete", post(actions::delete_proxy_key))
         .route(
             "/proxy-keys/{id}/passthrough/{setting}",
             post(actions::set_proxy_key_passthrough),

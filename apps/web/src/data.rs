@@ -105,6 +105,7 @@ pub fn sum_per_bucket(cells: &[UsageCell]) -> Vec<UsageCell> {
         sum.cached_tokens += c.cached_tokens;
         sum.total_tokens += c.total_tokens;
         sum.latency_sum_ms += c.latency_sum_ms;
+        sum.cost_usd += c.cost_usd;
     }
     sums.into_values().collect()
 }

@@ -13,6 +13,8 @@ pub mod config;
 #[cfg(feature = "ssr")]
 pub mod data;
 #[cfg(feature = "ssr")]
+pub mod forms;
+#[cfg(feature = "ssr")]
 pub mod handlers;
 #[cfg(feature = "hydrate")]
 pub mod hydrate;

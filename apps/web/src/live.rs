@@ -7,7 +7,8 @@ use proxy_core::admin::{KeyRow, UsageCell};
 
 use crate::timefmt;
 
-/// "disabled", "invalid: …", "cooling: model 3m 2s", or "ok".
+/// "disabled", "invalid: …", "cooling: model 3m 2s", "off today: model 5h 3m" (the
+/// model's quota is 0 for this key until midnight Pacific), both, or "ok".
 pub fn state_text(k: &KeyRow, now_ms: u64) -> String {
     if !k.enabled {
         return "disabled".into();
@@ -15,16 +16,26 @@ pub fn state_text(k: &KeyRow, now_ms: u64) -> String {
     if let Some(reason) = &k.invalid_reason {
         return format!("invalid: {reason}");
     }
-    let cooling: Vec<String> = k
-        .cooldowns
-        .iter()
-        .filter(|(_, until)| *until > now_ms)
-        .map(|(model, until)| format!("{model} {}", timefmt::duration(until - now_ms)))
-        .collect();
-    if cooling.is_empty() {
+    let (mut cooling, mut off) = (Vec::new(), Vec::new());
+    for (model, until) in k.cooldowns.iter().filter(|(_, until)| *until > now_ms) {
+        let text = format!("{model} {}", timefmt::duration(until - now_ms));
+        if k.off_models.contains(model) {
+            off.push(text);
+        } else {
+            cooling.push(text);
+        }
+    }
+    let mut parts = Vec::new();
+    if !cooling.is_empty() {
+        parts.push(format!("cooling: {}", cooling.join(", ")));
+    }
+    if !off.is_empty() {
+        parts.push(format!("off today: {}", off.join(", ")));
+    }
+    if parts.is_empty() {
         "ok".into()
     } else {
-        format!("cooling: {}", cooling.join(", "))
+        parts.join("; ")
     }
 }
 
@@ -32,8 +43,24 @@ pub fn state_text(k: &KeyRow, now_ms: u64) -> String {
 pub fn state_class(text: &str) -> &'static str {
     match text {
         "ok" => "status-ok",
-        s if s.starts_with("cooling") => "status-warn",
+        s if s.starts_with("cooling") || s.starts_with("off today") => "status-warn",
         _ => "status-bad",
+    }
+}
+
+/// USD as the dashboard shows it: at least two decimals, up to six (`$0.25`,
+/// `$0.000123`); a cost above 0 that rounds to nothing says so (`<$0.000001`).
+pub fn usd(amount: f64) -> String {
+    if amount > 0.0 && amount < 0.000_001 {
+        return "<$0.000001".into();
+    }
+    let text = format!("{amount:.6}");
+    let trimmed = text.trim_end_matches('0');
+    let decimals = trimmed.split_once('.').map_or(0, |(_, d)| d.len());
+    if decimals >= 2 {
+        format!("${trimmed}")
+    } else {
+        format!("${amount:.2}")
     }
 }
 
@@ -56,6 +83,7 @@ pub fn TotalsCards(#[prop(into)] totals: Signal<UsageCell>) -> impl IntoView {
             ("Output tokens", t.candidates_tokens.to_string()),
             ("Thinking tokens", t.thoughts_tokens.to_string()),
             ("Cached tokens", t.cached_tokens.to_string()),
+            ("Cost", usd(t.cost_usd)),
             ("Latency p50", format!("{} ms", t.latency_p50_ms)),
             ("Latency p95", format!("{} ms", t.latency_p95_ms)),
         ]
@@ -101,6 +129,25 @@ mod tests {
         );
         assert_eq!(state_class("cooling: flash 1m 4s"), "status-warn");
         assert_eq!(state_class("invalid: x"), "status-bad");
+        let mut off = key(true, None, vec![("flash", 65_000), ("pro", 3_601_000)]);
+        off.off_models = vec!["pro".into()];
+        assert_eq!(
+            state_text(&off, 1_000),
+            "cooling: flash 1m 4s; off today: pro 1h 0m"
+        );
+        off.cooldowns.remove(0);
+        assert_eq!(state_text(&off, 1_000), "off today: pro 1h 0m");
+        assert_eq!(state_class(&state_text(&off, 1_000)), "status-warn");
+    }
+
+    #[test]
+    fn costs_read_as_dollars() {
+        assert_eq!(usd(0.0), "$0.00");
+        assert_eq!(usd(2.5), "$2.50");
+        assert_eq!(usd(0.25), "$0.25");
+        assert_eq!(usd(0.000_123), "$0.000123");
+        assert_eq!(usd(12.345_678_9), "$12.345679");
+        assert_eq!(usd(0.000_000_01), "<$0.000001");
     }
 
     #[test]
@@ -117,9 +164,13 @@ mod tests {
             requests: 4,
             errors: 1,
             latency_p95_ms: 90,
+            cost_usd: 0.0125,
             ..UsageCell::default()
         };
         let html = view! { <TotalsCards totals=totals/> }.to_html();
-        assert!(html.contains("25.0%") && html.contains("90 ms"), "{html}");
+        assert!(
+            html.contains("25.0%") && html.contains("90 ms") && html.contains("$0.0125"),
+            "{html}"
+        );
     }
 }

@@ -48,13 +48,14 @@ pub fn parse_input(text: &str) -> Option<u64> {
     Some(days * DAY_MS + (hour * 60 + minute) * 60_000)
 }
 
-/// "3m 12s" style duration for cooldowns.
+/// "3m 12s" style duration for cooldowns and expiries: the two largest units.
 pub fn duration(ms: u64) -> String {
     let secs = ms / 1000;
     match secs {
         0..=59 => format!("{secs}s"),
         60..=3599 => format!("{}m {}s", secs / 60, secs % 60),
-        _ => format!("{}h {}m", secs / 3600, (secs / 60) % 60),
+        3600..=86_399 => format!("{}h {}m", secs / 3600, (secs / 60) % 60),
+        _ => format!("{}d {}h", secs / 86_400, (secs / 3600) % 24),
     }
 }
 
@@ -74,5 +75,7 @@ mod tests {
         assert_eq!(parse_input("nonsense"), None);
         assert_eq!(parse_input("2024-13-01"), None);
         assert_eq!(duration(61_000), "1m 1s");
+        assert_eq!(duration(3_660_000), "1h 1m");
+        assert_eq!(duration(90_000_000), "1d 1h");
     }
 }

@@ -596,12 +596,17 @@ async fn a_failing_store_answers_503_on_every_page_and_form() {
             "GET {path}: {body}"
         );
     }
-    let forms: [(&str, &[(&str, &str)]); 6] = [
+    let forms: [(&str, &[(&str, &str)]); 10] = [
         ("/keys", &[("keys", "AIzaSyWEB-down-key-0000000000000000000001")]),
         ("/keys/1/disable", &[]),
         ("/keys/1/recheck", &[]),
+        ("/keys/1/limits", &[("rpm", "5")]),
         ("/proxy-keys", &[("name", "down")]),
+        ("/proxy-keys/1", &[("name", "down"), ("rpm", "5")]),
+        // A refused form shows the page again, which needs the store too.
+        ("/proxy-keys/1", &[("name", "down"), ("rpm", "-5")]),
         ("/proxy-keys/1/revoke", &[]),
+        ("/proxy-keys/1/delete", &[]),
         ("/proxy-keys/1/passthrough/deny", &[]),
     ];
     for (path, fields) in forms {
@@ -616,4 +621,471 @@ async fn a_failing_store_answers_503_on_every_page_and_form() {
             "POST {path}: {body}"
         );
     }
+}
+
+/// The app on a fresh SQLite file, with the store itself for checking what forms wrote
+/// and for writing log records.
+async fn start_sqlite(password: &str) -> (Running, Arc<SqliteStore>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(SqliteStore::open(&dir.path().join("web.db")).expect("sqlite"));
+    let web = start_on(store.clone(), Some(password), Some(dir)).await;
+    (web, store)
+}
+
+/// The text of a refused form's error message, when the page shows one.
+fn form_error(page: &str) -> Option<&str> {
+    let rest = page.split(r#"id="form-error""#).nth(1)?;
+    rest.split_once('>')?.1.split("</p>").next()
+}
+
+/// A logged-in operator: (session cookie, form token).
+async fn operator(web: &Running, password: &str) -> (String, String) {
+    let cookie = session_cookie(&web.login(password).await);
+    let (_, page) = web.get(&cookie, "/keys").await;
+    let token = csrf(&page);
+    (cookie, token)
+}
+
+fn location(res: &reqwest::Response) -> String {
+    res.headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The table row of `marker` (`data-key-id="1"`, `data-proxy-key-id="1"`).
+fn row_of(page: &str, marker: &str) -> String {
+    let start = page
+        .find(marker)
+        .unwrap_or_else(|| panic!("no row {marker}: {page}"));
+    page[start..]
+        .split("</tr>")
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn proxy_key_row(store: &SqliteStore, id: i64) -> Option<proxy_core::admin::ProxyKeyRow> {
+    store
+        .list_proxy_keys()
+        .await
+        .expect("proxy keys")
+        .into_iter()
+        .find(|k| k.id == id)
+}
+
+/// Every field of the policy form, for `csrf`, with `changes` replacing some.
+fn policy_form<'a>(csrf: &'a str, changes: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut form = vec![
+        ("csrf", csrf),
+        ("name", "limited"),
+        ("models", "gemini-2.5-*, models/gemini-2.0-flash"),
+        ("rpm", "60"),
+        ("tpm", "10000"),
+        ("tokens_per_day", "50000"),
+        ("budget_usd", "2.50"),
+        ("budget_period", "day"),
+        ("expires", "2027-01-31T18:00:00Z"),
+        ("passthrough", "deny"),
+    ];
+    for &(field, value) in changes {
+        let slot = form.iter_mut().find(|(f, _)| *f == field).expect("a form field");
+        slot.1 = value;
+    }
+    form
+}
+
+#[tokio::test]
+async fn proxy_key_policy_forms_round_trip_and_refuse_bad_input() {
+    use proxy_core::policy::{BudgetPeriod, ProxyKeyPolicy};
+    let (web, store) = start_sqlite("pw").await;
+    let (cookie, token) = operator(&web, "pw").await;
+    let upstream = "AIzaSyWEB-policy-key-00000000000000000001";
+    web.post(&cookie, "/keys", &[("csrf", &token), ("keys", upstream)])
+        .await;
+
+    // Create with every field.
+    let created = web.post(&cookie, "/proxy-keys", &policy_form(&token, &[])).await;
+    assert_eq!(created.status(), StatusCode::OK);
+    let secret = created_secret(created).await;
+    let expected = ProxyKeyPolicy {
+        passthrough: false,
+        models: vec!["gemini-2.5-*".into(), "gemini-2.0-flash".into()],
+        rpm: Some(60),
+        tpm: Some(10_000),
+        tokens_per_day: Some(50_000),
+        budget_usd: Some(2.5),
+        budget_period: BudgetPeriod::Day,
+        expires_at_ms: Some(1_801_418_400_000),
+    };
+    let row = proxy_key_row(&store, 1).await.expect("created");
+    assert_eq!((row.name.as_str(), &row.policy), ("limited", &expected));
+
+    // Listed with every limit and what is left, the edit form filled with them.
+    let (_, page) = web.get(&cookie, "/proxy-keys").await;
+    let listed = row_of(&page, r#"data-proxy-key-id="1""#);
+    for shown in [
+        "models: gemini-2.5-*, gemini-2.0-flash",
+        "rpm 60: 0 in the last minute",
+        "tpm 10000: 0 tokens in the last minute",
+        "tokens/day 50000: 50000 left (0 used",
+        "budget $2.50/day: $2.50 left ($0.00 used",
+        "expires 2027-01-31 18:00:00 UTC (in ",
+        r#"action="/proxy-keys/1""#,
+        r#"name="tokens_per_day" value="50000""#,
+        r#"name="expires" value="2027-01-31T18:00:00Z""#,
+        r#"<option value="day" selected"#,
+        "0 req · 0 tok · $0.00",
+    ] {
+        assert!(listed.contains(shown), "{shown:?} in {listed}");
+    }
+
+    // The model list is enforced once the proxy has it; an edit (here: every model
+    // again) reaches the proxy as soon as the refresher wakes.
+    assert!(eventually(|| async { web.generate(&secret).await == StatusCode::OK }).await);
+    let narrowed = web
+        .post(
+            &cookie,
+            "/proxy-keys/1",
+            &policy_form(&token, &[("models", "gemini-2.5-*")]),
+        )
+        .await;
+    assert_eq!(location(&narrowed), "/proxy-keys?msg=updated");
+    assert!(eventually(|| async { web.generate(&secret).await == StatusCode::FORBIDDEN }).await);
+
+    // Edit: rename, and empty or 0 clears each limit.
+    let cleared = policy_form(
+        &token,
+        &[
+            ("name", " renamed "),
+            ("models", ""),
+            ("rpm", "0"),
+            ("tpm", ""),
+            ("tokens_per_day", "100"),
+            ("budget_usd", "0"),
+            ("budget_period", "month"),
+            ("expires", ""),
+            ("passthrough", "allow"),
+        ],
+    );
+    let edited = web.post(&cookie, "/proxy-keys/1", &cleared).await;
+    assert_eq!(location(&edited), "/proxy-keys?msg=updated");
+    let after = ProxyKeyPolicy {
+        tokens_per_day: Some(100),
+        ..ProxyKeyPolicy::default()
+    };
+    let row = proxy_key_row(&store, 1).await.expect("still there");
+    assert_eq!((row.name.as_str(), &row.policy), ("renamed", &after));
+    assert!(eventually(|| async { web.generate(&secret).await == StatusCode::OK }).await);
+    let (_, page) = web.get(&cookie, "/proxy-keys?msg=updated").await;
+    assert!(page.contains("Proxy key saved"), "{page}");
+    let listed = row_of(&page, r#"data-proxy-key-id="1""#);
+    assert!(
+        listed.contains("tokens/day 100:") && !listed.contains("rpm 60"),
+        "{listed}"
+    );
+
+    // Bad input: the page again with the field named, 400, nothing changed.
+    let bad = [
+        ("rpm", "-1", "rpm: "),
+        ("tpm", "lots", "tpm: "),
+        ("tokens_per_day", "1.5", "tokens per day: "),
+        ("budget_usd", "-3", "budget (USD): "),
+        ("budget_usd", "NaN", "budget (USD): "),
+        ("budget_period", "weekly", "budget period: "),
+        ("expires", "2027-02-30", "expires: "),
+        ("expires", "next week", "expires: "),
+        ("models", "gemini pro", "models: "),
+        ("passthrough", "sometimes", "pass-through: "),
+        ("name", "  ", "name: must not be empty"),
+    ];
+    for (field, value, message) in bad {
+        for path in ["/proxy-keys/1", "/proxy-keys"] {
+            let res = web
+                .post(&cookie, path, &policy_form(&token, &[(field, value)]))
+                .await;
+            assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{path} {field}={value}");
+            let page = res.text().await.expect("page");
+            let error =
+                form_error(&page).unwrap_or_else(|| panic!("no error shown for {field}={value}: {page}"));
+            assert!(error.starts_with(message), "{field}={value}: {error}");
+            assert!(!page.contains("gp-"), "no key was created");
+            assert!(!page.contains(upstream), "no upstream secret on any page");
+        }
+    }
+    let keys = store.list_proxy_keys().await.expect("keys");
+    assert_eq!(keys.len(), 1, "no refused create made a key");
+    assert_eq!((keys[0].name.as_str(), &keys[0].policy), ("renamed", &after));
+    // The refused edit form is shown open with what was posted.
+    let res = web
+        .post(&cookie, "/proxy-keys/1", &policy_form(&token, &[("rpm", "ten")]))
+        .await;
+    let page = res.text().await.expect("page");
+    let listed = row_of(&page, r#"data-proxy-key-id="1""#);
+    assert!(
+        listed.contains(r#"<details open class="edit">"#) && listed.contains(r#"name="rpm" value="ten""#),
+        "{listed}"
+    );
+
+    // CSRF, unknown keys, delete.
+    let forged = web
+        .post(&cookie, "/proxy-keys/1", &policy_form("forged", &[]))
+        .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let missing = web
+        .post(&cookie, "/proxy-keys/9", &policy_form(&token, &[]))
+        .await;
+    assert_eq!(location(&missing), "/proxy-keys?msg=missing");
+    let forged = web
+        .post(&cookie, "/proxy-keys/1/delete", &[("csrf", "forged")])
+        .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert!(proxy_key_row(&store, 1).await.is_some());
+    let deleted = web
+        .post(&cookie, "/proxy-keys/1/delete", &[("csrf", &token)])
+        .await;
+    assert_eq!(location(&deleted), "/proxy-keys?msg=proxy-key-deleted");
+    assert!(proxy_key_row(&store, 1).await.is_none());
+    assert!(eventually(|| async { web.generate(&secret).await == StatusCode::UNAUTHORIZED }).await);
+    let again = web
+        .post(&cookie, "/proxy-keys/1/delete", &[("csrf", &token)])
+        .await;
+    assert_eq!(location(&again), "/proxy-keys?msg=missing");
+}
+
+#[tokio::test]
+async fn upstream_key_limits_forms_round_trip_and_refuse_bad_input() {
+    use proxy_core::keys::{KeyLimits, Limits};
+    let (web, store) = start_sqlite("pw").await;
+    let (cookie, token) = operator(&web, "pw").await;
+    let secret = "AIzaSyWEB-limits-key-00000000000000000001";
+    web.post(&cookie, "/keys", &[("csrf", &token), ("keys", secret)])
+        .await;
+    let limits = || async { store.list_keys().await.expect("keys")[0].limits.clone() };
+    let set = |fields: Vec<(&'static str, &'static str)>| {
+        let mut form = vec![("csrf", token.clone())];
+        form.extend(fields.into_iter().map(|(f, v)| (f, v.to_string())));
+        web.http
+            .post(format!("{}/keys/1/limits", web.base))
+            .header(COOKIE, cookie.clone())
+            .form(&form)
+            .send()
+    };
+
+    let all = set(vec![("rpm", "10"), ("tpm", ""), ("rpd", "500")])
+        .await
+        .expect("post");
+    assert_eq!(location(&all), "/keys?msg=limits-set");
+    let pro = set(vec![
+        ("model", "models/gemini-2.5-pro"),
+        ("rpm", "2"),
+        ("tpm", "0"),
+        ("rpd", ""),
+    ])
+    .await
+    .expect("post");
+    assert_eq!(location(&pro), "/keys?msg=limits-set");
+    let mut expected = KeyLimits {
+        all_models: Limits {
+            rpm: Some(10),
+            tpm: None,
+            rpd: Some(500),
+        },
+        ..KeyLimits::default()
+    };
+    expected.models.insert(
+        "gemini-2.5-pro".into(),
+        Limits {
+            rpm: Some(2),
+            ..Limits::default()
+        },
+    );
+    assert_eq!(limits().await, expected);
+
+    let (_, page) = web.get(&cookie, "/keys?msg=limits-set").await;
+    assert!(page.contains("Key limits saved"), "{page}");
+    let row = row_of(&page, r#"data-key-id="1""#);
+    for shown in [
+        "all models: rpm 10 · rpd 500",
+        "gemini-2.5-pro: rpm 2",
+        r#"action="/keys/1/limits""#,
+        r#"<input type="hidden" name="model" value="gemini-2.5-pro""#,
+        r#"name="rpd" value="500""#,
+    ] {
+        assert!(row.contains(shown), "{shown:?} in {row}");
+    }
+    assert!(!page.contains(secret), "the upstream secret never appears");
+
+    // Bad input: 400, the field named, nothing changed.
+    for (fields, message) in [
+        (vec![("rpm", "-1")], "rpm: "),
+        (vec![("tpm", "fast")], "tpm: "),
+        (vec![("rpd", "2.5")], "rpd: "),
+        (vec![("model", "gemini pro"), ("rpm", "1")], "model: "),
+    ] {
+        let res = set(fields).await.expect("post");
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{message}");
+        let page = res.text().await.expect("page");
+        assert!(
+            form_error(&page).is_some_and(|e| e.starts_with(message)),
+            "{message}: {page}"
+        );
+        assert!(!page.contains(secret));
+    }
+    assert_eq!(limits().await, expected, "refused forms change nothing");
+
+    // Empty or 0 clears: the model's entry goes, then every model's limits.
+    let cleared = set(vec![
+        ("model", "gemini-2.5-pro"),
+        ("rpm", ""),
+        ("tpm", "0"),
+        ("rpd", ""),
+    ])
+    .await
+    .expect("post");
+    assert_eq!(location(&cleared), "/keys?msg=limits-set");
+    expected.models.clear();
+    assert_eq!(limits().await, expected);
+    set(vec![("rpm", "0"), ("tpm", ""), ("rpd", "")])
+        .await
+        .expect("post");
+    assert_eq!(limits().await, KeyLimits::default());
+    let (_, page) = web.get(&cookie, "/keys").await;
+    assert!(row_of(&page, r#"data-key-id="1""#).contains("all models: none"));
+
+    let forged = web
+        .post(&cookie, "/keys/1/limits", &[("csrf", "forged"), ("rpm", "1")])
+        .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let missing = web
+        .post(&cookie, "/keys/9/limits", &[("csrf", &token), ("rpm", "1")])
+        .await;
+    assert_eq!(location(&missing), "/keys?msg=missing");
+    assert_eq!(limits().await, KeyLimits::default());
+}
+
+#[tokio::test]
+async fn cost_shows_per_proxy_key_upstream_key_and_model() {
+    use proxy_core::log::LogRecord;
+    let (web, store) = start_sqlite("pw").await;
+    let (cookie, token) = operator(&web, "pw").await;
+    let secret = "AIzaSyWEB-cost-key-000000000000000000001";
+    web.post(&cookie, "/keys", &[("csrf", &token), ("keys", secret)])
+        .await;
+    let form = [("csrf", token.as_str()), ("name", "billed"), ("budget_usd", "1")];
+    assert_eq!(
+        web.post(&cookie, "/proxy-keys", &form).await.status(),
+        StatusCode::OK
+    );
+    let now = proxy_axum::unix_ms();
+    let record = |id: &str, at: u64, cost: f64| LogRecord {
+        id: id.into(),
+        started_at_ms: at,
+        proxy_key_id: Some(1),
+        upstream_key_ids: vec![1],
+        answered_key_id: Some(1),
+        model: Some("gemini-2.5-flash".into()),
+        route: "generateContent".into(),
+        api: "gemini".into(),
+        status: 200,
+        attempts: 1,
+        latency_ms: 10,
+        prompt_tokens: Some(100),
+        total_tokens: Some(150),
+        cost_usd: Some(cost),
+        ..LogRecord::default()
+    };
+    store
+        .write_logs(&[record("c-1", now - 2000, 0.25), record("c-2", now - 1000, 0.125)])
+        .await
+        .expect("write logs");
+
+    let (_, overview) = web.get(&cookie, "/?range=hour").await;
+    let totals = overview.split(r#"id="totals""#).nth(1).expect("totals");
+    assert!(totals.contains("Cost<b>$0.375</b>"), "{totals}");
+    for table in [r#"id="top-models""#, r#"id="top-keys""#] {
+        let part = overview.split(table).nth(1).expect(table);
+        let part = part.split("</table>").next().unwrap_or_default();
+        assert!(
+            part.contains("<th>Cost</th>") && part.contains("$0.375"),
+            "{part}"
+        );
+    }
+    let (_, usage) = web.get(&cookie, "/usage?days=1").await;
+    let table = usage.split(r#"id="usage""#).nth(1).expect("usage table");
+    assert!(
+        table.contains("gemini-2.5-flash") && table.contains("$0.375"),
+        "{table}"
+    );
+    let (_, csv) = web.get(&cookie, "/usage.csv?days=1").await;
+    assert!(
+        csv.lines().next().unwrap_or_default().ends_with(",cost_usd"),
+        "{csv}"
+    );
+    assert!(
+        csv.lines().nth(1).unwrap_or_default().ends_with(",0.375"),
+        "{csv}"
+    );
+    let (_, keys) = web.get(&cookie, "/keys").await;
+    assert!(
+        row_of(&keys, r#"data-key-id="1""#).contains("2 req · 300 tok · $0.375"),
+        "{keys}"
+    );
+    assert!(!keys.contains(secret));
+    let (_, proxy_keys) = web.get(&cookie, "/proxy-keys").await;
+    let row = row_of(&proxy_keys, r#"data-proxy-key-id="1""#);
+    assert!(
+        row.contains("2 req · 300 tok · $0.375"),
+        "today and this month: {row}"
+    );
+    assert!(
+        row.contains("budget $1.00/month: $0.625 left ($0.375 used"),
+        "{row}"
+    );
+    let (_, logs) = web.get(&cookie, "/logs").await;
+    assert!(
+        logs.contains("<th>Cost</th>") && logs.contains("$0.125"),
+        "{logs}"
+    );
+    let (_, detail) = web.get(&cookie, &format!("/logs/c-1?at={}", now - 2000)).await;
+    assert!(detail.contains("<dt>Cost</dt><dd>$0.25</dd>"), "{detail}");
+}
+
+#[tokio::test]
+async fn models_off_today_are_shown_on_the_keys_page() {
+    let (web, store) = start_sqlite("pw").await;
+    let (cookie, token) = operator(&web, "pw").await;
+    // fake-gemini: `-r429off-` answers 429 with a quota of 0 for the model.
+    let secret = "AIzaSyWEB-r429off-key-00000000000000000001";
+    web.post(&cookie, "/keys", &[("csrf", &token), ("keys", secret)])
+        .await;
+    let created = web
+        .post(&cookie, "/proxy-keys", &[("csrf", &token), ("name", "app")])
+        .await;
+    let proxy_key = created_secret(created).await;
+    assert!(
+        eventually(|| async { web.generate(&proxy_key).await == StatusCode::TOO_MANY_REQUESTS }).await,
+        "the only key is off for the model"
+    );
+    assert!(
+        eventually(|| async {
+            store
+                .list_keys()
+                .await
+                .is_ok_and(|k| k[0].off_models == ["gemini-2.0-flash"])
+        })
+        .await
+    );
+    let (_, page) = web.get(&cookie, "/keys").await;
+    let row = row_of(&page, r#"data-key-id="1""#);
+    assert!(
+        row.contains("off today: gemini-2.0-flash") && row.contains("status-warn"),
+        "{row}"
+    );
+    assert!(
+        !row.contains("cooling:"),
+        "an off model is not said to be cooling: {row}"
+    );
+    assert!(!page.contains(secret));
 }

@@ -53,7 +53,7 @@ async fn dashboard_queries<S: AdminStore + LogSink>(store: &S) {
 
     let first_key = keys[0].row.id;
     let first_label = format!("{} (#{first_key})", keys[0].row.name);
-    let record = |id: &str, at: u64, latency_ms: u64, status: u16| LogRecord {
+    let record = |id: &str, at: u64, latency_ms: u64, status: u16, cost: f64| LogRecord {
         id: id.into(),
         started_at_ms: at,
         proxy_key_id: Some(proxy_key),
@@ -67,13 +67,14 @@ async fn dashboard_queries<S: AdminStore + LogSink>(store: &S) {
         latency_ms,
         prompt_tokens: Some(7),
         total_tokens: Some(9),
+        cost_usd: Some(cost),
         ..LogRecord::default()
     };
     store
         .write_logs(&[
-            record("web-1", now - 1000, 12, 200),
-            record("web-2", now - 500, 40, 503),
-            record("web-old", now - 2 * 86_400_000, 5, 200),
+            record("web-1", now - 1000, 12, 200, 0.25),
+            record("web-2", now - 500, 40, 503, 0.125),
+            record("web-old", now - 2 * 86_400_000, 5, 200, 1.0),
         ])
         .await
         .expect("write logs");
@@ -87,6 +88,7 @@ async fn dashboard_queries<S: AdminStore + LogSink>(store: &S) {
         (2, 1, 14),
         "last hour's totals"
     );
+    assert_eq!(t.cost_usd, 0.375, "the hour's cost");
     assert_eq!(
         (t.latency_p50_ms, t.latency_p95_ms),
         (12, 40),
@@ -102,8 +104,14 @@ async fn dashboard_queries<S: AdminStore + LogSink>(store: &S) {
         overview
             .top_models
             .first()
-            .map(|(label, c)| (label.as_str(), c.requests)),
-        Some(("gemini-2.0-flash", 2))
+            .map(|(label, c)| (label.as_str(), c.requests, c.cost_usd)),
+        Some(("gemini-2.0-flash", 2, 0.375)),
+        "cost per model"
+    );
+    assert_eq!(
+        overview.top_keys.first().map(|(_, c)| c.cost_usd),
+        Some(0.375),
+        "cost per upstream key"
     );
     assert_eq!(
         overview.top_keys.first().map(|(label, _)| label.clone()),
@@ -114,16 +122,30 @@ async fn dashboard_queries<S: AdminStore + LogSink>(store: &S) {
     let used = keys.iter().find(|k| k.row.id == first_key).expect("first key");
     assert_eq!(used.row.last_used_ms, Some(now - 500));
     assert!(used.today.requests >= 2, "usage today counts this hour's records");
+    assert!(used.today.cost_usd >= 0.375);
 
     let proxy_keys = pages::proxy_key_views(admin, now).await.expect("proxy keys");
     assert_eq!(proxy_keys.len(), 1);
-    assert_eq!(proxy_keys[0].month.requests, 3, "30 days include the old record");
-    assert!(proxy_keys[0].today.requests >= 2);
+    let usage = &proxy_keys[0].usage;
+    let old_this_month = now - 2 * 86_400_000 >= proxy_core::admin::month_start_ms(now);
+    let (month_requests, month_cost) = if old_this_month { (3, 1.375) } else { (2, 0.375) };
+    assert_eq!(
+        (usage.month.requests, usage.month.cost_usd),
+        (month_requests, month_cost),
+        "this month (UTC) holds the old record when it started this month"
+    );
+    assert!(usage.today.requests >= 2 && usage.today.cost_usd >= 0.375);
 
     let (lines, daily) = pages::usage_data(admin, 7, now).await.expect("usage");
     assert_eq!(daily.len(), 7, "one chart bar per day");
     assert_eq!(daily.iter().map(|d| d.requests).sum::<u64>(), 3);
     assert_eq!(lines.iter().map(|l| l.cell.requests).sum::<u64>(), 3);
+    assert_eq!(lines.iter().map(|l| l.cell.cost_usd).sum::<f64>(), 1.375);
+    assert_eq!(
+        daily.iter().map(|d| d.cost_usd).sum::<f64>(),
+        1.375,
+        "daily sums carry cost"
+    );
     assert!(lines.windows(2).all(|w| w[0].day >= w[1].day), "newest day first");
     assert!(lines.iter().all(|l| l.key == first_label));
 

@@ -7,7 +7,7 @@ use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use proxy_core::admin::{AdminStore, ProxyKeyUpdate};
+use proxy_core::admin::{AdminStore, ProxyKeyUpdate, validate_policy};
 use proxy_core::auth::{format_proxy_key, hash_proxy_key};
 use proxy_core::classify::Outcome;
 use proxy_core::platform::StoreError;
@@ -16,9 +16,12 @@ use serde::Deserialize;
 
 use super::login::CsrfForm;
 use super::{AppError, render};
+use crate::forms::{KeyLimitsForm, PolicyForm, whole_update};
 use crate::operator::Operator;
 use crate::state::AppState;
 use crate::views;
+use crate::views::keys::LimitsFailure;
+use crate::views::proxy_keys::PolicyFailure;
 
 #[derive(Deserialize)]
 pub struct AddKeysForm {
@@ -121,17 +124,6 @@ async fn clear_invalid_mark(admin: &dyn AdminStore, id: i64) -> Result<(), Store
     Ok(())
 }
 
-#[derive(Deserialize)]
-pub struct CreateProxyKeyForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    name: String,
-    /// `allow` (also when absent) or `deny`.
-    #[serde(default)]
-    passthrough: String,
-}
-
 /// A pass-through setting as the forms spell it.
 fn passthrough_setting(text: &str) -> Option<bool> {
     match text {
@@ -141,23 +133,50 @@ fn passthrough_setting(text: &str) -> Option<bool> {
     }
 }
 
+/// The name and policy a create or edit form holds, or the field to correct.
+fn named_policy(form: &PolicyForm) -> Result<(String, ProxyKeyPolicy), String> {
+    let name = form.name().map_err(|e| e.to_string())?;
+    let policy = form.policy().map_err(|e| e.to_string())?;
+    validate_policy(&policy).map_err(|e| format!("budget (USD): {e}"))?;
+    Ok((name, policy))
+}
+
+/// The proxy-keys page again, 400, with the refused form filled as it was posted and
+/// the reason above the table. Nothing was changed.
+async fn refuse_policy(
+    state: &AppState,
+    operator: &Operator,
+    key_id: Option<i64>,
+    error: String,
+    form: PolicyForm,
+) -> Result<Response, AppError> {
+    let keys = super::pages::proxy_key_views(state.admin.as_ref(), proxy_axum::unix_ms()).await?;
+    let failure = PolicyFailure {
+        key_id,
+        error,
+        values: PolicyForm {
+            csrf: String::new(),
+            ..form
+        },
+    };
+    let mut response = render(|| views::proxy_keys::page(operator.csrf(), keys, None, None, Some(&failure)));
+    *response.status_mut() = StatusCode::BAD_REQUEST;
+    Ok(response)
+}
+
 /// Answers with the page itself (not a redirect): the secret must appear exactly once
-/// and never in a URL.
+/// and never in a URL. The key is created with its whole policy in one write.
 pub async fn create_proxy_key(
     State(state): State<Arc<AppState>>,
     operator: Operator,
-    Form(form): Form<CreateProxyKeyForm>,
+    Form(form): Form<PolicyForm>,
 ) -> Result<Response, AppError> {
     if let Some(response) = operator.csrf_rejection(&form.csrf) {
         return Ok(response);
     }
-    let setting = if form.passthrough.is_empty() {
-        "allow"
-    } else {
-        form.passthrough.as_str()
-    };
-    let Some(passthrough) = passthrough_setting(setting) else {
-        return Ok((StatusCode::BAD_REQUEST, "pass-through is allow or deny").into_response());
+    let (name, policy) = match named_policy(&form) {
+        Ok(parsed) => parsed,
+        Err(error) => return refuse_policy(&state, &operator, None, error, form).await,
     };
     let mut random = [0u8; 24];
     if let Err(error) = getrandom::fill(&mut random) {
@@ -165,20 +184,129 @@ pub async fn create_proxy_key(
         return Ok((StatusCode::INTERNAL_SERVER_ERROR, "cannot generate a key").into_response());
     }
     let secret = format_proxy_key(&random);
-    let name = form.name.trim().to_string();
     let admin = state.admin.as_ref();
-    let policy = ProxyKeyPolicy {
-        passthrough,
-        ..ProxyKeyPolicy::default()
-    };
-    admin
+    match admin
         .create_proxy_key_with_policy(&name, &hash_proxy_key(&secret), &policy)
-        .await?;
+        .await
+    {
+        Ok(_) => {}
+        Err(StoreError::Invalid(error)) => return refuse_policy(&state, &operator, None, error, form).await,
+        Err(error) => return Err(error.into()),
+    }
     state.refresh.notify_one();
     let keys = super::pages::proxy_key_views(admin, proxy_axum::unix_ms()).await?;
     Ok(render(|| {
-        views::proxy_keys::page(operator.csrf(), keys, Some((name, secret)), None)
+        views::proxy_keys::page(operator.csrf(), keys, Some((name, secret)), None, None)
     }))
+}
+
+/// The edit form: sets every policy field as the form holds it (an empty limit clears
+/// that limit) and the name, then redirects.
+pub async fn edit_proxy_key(
+    State(state): State<Arc<AppState>>,
+    operator: Operator,
+    Path(id): Path<i64>,
+    Form(form): Form<PolicyForm>,
+) -> Result<Response, AppError> {
+    if let Some(response) = operator.csrf_rejection(&form.csrf) {
+        return Ok(response);
+    }
+    let (name, policy) = match named_policy(&form) {
+        Ok(parsed) => parsed,
+        Err(error) => return refuse_policy(&state, &operator, Some(id), error, form).await,
+    };
+    let admin = state.admin.as_ref();
+    let found = match admin.update_proxy_key(id, &whole_update(&policy)).await {
+        Ok(found) => found,
+        Err(StoreError::Invalid(error)) => {
+            return refuse_policy(&state, &operator, Some(id), error, form).await;
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if !found || !admin.rename_proxy_key(id, &name).await? {
+        return Ok(Redirect::to("/proxy-keys?msg=missing").into_response());
+    }
+    state.refresh.notify_one();
+    tracing::info!(
+        proxy_key_id = id,
+        ?policy,
+        "operator changed a proxy key's policy"
+    );
+    Ok(Redirect::to("/proxy-keys?msg=updated").into_response())
+}
+
+/// Deletes a proxy key's row: its secret stops working at the proxy's next refresh
+/// (woken now); its log records stay.
+pub async fn delete_proxy_key(
+    State(state): State<Arc<AppState>>,
+    operator: Operator,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    if let Some(response) = operator.csrf_rejection(&form.csrf) {
+        return Ok(response);
+    }
+    if !state.admin.delete_proxy_key(id).await? {
+        return Ok(Redirect::to("/proxy-keys?msg=missing").into_response());
+    }
+    state.refresh.notify_one();
+    tracing::info!(proxy_key_id = id, "operator deleted a proxy key");
+    Ok(Redirect::to("/proxy-keys?msg=proxy-key-deleted").into_response())
+}
+
+/// An upstream key's limits for every model or one: each of rpm, tpm, rpd as the form
+/// holds it (empty or 0 clears it); the other models' limits stay.
+pub async fn set_key_limits(
+    State(state): State<Arc<AppState>>,
+    operator: Operator,
+    Path(id): Path<i64>,
+    Form(form): Form<KeyLimitsForm>,
+) -> Result<Response, AppError> {
+    if let Some(response) = operator.csrf_rejection(&form.csrf) {
+        return Ok(response);
+    }
+    let (model, rpm, tpm, rpd) = match form.parsed() {
+        Ok(parsed) => parsed,
+        Err(error) => return refuse_limits(&state, &operator, id, error.to_string(), form).await,
+    };
+    let admin = state.admin.as_ref();
+    let Some(key) = admin.list_keys().await?.into_iter().find(|k| k.id == id) else {
+        return Ok(Redirect::to("/keys?msg=missing").into_response());
+    };
+    let mut limits = key.limits;
+    limits.update(model.as_deref(), Some(rpm), Some(tpm), Some(rpd));
+    match admin.set_key_limits(id, &limits).await {
+        Ok(true) => {}
+        Ok(false) => return Ok(Redirect::to("/keys?msg=missing").into_response()),
+        Err(StoreError::Invalid(error)) => return refuse_limits(&state, &operator, id, error, form).await,
+        Err(error) => return Err(error.into()),
+    }
+    state.refresh.notify_one();
+    tracing::info!(key_id = id, ?limits, "operator changed an upstream key's limits");
+    Ok(Redirect::to("/keys?msg=limits-set").into_response())
+}
+
+/// The upstream keys page again, 400, with the refused limits form filled as posted.
+async fn refuse_limits(
+    state: &AppState,
+    operator: &Operator,
+    key_id: i64,
+    error: String,
+    form: KeyLimitsForm,
+) -> Result<Response, AppError> {
+    let now = proxy_axum::unix_ms();
+    let keys = super::pages::key_views(state.admin.as_ref(), now).await?;
+    let failure = LimitsFailure {
+        key_id,
+        error,
+        values: KeyLimitsForm {
+            csrf: String::new(),
+            ..form
+        },
+    };
+    let mut response = render(|| views::keys::page(operator.csrf(), keys, now, None, Some(&failure)));
+    *response.status_mut() = StatusCode::BAD_REQUEST;
+    Ok(response)
 }
 
 pub async fn revoke_proxy_key(

@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use proxy_axum::unix_ms;
-use proxy_core::admin::{AdminStore, KeyRow, UsageCell, UsageQuery};
+use proxy_core::admin::{AdminStore, KeyRow, UsageCell, UsageQuery, proxy_key_usage};
 use proxy_core::keys::KeyId;
 use proxy_core::platform::StoreError;
 use serde::Deserialize;
@@ -99,7 +99,7 @@ pub async fn keys(
     let now = unix_ms();
     let keys = key_views(state.admin.as_ref(), now).await?;
     Ok(render(|| {
-        views::keys::page(operator.csrf(), keys, now, params.msg.as_deref())
+        views::keys::page(operator.csrf(), keys, now, params.msg.as_deref(), None)
     }))
 }
 
@@ -132,37 +132,19 @@ pub async fn proxy_keys(
 ) -> Result<Response, AppError> {
     let keys = proxy_key_views(state.admin.as_ref(), unix_ms()).await?;
     Ok(render(|| {
-        views::proxy_keys::page(operator.csrf(), keys, None, params.msg.as_deref())
+        views::proxy_keys::page(operator.csrf(), keys, None, params.msg.as_deref(), None)
     }))
 }
 
-/// Proxy keys with their usage today (UTC) and over the last 30 days.
+/// Proxy keys with their usage today and this month (UTC) and what their limits leave.
 pub async fn proxy_key_views(
     admin: &dyn AdminStore,
     now: u64,
 ) -> Result<Vec<views::proxy_keys::ProxyKeyView>, StoreError> {
-    let query = |since_ms| UsageQuery {
-        since_ms,
-        by_proxy_key: true,
-        ..UsageQuery::default()
-    };
-    let today = per_id(admin, query(now / data::DAY_MS * data::DAY_MS), |c| {
-        c.proxy_key_id
-    })
-    .await?;
-    let month = per_id(admin, query(now.saturating_sub(30 * data::DAY_MS)), |c| {
-        c.proxy_key_id
-    })
-    .await?;
-    Ok(admin
-        .list_proxy_keys()
+    Ok(proxy_key_usage(admin, now)
         .await?
         .into_iter()
-        .map(|row| views::proxy_keys::ProxyKeyView {
-            today: today.get(&row.id).cloned().unwrap_or_default(),
-            month: month.get(&row.id).cloned().unwrap_or_default(),
-            row,
-        })
+        .map(|(row, usage)| views::proxy_keys::ProxyKeyView { row, usage })
         .collect())
 }
 

@@ -1,11 +1,14 @@
-//! Upstream keys: masked key, name, status, cooldowns with time left, usage today, last
+//! Upstream keys: masked key, name, status (cooldowns with time left, models off today),
+//! usage and cost today, limits (every model and per model) with their edit forms, last
 //! used; add (one or many, one per line), enable/disable, re-check, delete.
 
 use leptos::prelude::*;
 use proxy_core::admin::{KeyRow, UsageCell};
+use proxy_core::keys::{KeyLimits, Limits};
 
 use super::{csrf_field, notice, post_button};
-use crate::live::KeyStatus;
+use crate::forms::KeyLimitsForm;
+use crate::live::{KeyStatus, usd};
 use crate::timefmt;
 
 pub struct KeyView {
@@ -14,14 +17,26 @@ pub struct KeyView {
     pub today: UsageCell,
 }
 
-/// "12 req · 3400 tok" (errors added when there were some).
+/// A limits form that was refused: shown again with what was posted and why.
+pub struct LimitsFailure {
+    pub key_id: i64,
+    pub error: String,
+    pub values: KeyLimitsForm,
+}
+
+/// "12 req · 3400 tok · $0.0012" (errors added when there were some).
 pub fn usage_text(u: &UsageCell) -> String {
     let errors = if u.errors > 0 {
         format!(" ({} failed)", u.errors)
     } else {
         String::new()
     };
-    format!("{} req{errors} · {} tok", u.requests, u.total_tokens)
+    format!(
+        "{} req{errors} · {} tok · {}",
+        u.requests,
+        u.total_tokens,
+        usd(u.cost_usd)
+    )
 }
 
 /// The status cell: the shared `KeyStatus` component, which the browser bundle (when
@@ -31,7 +46,36 @@ pub fn status_cell(k: &KeyRow, now_ms: u64) -> AnyView {
     view! { <td data-live-key=id><KeyStatus row=k.clone() now_ms=now_ms/></td> }.into_any()
 }
 
-pub fn page(csrf: &str, keys: Vec<KeyView>, now_ms: u64, msg: Option<&str>) -> String {
+/// "rpm 10 · rpd 500", or "none".
+pub fn one_limits_text(limits: &Limits) -> String {
+    let parts: Vec<String> = [("rpm", limits.rpm), ("tpm", limits.tpm), ("rpd", limits.rpd)]
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|v| format!("{name} {v}")))
+        .collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(" · ")
+    }
+}
+
+/// One line per scope: "all models: rpm 10 · rpd 500", then each model's own.
+pub fn limit_lines(limits: &KeyLimits) -> Vec<String> {
+    let mut lines = vec![format!("all models: {}", one_limits_text(&limits.all_models))];
+    for (model, own) in &limits.models {
+        lines.push(format!("{model}: {}", one_limits_text(own)));
+    }
+    lines
+}
+
+pub fn page(
+    csrf: &str,
+    keys: Vec<KeyView>,
+    now_ms: u64,
+    msg: Option<&str>,
+    failure: Option<&LimitsFailure>,
+) -> String {
+    let error = failure.map(|f| view! { <p class="error" id="form-error">{f.error.clone()}</p> });
     let rows = keys
         .into_iter()
         .map(|k| {
@@ -47,6 +91,12 @@ pub fn page(csrf: &str, keys: Vec<KeyView>, now_ms: u64, msg: Option<&str>) -> S
                 .row
                 .last_used_ms
                 .map_or_else(|| "never".to_string(), timefmt::date_time);
+            let limits = limit_lines(&k.row.limits)
+                .into_iter()
+                .map(|line| view! { <li>{line}</li> })
+                .collect_view();
+            let failed = failure.filter(|f| f.key_id == id);
+            let edit = limits_forms(id, &k.row.limits, failed, csrf);
             view! {
                 <tr data-key-id=id.to_string()>
                     <td>{id.to_string()}</td>
@@ -54,6 +104,7 @@ pub fn page(csrf: &str, keys: Vec<KeyView>, now_ms: u64, msg: Option<&str>) -> S
                     <td><code>{k.row.masked.clone()}</code></td>
                     {status_cell(&k.row, now_ms)}
                     <td class="num">{usage_text(&k.today)}</td>
+                    <td class="limits"><ul>{limits}</ul>{edit}</td>
                     <td>{last_used}</td>
                     <td>{timefmt::date_time(k.row.created_at_ms)}</td>
                     <td>{toggle}" "{recheck}" "{delete}</td>
@@ -64,8 +115,10 @@ pub fn page(csrf: &str, keys: Vec<KeyView>, now_ms: u64, msg: Option<&str>) -> S
     let body = view! {
         <h1>"Upstream keys"</h1>
         {notice(msg)}
+        {error}
         <table id="keys">
-            <tr><th>"#"</th><th>"Name"</th><th>"Key"</th><th>"Status"</th><th>"Today (PT)"</th><th>"Last used"</th><th>"Added"</th><th></th></tr>
+            <tr><th>"#"</th><th>"Name"</th><th>"Key"</th><th>"Status"</th><th>"Today (PT)"</th><th>"Limits"</th>
+                <th>"Last used"</th><th>"Added"</th><th></th></tr>
             {rows}
         </table>
         <h2>"Add keys"</h2>
@@ -79,4 +132,66 @@ pub fn page(csrf: &str, keys: Vec<KeyView>, now_ms: u64, msg: Option<&str>) -> S
     }
     .into_any();
     super::layout::document("Upstream keys", "/keys", Some(csrf), body)
+}
+
+/// The key's limits forms, folded away unless one of them was refused: every model's,
+/// each model's own, and one for a model without limits yet. Each sets rpm, tpm and
+/// rpd for its scope; empty or 0 clears one.
+fn limits_forms(id: i64, limits: &KeyLimits, failed: Option<&LimitsFailure>, csrf: &str) -> AnyView {
+    let failed_model = failed.map(|f| f.values.model.trim().trim_start_matches("models/").to_string());
+    let mut scopes: Vec<(Option<String>, Limits)> = vec![(None, limits.all_models)];
+    scopes.extend(limits.models.iter().map(|(m, l)| (Some(m.clone()), *l)));
+    let mut used_failure = false;
+    let mut forms: Vec<AnyView> = scopes
+        .into_iter()
+        .map(|(model, own)| {
+            let this = model.clone().unwrap_or_default();
+            let values = match (failed, &failed_model) {
+                (Some(f), Some(m)) if *m == this => {
+                    used_failure = true;
+                    f.values.clone()
+                }
+                _ => KeyLimitsForm::of(model.as_deref(), &own),
+            };
+            let label = model.map_or_else(|| "All models".to_string(), |m| format!("Model {m}"));
+            let model_field = view! { <input type="hidden" name="model" value=values.model.clone()/> };
+            limits_form(id, label, model_field.into_any(), &values, csrf)
+        })
+        .collect();
+    let values = match failed {
+        Some(f) if !used_failure => f.values.clone(),
+        _ => KeyLimitsForm::default(),
+    };
+    let model_field = view! { <label>"Model"<input type="text" name="model" value=values.model.clone() required=true/></label> };
+    forms.push(limits_form(
+        id,
+        "Another model".to_string(),
+        model_field.into_any(),
+        &values,
+        csrf,
+    ));
+    view! {
+        <details class="edit" open=failed.is_some()>
+            <summary>"Edit limits"</summary>
+            {forms}
+            <p class="hint">"Empty or 0 clears a limit. Requests per day reset at midnight Pacific."</p>
+        </details>
+    }
+    .into_any()
+}
+
+fn limits_form(id: i64, label: String, model_field: AnyView, v: &KeyLimitsForm, csrf: &str) -> AnyView {
+    let action = format!("/keys/{id}/limits");
+    view! {
+        <form method="post" action=action class="limits-form">
+            {csrf_field(csrf)}
+            <b>{label}</b>
+            {model_field}
+            <label>"rpm"<input type="text" inputmode="numeric" name="rpm" value=v.rpm.clone() size="6"/></label>
+            <label>"tpm"<input type="text" inputmode="numeric" name="tpm" value=v.tpm.clone() size="8"/></label>
+            <label>"rpd"<input type="text" inputmode="numeric" name="rpd" value=v.rpd.clone() size="6"/></label>
+            <button type="submit">"Set"</button>
+        </form>
+    }
+    .into_any()
 }

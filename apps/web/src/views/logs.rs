@@ -9,6 +9,7 @@ use proxy_core::keys::KeyId;
 use proxy_core::log::LogRecord;
 
 use crate::data::key_label;
+use crate::live::usd;
 use crate::log_filter::LogFilters;
 use crate::timefmt;
 
@@ -67,6 +68,7 @@ pub fn page(csrf: &str, p: LogsPage) -> String {
                 })
                 .unwrap_or_else(|| "-".into());
             let tokens = r.total_tokens.map_or_else(|| "-".into(), |t| t.to_string());
+            let cost = r.cost_usd.map_or_else(|| "-".into(), usd);
             view! {
                 <tr>
                     <td><a href=href>{timefmt::date_time(r.started_at_ms)}</a></td>
@@ -77,6 +79,7 @@ pub fn page(csrf: &str, p: LogsPage) -> String {
                     <td>{proxy}</td>
                     <td class="num">{r.attempts.to_string()}</td>
                     <td class="num">{tokens}</td>
+                    <td class="num">{cost}</td>
                     <td class="num">{r.latency_ms.to_string()}</td>
                     <td>{r.error_kind.clone().unwrap_or_default()}</td>
                 </tr>
@@ -107,7 +110,7 @@ pub fn page(csrf: &str, p: LogsPage) -> String {
         </form>
         <table id="logs">
             <tr><th>"Started (UTC)"</th><th>"Model"</th><th>"Status"</th><th>"Stream"</th><th>"Key"</th>
-                <th>"Proxy key"</th><th>"Attempts"</th><th>"Tokens"</th><th>"ms"</th><th>"Error"</th></tr>
+                <th>"Proxy key"</th><th>"Attempts"</th><th>"Tokens"</th><th>"Cost"</th><th>"ms"</th><th>"Error"</th></tr>
             {rows}
         </table>
         <p>{prev}" Page "{page_no.to_string()}" "{next}</p>
@@ -152,6 +155,7 @@ pub fn detail(csrf: &str, r: LogRecord, keys: &[KeyRow]) -> String {
         ("Thinking tokens", opt(r.thoughts_tokens)),
         ("Cached tokens", opt(r.cached_tokens)),
         ("Total tokens", opt(r.total_tokens)),
+        ("Cost", r.cost_usd.map_or_else(|| "-".into(), usd)),
         ("Finish reason", text(&r.finish_reason)),
         ("Block reason", text(&r.block_reason)),
         ("Error kind", text(&r.error_kind)),

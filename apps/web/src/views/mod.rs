@@ -37,6 +37,9 @@ pub fn notice(code: Option<&str>) -> Option<AnyView> {
         "disabled" => "Key disabled.",
         "deleted" => "Key deleted.",
         "revoked" => "Proxy key revoked.",
+        "updated" => "Proxy key saved; the proxy applies it within moments.",
+        "proxy-key-deleted" => "Proxy key deleted; its log records stay.",
+        "limits-set" => "Key limits saved; the proxy applies them within moments.",
         "passthrough-allowed" => "The proxy key may use the pass-through routes again.",
         "passthrough-denied" => {
             "The proxy key is kept off the pass-through routes: generation, embeddings and models only."

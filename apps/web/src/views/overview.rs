@@ -6,7 +6,7 @@ use proxy_core::admin::{KeyRow, UsageCell};
 
 use crate::chart::{self, Series};
 use crate::data::Range;
-use crate::live::TotalsCards;
+use crate::live::{TotalsCards, usd};
 use crate::timefmt;
 
 pub struct Overview {
@@ -65,9 +65,9 @@ pub fn page(csrf: &str, o: Overview) -> String {
         <div class="cards" id="totals" data-range=o.range.name()><TotalsCards totals=o.totals.clone()/></div>
         <div inner_html=charts></div>
         <h2>"Top models"</h2>
-        {usage_table(&o.top_models, "Model")}
+        <div id="top-models">{usage_table(&o.top_models, "Model")}</div>
         <h2>"Top keys"</h2>
-        {usage_table(&o.top_keys, "Key")}
+        <div id="top-keys">{usage_table(&o.top_keys, "Key")}</div>
         <h2>"Keys cooling down or invalid"</h2>
         {troubled}
     }
@@ -88,6 +88,7 @@ fn usage_table(rows: &[(String, UsageCell)], what: &'static str) -> AnyView {
                     <td class="num">{r.requests.to_string()}</td>
                     <td class="num">{r.errors.to_string()}</td>
                     <td class="num">{r.total_tokens.to_string()}</td>
+                    <td class="num">{usd(r.cost_usd)}</td>
                     <td class="num">{r.latency_p50_ms.to_string()}</td>
                     <td class="num">{r.latency_p95_ms.to_string()}</td>
                 </tr>
@@ -96,7 +97,7 @@ fn usage_table(rows: &[(String, UsageCell)], what: &'static str) -> AnyView {
         .collect_view();
     view! {
         <table>
-            <tr><th>{what}</th><th>"Requests"</th><th>"Errors"</th><th>"Tokens"</th><th>"p50 ms"</th><th>"p95 ms"</th></tr>
+            <tr><th>{what}</th><th>"Requests"</th><th>"Errors"</th><th>"Tokens"</th><th>"Cost"</th><th>"p50 ms"</th><th>"p95 ms"</th></tr>
             {rows}
         </table>
     }

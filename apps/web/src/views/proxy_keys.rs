@@ -1,17 +1,29 @@
-//! Proxy keys: create (the secret is shown once, with a copy button), list with usage
-//! and policy, allow or deny the pass-through routes, revoke.
+//! Proxy keys: create one with its policy (the secret is shown once, with a copy button);
+//! list them with requests, tokens and cost today and this month, every limit with what
+//! is left; edit a key's policy and name, allow or deny the pass-through routes, revoke,
+//! delete.
 
 use leptos::prelude::*;
-use proxy_core::admin::{ProxyKeyRow, UsageCell};
+use proxy_core::admin::{KeyUsage, LimitLeft, PeriodUsage, ProxyKeyRow};
+use proxy_core::policy::ProxyKeyPolicy;
 
 use super::{csrf_field, notice, post_button};
+use crate::forms::PolicyForm;
+use crate::live::usd;
 use crate::timefmt;
 
 pub struct ProxyKeyView {
     pub row: ProxyKeyRow,
-    /// Since midnight UTC, and over the last 30 days.
-    pub today: UsageCell,
-    pub month: UsageCell,
+    /// Today and this month (UTC), the last minute, and what each limit leaves.
+    pub usage: KeyUsage,
+}
+
+/// A create or edit form that was refused: shown again with what was posted and why.
+pub struct PolicyFailure {
+    /// The key whose edit form it was; `None` for the create form.
+    pub key_id: Option<i64>,
+    pub error: String,
+    pub values: PolicyForm,
 }
 
 /// `created` is the new key's name and secret, only on the response to the create form.
@@ -20,6 +32,7 @@ pub fn page(
     keys: Vec<ProxyKeyView>,
     created: Option<(String, String)>,
     msg: Option<&str>,
+    failure: Option<&PolicyFailure>,
 ) -> String {
     let created = created.map(|(name, secret)| {
         view! {
@@ -30,50 +43,60 @@ pub fn page(
             </div>
         }
     });
+    let error = failure.map(|f| view! { <p class="error" id="form-error">{f.error.clone()}</p> });
     let rows = keys
         .into_iter()
         .map(|view| {
             let k = view.row;
-            let action = if k.revoked {
+            let id = k.id;
+            let failed = failure.filter(|f| f.key_id == Some(id));
+            let edit = (!k.revoked).then(|| {
+                let values = failed.map_or_else(|| PolicyForm::of(&k.name, &k.policy), |f| f.values.clone());
+                edit_form(id, &values, failed.is_some(), csrf)
+            });
+            let revoke = if k.revoked {
                 view! { "revoked" }.into_any()
             } else {
-                post_button(format!("/proxy-keys/{}/revoke", k.id), "Revoke", csrf, true)
+                post_button(format!("/proxy-keys/{id}/revoke"), "Revoke", csrf, true)
             };
-            let passthrough = passthrough_cell(k.id, k.policy.passthrough, k.revoked, csrf);
+            let delete = post_button(format!("/proxy-keys/{id}/delete"), "Delete", csrf, true);
+            let passthrough = passthrough_cell(id, k.policy.passthrough, k.revoked, csrf);
+            let limits = limit_lines(&k.policy, &view.usage)
+                .into_iter()
+                .map(|line| view! { <li>{line}</li> })
+                .collect_view();
             view! {
-                <tr>
-                    <td>{k.id.to_string()}</td>
-                    <td>{k.name}</td>
+                <tr data-proxy-key-id=id.to_string()>
+                    <td>{id.to_string()}</td>
+                    <td>{k.name.clone()}</td>
                     <td>{timefmt::date_time(k.created_at_ms)}</td>
-                    <td class="num">{super::keys::usage_text(&view.today)}</td>
-                    <td class="num">{super::keys::usage_text(&view.month)}</td>
+                    <td class="num usage-today">{period_text(&view.usage.today)}</td>
+                    <td class="num usage-month">{period_text(&view.usage.month)}</td>
+                    <td class="limits"><ul>{limits}</ul></td>
                     <td class="passthrough">{passthrough}</td>
-                    <td>{action}</td>
+                    <td>{revoke}" "{delete}{edit}</td>
                 </tr>
             }
         })
         .collect_view();
+    let create_values = failure
+        .filter(|f| f.key_id.is_none())
+        .map_or_else(PolicyForm::default, |f| f.values.clone());
     let body = view! {
         <h1>"Proxy keys"</h1>
         {notice(msg)}
+        {error}
         {created}
         <table id="proxy-keys">
-            <tr><th>"#"</th><th>"Name"</th><th>"Created"</th><th>"Today (UTC)"</th><th>"Last 30 days"</th>
-                <th title=PASSTHROUGH_ROUTES>"Pass-through"</th><th></th></tr>
+            <tr><th>"#"</th><th>"Name"</th><th>"Created"</th><th>"Today (UTC)"</th><th>"This month (UTC)"</th>
+                <th>"Limits and what is left"</th><th title=PASSTHROUGH_ROUTES>"Pass-through"</th><th></th></tr>
             {rows}
         </table>
         <h2>"Create a proxy key"</h2>
-        <form method="post" action="/proxy-keys">
+        <form method="post" action="/proxy-keys" class="policy" id="create-proxy-key">
             {csrf_field(csrf)}
-            <label>"Name " <input type="text" name="name" required=true/></label>
-            " "
-            <label title=PASSTHROUGH_ROUTES>"Pass-through routes "
-                <select name="passthrough">
-                    <option value="allow" selected=true>"allowed"</option>
-                    <option value="deny">"denied"</option>
-                </select>
-            </label>
-            " "
+            {policy_fields(&create_values)}
+            <p class="hint">{HINT}</p>
             <button type="submit">"Create"</button>
         </form>
     }
@@ -81,9 +104,118 @@ pub fn page(
     super::layout::document("Proxy keys", "/proxy-keys", Some(csrf), body)
 }
 
+const HINT: &str = "Empty or 0 clears a limit. Models: names or globs (gemini-2.5-*), comma \
+     separated; empty allows every model. Expires: a date (2026-12-31, midnight UTC) or an RFC \
+     3339 time; empty never.";
+
 /// What "pass-through" covers, as a tooltip.
 const PASSTHROUGH_ROUTES: &str = "files, cachedContents, tunedModels, batches, operations: the pool's \
      project resources, whoever made them. Denied: generation, embeddings and models only.";
+
+/// "3 req · 1200 tok · $0.0012"
+pub fn period_text(p: &PeriodUsage) -> String {
+    format!("{} req · {} tok · {}", p.requests, p.tokens, usd(p.cost_usd))
+}
+
+/// The key's limits, one line each, with what each leaves now; "no limits" when none.
+pub fn limit_lines(policy: &ProxyKeyPolicy, usage: &KeyUsage) -> Vec<String> {
+    let mut lines = Vec::new();
+    if !policy.models.is_empty() {
+        lines.push(format!("models: {}", policy.models.join(", ")));
+    }
+    for limit in &usage.limits {
+        lines.push(match limit {
+            LimitLeft::Rpm { limit, last_minute } => {
+                format!("rpm {limit}: {last_minute} in the last minute")
+            }
+            LimitLeft::Tpm { limit, last_minute } => {
+                format!("tpm {limit}: {last_minute} tokens in the last minute")
+            }
+            LimitLeft::TokensPerDay {
+                limit,
+                used,
+                left,
+                resets_at_ms,
+            } => format!(
+                "tokens/day {limit}: {left} left ({used} used, resets {} UTC)",
+                timefmt::date_time(*resets_at_ms)
+            ),
+            LimitLeft::Budget {
+                limit_usd,
+                period,
+                used_usd,
+                left_usd,
+                resets_at_ms,
+            } => format!(
+                "budget {}/{}: {} left ({} used, resets {} UTC)",
+                usd(*limit_usd),
+                period.as_str(),
+                usd(*left_usd),
+                usd(*used_usd),
+                timefmt::date_time(*resets_at_ms)
+            ),
+            LimitLeft::Expires {
+                at_ms, expired: true, ..
+            } => format!("expired {} UTC", timefmt::date_time(*at_ms)),
+            LimitLeft::Expires { at_ms, left_ms, .. } => format!(
+                "expires {} UTC (in {})",
+                timefmt::date_time(*at_ms),
+                timefmt::duration(*left_ms)
+            ),
+        });
+    }
+    if lines.is_empty() {
+        lines.push("no limits".into());
+    }
+    lines
+}
+
+/// Every policy field, filled with `v`: the create form's and each edit form's.
+fn policy_fields(v: &PolicyForm) -> AnyView {
+    let period = |value: &'static str| {
+        let selected = v.budget_period.trim() == value;
+        view! { <option value=value selected=selected>{value}</option> }
+    };
+    let denied = v.passthrough.trim() == "deny";
+    view! {
+        <div class="fields">
+            <label>"Name"<input type="text" name="name" value=v.name.clone() required=true/></label>
+            <label>"Models"<input type="text" name="models" value=v.models.clone() placeholder="any"/></label>
+            <label>"Requests per minute"<input type="text" inputmode="numeric" name="rpm" value=v.rpm.clone() placeholder="no limit"/></label>
+            <label>"Tokens per minute"<input type="text" inputmode="numeric" name="tpm" value=v.tpm.clone() placeholder="no limit"/></label>
+            <label>"Tokens per day (UTC)"<input type="text" inputmode="numeric" name="tokens_per_day" value=v.tokens_per_day.clone() placeholder="no limit"/></label>
+            <label>"Budget (USD)"<input type="text" inputmode="decimal" name="budget_usd" value=v.budget_usd.clone() placeholder="no budget"/></label>
+            <label>"Budget period"
+                <select name="budget_period">{period("month")}{period("day")}</select>
+            </label>
+            <label>"Expires"<input type="text" name="expires" value=v.expires.clone() placeholder="never"/></label>
+            <label title=PASSTHROUGH_ROUTES>"Pass-through routes"
+                <select name="passthrough">
+                    <option value="allow" selected=!denied>"allowed"</option>
+                    <option value="deny" selected=denied>"denied"</option>
+                </select>
+            </label>
+        </div>
+    }
+    .into_any()
+}
+
+/// A key's edit form, folded away unless it is the one that was refused.
+fn edit_form(id: i64, values: &PolicyForm, open: bool, csrf: &str) -> AnyView {
+    let action = format!("/proxy-keys/{id}");
+    view! {
+        <details class="edit" open=open>
+            <summary>"Edit"</summary>
+            <form method="post" action=action class="policy">
+                {csrf_field(csrf)}
+                {policy_fields(values)}
+                <p class="hint">{HINT}</p>
+                <button type="submit">"Save"</button>
+            </form>
+        </details>
+    }
+    .into_any()
+}
 
 /// Whether the key may use the pass-through routes, and the button that flips it (none
 /// on a revoked key: it can do nothing either way).

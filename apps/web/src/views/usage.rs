@@ -6,6 +6,7 @@ use crate::chart;
 use proxy_core::admin::UsageCell;
 
 use crate::data::UsageLine;
+use crate::live::usd;
 use crate::timefmt;
 
 /// `daily` holds every day of the range, oldest first.
@@ -49,6 +50,7 @@ pub fn page(csrf: &str, days: u32, rows: &[UsageLine], daily: &[UsageCell]) -> S
                     <td class="num">{t.thoughts_tokens.to_string()}</td>
                     <td class="num">{t.cached_tokens.to_string()}</td>
                     <td class="num">{t.total_tokens.to_string()}</td>
+                    <td class="num">{usd(t.cost_usd)}</td>
                     <td class="num">{t.latency_p50_ms.to_string()}</td>
                     <td class="num">{t.latency_p95_ms.to_string()}</td>
                 </tr>
@@ -63,7 +65,7 @@ pub fn page(csrf: &str, days: u32, rows: &[UsageLine], daily: &[UsageCell]) -> S
         <table id="usage">
             <tr><th>"Day (UTC)"</th><th>"Model"</th><th>"Key"</th><th>"Requests"</th><th>"Errors"</th>
                 <th>"Prompt"</th><th>"Output"</th><th>"Thinking"</th><th>"Cached"</th><th>"Total"</th>
-                <th>"p50 ms"</th><th>"p95 ms"</th></tr>
+                <th>"Cost"</th><th>"p50 ms"</th><th>"p95 ms"</th></tr>
             {table_rows}
         </table>
     }
@@ -84,12 +86,12 @@ pub fn csv(rows: &[UsageLine]) -> String {
     };
     let mut out = String::from(
         "day,model,key,requests,errors,prompt_tokens,output_tokens,thinking_tokens,cached_tokens,total_tokens,\
-         latency_p50_ms,latency_p95_ms\n",
+         latency_p50_ms,latency_p95_ms,cost_usd\n",
     );
     for line in rows {
         let t = &line.cell;
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             line.day,
             quote(&line.model),
             quote(&line.key),
@@ -101,8 +103,15 @@ pub fn csv(rows: &[UsageLine]) -> String {
             t.cached_tokens,
             t.total_tokens,
             t.latency_p50_ms,
-            t.latency_p95_ms
+            t.latency_p95_ms,
+            csv_usd(t.cost_usd)
         ));
     }
     out
+}
+
+/// USD to the nano-dollar the stores add in, without trailing zeros (`0.0000062`, `0`).
+fn csv_usd(amount: f64) -> String {
+    let text = format!("{amount:.9}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
