@@ -264,9 +264,9 @@ impl Governor {
 
 /// When an upstream key's limits for `model` leave it no room: the moment the first
 /// full window ends. `None`: it has room.
-fn full_until(counters: &mut Counters, key: &UpstreamKey, model: &str, now_ms: u64) -> Option<u64> {
-    let Limits { rpm, tpm, rpd } = key.limits.for_model(model);
-    let subject = || Subject::Upstream(key.id, model.to_string());
+fn full_until(counters: &mut Counters, upstream: &UpstreamKey, model: &str, now_ms: u64) -> Option<u64> {
+    let Limits { rpm, tpm, rpd } = upstream.limits.for_model(model);
+    let subject = || Subject::Upstream(upstream.id, model.to_string());
     let mut until: Option<u64> = None;
     let mut full = |result: Result<(), Full>| {
         if let Err(full) = result {
@@ -274,31 +274,19 @@ fn full_until(counters: &mut Counters, key: &UpstreamKey, model: &str, now_ms: u
         }
     };
     if let Some(limit) = rpm {
-        full(counters.gate_room(
-            &key_for(subject(), Measure::Requests, Window::Minute),
-            limit,
-            now_ms,
-        ));
+        full(counters.gate_room(&key(subject(), Measure::Requests, Window::Minute), limit, now_ms));
     }
     if let Some(limit) = rpd {
         full(counters.gate_room(
-            &key_for(subject(), Measure::Requests, Window::DayPacific),
+            &key(subject(), Measure::Requests, Window::DayPacific),
             limit,
             now_ms,
         ));
     }
     if let Some(limit) = tpm {
-        full(counters.meter_room(
-            &key_for(subject(), Measure::Tokens, Window::Minute),
-            limit,
-            now_ms,
-        ));
+        full(counters.meter_room(&key(subject(), Measure::Tokens, Window::Minute), limit, now_ms));
     }
     until
-}
-
-fn key_for(subject: Subject, measure: Measure, window: Window) -> CounterKey {
-    key(subject, measure, window)
 }
 
 #[cfg(test)]
