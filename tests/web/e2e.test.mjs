@@ -115,7 +115,7 @@ test('creates a proxy key with limits through the form, lists them, edits one', 
   const row = proxyKeyRow('e2e limited');
   const listed = await row.textContent();
   assert.match(listed, /models: gemini-2\.0-\*, gemini-2\.5-flash/);
-  assert.match(listed, /rpm 100: 0 in the last minute/);
+  assert.match(listed, /rpm: 100 per minute \(0 in the last 60 s\)/);
   assert.match(listed, /tokens\/day 100000: 100000 left/);
   assert.match(listed, /budget \$5\.00\/day: \$5\.00 left/);
   assert.match(listed, /expires 2030-01-01 00:00:00 UTC/);

@@ -35,29 +35,8 @@ pub fn format_time(unix_ms: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(unix_ms)).to_string()
 }
 
-/// USD with at least two decimals and up to six (`$12.50`, `$0.0123`, `$0.000012`).
-pub fn format_usd(usd: f64) -> String {
-    let text = format!("{usd:.6}");
-    let trimmed = text.trim_end_matches('0');
-    let decimals = trimmed.split_once('.').map_or(0, |(_, d)| d.len());
-    if decimals >= 2 {
-        format!("${trimmed}")
-    } else {
-        format!("${usd:.2}")
-    }
-}
-
-/// A span like `29d 17h`, `3h 5m`, `4m 10s` or `12s`: the two largest units.
-pub fn format_duration_ms(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, hours, minutes, seconds) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
-    match (days, hours, minutes) {
-        (0, 0, 0) => format!("{seconds}s"),
-        (0, 0, _) => format!("{minutes}m {seconds}s"),
-        (0, _, _) => format!("{hours}h {minutes}m"),
-        _ => format!("{days}d {hours}h"),
-    }
-}
+/// USD reads the same in the CLI and the dashboard: the core words it.
+pub use proxy_core::admin::usd_text as format_usd;
 
 pub fn opt<T: ToString>(value: Option<T>) -> String {
     value.map_or_else(|| "-".to_string(), |v| v.to_string())
@@ -97,20 +76,7 @@ pub fn escape_control(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{escape_control, format_duration_ms, format_usd};
-
-    #[test]
-    fn money_and_spans_read_as_people_write_them() {
-        assert_eq!(format_usd(12.5), "$12.50");
-        assert_eq!(format_usd(0.0), "$0.00");
-        assert_eq!(format_usd(0.0123), "$0.0123");
-        assert_eq!(format_usd(0.000_012), "$0.000012");
-        assert_eq!(format_usd(1.762_3), "$1.7623");
-        assert_eq!(format_duration_ms(12_000), "12s");
-        assert_eq!(format_duration_ms(250_000), "4m 10s");
-        assert_eq!(format_duration_ms(3 * 3_600_000 + 300_000), "3h 5m");
-        assert_eq!(format_duration_ms(29 * 86_400_000 + 17 * 3_600_000), "29d 17h");
-    }
+    use super::escape_control;
 
     #[test]
     fn control_characters_are_escaped_and_the_rest_kept() {

@@ -1,8 +1,6 @@
 //! `gemini-proxy proxy-keys …`: the keys clients use. The secret is shown once.
 
-use proxy_core::admin::{
-    AdminStore, KeyUsage, LimitLeft, PeriodUsage, ProxyKeyRow, ProxyKeyUpdate, proxy_key_usage,
-};
+use proxy_core::admin::{AdminStore, KeyUsage, PeriodUsage, ProxyKeyRow, ProxyKeyUpdate, proxy_key_usage};
 use proxy_core::auth::{format_proxy_key, hash_proxy_key};
 use proxy_core::policy::ProxyKeyPolicy;
 use serde_json::{Value, json};
@@ -342,45 +340,7 @@ fn usage_text(key: &ProxyKeyRow, usage: &KeyUsage, now_ms: u64) -> String {
         out.push_str("  no limits\n");
     }
     for limit in &usage.limits {
-        let line = match limit {
-            LimitLeft::Rpm { limit, last_minute } => {
-                format!("rpm: {limit} per minute ({last_minute} in the last 60 s)")
-            }
-            LimitLeft::Tpm { limit, last_minute } => {
-                format!("tpm: {limit} tokens per minute ({last_minute} in the last 60 s)")
-            }
-            LimitLeft::TokensPerDay {
-                limit,
-                used,
-                left,
-                resets_at_ms,
-            } => format!(
-                "tokens per day: {limit}, used {used}, left {left} (resets {})",
-                format_time(*resets_at_ms)
-            ),
-            LimitLeft::Budget {
-                limit_usd,
-                period,
-                used_usd,
-                left_usd,
-                resets_at_ms,
-            } => format!(
-                "budget: {} per {}, used {}, left {} (resets {})",
-                format_usd(*limit_usd),
-                period.as_str(),
-                format_usd(*used_usd),
-                format_usd(*left_usd),
-                format_time(*resets_at_ms)
-            ),
-            LimitLeft::Expires { at_ms, expired, .. } if *expired => {
-                format!("expires: expired at {}", format_time(*at_ms))
-            }
-            LimitLeft::Expires { at_ms, left_ms, .. } => format!(
-                "expires: {} (in {})",
-                format_time(*at_ms),
-                crate::output::format_duration_ms(*left_ms)
-            ),
-        };
+        let line = limit.describe(format_time);
         out.push_str("  ");
         out.push_str(&line);
         out.push('\n');

@@ -51,17 +51,7 @@ pub fn state_class(text: &str) -> &'static str {
 /// USD as the dashboard shows it: at least two decimals, up to six (`$0.25`,
 /// `$0.000123`); a cost above 0 that rounds to nothing says so (`<$0.000001`).
 pub fn usd(amount: f64) -> String {
-    if amount > 0.0 && amount < 0.000_001 {
-        return "<$0.000001".into();
-    }
-    let text = format!("{amount:.6}");
-    let trimmed = text.trim_end_matches('0');
-    let decimals = trimmed.split_once('.').map_or(0, |(_, d)| d.len());
-    if decimals >= 2 {
-        format!("${trimmed}")
-    } else {
-        format!("${amount:.2}")
-    }
+    proxy_core::admin::usd_text(amount)
 }
 
 /// A key's status, with cooldowns counted down from `now_ms`.

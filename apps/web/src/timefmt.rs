@@ -48,16 +48,8 @@ pub fn parse_input(text: &str) -> Option<u64> {
     Some(days * DAY_MS + (hour * 60 + minute) * 60_000)
 }
 
-/// "3m 12s" style duration for cooldowns and expiries: the two largest units.
-pub fn duration(ms: u64) -> String {
-    let secs = ms / 1000;
-    match secs {
-        0..=59 => format!("{secs}s"),
-        60..=3599 => format!("{}m {}s", secs / 60, secs % 60),
-        3600..=86_399 => format!("{}h {}m", secs / 3600, (secs / 60) % 60),
-        _ => format!("{}d {}h", secs / 86_400, (secs / 3600) % 24),
-    }
-}
+/// "3m 12s" style duration for cooldowns and expiries, worded as the CLI words it.
+pub use proxy_core::admin::span_text as duration;
 
 #[cfg(test)]
 mod tests {

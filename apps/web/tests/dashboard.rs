@@ -727,11 +727,11 @@ async fn proxy_key_policy_forms_round_trip_and_refuse_bad_input() {
     let listed = row_of(&page, r#"data-proxy-key-id="1""#);
     for shown in [
         "models: gemini-2.5-*, gemini-2.0-flash",
-        "rpm 60: 0 in the last minute",
-        "tpm 10000: 0 tokens in the last minute",
-        "tokens/day 50000: 50000 left (0 used",
-        "budget $2.50/day: $2.50 left ($0.00 used",
-        "expires 2027-01-31 18:00:00 UTC (in ",
+        "rpm: 60 per minute (0 in the last 60 s)",
+        "tpm: 10000 tokens per minute (0 in the last 60 s)",
+        "tokens per day: 50000, used 0, left 50000 (resets ",
+        "budget: $2.50 per day, used $0.00, left $2.50 (resets ",
+        "expires: 2027-01-31 18:00:00 UTC (in ",
         r#"action="/proxy-keys/1""#,
         r#"name="tokens_per_day" value="50000""#,
         r#"name="expires" value="2027-01-31T18:00:00Z""#,
@@ -782,7 +782,7 @@ async fn proxy_key_policy_forms_round_trip_and_refuse_bad_input() {
     assert!(page.contains("Proxy key saved"), "{page}");
     let listed = row_of(&page, r#"data-proxy-key-id="1""#);
     assert!(
-        listed.contains("tokens/day 100:") && !listed.contains("rpm 60"),
+        listed.contains("tokens per day: 100,") && !listed.contains("rpm: 60"),
         "{listed}"
     );
 
@@ -966,6 +966,75 @@ async fn upstream_key_limits_forms_round_trip_and_refuse_bad_input() {
 }
 
 #[tokio::test]
+async fn keys_added_with_limits_and_a_bad_limit_adds_nothing() {
+    use proxy_core::keys::Limits;
+    let (web, store) = start_sqlite("pw").await;
+    let (cookie, token) = operator(&web, "pw").await;
+    let lines = "AIzaSyWEB-add-limits-key-000000000000001\nAIzaSyWEB-add-limits-key-000000000000002";
+
+    // A bad limit: 400, the field named, the limits kept as posted, no key added and
+    // the secrets not echoed into the page.
+    let refused = web
+        .post(
+            &cookie,
+            "/keys",
+            &[("csrf", &token), ("keys", lines), ("rpm", "5"), ("rpd", "many")],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let page = refused.text().await.expect("page");
+    assert!(
+        form_error(&page).is_some_and(|e| e.starts_with("rpd: ")),
+        "{page}"
+    );
+    assert!(page.contains(r#"name="rpm" value="5""#), "{page}");
+    assert!(!page.contains("AIzaSyWEB-add-limits"), "{page}");
+    assert!(store.list_keys().await.expect("keys").is_empty());
+
+    // Every model's limits.
+    let added = web
+        .post(
+            &cookie,
+            "/keys",
+            &[("csrf", &token), ("keys", lines), ("rpm", "5"), ("rpd", "100")],
+        )
+        .await;
+    assert_eq!(location(&added), "/keys?msg=added");
+    let keys = store.list_keys().await.expect("keys");
+    assert_eq!(keys.len(), 2);
+    let want = Limits {
+        rpm: Some(5),
+        tpm: None,
+        rpd: Some(100),
+    };
+    assert!(
+        keys.iter()
+            .all(|k| k.limits.all_models == want && k.limits.models.is_empty()),
+        "{keys:?}"
+    );
+
+    // One model's.
+    web.post(
+        &cookie,
+        "/keys",
+        &[
+            ("csrf", &token),
+            ("keys", "AIzaSyWEB-add-limits-key-000000000000003"),
+            ("model", "gemini-2.5-pro"),
+            ("tpm", "1000"),
+        ],
+    )
+    .await;
+    let keys = store.list_keys().await.expect("keys");
+    let third = keys.iter().find(|k| k.id == 3).expect("third key");
+    assert_eq!(third.limits.all_models, Limits::default());
+    assert_eq!(
+        third.limits.models.get("gemini-2.5-pro").and_then(|l| l.tpm),
+        Some(1000)
+    );
+}
+
+#[tokio::test]
 async fn cost_shows_per_proxy_key_upstream_key_and_model() {
     use proxy_core::log::LogRecord;
     let (web, store) = start_sqlite("pw").await;
@@ -1040,7 +1109,7 @@ async fn cost_shows_per_proxy_key_upstream_key_and_model() {
         "today and this month: {row}"
     );
     assert!(
-        row.contains("budget $1.00/month: $0.625 left ($0.375 used"),
+        row.contains("budget: $1.00 per month, used $0.375, left $0.625"),
         "{row}"
     );
     let (_, logs) = web.get(&cookie, "/logs").await;

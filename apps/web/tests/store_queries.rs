@@ -36,6 +36,7 @@ async fn dashboard_queries<S: AdminStore + LogSink>(store: &S) {
         admin,
         "pg",
         "AIzaSyPG-key-0000000000000000000000001\n\n  AIzaSyPG-key-0000000000000000000000002 \n",
+        &Default::default(),
     )
     .await
     .expect("add keys");

@@ -11,11 +11,13 @@ use crate::policy::{BudgetPeriod, ProxyKeyPolicy};
 
 mod key_usage;
 mod stats;
+mod wording;
 pub use key_usage::{
     KeyUsage, LimitLeft, PeriodUsage, day_start_ms, key_usage, key_usage_queries, month_start_ms,
     proxy_key_usage,
 };
 pub use stats::{LogStats, UsageRow, fold_stats, log_stats, stats_query};
+pub use wording::{span_text, usd_text};
 
 /// An upstream key as listed to an operator: masked, never the secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -55,6 +55,10 @@ pub const MIGRATIONS: &[Migration] = &[
         file: "20261202000000_governance.sql",
         sql: include_str!("../../../supabase/migrations/20261202000000_governance.sql"),
     },
+    Migration {
+        file: "20261203000000_usage_cost.sql",
+        sql: include_str!("../../../supabase/migrations/20261203000000_usage_cost.sql"),
+    },
 ];
 
 /// Serialises concurrent appliers (two instances starting at once) within a database.

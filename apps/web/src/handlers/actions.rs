@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use proxy_core::admin::{AdminStore, ProxyKeyUpdate, validate_policy};
 use proxy_core::auth::{format_proxy_key, hash_proxy_key};
 use proxy_core::classify::Outcome;
+use proxy_core::keys::KeyLimits;
 use proxy_core::platform::StoreError;
 use proxy_core::policy::ProxyKeyPolicy;
 use serde::Deserialize;
@@ -31,9 +32,14 @@ pub struct AddKeysForm {
     name: String,
     #[serde(default)]
     keys: String,
+    /// The new keys' limits (every model's, or `limits.model`'s), as the edit form has them.
+    #[serde(flatten)]
+    limits: KeyLimitsForm,
 }
 
-/// Adds every non-empty line as a key. Several keys with one name get `name-1`, `name-2`…
+/// Adds every non-empty line as a key, with the form's limits. Several keys with one
+/// name get `name-1`, `name-2`… A bad limit adds nothing: the page again, 400, the
+/// limits as posted (never the keys: a page shows no upstream key).
 pub async fn add_keys(
     State(state): State<Arc<AppState>>,
     operator: Operator,
@@ -42,14 +48,30 @@ pub async fn add_keys(
     if let Some(response) = operator.csrf_rejection(&form.csrf) {
         return Ok(response);
     }
-    if add_key_lines(state.admin.as_ref(), &form.name, &form.keys).await? == 0 {
-        return Ok(Redirect::to("/keys?msg=none").into_response());
+    let mut limits = KeyLimits::default();
+    match form.limits.parsed() {
+        Ok((model, rpm, tpm, rpd)) => limits.update(model.as_deref(), Some(rpm), Some(tpm), Some(rpd)),
+        Err(error) => return refuse_limits(&state, &operator, None, error.to_string(), form.limits).await,
+    }
+    match add_key_lines(state.admin.as_ref(), &form.name, &form.keys, &limits).await {
+        Ok(0) => return Ok(Redirect::to("/keys?msg=none").into_response()),
+        Ok(_) => {}
+        Err(StoreError::Invalid(error)) => {
+            return refuse_limits(&state, &operator, None, error, form.limits).await;
+        }
+        Err(error) => return Err(error.into()),
     }
     state.refresh.notify_one();
     Ok(Redirect::to("/keys?msg=added").into_response())
 }
 
-pub async fn add_key_lines(admin: &dyn AdminStore, name: &str, text: &str) -> Result<usize, StoreError> {
+/// Adds each non-empty line of `text` as a key with `limits`; how many it added.
+pub async fn add_key_lines(
+    admin: &dyn AdminStore,
+    name: &str,
+    text: &str,
+    limits: &KeyLimits,
+) -> Result<usize, StoreError> {
     let secrets: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     let name = name.trim();
     for (i, secret) in secrets.iter().enumerate() {
@@ -58,7 +80,7 @@ pub async fn add_key_lines(admin: &dyn AdminStore, name: &str, text: &str) -> Re
         } else {
             name.to_string()
         };
-        admin.add_key(secret, &name).await?;
+        admin.add_key_with_limits(secret, &name, limits).await?;
     }
     Ok(secrets.len())
 }
@@ -267,7 +289,7 @@ pub async fn set_key_limits(
     }
     let (model, rpm, tpm, rpd) = match form.parsed() {
         Ok(parsed) => parsed,
-        Err(error) => return refuse_limits(&state, &operator, id, error.to_string(), form).await,
+        Err(error) => return refuse_limits(&state, &operator, Some(id), error.to_string(), form).await,
     };
     let admin = state.admin.as_ref();
     let Some(key) = admin.list_keys().await?.into_iter().find(|k| k.id == id) else {
@@ -278,7 +300,9 @@ pub async fn set_key_limits(
     match admin.set_key_limits(id, &limits).await {
         Ok(true) => {}
         Ok(false) => return Ok(Redirect::to("/keys?msg=missing").into_response()),
-        Err(StoreError::Invalid(error)) => return refuse_limits(&state, &operator, id, error, form).await,
+        Err(StoreError::Invalid(error)) => {
+            return refuse_limits(&state, &operator, Some(id), error, form).await;
+        }
         Err(error) => return Err(error.into()),
     }
     state.refresh.notify_one();
@@ -286,11 +310,12 @@ pub async fn set_key_limits(
     Ok(Redirect::to("/keys?msg=limits-set").into_response())
 }
 
-/// The upstream keys page again, 400, with the refused limits form filled as posted.
+/// The upstream keys page again, 400, with the refused limits form filled as posted:
+/// key `key_id`'s, or the add form's when `None`.
 async fn refuse_limits(
     state: &AppState,
     operator: &Operator,
-    key_id: i64,
+    key_id: Option<i64>,
     error: String,
     form: KeyLimitsForm,
 ) -> Result<Response, AppError> {

@@ -19,7 +19,8 @@ pub struct KeyView {
 
 /// A limits form that was refused: shown again with what was posted and why.
 pub struct LimitsFailure {
-    pub key_id: i64,
+    /// The key whose limits form was refused; `None` for the add form.
+    pub key_id: Option<i64>,
     pub error: String,
     pub values: KeyLimitsForm,
 }
@@ -76,6 +77,9 @@ pub fn page(
     failure: Option<&LimitsFailure>,
 ) -> String {
     let error = failure.map(|f| view! { <p class="error" id="form-error">{f.error.clone()}</p> });
+    let added = failure
+        .filter(|f| f.key_id.is_none())
+        .map_or_else(KeyLimitsForm::default, |f| f.values.clone());
     let rows = keys
         .into_iter()
         .map(|k| {
@@ -95,7 +99,7 @@ pub fn page(
                 .into_iter()
                 .map(|line| view! { <li>{line}</li> })
                 .collect_view();
-            let failed = failure.filter(|f| f.key_id == id);
+            let failed = failure.filter(|f| f.key_id == Some(id));
             let edit = limits_forms(id, &k.row.limits, failed, csrf);
             view! {
                 <tr data-key-id=id.to_string()>
@@ -127,6 +131,12 @@ pub fn page(
             <p><label>"Name (optional) " <input type="text" name="name"/></label></p>
             <p><label>"Gemini API keys, one per line"<br/>
                 <textarea name="keys" rows="5" required=true autocomplete="off"></textarea></label></p>
+            <p class="limits-form">"Limits (optional): "
+                <label>"model "<input type="text" name="model" value=added.model.clone() placeholder="every model" size="18"/></label>
+                <label>"rpm"<input type="text" inputmode="numeric" name="rpm" value=added.rpm.clone() size="6"/></label>
+                <label>"tpm"<input type="text" inputmode="numeric" name="tpm" value=added.tpm.clone() size="8"/></label>
+                <label>"rpd"<input type="text" inputmode="numeric" name="rpd" value=added.rpd.clone() size="6"/></label>
+            </p>
             <button type="submit">"Add"</button>
         </form>
     }

@@ -4,7 +4,7 @@
 //! delete.
 
 use leptos::prelude::*;
-use proxy_core::admin::{KeyUsage, LimitLeft, PeriodUsage, ProxyKeyRow};
+use proxy_core::admin::{KeyUsage, PeriodUsage, ProxyKeyRow};
 use proxy_core::policy::ProxyKeyPolicy;
 
 use super::{csrf_field, notice, post_button};
@@ -124,45 +124,7 @@ pub fn limit_lines(policy: &ProxyKeyPolicy, usage: &KeyUsage) -> Vec<String> {
         lines.push(format!("models: {}", policy.models.join(", ")));
     }
     for limit in &usage.limits {
-        lines.push(match limit {
-            LimitLeft::Rpm { limit, last_minute } => {
-                format!("rpm {limit}: {last_minute} in the last minute")
-            }
-            LimitLeft::Tpm { limit, last_minute } => {
-                format!("tpm {limit}: {last_minute} tokens in the last minute")
-            }
-            LimitLeft::TokensPerDay {
-                limit,
-                used,
-                left,
-                resets_at_ms,
-            } => format!(
-                "tokens/day {limit}: {left} left ({used} used, resets {} UTC)",
-                timefmt::date_time(*resets_at_ms)
-            ),
-            LimitLeft::Budget {
-                limit_usd,
-                period,
-                used_usd,
-                left_usd,
-                resets_at_ms,
-            } => format!(
-                "budget {}/{}: {} left ({} used, resets {} UTC)",
-                usd(*limit_usd),
-                period.as_str(),
-                usd(*left_usd),
-                usd(*used_usd),
-                timefmt::date_time(*resets_at_ms)
-            ),
-            LimitLeft::Expires {
-                at_ms, expired: true, ..
-            } => format!("expired {} UTC", timefmt::date_time(*at_ms)),
-            LimitLeft::Expires { at_ms, left_ms, .. } => format!(
-                "expires {} UTC (in {})",
-                timefmt::date_time(*at_ms),
-                timefmt::duration(*left_ms)
-            ),
-        });
+        lines.push(limit.describe(|ms| format!("{} UTC", timefmt::date_time(ms))));
     }
     if lines.is_empty() {
         lines.push("no limits".into());

@@ -96,6 +96,7 @@ async fn anon_and_authenticated_get_nothing() {
         "key_cooldowns",
         "request_logs",
         "usage_daily",
+        "usage_cost_daily",
     ] {
         assert!(names.contains(&expected), "{expected} missing from {names:?}");
     }

@@ -64,6 +64,30 @@ async fn usage_summary_and_usage_daily_agree() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn usage_cost_daily_sums_cost_per_client_key() {
+    let db = test_db().await;
+    // Five rows costing 1.7623 in all, 0.25 of it by proxy key 2, set up by the shared check.
+    conformance::usage_sums_cost(&db.store().await).await;
+
+    let client = db.client().await;
+    let rows = client
+        .query(
+            "SELECT proxy_key_id, sum(cost_usd)::double precision FROM usage_cost_daily \
+             GROUP BY proxy_key_id ORDER BY proxy_key_id",
+            &[],
+        )
+        .await
+        .expect("usage_cost_daily");
+    let costs: Vec<(Option<i64>, f64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(costs.len(), 2, "{costs:?}");
+    assert_eq!((costs[0].0, costs[1].0), (Some(1), Some(2)), "{costs:?}");
+    assert!(
+        (costs[0].1 - 1.5123).abs() < 1e-9 && (costs[1].1 - 0.25).abs() < 1e-9,
+        "{costs:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn prune_request_logs_takes_an_interval() {
     let db = test_db().await;
     // Two rows left behind by the shared check.
