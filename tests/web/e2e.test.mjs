@@ -116,9 +116,9 @@ test('creates a proxy key with limits through the form, lists them, edits one', 
   const listed = await row.textContent();
   assert.match(listed, /models: gemini-2\.0-\*, gemini-2\.5-flash/);
   assert.match(listed, /rpm: 100 per minute \(0 in the last 60 s\)/);
-  assert.match(listed, /tokens\/day 100000: 100000 left/);
-  assert.match(listed, /budget \$5\.00\/day: \$5\.00 left/);
-  assert.match(listed, /expires 2030-01-01 00:00:00 UTC/);
+  assert.match(listed, /tokens per day: 100000, used 0, left 100000/);
+  assert.match(listed, /budget: \$5\.00 per day, used \$0\.00, left \$5\.00/);
+  assert.match(listed, /expires: 2030-01-01 00:00:00 UTC/);
 
   // Edit: the form opens filled with the key's policy; change one limit, clear another.
   await row.locator('details.edit summary').click();
@@ -127,9 +127,9 @@ test('creates a proxy key with limits through the form, lists them, edits one', 
   await row.locator('input[name=tokens_per_day]').fill('');
   await Promise.all([page.waitForURL(/msg=updated/), row.locator('details.edit button[type=submit]').click()]);
   const edited = await proxyKeyRow('e2e limited').textContent();
-  assert.match(edited, /rpm 7: /);
-  assert.doesNotMatch(edited, /tokens\/day/);
-  assert.match(edited, /budget \$5\.00\/day/);
+  assert.match(edited, /rpm: 7 per minute/);
+  assert.doesNotMatch(edited, /tokens per day/);
+  assert.match(edited, /budget: \$5\.00 per day/);
 
   // Bad input: the page again with the field named, the form still open as posted.
   const errorsBefore = consoleErrors.length;
@@ -145,7 +145,7 @@ test('creates a proxy key with limits through the form, lists them, edits one', 
   // The 400 answer is logged by Chromium as a failed load: expected here.
   consoleErrors.splice(errorsBefore);
   await page.goto(`${WEB}/proxy-keys`);
-  assert.match(await proxyKeyRow('e2e limited').textContent(), /budget \$5\.00\/day/, 'nothing changed');
+  assert.match(await proxyKeyRow('e2e limited').textContent(), /budget: \$5\.00 per day/, 'nothing changed');
 });
 
 test('requests through the proxy route reach fake Gemini', async () => {
