@@ -50,9 +50,8 @@ pub fn state_class(text: &str) -> &'static str {
 
 /// USD as the dashboard shows it: at least two decimals, up to six (`$0.25`,
 /// `$0.000123`); a cost above 0 that rounds to nothing says so (`<$0.000001`).
-pub fn usd(amount: f64) -> String {
-    proxy_core::admin::usd_text(amount)
-}
+/// Worded by the core, as the CLI words it.
+pub use proxy_core::admin::usd_text as usd;
 
 /// A key's status, with cooldowns counted down from `now_ms`.
 #[component]

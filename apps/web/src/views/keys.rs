@@ -133,9 +133,7 @@ pub fn page(
                 <textarea name="keys" rows="5" required=true autocomplete="off"></textarea></label></p>
             <p class="limits-form">"Limits (optional): "
                 <label>"model "<input type="text" name="model" value=added.model.clone() placeholder="every model" size="18"/></label>
-                <label>"rpm"<input type="text" inputmode="numeric" name="rpm" value=added.rpm.clone() size="6"/></label>
-                <label>"tpm"<input type="text" inputmode="numeric" name="tpm" value=added.tpm.clone() size="8"/></label>
-                <label>"rpd"<input type="text" inputmode="numeric" name="rpd" value=added.rpd.clone() size="6"/></label>
+                {count_inputs(&added)}
             </p>
             <button type="submit">"Add"</button>
         </form>
@@ -197,11 +195,19 @@ fn limits_form(id: i64, label: String, model_field: AnyView, v: &KeyLimitsForm, 
             {csrf_field(csrf)}
             <b>{label}</b>
             {model_field}
-            <label>"rpm"<input type="text" inputmode="numeric" name="rpm" value=v.rpm.clone() size="6"/></label>
-            <label>"tpm"<input type="text" inputmode="numeric" name="tpm" value=v.tpm.clone() size="8"/></label>
-            <label>"rpd"<input type="text" inputmode="numeric" name="rpd" value=v.rpd.clone() size="6"/></label>
+            {count_inputs(v)}
             <button type="submit">"Set"</button>
         </form>
+    }
+    .into_any()
+}
+
+/// The rpm, tpm and rpd inputs, filled from `v`: the add form's and each limits form's.
+fn count_inputs(v: &KeyLimitsForm) -> AnyView {
+    view! {
+        <label>"rpm"<input type="text" inputmode="numeric" name="rpm" value=v.rpm.clone() size="6"/></label>
+        <label>"tpm"<input type="text" inputmode="numeric" name="tpm" value=v.tpm.clone() size="8"/></label>
+        <label>"rpd"<input type="text" inputmode="numeric" name="rpd" value=v.rpd.clone() size="6"/></label>
     }
     .into_any()
 }
