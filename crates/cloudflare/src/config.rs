@@ -16,6 +16,7 @@ use proxy_core::defaults;
 use proxy_core::governance::prices::PriceTable;
 use proxy_core::keys::Secret;
 use proxy_core::request::AdmissionRules;
+use proxy_core::resilience::{ResilienceConfig, ResilienceSettings};
 
 /// Where the keys come from, and so where logs and learned key state go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +64,8 @@ pub enum ConfigError {
     BadHash { position: usize },
     #[error("PRICES: {0}")]
     BadPrices(String),
+    #[error("GEMINI_PROXY_FALLBACK: {0}")]
+    BadFallback(String),
 }
 
 impl WorkerConfig {
@@ -95,7 +98,7 @@ impl WorkerConfig {
             u64::from(defaults::MAX_ATTEMPTS),
         )?)
         .unwrap_or(u32::MAX);
-        let engine = EngineConfig::from_limits(
+        let mut engine = EngineConfig::from_limits(
             max_attempts,
             number("GEMINI_PROXY_DEADLINE_SECS", defaults::DEADLINE_SECS)?,
             number(
@@ -103,6 +106,29 @@ impl WorkerConfig {
                 defaults::ATTEMPT_TIMEOUT_SECS,
             )?,
         );
+        let small = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        let fallback = get("GEMINI_PROXY_FALLBACK");
+        let settings = ResilienceSettings {
+            fallbacks: fallback.as_deref().into_iter().collect(),
+            breaker_failures: small(number(
+                "GEMINI_PROXY_BREAKER_FAILURES",
+                u64::from(defaults::BREAKER_FAILURES),
+            )?),
+            breaker_pause_secs: number("GEMINI_PROXY_BREAKER_PAUSE_SECS", defaults::BREAKER_PAUSE_SECS)?,
+            breaker_max_pause_secs: number(
+                "GEMINI_PROXY_BREAKER_MAX_PAUSE_SECS",
+                defaults::BREAKER_MAX_PAUSE_SECS,
+            )?,
+            retry_budget_percent: small(number(
+                "GEMINI_PROXY_RETRY_BUDGET_PERCENT",
+                u64::from(defaults::RETRY_BUDGET_PERCENT),
+            )?),
+            retry_budget_floor: small(number(
+                "GEMINI_PROXY_RETRY_BUDGET_FLOOR",
+                u64::from(defaults::RETRY_BUDGET_FLOOR),
+            )?),
+        };
+        engine.resilience = ResilienceConfig::from_settings(&settings).map_err(ConfigError::BadFallback)?;
         let log_bodies = match get("GEMINI_PROXY_LOG_BODIES") {
             Some(v) => matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"),
             None => defaults::LOG_BODIES,
@@ -249,6 +275,34 @@ mod tests {
         vars.push(("PRICES", "[models.x]\ninput = -2\n"));
         let error = config(&vars).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(error.starts_with("PRICES: ") && error.contains("≥ 0"), "{error}");
+    }
+
+    #[test]
+    fn resilience_comes_from_the_binarys_variable_names() {
+        let mut vars = vec![
+            ("GEMINI_API_KEYS", "AIzaA"),
+            ("PROXY_KEYS", "gp-one"),
+            (
+                "GEMINI_PROXY_FALLBACK",
+                "gemini-2.5-pro=gemini-2.5-flash, gemini-2.5-flash=gemini-2.5-flash-lite",
+            ),
+            ("GEMINI_PROXY_BREAKER_FAILURES", "3"),
+            ("GEMINI_PROXY_RETRY_BUDGET_PERCENT", "50"),
+        ];
+        let resilience = config(&vars).map(|c| c.engine.resilience).unwrap_or_default();
+        assert_eq!(
+            resilience.fallbacks.chain("gemini-2.5-pro"),
+            vec!["gemini-2.5-flash", "gemini-2.5-flash-lite"]
+        );
+        assert_eq!(resilience.breaker.failures, 3);
+        assert_eq!(resilience.retry_budget.percent, 50);
+        vars.push(("GEMINI_PROXY_FALLBACK", "a=b,b=a"));
+        vars.swap_remove(2);
+        let error = config(&vars).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            error.starts_with("GEMINI_PROXY_FALLBACK: ") && error.contains("loop"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -76,7 +76,10 @@ pub async fn handle(state: Rc<WorkerState>, mut request: Request, ctx: &Context)
         return reply_response(Reply::error(&ProxyError::Internal, ErrorShape::Gemini, "-"));
     };
     keep_state(&state, ctx, settlement.state_changes);
-    match settlement.answer {
+    for note in &settlement.notes {
+        crate::diag::line(note);
+    }
+    let response = match settlement.answer {
         Answer::Stream {
             status,
             response,
@@ -87,7 +90,12 @@ pub async fn handle(state: Rc<WorkerState>, mut request: Request, ctx: &Context)
             log(&state, ctx, *record);
             response
         }
+    }?;
+    for (name, value) in &settlement.headers {
+        // A value that is no valid header (a control character) is left out.
+        let _ = response.headers().set(name, value);
     }
+    Ok(response)
 }
 
 /// Where a request the runtime dropped before upstream answered (its client left)

@@ -12,6 +12,7 @@ use proxy_core::EngineConfig;
 use proxy_core::defaults;
 use proxy_core::governance::prices::PriceTable;
 use proxy_core::request::AdmissionRules;
+use proxy_core::resilience::{ResilienceConfig, ResilienceSettings};
 
 use crate::body::BodyPace;
 use crate::config::ProxyConfig;
@@ -119,6 +120,44 @@ pub struct ProxyArgs {
     /// one deployment, different for deployments that share a Redis.
     #[arg(long, env = "GEMINI_PROXY_REDIS_PREFIX", default_value = defaults::REDIS_PREFIX)]
     pub redis_prefix: String,
+    /// When model FROM is overloaded (5xx, its breaker open) or every key is rate
+    /// limited for it, serve the request with model TO (repeatable; chains follow, loops
+    /// are refused; the environment variable takes `a=b,c=d`).
+    #[arg(long, env = "GEMINI_PROXY_FALLBACK", value_name = "FROM=TO")]
+    pub fallback: Vec<String>,
+    /// Consecutive upstream 5xx for a model (on any keys) that open its circuit
+    /// breaker; 0 switches breakers off.
+    #[arg(long, env = "GEMINI_PROXY_BREAKER_FAILURES", default_value_t = defaults::BREAKER_FAILURES)]
+    pub breaker_failures: u32,
+    /// Seconds an open breaker waits before one probe; doubles after a failed probe.
+    #[arg(
+        long,
+        env = "GEMINI_PROXY_BREAKER_PAUSE_SECS",
+        default_value_t = defaults::BREAKER_PAUSE_SECS
+    )]
+    pub breaker_pause_secs: u64,
+    /// The longest pause of an open breaker, in seconds.
+    #[arg(
+        long,
+        env = "GEMINI_PROXY_BREAKER_MAX_PAUSE_SECS",
+        default_value_t = defaults::BREAKER_MAX_PAUSE_SECS
+    )]
+    pub breaker_max_pause_secs: u64,
+    /// Retries after 5xx or timeouts in flight at once, as a percentage of requests in
+    /// flight (100: no bound).
+    #[arg(
+        long,
+        env = "GEMINI_PROXY_RETRY_BUDGET_PERCENT",
+        default_value_t = defaults::RETRY_BUDGET_PERCENT
+    )]
+    pub retry_budget_percent: u32,
+    /// Retries always allowed in flight, however few requests there are.
+    #[arg(
+        long,
+        env = "GEMINI_PROXY_RETRY_BUDGET_FLOOR",
+        default_value_t = defaults::RETRY_BUDGET_FLOOR
+    )]
+    pub retry_budget_floor: u32,
 }
 
 impl ProxyArgs {
@@ -133,13 +172,21 @@ impl ProxyArgs {
             }
         };
         let redis_url = self.redis_url.clone().filter(|url| !url.trim().is_empty());
+        let mut engine =
+            EngineConfig::from_limits(self.max_attempts, self.deadline_secs, self.attempt_timeout_secs);
+        let settings = ResilienceSettings {
+            fallbacks: self.fallback.iter().map(String::as_str).collect(),
+            breaker_failures: self.breaker_failures,
+            breaker_pause_secs: self.breaker_pause_secs,
+            breaker_max_pause_secs: self.breaker_max_pause_secs,
+            retry_budget_percent: self.retry_budget_percent,
+            retry_budget_floor: self.retry_budget_floor,
+        };
+        engine.resilience =
+            ResilienceConfig::from_settings(&settings).map_err(|e| format!("--fallback: {e}"))?;
         Ok(ProxyConfig {
             upstream_base_url: self.upstream.clone(),
-            engine: EngineConfig::from_limits(
-                self.max_attempts,
-                self.deadline_secs,
-                self.attempt_timeout_secs,
-            ),
+            engine,
             admission: AdmissionRules {
                 max_body_bytes: defaults::mib_to_bytes(self.max_body_mb),
                 log_bodies: self.log_bodies,
@@ -280,6 +327,26 @@ mod tests {
             cli.proxy.connection_limits().shutdown_grace,
             Duration::from_secs(30)
         );
+    }
+
+    #[test]
+    fn fallbacks_from_flags_and_a_loop_is_named() {
+        let cli = Cli::parse_from(["x", "--fallback", "pro=flash", "--fallback", "flash=lite"]);
+        let config = cli.proxy.config().unwrap_or_default();
+        assert_eq!(
+            config.engine.resilience.fallbacks.chain("pro"),
+            vec!["flash", "lite"]
+        );
+        let cli = Cli::parse_from(["x", "--fallback", "a=b", "--fallback", "b=a"]);
+        let error = cli.proxy.config().err().unwrap_or_default();
+        assert!(
+            error.starts_with("--fallback: ") && error.contains("a → b → a"),
+            "{error}"
+        );
+        let cli = Cli::parse_from(["x", "--breaker-failures", "0", "--retry-budget-percent", "100"]);
+        let config = cli.proxy.config().unwrap_or_default();
+        assert_eq!(config.engine.resilience.breaker.failures, 0);
+        assert_eq!(config.engine.resilience.retry_budget.percent, 100);
     }
 
     #[test]

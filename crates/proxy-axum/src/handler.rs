@@ -21,7 +21,7 @@ use crate::body::read_body;
 use crate::clock::unix_ms;
 use crate::headers::downstream_headers;
 use crate::observed_body::ObservedBody;
-use crate::respond::{reply_response, set_request_id};
+use crate::respond::{add_headers, reply_response, set_request_id};
 use crate::runtime::ProxyState;
 
 pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request) -> Response {
@@ -79,7 +79,10 @@ pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request
     for change in settlement.state_changes {
         state.state_changes.submit(change);
     }
-    match settlement.answer {
+    for note in &settlement.notes {
+        tracing::info!(request_id = request_id(&settlement.answer), "{note}");
+    }
+    let mut response = match settlement.answer {
         Answer::Stream {
             status,
             response,
@@ -90,6 +93,15 @@ pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request
             state.log(*record);
             response
         }
+    };
+    add_headers(response.headers_mut(), &settlement.headers);
+    response
+}
+
+fn request_id<R>(answer: &Answer<R>) -> &str {
+    match answer {
+        Answer::Stream { observer, .. } => observer.request_id(),
+        Answer::Reply { reply, .. } => &reply.request_id,
     }
 }
 

@@ -25,3 +25,13 @@ pub(crate) fn set_request_id(headers: &mut HeaderMap, request_id: &str) {
         headers.insert("x-request-id", value);
     }
 }
+
+/// The headers the core adds to an answer (`Settlement::headers`); a value that is no
+/// valid header (a model name with a control character) is left out.
+pub(crate) fn add_headers(headers: &mut HeaderMap, added: &[(&'static str, String)]) {
+    for (name, value) in added {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(*name, value);
+        }
+    }
+}

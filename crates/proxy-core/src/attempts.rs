@@ -12,4 +12,9 @@ pub struct Attempts {
     /// Error kind and scrubbed message of the last failed attempt.
     pub last_error_kind: Option<&'static str>,
     pub last_error_message: Option<String>,
+    /// The model that answered, when a fallback served the request.
+    pub served_model: Option<String>,
+    /// What the resilience rules did (a fallback, a breaker opened, a retry the
+    /// budget refused), for the log record and the platform's log.
+    pub notes: Vec<String>,
 }

@@ -70,6 +70,19 @@ pub const CONNECT_TIMEOUT_SECS: u64 = 10;
 pub const BACKOFF_BASE_MS: u64 = 100;
 pub const BACKOFF_MAX_MS: u64 = 2_000;
 
+/// Consecutive upstream 5xx for a model (on any keys) that open its circuit breaker
+/// (`GEMINI_PROXY_BREAKER_FAILURES`; 0 switches breakers off).
+pub const BREAKER_FAILURES: u32 = 5;
+/// The first pause of an open breaker (`GEMINI_PROXY_BREAKER_PAUSE_SECS`); it doubles
+/// each time a probe fails, up to the max (`GEMINI_PROXY_BREAKER_MAX_PAUSE_SECS`).
+pub const BREAKER_PAUSE_SECS: u64 = 10;
+pub const BREAKER_MAX_PAUSE_SECS: u64 = 300;
+/// Retries after model-wide failures in flight, as a percentage of requests in flight
+/// (`GEMINI_PROXY_RETRY_BUDGET_PERCENT`; Envoy's default), and how many are always
+/// allowed (`GEMINI_PROXY_RETRY_BUDGET_FLOOR`).
+pub const RETRY_BUDGET_PERCENT: u32 = 20;
+pub const RETRY_BUDGET_FLOOR: u32 = 3;
+
 /// MiB to bytes, saturating (a huge setting means "no practical limit", not a wrap).
 pub fn mib_to_bytes(mib: u64) -> usize {
     usize::try_from(mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)

@@ -14,8 +14,11 @@ use crate::error::ProxyError;
 use crate::governance::Governor;
 use crate::keys::KeyId;
 use crate::platform::{Clock, PreparedRequest, TransportError, Upstream, UpstreamResponse};
+use crate::policy::ProxyKeyPolicy;
 use crate::pool::{KeyPool, Pick};
 use crate::redact::scrub;
+use crate::resilience::retry_budget::RetryTicket;
+use crate::resilience::{Admit, BreakerEvent, Resilience, ResilienceConfig, fallback};
 use crate::retry::{Decision, Jitter, RetryPolicy};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +29,8 @@ pub struct EngineConfig {
     pub attempt_timeout_ms: u64,
     /// Largest error body read to classify it.
     pub error_body_limit: usize,
+    /// Fallbacks, the breakers' and the retry budget's settings.
+    pub resilience: ResilienceConfig,
 }
 
 impl EngineConfig {
@@ -50,6 +55,7 @@ impl Default for EngineConfig {
             retry: RetryPolicy::default(),
             attempt_timeout_ms: defaults::ATTEMPT_TIMEOUT_SECS * 1000,
             error_body_limit: defaults::ERROR_BODY_LIMIT,
+            resilience: ResilienceConfig::default(),
         }
     }
 }
@@ -82,6 +88,24 @@ pub struct Engine<U, C> {
     config: EngineConfig,
     /// Limits and prices; admission and the end of each answer share it.
     governor: Arc<Governor>,
+    /// Fallbacks, breakers and the retry budget.
+    resilience: Resilience,
+}
+
+/// What a request asks of the engine.
+#[derive(Clone, Copy, Debug)]
+pub struct Job<'a> {
+    pub request: &'a PreparedRequest,
+    /// The model requested (`*` when none applies).
+    pub model: &'a str,
+    /// The proxy key's policy: a fallback model must be one it allows.
+    pub policy: Option<&'a ProxyKeyPolicy>,
+}
+
+/// One request's run across its models: one deadline, one jitter sequence.
+struct Run {
+    started: u64,
+    jitter: Jitter,
 }
 
 /// Why the attempt loop stopped short of a 2xx.
@@ -102,6 +126,7 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
             pool,
             upstream,
             clock,
+            resilience: Resilience::new(&config.resilience),
             config,
             governor: Arc::default(),
         }
@@ -122,6 +147,10 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
         &self.governor
     }
 
+    pub fn resilience(&self) -> &Resilience {
+        &self.resilience
+    }
+
     pub fn clock(&self) -> &C {
         &self.clock
     }
@@ -139,27 +168,86 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
     /// Serves `request` for `model` over as many keys as the retry policy allows.
     pub async fn execute(&self, request: &PreparedRequest, model: &str, seed: u64) -> Execution<U::Response> {
         let mut attempts = Attempts::default();
-        let served = self.serve(request, model, seed, &mut attempts).await;
+        let job = Job {
+            request,
+            model,
+            policy: None,
+        };
+        let served = self.serve(job, seed, &mut attempts).await;
         Execution { served, attempts }
     }
 
     /// [`Engine::execute`], recording into `attempts` as it goes: a caller whose
     /// request is dropped mid-way (the client left) still knows which keys were called.
-    pub async fn serve(
+    /// When the model is overloaded or out of keys and the operator named a fallback
+    /// the proxy key may use, the fallback serves it, on the same deadline.
+    pub async fn serve(&self, job: Job<'_>, seed: u64, attempts: &mut Attempts) -> Served<U::Response> {
+        let _in_flight = self.resilience.budget().request();
+        let mut run = Run {
+            started: self.clock.now_ms(),
+            jitter: Jitter::new(seed),
+        };
+        let mut model = job.model.to_string();
+        let mut retargeted: Option<PreparedRequest> = None;
+        loop {
+            let request = retargeted.as_ref().unwrap_or(job.request);
+            let served = self.serve_model(request, &model, &mut run, attempts).await;
+            let Some(next) = self.fallback(&model, &served, job.policy) else {
+                return served;
+            };
+            let Some(next_request) = fallback::retarget(request, &model, next) else {
+                return served;
+            };
+            attempts
+                .notes
+                .push(format!("fallback {model} → {next} ({})", served_reason(&served)));
+            attempts.served_model = Some(next.to_string());
+            model = next.to_string();
+            retargeted = Some(next_request);
+        }
+    }
+
+    /// The model that serves a request `model` could not, if the answer calls for
+    /// one and the proxy key may use it.
+    fn fallback(
+        &self,
+        model: &str,
+        served: &Served<U::Response>,
+        policy: Option<&ProxyKeyPolicy>,
+    ) -> Option<&str> {
+        if !falls_back(served) {
+            return None;
+        }
+        let next = self.resilience.fallbacks().next(model)?;
+        policy
+            .is_none_or(|p| p.check_model(Some(next)).is_ok())
+            .then_some(next)
+    }
+
+    /// One model's attempts: keys in turn, each outcome taught to the pool and the
+    /// model's breaker, retries within the policy and the retry budget.
+    async fn serve_model(
         &self,
         request: &PreparedRequest,
         model: &str,
-        seed: u64,
+        run: &mut Run,
         attempts: &mut Attempts,
     ) -> Served<U::Response> {
-        let started = self.clock.now_ms();
-        let mut jitter = Jitter::new(seed);
         let mut last = LastFailure::None;
+        // Keys are per model: a fallback model may use a key the first one tried.
+        let mut tried: Vec<KeyId> = Vec::new();
+        let mut _retry: Option<RetryTicket<'_>> = None;
+        let gated = model != "*";
         loop {
             let now = self.clock.now_ms();
-            let pick = self
-                .governor
-                .pick(&mut self.lock_pool(), model, now, &attempts.tried);
+            if gated && let Admit::Open { retry_after_ms } = self.resilience.breakers().admit(model, now) {
+                let error = ProxyError::ModelUnavailable {
+                    model: model.to_string(),
+                    retry_after_secs: retry_after_secs(retry_after_ms),
+                };
+                return self.finish(model, attempts, last, Some(error));
+            }
+            let pick = self.governor.pick(&mut self.lock_pool(), model, now, &tried);
             let (key_id, secret) = match pick {
                 Pick::Key { id, secret } => (id, secret),
                 Pick::AllCooling { retry_after_ms } => {
@@ -180,14 +268,16 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                     return self.finish(model, attempts, last, verdict);
                 }
             };
+            tried.push(key_id);
             attempts.tried.push(key_id);
-            let elapsed = now.saturating_sub(started);
+            let elapsed = now.saturating_sub(run.started);
             let budget = self.config.retry.deadline_ms.saturating_sub(elapsed);
             let timeout = self.config.attempt_timeout_ms.min(budget).max(1);
             let outcome = match self.upstream.send(request, &secret, timeout).await {
                 Ok(response) if (200..300).contains(&response.status) => {
-                    self.lock_pool()
-                        .apply(key_id, model, &Outcome::Success, self.clock.now_ms());
+                    let now = self.clock.now_ms();
+                    self.lock_pool().apply(key_id, model, &Outcome::Success, now);
+                    self.learn(model, &Outcome::Success, now, attempts);
                     attempts.answered = Some(key_id);
                     return Served::Upstream(response);
                 }
@@ -224,17 +314,51 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                 Err(error) => transport_failure(error, &mut last),
             };
             self.record_failure(attempts, key_id, model, &outcome, &last);
-            let elapsed = self.clock.now_ms().saturating_sub(started);
-            let attempt_count = attempts.tried.len() as u32;
+            if gated {
+                self.learn(model, &outcome, self.clock.now_ms(), attempts);
+            }
+            let elapsed = self.clock.now_ms().saturating_sub(run.started);
+            let attempt_count = tried.len() as u32;
             match self
                 .config
                 .retry
-                .decide(&outcome, attempt_count, elapsed, jitter.next_u64())
+                .decide(&outcome, attempt_count, elapsed, run.jitter.next_u64())
             {
                 Decision::Stop => return self.finish(model, attempts, last, None),
                 Decision::RetryNow => {}
-                Decision::RetryAfter { delay_ms } => self.clock.sleep_ms(delay_ms).await,
+                Decision::RetryAfter { .. }
+                    if gated && self.resilience.breakers().is_open(model, self.clock.now_ms()) =>
+                {
+                    // This attempt opened the breaker: no backoff, the loop's check
+                    // answers (or falls back) at once.
+                }
+                Decision::RetryAfter { delay_ms } => {
+                    // A model-wide failure: retrying it needs a place in the budget.
+                    _retry = None;
+                    let Some(ticket) = self.resilience.budget().retry() else {
+                        attempts.notes.push("retry budget spent: not retried".into());
+                        return self.finish(model, attempts, last, None);
+                    };
+                    _retry = Some(ticket);
+                    self.clock.sleep_ms(delay_ms).await;
+                }
             }
+        }
+    }
+
+    /// Teaches the model's breaker an attempt's outcome; an opened or closed breaker
+    /// goes in the attempts' notes.
+    fn learn(&self, model: &str, outcome: &Outcome, now_ms: u64, attempts: &mut Attempts) {
+        let event = self.resilience.breakers().record(model, outcome, now_ms);
+        match event {
+            Some(BreakerEvent::Opened { model, pause_ms }) => attempts.notes.push(format!(
+                "breaker opened for {model} ({} s)",
+                pause_ms.div_ceil(1000)
+            )),
+            Some(BreakerEvent::Closed { model }) => {
+                attempts.notes.push(format!("breaker closed for {model}"))
+            }
+            None => {}
         }
     }
 
@@ -318,7 +442,9 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
             && (attempts.last_error_kind.is_none()
                 || matches!(
                     error,
-                    ProxyError::AllKeysCooling { .. } | ProxyError::KeysAtLimit { .. }
+                    ProxyError::AllKeysCooling { .. }
+                        | ProxyError::KeysAtLimit { .. }
+                        | ProxyError::ModelUnavailable { .. }
                 ))
         {
             attempts.last_error_kind = Some(error.kind());
@@ -359,6 +485,31 @@ fn all_cooling(model: &str, retry_after_ms: u64) -> ProxyError {
 /// Whole seconds for `Retry-After`, rounded up and at least 1.
 fn retry_after_secs(ms: u64) -> u64 {
     ms.div_ceil(1000).max(1)
+}
+
+/// Whether an answer means the model cannot serve now (overloaded, its breaker open,
+/// or no key with room for it), so its fallback should.
+fn falls_back<R>(served: &Served<R>) -> bool {
+    match served {
+        Served::UpstreamError { status, .. } => *status >= 500,
+        Served::Failed(error) => matches!(
+            error,
+            ProxyError::ModelUnavailable { .. }
+                | ProxyError::AllKeysCooling { .. }
+                | ProxyError::RateLimited { .. }
+                | ProxyError::KeysAtLimit { .. }
+        ),
+        Served::Upstream(_) => false,
+    }
+}
+
+/// Why a model fell back, for the log.
+fn served_reason<R>(served: &Served<R>) -> String {
+    match served {
+        Served::UpstreamError { status, .. } => format!("upstream {status}"),
+        Served::Failed(error) => error.kind().to_string(),
+        Served::Upstream(response) => format!("upstream {}", response.status),
+    }
 }
 
 fn passes_through(outcome: &Outcome) -> bool {

@@ -13,11 +13,11 @@ use bytes::Bytes;
 use crate::engine::{Engine, EngineConfig, Served};
 use crate::error::ProxyError;
 use crate::keys::{Secret, UpstreamKey};
-use crate::platform::{Clock, PreparedRequest, TransportError, Upstream, UpstreamResponse};
+use crate::platform::{Clock, ModelIn, PreparedRequest, TransportError, Upstream, UpstreamResponse};
 use crate::pool::{KeyPool, KeyState, StateChange};
 
 /// Every future here completes without waiting, so polling once is enough.
-fn block_on<F: Future>(future: F) -> F::Output {
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
     match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(value) => value,
@@ -26,9 +26,9 @@ fn block_on<F: Future>(future: F) -> F::Output {
 }
 
 #[derive(Default)]
-struct ManualClock {
-    now: Mutex<u64>,
-    slept: Mutex<Vec<u64>>,
+pub(crate) struct ManualClock {
+    pub(crate) now: Mutex<u64>,
+    pub(crate) slept: Mutex<Vec<u64>>,
 }
 
 #[async_trait]
@@ -42,14 +42,23 @@ impl Clock for ManualClock {
     }
 }
 
-type Answer = Result<(u16, &'static str), TransportError>;
+pub(crate) type Answer = Result<(u16, &'static str), TransportError>;
 
-/// Answers by key: `Ok((status, body))` or a transport error. Records keys used.
-struct Scripted {
-    answers: HashMap<String, Answer>,
-    used: Mutex<Vec<String>>,
+/// Answers by model (when scripted for the path's model), else by key:
+/// `Ok((status, body))` or a transport error. Records keys and paths used.
+pub(crate) struct Scripted {
+    pub(crate) answers: HashMap<String, Answer>,
+    pub(crate) by_model: Mutex<HashMap<String, Answer>>,
+    pub(crate) used: Mutex<Vec<String>>,
+    pub(crate) paths: Mutex<Vec<String>>,
     /// The time left passed to each error body read.
     body_timeouts: Mutex<Vec<u64>>,
+}
+
+/// The model a Gemini path names (`…/models/M:op`).
+fn path_model(path: &str) -> Option<&str> {
+    let rest = &path[path.find("/models/")? + "/models/".len()..];
+    rest.split(':').next()
 }
 
 #[async_trait]
@@ -58,7 +67,7 @@ impl Upstream for Scripted {
 
     async fn send(
         &self,
-        _: &PreparedRequest,
+        request: &PreparedRequest,
         key: &Secret,
         _: u64,
     ) -> Result<UpstreamResponse<Bytes>, TransportError> {
@@ -66,7 +75,21 @@ impl Upstream for Scripted {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(key.expose().to_string());
-        let answer = self.answers.get(key.expose()).cloned().unwrap_or(Ok((200, "{}")));
+        let path = &request.path_and_query;
+        self.paths
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(path.clone());
+        let by_model = path_model(path).and_then(|m| {
+            self.by_model
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(m)
+                .cloned()
+        });
+        let answer = by_model
+            .or_else(|| self.answers.get(key.expose()).cloned())
+            .unwrap_or(Ok((200, "{}")));
         answer.map(|(status, body)| UpstreamResponse {
             status,
             // Like Google: JSON errors say so, a bare 404 page is plain text.
@@ -93,12 +116,13 @@ impl Upstream for Scripted {
 /// A body [`Scripted`] never finishes reading: its read hits the attempt's deadline.
 const STALLS: &str = "<the body stalls>";
 
-const INVALID: &str = r#"{"error":{"code":400,"message":"API key not valid.","status":"INVALID_ARGUMENT","details":[{"reason":"API_KEY_INVALID"}]}}"#;
-const QUOTA: &str = r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"30s"}]}}"#;
-const BUSY: &str = r#"{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}"#;
+pub(crate) const INVALID: &str = r#"{"error":{"code":400,"message":"API key not valid.","status":"INVALID_ARGUMENT","details":[{"reason":"API_KEY_INVALID"}]}}"#;
+pub(crate) const QUOTA: &str = r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"30s"}]}}"#;
+pub(crate) const BUSY: &str =
+    r#"{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}"#;
 const ECHO: &str = r#"{"error":{"code":400,"message":"bad request for key-c-000000000000000000000","status":"INVALID_ARGUMENT"}}"#;
 
-fn key_name(i: i64) -> String {
+pub(crate) fn key_name(i: i64) -> String {
     format!("key-{}-000000000000000000000", (b'a' + i as u8) as char)
 }
 
@@ -119,15 +143,36 @@ fn pool_keys(keys: i64, limits: &crate::keys::KeyLimits) -> Vec<(UpstreamKey, Ke
 }
 
 fn engine(answers: Vec<(i64, Answer)>, keys: i64) -> Engine<Scripted, ManualClock> {
+    engine_with(answers, keys, EngineConfig::default())
+}
+
+pub(crate) fn engine_with(
+    answers: Vec<(i64, Answer)>,
+    keys: i64,
+    config: EngineConfig,
+) -> Engine<Scripted, ManualClock> {
     let pool_keys = pool_keys(keys, &Default::default());
     let answers = answers.into_iter().map(|(i, a)| (key_name(i), a)).collect();
     let upstream = Scripted {
         answers,
+        by_model: Mutex::default(),
         used: Mutex::new(Vec::new()),
+        paths: Mutex::default(),
         body_timeouts: Mutex::new(Vec::new()),
     };
     let pool = Arc::new(Mutex::new(KeyPool::new(pool_keys)));
-    Engine::new(pool, upstream, ManualClock::default(), EngineConfig::default())
+    Engine::new(pool, upstream, ManualClock::default(), config)
+}
+
+/// A `generateContent` request for `model`.
+pub(crate) fn request_for(model: &str) -> PreparedRequest {
+    PreparedRequest {
+        method: "POST".into(),
+        path_and_query: format!("/v1beta/models/{model}:generateContent"),
+        headers: vec![],
+        body: Bytes::new(),
+        model_in: ModelIn::Path,
+    }
 }
 
 fn request() -> PreparedRequest {
@@ -136,6 +181,7 @@ fn request() -> PreparedRequest {
         path_and_query: "/v1beta/models/m:generateContent".into(),
         headers: vec![],
         body: Bytes::new(),
+        model_in: ModelIn::Path,
     }
 }
 
@@ -457,7 +503,7 @@ fn limit_keys(engine: &Engine<Scripted, ManualClock>, keys: i64, limits: crate::
     engine.lock_pool().sync(pool_keys(keys, &limits));
 }
 
-fn set_clock(engine: &Engine<Scripted, ManualClock>, now: u64) {
+pub(crate) fn set_clock(engine: &Engine<Scripted, ManualClock>, now: u64) {
     *engine.clock().now.lock().unwrap_or_else(|p| p.into_inner()) = now;
 }
 

@@ -70,6 +70,12 @@ pub enum ProxyError {
         "Every upstream key is at its configured limit (rpm, tpm or rpd) for model {model}; retry after {retry_after_secs} s."
     )]
     KeysAtLimit { model: String, retry_after_secs: u64 },
+    /// The model's circuit breaker is open: its recent upstream calls kept failing
+    /// with 5xx, so the proxy does not call it until the pause ends.
+    #[error(
+        "Model {model} is unavailable: its recent upstream calls kept failing, so the proxy is pausing it; retry after {retry_after_secs} s."
+    )]
+    ModelUnavailable { model: String, retry_after_secs: u64 },
     #[error("No usable upstream key: {0}")]
     NoKeys(String),
     #[error("Upstream did not answer in time.")]
@@ -145,7 +151,7 @@ impl ProxyError {
             Self::Busy { .. } => 503,
             Self::NotFound(_) => 404,
             Self::AllKeysCooling { .. } | Self::RateLimited { .. } => 429,
-            Self::NoKeys(_) => 503,
+            Self::NoKeys(_) | Self::ModelUnavailable { .. } => 503,
             Self::UpstreamTimeout => 504,
             Self::UpstreamUnreachable | Self::UpstreamRedirect { .. } => 502,
             Self::Internal => 500,
@@ -167,7 +173,10 @@ impl ProxyError {
             Self::Busy { .. } => "UNAVAILABLE",
             Self::NotFound(_) => "NOT_FOUND",
             Self::AllKeysCooling { .. } | Self::RateLimited { .. } => "RESOURCE_EXHAUSTED",
-            Self::NoKeys(_) | Self::UpstreamUnreachable | Self::UpstreamRedirect { .. } => "UNAVAILABLE",
+            Self::NoKeys(_)
+            | Self::ModelUnavailable { .. }
+            | Self::UpstreamUnreachable
+            | Self::UpstreamRedirect { .. } => "UNAVAILABLE",
             Self::UpstreamTimeout => "DEADLINE_EXCEEDED",
             Self::Internal => "INTERNAL",
         }
@@ -193,6 +202,7 @@ impl ProxyError {
             Self::AllKeysCooling { .. } => "all_keys_cooling",
             Self::RateLimited { .. } => "rate_limited",
             Self::NoKeys(_) => "no_upstream_key",
+            Self::ModelUnavailable { .. } => "breaker_open",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::UpstreamUnreachable => "upstream_connect",
             Self::UpstreamRedirect { .. } => "upstream_redirect",
@@ -207,6 +217,7 @@ impl ProxyError {
             | Self::RateLimited { retry_after_secs, .. }
             | Self::OverLimit { retry_after_secs, .. }
             | Self::KeysAtLimit { retry_after_secs, .. }
+            | Self::ModelUnavailable { retry_after_secs, .. }
             | Self::Busy { retry_after_secs } => Some(*retry_after_secs),
             _ => None,
         }
@@ -305,6 +316,13 @@ mod tests {
         assert_eq!(limited.retry_after_secs(), Some(3));
         check(limited, 429, "RESOURCE_EXHAUSTED", "rate_limit_error");
         check(ProxyError::NoKeys("none".into()), 503, "UNAVAILABLE", "api_error");
+        let paused = ProxyError::ModelUnavailable {
+            model: "m".into(),
+            retry_after_secs: 10,
+        };
+        assert_eq!(paused.retry_after_secs(), Some(10));
+        assert_eq!(paused.kind(), "breaker_open");
+        check(paused, 503, "UNAVAILABLE", "api_error");
         check(ProxyError::UpstreamTimeout, 504, "DEADLINE_EXCEEDED", "api_error");
         check(
             ProxyError::UpstreamRedirect { status: 302 },

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use crate::classify::{Outcome, classify};
 use crate::engine::Engine;
 use crate::keys::KeyId;
-use crate::platform::{Clock, PreparedRequest, TransportError, Upstream};
+use crate::platform::{Clock, ModelIn, PreparedRequest, TransportError, Upstream};
 use crate::pool::StateChange;
 
 /// Lists a single model: a valid key gets 200, a broken one the same 400/403 reasons a
@@ -48,6 +48,7 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
             path_and_query: KEY_CHECK_PATH.into(),
             headers: Vec::new(),
             body: Bytes::new(),
+            model_in: ModelIn::Nowhere,
         };
         let started = self.clock().now_ms();
         let answer = match self.upstream().send(&request, &secret, CHECK_TIMEOUT_MS).await {

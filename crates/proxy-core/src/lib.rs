@@ -31,6 +31,9 @@ pub mod policy;
 pub mod pool;
 pub mod redact;
 pub mod request;
+pub mod resilience;
+#[cfg(test)]
+mod resilience_tests;
 pub mod retry;
 pub mod route;
 pub mod stream_meta;

@@ -18,7 +18,11 @@ pub struct LogRecord {
     /// Upstream keys tried, in order; the last one that answered is `answered_key_id`.
     pub upstream_key_ids: Vec<KeyId>,
     pub answered_key_id: Option<KeyId>,
+    /// The model requested (by path or body).
     pub model: Option<String>,
+    /// The model that served it, when a fallback did.
+    #[serde(default)]
+    pub served_model: Option<String>,
     pub route: String,
     pub api: String,
     pub stream: bool,
@@ -42,6 +46,14 @@ pub struct LogRecord {
     pub error_message: Option<String>,
     /// Only when body logging is switched on.
     pub request_body: Option<String>,
+    /// Whether the response cache answered: `hit`, `miss`, `bypass`; `None` when it is
+    /// off or does not apply.
+    #[serde(default)]
+    pub cache: Option<String>,
+    /// What the resilience rules did for this request (a fallback, a breaker that
+    /// opened, a retry the budget refused), in order.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// Finish reasons that mean the model did not give a complete answer.
@@ -73,6 +85,8 @@ impl LogRecord {
         self.answered_key_id = attempts.answered;
         self.error_kind = attempts.last_error_kind.map(str::to_string);
         self.error_message = attempts.last_error_message;
+        self.served_model = attempts.served_model;
+        self.notes.extend(attempts.notes);
         attempts.state_changes
     }
 
@@ -91,6 +105,11 @@ impl LogRecord {
             self.error_message = Some(error.to_string());
         }
         self.status = error.status_code();
+    }
+
+    /// The model that served the request: the fallback, or the one requested.
+    pub fn serving_model(&self) -> Option<&str> {
+        self.served_model.as_deref().or(self.model.as_deref())
     }
 
     /// Sets the request's latency as it is handed to the log at `now_ms` (on the
@@ -156,6 +175,7 @@ mod tests {
             state_changes: vec![change.clone()],
             last_error_kind: Some("key_invalid"),
             last_error_message: Some("API key not valid".into()),
+            ..Attempts::default()
         };
         let mut record = LogRecord::default();
         assert_eq!(record.apply_attempts(attempts), vec![change]);

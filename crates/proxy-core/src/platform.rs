@@ -38,6 +38,18 @@ pub struct PreparedRequest {
     /// Headers to forward (never the client's credential headers).
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
+    /// Where the request names its model, so a fallback can name another.
+    pub model_in: ModelIn,
+}
+
+/// Where a request names its model: Gemini's path (`models/M:generateContent`) or
+/// OpenAI's body (`"model": "M"`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ModelIn {
+    #[default]
+    Nowhere,
+    Path,
+    Body,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -68,6 +68,12 @@ pub fn full_record(id: &str, started_at_ms: u64) -> LogRecord {
         error_kind: Some("blocked".into()),
         error_message: Some("blocked by \"safety\", 100% sure: \\ ünïcödé\n(really)".into()),
         request_body: Some("{\"contents\":[]}".into()),
+        served_model: Some("gemini-2.5-flash-lite".into()),
+        cache: Some("miss".into()),
+        notes: vec![
+            "fallback gemini-2.5-flash → gemini-2.5-flash-lite (upstream 503)".into(),
+            "a \"quoted\", {braced} note".into(),
+        ],
     }
 }
 

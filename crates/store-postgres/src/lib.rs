@@ -125,6 +125,7 @@ impl PostgresStore {
             ("upstream_keys", "limits"),
             ("key_cooldowns", "model_off"),
             ("request_logs", "cost_usd"),
+            ("request_logs", "notes"),
         ];
         let client = self.client().await?;
         let row = client

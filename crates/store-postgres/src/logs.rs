@@ -49,6 +49,9 @@ struct WireRecord<'a> {
     error_message: Option<Cow<'a, str>>,
     request_body: Option<Cow<'a, str>>,
     cost_usd: Option<f64>,
+    served_model: Option<Cow<'a, str>>,
+    cache: Option<Cow<'a, str>>,
+    notes: Vec<Cow<'a, str>>,
 }
 
 impl<'a> From<&'a LogRecord> for WireRecord<'a> {
@@ -79,6 +82,9 @@ impl<'a> From<&'a LogRecord> for WireRecord<'a> {
             request_body: opt_clean(&r.request_body),
             // NaN and infinities are no JSON numbers; a price is never one.
             cost_usd: r.cost_usd.filter(|c| c.is_finite()),
+            served_model: opt_clean(&r.served_model),
+            cache: opt_clean(&r.cache),
+            notes: r.notes.iter().map(|n| clean(n)).collect(),
         }
     }
 }
@@ -106,7 +112,7 @@ const COLUMNS: &str = concat!(
     " AS started_at_ms, proxy_key_id, upstream_key_ids, answered_key_id, model, route, api, \
      stream, status, attempts, latency_ms, ttfb_ms, prompt_tokens, candidates_tokens, \
      thoughts_tokens, cached_tokens, total_tokens, finish_reason, block_reason, error_kind, \
-     error_message, request_body, cost_usd"
+     error_message, request_body, cost_usd, served_model, cache, notes"
 );
 
 fn read_record(row: &Row) -> Result<LogRecord, StoreError> {
@@ -138,6 +144,9 @@ fn read_record(row: &Row) -> Result<LogRecord, StoreError> {
         error_kind: row.try_get("error_kind").db()?,
         error_message: row.try_get("error_message").db()?,
         request_body: row.try_get("request_body").db()?,
+        served_model: row.try_get("served_model").db()?,
+        cache: row.try_get("cache").db()?,
+        notes: row.try_get("notes").db()?,
     })
 }
 

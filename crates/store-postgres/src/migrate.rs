@@ -59,6 +59,10 @@ pub const MIGRATIONS: &[Migration] = &[
         file: "20261203000000_usage_cost.sql",
         sql: include_str!("../../../supabase/migrations/20261203000000_usage_cost.sql"),
     },
+    Migration {
+        file: "20261204000000_resilience.sql",
+        sql: include_str!("../../../supabase/migrations/20261204000000_resilience.sql"),
+    },
 ];
 
 /// Serialises concurrent appliers (two instances starting at once) within a database.

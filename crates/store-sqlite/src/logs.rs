@@ -20,7 +20,7 @@ const MAX_LIMIT: u32 = 1000;
 const COLUMNS: &str = "id, started_at_ms, proxy_key_id, upstream_key_ids, answered_key_id, model, route, \
      api, stream, status, attempts, latency_ms, ttfb_ms, prompt_tokens, candidates_tokens, \
      thoughts_tokens, cached_tokens, total_tokens, finish_reason, block_reason, error_kind, \
-     error_message, request_body, cost_usd";
+     error_message, request_body, cost_usd, served_model, cache, notes";
 
 /// Writes a batch in one transaction. `INSERT OR IGNORE` on the id makes a retried
 /// batch (the sink could not tell whether the first try committed) a no-op.
@@ -34,12 +34,13 @@ pub(crate) fn write(conn: &mut Connection, records: &[LogRecord]) -> Result<(), 
             .prepare_cached(&format!(
                 "INSERT OR IGNORE INTO request_logs ({COLUMNS}) VALUES \
                  (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-                 ?19, ?20, ?21, ?22, ?23, ?24)"
+                 ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)"
             ))
             .db()?;
         for r in records {
             // A Vec<i64> always serialises; the fallback only keeps `unwrap` out.
             let tried = serde_json::to_string(&r.upstream_key_ids).unwrap_or_else(|_| "[]".into());
+            let notes = serde_json::to_string(&r.notes).unwrap_or_else(|_| "[]".into());
             insert
                 .execute(params![
                     r.id,
@@ -66,6 +67,9 @@ pub(crate) fn write(conn: &mut Connection, records: &[LogRecord]) -> Result<(), 
                     r.error_message,
                     r.request_body,
                     r.cost_usd,
+                    r.served_model,
+                    r.cache,
+                    notes,
                 ])
                 .db()?;
             for key_id in &r.upstream_key_ids {
@@ -84,6 +88,10 @@ fn read_record(row: &Row<'_>) -> rusqlite::Result<LogRecord> {
     let tried: String = row.get(3)?;
     let upstream_key_ids = serde_json::from_str(&tried).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    let notes: String = row.get(26)?;
+    let notes = serde_json::from_str(&notes).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(26, rusqlite::types::Type::Text, Box::new(e))
     })?;
     Ok(LogRecord {
         id: row.get(0)?,
@@ -110,6 +118,9 @@ fn read_record(row: &Row<'_>) -> rusqlite::Result<LogRecord> {
         error_kind: row.get(20)?,
         error_message: row.get(21)?,
         request_body: row.get(22)?,
+        served_model: row.get(24)?,
+        cache: row.get(25)?,
+        notes,
     })
 }
 

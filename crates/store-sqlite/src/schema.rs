@@ -100,6 +100,13 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE key_cooldowns ADD COLUMN model_off INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE request_logs ADD COLUMN cost_usd REAL;
     "#,
+    // 4: resilience. The model a fallback served the request with, whether the response
+    // cache answered it, and what the resilience rules did (JSON array of text).
+    r#"
+    ALTER TABLE request_logs ADD COLUMN served_model TEXT;
+    ALTER TABLE request_logs ADD COLUMN cache TEXT;
+    ALTER TABLE request_logs ADD COLUMN notes TEXT NOT NULL DEFAULT '[]';
+    "#,
 ];
 
 /// Per-connection settings; none of them is stored in the file except WAL mode.

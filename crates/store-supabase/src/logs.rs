@@ -17,7 +17,8 @@ const MAX_LIMIT: u32 = 1000;
 
 const COLUMNS: &str = "id,started_at,proxy_key_id,upstream_key_ids,answered_key_id,model,route,api,stream,\
      status,attempts,latency_ms,ttfb_ms,prompt_tokens,candidates_tokens,thoughts_tokens,cached_tokens,\
-     total_tokens,finish_reason,block_reason,error_kind,error_message,request_body,cost_usd";
+     total_tokens,finish_reason,block_reason,error_kind,error_message,request_body,cost_usd,\
+     served_model,cache,notes";
 
 /// A record as `insert_request_logs` takes it: the core's own serde shape, with numbers
 /// held to what `bigint` and `to_timestamp` accept so one absurd value cannot fail the
@@ -76,6 +77,10 @@ struct LogRow {
     error_message: Option<String>,
     request_body: Option<String>,
     cost_usd: Option<f64>,
+    served_model: Option<String>,
+    cache: Option<String>,
+    #[serde(default)]
+    notes: Vec<String>,
 }
 
 impl LogRow {
@@ -105,6 +110,9 @@ impl LogRow {
             error_kind: self.error_kind,
             error_message: self.error_message,
             request_body: self.request_body,
+            served_model: self.served_model,
+            cache: self.cache,
+            notes: self.notes,
         })
     }
 }

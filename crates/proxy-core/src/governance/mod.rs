@@ -178,10 +178,11 @@ impl Governor {
             return;
         }
         let model = record
-            .model
-            .as_deref()
+            .serving_model()
             .unwrap_or("")
-            .trim_start_matches("models/");
+            .trim_start_matches("models/")
+            .to_string();
+        let model = model.as_str();
         let cost = self.prices.cost_nanos(model, &usage);
         record.cost_usd = cost.map(nanos_to_usd);
         if cost.is_none() {

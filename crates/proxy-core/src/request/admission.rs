@@ -20,11 +20,12 @@ use bytes::Bytes;
 use crate::attempts::Attempts;
 use crate::auth::{AuthOutcome, Credential, ProxyKeyTable, extract_credential};
 use crate::defaults;
+use crate::engine::Job;
 use crate::error::{ErrorShape, ProxyError};
 use crate::governance::Governor;
 use crate::log::LogRecord;
 use crate::openai_usage::request_usage;
-use crate::platform::PreparedRequest;
+use crate::platform::{ModelIn, PreparedRequest};
 use crate::policy::ProxyKeyPolicy;
 use crate::route::{Api, BodyFormat, Operation, Route, parse_route, take_key_param};
 
@@ -101,6 +102,8 @@ pub struct Prepared {
     pub(super) governor: Arc<Governor>,
     /// The proxy key's policy counts tokens or cost.
     pub(super) metered: bool,
+    /// What the key may use: a fallback model must be allowed too.
+    policy: Arc<ProxyKeyPolicy>,
 }
 
 impl Admission {
@@ -253,11 +256,17 @@ impl Authorized {
             .filter(|(name, _)| forwards_header(name))
             .map(|(name, value)| (name.to_ascii_lowercase(), value.to_string()))
             .collect();
+        let model_in = match (route.api, &route.model) {
+            (_, None) => ModelIn::Nowhere,
+            (Api::Gemini, Some(_)) => ModelIn::Path,
+            (Api::OpenAi, Some(_)) => ModelIn::Body,
+        };
         let request = PreparedRequest {
             method,
             path_and_query: upstream_target(&route, &query),
             headers,
             body,
+            model_in,
         };
         Ok(Prepared {
             request,
@@ -269,6 +278,7 @@ impl Authorized {
             attempts: Attempts::default(),
             governor: Arc::clone(governor),
             metered: policy.meters_usage(),
+            policy,
         })
     }
 }
@@ -284,9 +294,15 @@ impl Prepared {
         &self.record.id
     }
 
-    /// What `Engine::serve` takes: the request, its model, and where the attempts go.
-    pub fn engine_input(&mut self) -> (&PreparedRequest, &str, &mut Attempts) {
-        (&self.request, &self.model, &mut self.attempts)
+    /// What `Engine::serve` takes: the request, its model and the key's policy, and
+    /// where the attempts go.
+    pub fn engine_input(&mut self) -> (Job<'_>, &mut Attempts) {
+        let job = Job {
+            request: &self.request,
+            model: &self.model,
+            policy: Some(&self.policy),
+        };
+        (job, &mut self.attempts)
     }
 
     /// The record of a request dropped before upstream answered: its client left, or

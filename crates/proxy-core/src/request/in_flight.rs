@@ -42,8 +42,8 @@ impl<S: AbandonSink> InFlight<S> {
         engine: &Engine<U, C>,
         seed: u64,
     ) -> Option<Settlement<U::Response>> {
-        let (request, model, attempts) = self.prepared.as_mut()?.engine_input();
-        let served = engine.serve(request, model, seed, attempts).await;
+        let (job, attempts) = self.prepared.as_mut()?.engine_input();
+        let served = engine.serve(job, seed, attempts).await;
         Some(self.prepared.take()?.settle(served))
     }
 }

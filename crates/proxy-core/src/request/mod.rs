@@ -24,7 +24,7 @@ pub use in_flight::{AbandonSink, InFlight};
 pub use observe::{BodyEnd, BodyObserver, CUT_AT_SHUTDOWN};
 pub use refusals::{RefusalCounts, RefusalSampler, SAMPLE_WINDOW_MS, SAMPLED_PER_SOURCE};
 pub use reply::{JSON_CONTENT_TYPE, Refusal, Reply};
-pub use settle::{Answer, Settlement};
+pub use settle::{Answer, SERVED_MODEL_HEADER, Settlement};
 
 use crate::error::ProxyError;
 use crate::route::{Api, BodyFormat, Operation, Route, wants_sse};

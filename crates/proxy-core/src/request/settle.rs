@@ -15,8 +15,16 @@ use super::reply::{Refusal, Reply};
 pub struct Settlement<R> {
     /// Key-state changes the attempts taught; queue them for the store.
     pub state_changes: Vec<StateChange>,
+    /// Headers the proxy adds to the answer, whichever it is
+    /// ([`SERVED_MODEL_HEADER`]).
+    pub headers: Vec<(&'static str, String)>,
+    /// What the resilience rules did, for the platform's own log.
+    pub notes: Vec<String>,
     pub answer: Answer<R>,
 }
+
+/// The model that served the request (the requested one, or its fallback).
+pub const SERVED_MODEL_HEADER: &str = "x-gemini-proxy-model";
 
 #[derive(Debug)]
 pub enum Answer<R> {
@@ -45,6 +53,13 @@ impl Prepared {
             ..
         } = self;
         let state_changes = record.apply_attempts(attempts);
+        let headers = record
+            .serving_model()
+            .filter(|model| *model != "*")
+            .map(|model| (SERVED_MODEL_HEADER, model.to_string()))
+            .into_iter()
+            .collect();
+        let notes = record.notes.clone();
         let answer = match served {
             Served::Upstream(response) => {
                 record.answered(response.status);
@@ -78,6 +93,8 @@ impl Prepared {
         };
         Settlement {
             state_changes,
+            headers,
+            notes,
             answer,
         }
     }

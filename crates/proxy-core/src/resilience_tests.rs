@@ -1,0 +1,206 @@
+//! Fallback, breaker and retry budget in the attempt loop, against the scripted
+//! upstream and the manual clock of `engine_tests`.
+
+use crate::engine::{EngineConfig, Job, Served};
+use crate::engine_tests::{
+    Answer, BUSY, ManualClock, QUOTA, Scripted, block_on, engine_with, request_for, set_clock,
+};
+use crate::error::ProxyError;
+use crate::policy::ProxyKeyPolicy;
+use crate::resilience::{BreakerConfig, Fallbacks, ResilienceConfig, RetryBudgetConfig};
+
+fn config(fallbacks: &[&str], breaker_failures: u32) -> EngineConfig {
+    EngineConfig {
+        resilience: ResilienceConfig {
+            fallbacks: Fallbacks::parse(fallbacks.iter().copied()).unwrap_or_default(),
+            breaker: BreakerConfig {
+                failures: breaker_failures,
+                pause_ms: 10_000,
+                max_pause_ms: 60_000,
+            },
+            retry_budget: RetryBudgetConfig::default(),
+        },
+        ..EngineConfig::default()
+    }
+}
+
+type TestEngine = crate::Engine<Scripted, ManualClock>;
+
+fn script(engine: &TestEngine, model: &str, answer: Answer) {
+    let mut by_model = engine
+        .upstream()
+        .by_model
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    by_model.insert(model.to_string(), answer);
+}
+
+fn paths(engine: &TestEngine) -> Vec<String> {
+    engine
+        .upstream()
+        .paths
+        .lock()
+        .map(|p| p.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn an_overloaded_model_is_served_by_its_fallback_and_both_are_recorded() {
+    let engine = engine_with(vec![], 3, config(&["pro=flash"], 0));
+    script(&engine, "pro", Ok((503, BUSY)));
+    let run = block_on(engine.execute(&request_for("pro"), "pro", 1));
+    assert!(matches!(run.served, Served::Upstream(ref r) if r.status == 200));
+    assert_eq!(run.attempts.served_model.as_deref(), Some("flash"));
+    let calls = paths(&engine);
+    assert_eq!(
+        calls.len(),
+        4,
+        "three keys for pro, then one for flash: {calls:?}"
+    );
+    assert!(calls[..3].iter().all(|p| p.contains("/models/pro:")), "{calls:?}");
+    assert_eq!(calls[3], "/v1beta/models/flash:generateContent");
+    assert_eq!(run.attempts.tried, vec![0, 1, 2, 0], "keys are per model");
+    assert_eq!(run.attempts.notes, vec!["fallback pro → flash (upstream 503)"]);
+}
+
+#[test]
+fn chains_follow_and_rate_limits_fall_back_too() {
+    let engine = engine_with(vec![], 2, config(&["a=b", "b=c"], 0));
+    script(&engine, "a", Ok((429, QUOTA)));
+    script(&engine, "b", Ok((503, BUSY)));
+    let run = block_on(engine.execute(&request_for("a"), "a", 1));
+    assert!(matches!(run.served, Served::Upstream(_)));
+    assert_eq!(run.attempts.served_model.as_deref(), Some("c"));
+    assert_eq!(
+        run.attempts.notes,
+        vec![
+            "fallback a → b (all_keys_cooling)",
+            "fallback b → c (upstream 503)"
+        ]
+    );
+    // The last in a chain has no fallback: its own answer stands.
+    script(&engine, "c", Ok((503, BUSY)));
+    let run = block_on(engine.execute(&request_for("a"), "a", 2));
+    assert!(matches!(run.served, Served::UpstreamError { status: 503, .. }));
+}
+
+#[test]
+fn a_fallback_the_proxy_key_may_not_use_is_not_taken() {
+    let engine = engine_with(vec![], 2, config(&["pro=flash"], 0));
+    script(&engine, "pro", Ok((503, BUSY)));
+    let policy = ProxyKeyPolicy {
+        models: vec!["pro".into()],
+        ..ProxyKeyPolicy::default()
+    };
+    let request = request_for("pro");
+    let job = Job {
+        request: &request,
+        model: "pro",
+        policy: Some(&policy),
+    };
+    let mut attempts = Default::default();
+    let served = block_on(engine.serve(job, 1, &mut attempts));
+    assert!(matches!(served, Served::UpstreamError { status: 503, .. }));
+    assert!(paths(&engine).iter().all(|p| p.contains("/models/pro:")));
+    assert_eq!(attempts.served_model, None);
+    // A client error is the request's fault, not the model's: no fallback either.
+    script(
+        &engine,
+        "pro",
+        Ok((400, r#"{"error":{"code":400,"status":"INVALID_ARGUMENT"}}"#)),
+    );
+    let run = block_on(engine.execute(&request, "pro", 2));
+    assert!(matches!(run.served, Served::UpstreamError { status: 400, .. }));
+}
+
+#[test]
+fn the_breaker_opens_fails_fast_half_opens_and_closes() {
+    let engine = engine_with(vec![], 5, config(&[], 3));
+    script(&engine, "m", Ok((503, BUSY)));
+    let run = block_on(engine.execute(&request_for("m"), "m", 1));
+    assert_eq!(paths(&engine).len(), 3, "opened after three 5xx");
+    match run.served {
+        Served::Failed(ProxyError::ModelUnavailable { retry_after_secs, .. }) => {
+            assert_eq!(retry_after_secs, 10)
+        }
+        other => panic!("expected the breaker's 503, got {other:?}"),
+    }
+    assert!(
+        run.attempts
+            .notes
+            .contains(&"breaker opened for m (10 s)".to_string())
+    );
+    let slept = engine.clock().slept.lock().map(|s| s.len()).unwrap_or(0);
+    assert_eq!(slept, 2, "no backoff once the breaker is open");
+    assert_eq!(run.attempts.last_error_kind, Some("breaker_open"));
+    // While open, nothing goes upstream; another model is not affected.
+    let now = engine.clock().now.lock().map(|n| *n).unwrap_or(0);
+    let run = block_on(engine.execute(&request_for("m"), "m", 2));
+    assert!(matches!(
+        run.served,
+        Served::Failed(ProxyError::ModelUnavailable { .. })
+    ));
+    assert_eq!(paths(&engine).len(), 3);
+    let run = block_on(engine.execute(&request_for("other"), "other", 3));
+    assert!(matches!(run.served, Served::Upstream(_)));
+    // The pause over, one probe; it fails, so the pause doubles.
+    set_clock(&engine, now + 10_000);
+    let run = block_on(engine.execute(&request_for("m"), "m", 4));
+    assert!(
+        run.attempts
+            .notes
+            .contains(&"breaker opened for m (20 s)".to_string())
+    );
+    assert_eq!(paths(&engine).len(), 5, "the probe only: {:?}", paths(&engine));
+    // The model is back: the next probe closes the breaker.
+    script(&engine, "m", Ok((200, "{}")));
+    set_clock(&engine, now + 40_000);
+    let run = block_on(engine.execute(&request_for("m"), "m", 5));
+    assert!(matches!(run.served, Served::Upstream(_)));
+    assert_eq!(run.attempts.notes, vec!["breaker closed for m"]);
+}
+
+#[test]
+fn an_open_breaker_sends_requests_to_the_fallback_at_once() {
+    let engine = engine_with(vec![], 3, config(&["m=f"], 2));
+    script(&engine, "m", Ok((503, BUSY)));
+    block_on(engine.execute(&request_for("m"), "m", 1));
+    let before = paths(&engine).len();
+    let run = block_on(engine.execute(&request_for("m"), "m", 2));
+    assert_eq!(run.attempts.served_model.as_deref(), Some("f"));
+    assert_eq!(run.attempts.notes, vec!["fallback m → f (breaker_open)"]);
+    let calls = paths(&engine);
+    assert_eq!(calls.len(), before + 1, "straight to the fallback: {calls:?}");
+}
+
+#[test]
+fn retries_after_5xx_wait_for_a_place_in_the_budget() {
+    let engine = engine_with(vec![], 5, config(&[], 0));
+    script(&engine, "m", Ok((503, BUSY)));
+    let budget = engine.resilience().budget();
+    // Nine other requests in flight, three of them retrying: the floor is taken.
+    let others: Vec<_> = (0..9).map(|_| budget.request()).collect();
+    let retrying: Vec<_> = (0..3).filter_map(|_| budget.retry()).collect();
+    assert_eq!(retrying.len(), 3);
+    let run = block_on(engine.execute(&request_for("m"), "m", 1));
+    assert!(matches!(run.served, Served::UpstreamError { status: 503, .. }));
+    assert_eq!(paths(&engine).len(), 1, "not retried");
+    assert_eq!(run.attempts.notes, vec!["retry budget spent: not retried"]);
+    // Places free again: the next request retries across its keys.
+    drop(retrying);
+    drop(others);
+    let run = block_on(engine.execute(&request_for("m"), "m", 2));
+    assert_eq!(run.attempts.tried.len(), 5);
+    assert_eq!(budget.in_flight(), (0, 0));
+}
+
+#[test]
+fn key_failures_rotate_without_the_budget() {
+    let engine = engine_with(vec![], 4, config(&[], 0));
+    script(&engine, "m", Ok((429, QUOTA)));
+    let budget = engine.resilience().budget();
+    let _others: Vec<_> = (0..9).map(|_| budget.request()).collect();
+    let _retrying: Vec<_> = (0..3).filter_map(|_| budget.retry()).collect();
+    let run = block_on(engine.execute(&request_for("m"), "m", 1));
+    assert_eq!(run.attempts.tried.len(), 4, "every key tried");
+}
