@@ -9,6 +9,7 @@ mod failover;
 mod governance;
 mod key_marking;
 mod policy;
+mod resilience;
 mod secrets;
 mod shared_limits;
 mod streaming;

@@ -1,0 +1,202 @@
+//! Fallback, breaker and retry budget seen from outside, against the fake's
+//! `overloaded` models (every key answers 503 for them), counted in its request log.
+
+use proxy_core::resilience::{Fallbacks, RetryBudgetConfig};
+use proxy_core::retry::RetryPolicy;
+
+use crate::harness::{FLASH, Harness, key};
+
+const OVERLOADED: &str = "gemini-overloaded";
+
+fn fallback(pairs: &[&str]) -> Fallbacks {
+    Fallbacks::parse(pairs.iter().copied()).expect("valid fallbacks")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overloaded_model_is_served_by_its_fallback_on_both_dialects() {
+    let keys = [key("a"), key("b")];
+    let h = Harness::start_with(&keys, |config| {
+        config.engine.resilience.fallbacks = fallback(&[&format!("{OVERLOADED}={FLASH}")]);
+        config.engine.resilience.breaker.failures = 0;
+    })
+    .await;
+    let response = h.generate(OVERLOADED).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response
+            .headers()
+            .get("x-gemini-proxy-model")
+            .and_then(|v| v.to_str().ok()),
+        Some(FLASH)
+    );
+    let paths: Vec<String> = h.fake.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths.len(),
+        3,
+        "both keys for the overloaded model, then one: {paths:?}"
+    );
+    assert!(
+        paths[2].ends_with(&format!("/models/{FLASH}:generateContent")),
+        "{paths:?}"
+    );
+    let log = &h.logs(1).await[0];
+    assert_eq!(log.model.as_deref(), Some(OVERLOADED), "the model asked for");
+    assert_eq!(
+        log.served_model.as_deref(),
+        Some(FLASH),
+        "the model that answered"
+    );
+    assert_eq!(log.status, 200);
+    assert_eq!(log.upstream_key_ids.len(), 3);
+    assert_eq!(
+        log.notes,
+        vec![format!("fallback {OVERLOADED} → {FLASH} (upstream 503)")]
+    );
+    assert!(
+        log.cost_usd.is_some_and(|c| c > 0.0),
+        "priced as the model that served it"
+    );
+
+    // OpenAI's route names the model in the body: it is rewritten there.
+    let response = h
+        .http
+        .post(h.url("/v1beta/openai/chat/completions"))
+        .bearer_auth(&h.proxy_key)
+        .json(&serde_json::json!({
+            "model": OVERLOADED,
+            "messages": [{"role": "user", "content": "hi"}],
+        }))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response
+            .headers()
+            .get("x-gemini-proxy-model")
+            .and_then(|v| v.to_str().ok()),
+        Some(FLASH)
+    );
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert!(body["choices"][0]["message"]["content"].is_string(), "{body}");
+    let records = h.logs(2).await;
+    assert_eq!(records[1].api, "openai");
+    assert_eq!(records[1].served_model.as_deref(), Some(FLASH));
+
+    // A model without a fallback says which model answered too.
+    let response = h.generate(FLASH).await;
+    assert_eq!(
+        response
+            .headers()
+            .get("x-gemini-proxy-model")
+            .and_then(|v| v.to_str().ok()),
+        Some(FLASH)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_breaker_fails_fast_with_retry_after_and_is_logged() {
+    let keys = [key("a"), key("b"), key("c")];
+    let h = Harness::start_with(&keys, |config| {
+        config.engine.resilience.breaker.failures = 3;
+        config.engine.resilience.breaker.pause_ms = 60_000;
+    })
+    .await;
+    let first = h.generate(OVERLOADED).await;
+    assert_eq!(first.status(), 503);
+    assert_eq!(h.fake.requests().len(), 3, "three 5xx open it");
+    let second = h.generate(OVERLOADED).await;
+    assert_eq!(second.status(), 503);
+    assert_eq!(
+        second.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("60")
+    );
+    let body: serde_json::Value = second.json().await.expect("json");
+    assert_eq!(body["error"]["status"], "UNAVAILABLE");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(OVERLOADED) && message.contains("pausing"),
+        "{message}"
+    );
+    assert_eq!(h.fake.requests().len(), 3, "nothing went upstream while open");
+    // Other models are not affected.
+    assert_eq!(h.generate(FLASH).await.status(), 200);
+    let records = h.logs(3).await;
+    assert!(
+        records[0]
+            .notes
+            .iter()
+            .any(|n| n.starts_with("breaker opened for")),
+        "{:?}",
+        records[0].notes
+    );
+    assert_eq!(records[1].error_kind.as_deref(), Some("breaker_open"));
+    assert!(records[1].upstream_key_ids.is_empty());
+}
+
+/// Sends 20 requests at once for the overloaded model and counts upstream calls.
+async fn upstream_calls_for_20_concurrent(h: &Harness) -> usize {
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let http = h.http.clone();
+        let url = h.url(&format!("/v1beta/models/{OVERLOADED}:generateContent"));
+        let key = h.proxy_key.clone();
+        tasks.push(tokio::spawn(async move {
+            let response = http
+                .post(url)
+                .header("x-goog-api-key", key)
+                .header("content-type", "application/json")
+                .body(r#"{"contents":[{"parts":[{"text":"hi"}]}]}"#)
+                .send()
+                .await
+                .expect("answers");
+            response.status().as_u16()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.expect("task"), 503);
+    }
+    let calls = h.fake.requests().len();
+    eprintln!("20 concurrent requests, every key answering 503: {calls} upstream calls");
+    calls
+}
+
+fn outage_config(config: &mut proxy_axum::ProxyConfig, percent: u32) {
+    // Production's backoff, so retries come after the first wave as they would.
+    config.engine.retry = RetryPolicy::default();
+    config.engine.resilience.breaker.failures = 0;
+    config.engine.resilience.retry_budget = RetryBudgetConfig { percent, floor: 3 };
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retry_budget_keeps_an_outage_from_multiplying() {
+    let keys: Vec<String> = (0..5).map(|i| key(&format!("k{i}"))).collect();
+    let h = Harness::start_with(&keys, |config| outage_config(config, 20)).await;
+    let calls = upstream_calls_for_20_concurrent(&h).await;
+    assert!(calls >= 20, "each request went once: {calls}");
+    assert!(calls <= 40, "at most 2x the requests: {calls}");
+    let records = h.logs(20).await;
+    let refused = records
+        .iter()
+        .filter(|r| r.notes.iter().any(|n| n.starts_with("retry budget spent")))
+        .count();
+    assert!(refused > 0, "the budget refused retries");
+
+    // Without the budget every request retries on every key: 5x.
+    let unbounded = Harness::start_with(&keys, |config| outage_config(config, 100)).await;
+    assert_eq!(upstream_calls_for_20_concurrent(&unbounded).await, 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_default_breaker_an_outage_costs_little_more_than_one_call_per_request() {
+    let keys: Vec<String> = (0..5).map(|i| key(&format!("k{i}"))).collect();
+    let h = Harness::start_with(&keys, |config| config.engine.retry = RetryPolicy::default()).await;
+    let calls = upstream_calls_for_20_concurrent(&h).await;
+    // Requests that arrive after the breaker opened do not go upstream at all.
+    assert!((5..=40).contains(&calls), "{calls}");
+    // Once open, nothing more goes upstream.
+    let response = h.generate(OVERLOADED).await;
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(h.fake.requests().len(), calls);
+}
