@@ -79,3 +79,55 @@ def test_openai_is_served_by_the_fallback_and_the_header_names_it(fallback_stack
     openai_records = [r for r in records if r["api"] == "openai" and r.get("served_model") == FLASH]
     assert len(openai_records) >= 2
     assert all(r["model"] == OVERLOADED for r in openai_records)
+
+
+@pytest.fixture(scope="module")
+def heartbeat_stack(proxy_bin, fake_url, tmp_path_factory) -> Iterator[ProxyStack]:
+    stack = None
+    try:
+        stack = start_proxy(
+            proxy_bin,
+            fake_url,
+            tmp_path_factory.mktemp("heartbeat"),
+            {"healthy": UPSTREAM_KEYS["healthy"]},
+            name="gemini-proxy-heartbeat",
+            extra_env={"GEMINI_PROXY_SSE_HEARTBEAT_SECS": "1"},
+        )
+        yield stack
+    finally:
+        if stack is not None and stack.child is not None:
+            stack.child.stop()
+
+
+# The fake's `silent` models fall quiet for 5 s after their first chunk: the proxy
+# sends keep-alives meanwhile (a blank line on Gemini's SSE, which google-genai skips
+# where it would fail on a comment line; `: keep-alive` on OpenAI's), and each SDK's
+# stream reader skips them.
+SILENT = "gemini-2.5-flash-silent"
+
+
+def keep_alive_records(stack: ProxyStack, count: int) -> list[dict]:
+    return stack.wait_logs(
+        lambda rs: sum(1 for r in rs if any("keep-alive" in n for n in r.get("notes", []))) >= count,
+        f"{count} records with keep-alive comments",
+    )
+
+
+def test_google_genai_streams_through_keep_alive_comments(heartbeat_stack):
+    client = genai_client(heartbeat_stack.url, heartbeat_stack.proxy_key)
+    chunks = list(client.models.generate_content_stream(model=SILENT, contents="hi"))
+    assert "".join(c.text or "" for c in chunks) == FULL_TEXT
+    assert len(chunks) == 3, "a keep-alive is no chunk"
+    record = keep_alive_records(heartbeat_stack, 1)[0]
+    assert record["status"] == 200 and record["error_kind"] is None
+
+
+def test_openai_streams_through_keep_alive_comments(heartbeat_stack):
+    client = openai_client(heartbeat_stack.url, heartbeat_stack.proxy_key)
+    stream = client.chat.completions.create(
+        model=SILENT, messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert text == FULL_TEXT
+    records = keep_alive_records(heartbeat_stack, 2)
+    assert any(r["api"] == "openai" for r in records)

@@ -139,6 +139,8 @@ impl WorkerConfig {
                 defaults::MAX_BODY_MB,
             )?),
             log_bodies,
+            sse_heartbeat_ms: number("GEMINI_PROXY_SSE_HEARTBEAT_SECS", defaults::SSE_HEARTBEAT_SECS)?
+                .saturating_mul(1000),
         };
         Ok(Self {
             upstream_base_url,

@@ -11,28 +11,34 @@ use bytes::Bytes;
 use futures_util::Stream;
 use proxy_core::log::LogRecord;
 use proxy_core::platform::Clock;
-use proxy_core::request::{BodyEnd, BodyObserver};
+use proxy_core::request::{Alarm, BodyEnd, BodyObserver};
 
 pub struct ObservedStream<S, C: Clock> {
     inner: Pin<Box<S>>,
     observer: BodyObserver,
     clock: C,
     done: Option<Box<dyn FnOnce(LogRecord)>>,
+    /// Wakes the stream for keep-alive comments (SSE answers, when configured).
+    alarm: Option<Alarm<C>>,
 }
 
 // The inner stream is boxed, so nothing here is pinned structurally.
 impl<S, C: Clock> Unpin for ObservedStream<S, C> {}
 
-impl<S, C: Clock> ObservedStream<S, C> {
+impl<S, C: Clock + Clone + 'static> ObservedStream<S, C> {
     pub fn new(inner: S, observer: BodyObserver, clock: C, done: Box<dyn FnOnce(LogRecord)>) -> Self {
+        let alarm = observer.keeps_alive().then(|| Alarm::new(clock.clone()));
         Self {
             inner: Box::pin(inner),
             observer,
             clock,
             done: Some(done),
+            alarm,
         }
     }
+}
 
+impl<S, C: Clock> ObservedStream<S, C> {
     fn complete(&mut self, end: BodyEnd) {
         if let (Some(record), Some(done)) = (self.observer.end(end, self.clock.now_ms()), self.done.take()) {
             done(record);
@@ -43,7 +49,7 @@ impl<S, C: Clock> ObservedStream<S, C> {
 impl<S, E, C> Stream for ObservedStream<S, C>
 where
     S: Stream<Item = Result<Vec<u8>, E>>,
-    C: Clock,
+    C: Clock + Clone + 'static,
 {
     type Item = Result<Vec<u8>, E>;
 
@@ -51,7 +57,7 @@ where
         let this = &mut *self;
         let (inner, clock) = (&mut this.inner, &this.clock);
         // The runtime's error text is not logged: it may name the URL.
-        let polled = this.observer.poll_through(
+        let mut polled = this.observer.poll_through(
             || {
                 inner
                     .as_mut()
@@ -60,6 +66,12 @@ where
             },
             || clock.now_ms(),
         );
+        if let (Poll::Pending, Some(alarm)) = (&polled, this.alarm.as_mut()) {
+            polled = this
+                .observer
+                .poll_keep_alive(alarm, cx, || clock.now_ms())
+                .map(|comment| Some(Ok(comment)));
+        }
         if let Some(record) = this.observer.take_ended(clock.now_ms())
             && let Some(done) = this.done.take()
         {

@@ -10,7 +10,8 @@
 //! substrings of the model name select response shapes (`thinking`,
 //! `blocked`, `overloaded`, `slowstream`, `longstream` (a minute of chunks),
 //! `midstream`, `drop`, `big`,
-//! `cached`).
+//! `cached`, `silent` (a stream quiet for [`SILENCE`] after its first chunk),
+//! `slowheaders` (any answer after [`SLOW_HEADERS`])).
 //!
 //! Like Google, it echoes client-chosen text into errors: an unknown top-level field
 //! of a generate request (400 `Unknown name "…"`), a file name in `GET files/{name}`
@@ -48,7 +49,8 @@ use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
 pub use scenario::{
-    CACHED_TOKENS, CANDIDATE_TOKENS, FULL_TEXT, PROMPT_TOKENS, SLOW_CHUNK_DELAY, STREAM_TEXTS, THOUGHT_TOKENS,
+    CACHED_TOKENS, CANDIDATE_TOKENS, FULL_TEXT, PROMPT_TOKENS, SILENCE, SLOW_CHUNK_DELAY, SLOW_HEADERS,
+    STREAM_TEXTS, THOUGHT_TOKENS,
 };
 pub use service::MAX_BODY;
 

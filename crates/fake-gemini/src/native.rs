@@ -222,7 +222,10 @@ pub fn stream(model: &str, id: &str, flags: ModelFlags, sse: bool) -> Resp {
     }
     let first = steps.is_empty();
     for (i, chunk) in chunks.into_iter().enumerate() {
-        steps.push(Step::data(delay, frame(sse, first && i == 0, &chunk)));
+        steps.push(Step::data(
+            flags.delay_before(i),
+            frame(sse, first && i == 0, &chunk),
+        ));
     }
     if flags.midstream && !flags.blocked {
         let err = ApiError::midstream().body(false);

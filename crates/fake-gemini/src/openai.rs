@@ -174,7 +174,10 @@ fn chat_stream(model: &str, id: &str, flags: ModelFlags, include_usage: bool) ->
             }),
             finish_reason: last.then_some("stop"),
         };
-        steps.push(Step::data(delay, chunk(id, created, model, vec![choice], None)));
+        steps.push(Step::data(
+            flags.delay_before(i),
+            chunk(id, created, model, vec![choice], None),
+        ));
     }
     if flags.blocked {
         let choice = Choice {

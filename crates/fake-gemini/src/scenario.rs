@@ -20,6 +20,10 @@ pub const CHUNKS_BEFORE_FAILURE: usize = 2;
 pub const SLOW_CHUNK_DELAY: Duration = Duration::from_millis(300);
 /// Extra chunks a `longstream` stream sends before its normal ones (× the delay).
 pub const LONG_STREAM_EXTRA_CHUNKS: usize = 200;
+/// The pause after a `silent` stream's first chunk (heartbeat tests).
+pub const SILENCE: Duration = Duration::from_secs(5);
+/// How long a `slowheaders` model keeps its response headers back.
+pub const SLOW_HEADERS: Duration = Duration::from_secs(2);
 /// Size of the text part for `big` models.
 pub const BIG_TEXT_LEN: usize = 1 << 20;
 
@@ -35,6 +39,10 @@ pub struct ModelFlags {
     pub drop: bool,
     pub big: bool,
     pub cached: bool,
+    /// A stream that falls silent for [`SILENCE`] after its first chunk.
+    pub silent: bool,
+    /// Any answer comes after [`SLOW_HEADERS`].
+    pub slow_headers: bool,
 }
 
 impl ModelFlags {
@@ -49,6 +57,8 @@ impl ModelFlags {
             drop: model.contains("drop"),
             big: model.contains("big"),
             cached: model.contains("cached"),
+            silent: model.contains("silent"),
+            slow_headers: model.contains("slowheaders"),
         }
     }
 
@@ -63,6 +73,15 @@ impl ModelFlags {
     /// Delay to wait before each stream chunk.
     pub fn chunk_delay(self) -> Option<Duration> {
         (self.slow_stream || self.long_stream).then_some(SLOW_CHUNK_DELAY)
+    }
+
+    /// Delay before stream chunk `index` (0-based): a `silent` stream's second one
+    /// comes after [`SILENCE`].
+    pub fn delay_before(self, index: usize) -> Option<Duration> {
+        match (self.silent, index) {
+            (true, 1) => Some(SILENCE),
+            _ => self.chunk_delay(),
+        }
     }
 
     /// How many of the normal stream chunks are sent before the stream

@@ -151,6 +151,9 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, A
             }
         }
     }
+    if ModelFlags::from_model(model_hint(&route, oa_req.as_ref())).slow_headers {
+        tokio::time::sleep(crate::scenario::SLOW_HEADERS).await;
+    }
     let id = state.response_id();
     Ok(match route {
         Route::NotFound { openai } => body::error(&ApiError::not_found(), openai),

@@ -120,6 +120,15 @@ pub struct ProxyArgs {
     /// one deployment, different for deployments that share a Redis.
     #[arg(long, env = "GEMINI_PROXY_REDIS_PREFIX", default_value = defaults::REDIS_PREFIX)]
     pub redis_prefix: String,
+    /// Seconds of upstream silence on an SSE answer (Gemini `alt=sse`, OpenAI streams)
+    /// before the proxy sends a `: keep-alive` comment, so idle-cutting platforms
+    /// (Cloudflare: ~100 s) keep the stream open; 0: never.
+    #[arg(
+        long,
+        env = "GEMINI_PROXY_SSE_HEARTBEAT_SECS",
+        default_value_t = defaults::SSE_HEARTBEAT_SECS
+    )]
+    pub sse_heartbeat_secs: u64,
     /// When model FROM is overloaded (5xx, its breaker open) or every key is rate
     /// limited for it, serve the request with model TO (repeatable; chains follow, loops
     /// are refused; the environment variable takes `a=b,c=d`).
@@ -190,6 +199,7 @@ impl ProxyArgs {
             admission: AdmissionRules {
                 max_body_bytes: defaults::mib_to_bytes(self.max_body_mb),
                 log_bodies: self.log_bodies,
+                sse_heartbeat_ms: self.sse_heartbeat_secs.saturating_mul(1000),
             },
             refresh_interval: Duration::from_millis(self.refresh_ms.max(defaults::REFRESH_FLOOR_MS)),
             log_queue_capacity: self.log_queue.max(1),

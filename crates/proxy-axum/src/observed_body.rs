@@ -12,10 +12,10 @@ use bytes::Bytes;
 use futures_util::Stream;
 use futures_util::stream::BoxStream;
 use proxy_core::log::LogRecord;
-use proxy_core::request::{BodyEnd, BodyObserver};
+use proxy_core::request::{Alarm, BodyEnd, BodyObserver};
 
 use crate::batcher::BatchQueue;
-use crate::clock::unix_ms;
+use crate::clock::{TokioClock, unix_ms};
 
 pub(crate) struct ObservedBody {
     inner: BoxStream<'static, reqwest::Result<Bytes>>,
@@ -26,6 +26,8 @@ pub(crate) struct ObservedBody {
     remaining: Option<u64>,
     /// Set by the shutdown when it is about to drop the unfinished bodies.
     cut: Arc<AtomicBool>,
+    /// Wakes the body for keep-alive comments (SSE answers, when configured).
+    alarm: Option<Alarm<TokioClock>>,
 }
 
 impl ObservedBody {
@@ -37,12 +39,14 @@ impl ObservedBody {
     ) -> Self {
         // A body the observer rewrites has no content-length downstream.
         let remaining = response.content_length().filter(|_| !observer.changes_length());
+        let alarm = observer.keeps_alive().then(|| Alarm::new(TokioClock));
         Self {
             inner: Box::pin(response.bytes_stream()),
             observer,
             queue,
             remaining,
             cut,
+            alarm,
         }
     }
 
@@ -59,9 +63,15 @@ impl Stream for ObservedBody {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         let inner = &mut this.inner;
-        let polled = this
+        let mut polled = this
             .observer
             .poll_through(|| inner.as_mut().poll_next(cx), unix_ms);
+        if let (Poll::Pending, Some(alarm)) = (&polled, this.alarm.as_mut()) {
+            polled = this
+                .observer
+                .poll_keep_alive(alarm, cx, unix_ms)
+                .map(|comment| Some(Ok(comment)));
+        }
         if let (Poll::Ready(Some(Ok(chunk))), Some(remaining)) = (&polled, this.remaining.as_mut()) {
             *remaining = remaining.saturating_sub(chunk.len() as u64);
             if *remaining == 0 {

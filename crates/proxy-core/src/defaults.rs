@@ -83,6 +83,10 @@ pub const BREAKER_MAX_PAUSE_SECS: u64 = 300;
 pub const RETRY_BUDGET_PERCENT: u32 = 20;
 pub const RETRY_BUDGET_FLOOR: u32 = 3;
 
+/// Seconds of upstream silence on an SSE answer before the proxy sends a `: keep-alive`
+/// comment (`GEMINI_PROXY_SSE_HEARTBEAT_SECS`); 0: never.
+pub const SSE_HEARTBEAT_SECS: u64 = 0;
+
 /// MiB to bytes, saturating (a huge setting means "no practical limit", not a wrap).
 pub fn mib_to_bytes(mib: u64) -> usize {
     usize::try_from(mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)

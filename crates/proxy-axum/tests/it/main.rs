@@ -7,6 +7,7 @@ mod auth_and_input;
 mod connections;
 mod failover;
 mod governance;
+mod keep_alive;
 mod key_marking;
 mod policy;
 mod resilience;

@@ -52,6 +52,8 @@ pub struct RequestHead<'a> {
 pub struct AdmissionRules {
     pub max_body_bytes: usize,
     pub log_bodies: bool,
+    /// Keep-alive comments on SSE answers after this much upstream silence; 0: none.
+    pub sse_heartbeat_ms: u64,
 }
 
 impl Default for AdmissionRules {
@@ -59,6 +61,7 @@ impl Default for AdmissionRules {
         Self {
             max_body_bytes: defaults::mib_to_bytes(defaults::MAX_BODY_MB),
             log_bodies: defaults::LOG_BODIES,
+            sse_heartbeat_ms: defaults::SSE_HEARTBEAT_SECS * 1000,
         }
     }
 }
@@ -95,6 +98,8 @@ pub struct Prepared {
     pub(super) format: BodyFormat,
     /// The proxy asked upstream for usage the client did not: remove it again.
     pub(super) strip_usage: bool,
+    /// Keep-alive comments after this much upstream silence (SSE answers; 0: none).
+    pub(super) keep_alive_ms: u64,
     model: String,
     /// What the engine did so far; filled in while it runs.
     pub(super) attempts: Attempts,
@@ -274,6 +279,10 @@ impl Authorized {
             shape,
             format: framing.format,
             strip_usage,
+            keep_alive_ms: match framing.format {
+                BodyFormat::Sse => rules.sse_heartbeat_ms,
+                BodyFormat::Json => 0,
+            },
             model: route.model_or_any().to_string(),
             attempts: Attempts::default(),
             governor: Arc::clone(governor),

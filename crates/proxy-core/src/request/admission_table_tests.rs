@@ -192,6 +192,7 @@ fn the_shared_admission_table_holds_in_the_core() {
     let rules = AdmissionRules {
         max_body_bytes: defaults::mib_to_bytes(table.max_body_mb),
         log_bodies: false,
+        ..AdmissionRules::default()
     };
     let keys = ProxyKeyTable::new(vec![ProxyKey {
         id: 1,

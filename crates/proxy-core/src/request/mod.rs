@@ -11,6 +11,7 @@ mod admission_table_tests;
 mod governance_tests;
 mod ids;
 mod in_flight;
+mod keep_alive;
 mod observe;
 mod refusals;
 mod reply;
@@ -21,6 +22,7 @@ pub use admission::{
 };
 pub use ids::{RequestIds, request_id};
 pub use in_flight::{AbandonSink, InFlight};
+pub use keep_alive::{Alarm, KEEP_ALIVE_BLANK_LINE, KEEP_ALIVE_COMMENT};
 pub use observe::{BodyEnd, BodyObserver, CUT_AT_SHUTDOWN};
 pub use refusals::{RefusalCounts, RefusalSampler, SAMPLE_WINDOW_MS, SAMPLED_PER_SOURCE};
 pub use reply::{JSON_CONTENT_TYPE, Refusal, Reply};

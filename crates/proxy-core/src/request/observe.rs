@@ -4,15 +4,18 @@
 //! calls [`BodyObserver::chunk`] and [`BodyObserver::end`].
 
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 
 use crate::governance::Governor;
 use crate::log::LogRecord;
 use crate::openai_usage::UsageChunkFilter;
+use crate::platform::Clock;
 use crate::route::BodyFormat;
 use crate::stream_meta::MetaReader;
+
+use super::keep_alive::{Alarm, KeepAlive};
 
 /// The log's error kind for a request the server's shutdown cut short.
 pub const CUT_AT_SHUTDOWN: &str = "cut_at_shutdown";
@@ -63,6 +66,8 @@ pub struct BodyObserver {
     /// Prices the record and counts its tokens when the body ends (and whether its
     /// proxy key's policy counts them).
     governor: Option<(Arc<Governor>, bool)>,
+    /// Keep-alive comments while upstream is quiet (SSE answers, when configured).
+    keep_alive: Option<KeepAlive>,
 }
 
 impl BodyObserver {
@@ -76,7 +81,21 @@ impl BodyObserver {
             upstream_done: false,
             ended: None,
             governor: None,
+            keep_alive: None,
         }
+    }
+
+    /// Sends `bytes` ([`super::KEEP_ALIVE_COMMENT`] or
+    /// [`super::KEEP_ALIVE_BLANK_LINE`]) whenever upstream is quiet for `interval_ms`
+    /// (SSE answers only: the caller checks the framing).
+    pub fn keep_alive_every(&mut self, interval_ms: u64, bytes: &'static [u8]) {
+        self.keep_alive = (interval_ms > 0).then(|| KeepAlive::new(interval_ms, bytes));
+    }
+
+    /// Whether this answer gets keep-alive comments (the platform then keeps an
+    /// [`Alarm`] for [`BodyObserver::poll_keep_alive`]).
+    pub fn keeps_alive(&self) -> bool {
+        self.keep_alive.is_some()
     }
 
     /// Charges what the answer used to `governor` when the body ends; `metered`: the
@@ -93,7 +112,7 @@ impl BodyObserver {
 
     /// The client's body differs from upstream's: don't pass on its `content-length`.
     pub fn changes_length(&self) -> bool {
-        self.filter.is_some()
+        self.filter.is_some() || self.keep_alive.is_some()
     }
 
     /// The request id (for the `x-request-id` header).
@@ -112,9 +131,36 @@ impl BodyObserver {
         if let Some(reader) = self.reader.as_mut() {
             reader.feed(&chunk);
         }
-        match self.filter.as_mut() {
+        let out = match self.filter.as_mut() {
             Some(filter) => filter.push(&chunk),
             None => chunk,
+        };
+        if let Some(keep_alive) = self.keep_alive.as_mut() {
+            keep_alive.sent_bytes(&out, now_ms);
+        }
+        out
+    }
+
+    /// After [`BodyObserver::poll_through`] was pending: a keep-alive for the
+    /// client if upstream has been quiet for the interval and the stream is between
+    /// events; otherwise pending, with `alarm` set to wake the task when one may be due.
+    pub fn poll_keep_alive<C: Clock + Clone + 'static>(
+        &mut self,
+        alarm: &mut Alarm<C>,
+        cx: &mut Context<'_>,
+        now_ms: impl Fn() -> u64,
+    ) -> Poll<Bytes> {
+        let Some(keep_alive) = self.keep_alive.as_mut().filter(|_| !self.upstream_done) else {
+            return Poll::Pending;
+        };
+        loop {
+            let due = keep_alive.due_at(now_ms());
+            if alarm.poll_until(due, cx).is_pending() {
+                return Poll::Pending;
+            }
+            if keep_alive.fire(now_ms()) {
+                return Poll::Ready(Bytes::from_static(keep_alive.bytes));
+            }
         }
     }
 
@@ -130,6 +176,11 @@ impl BodyObserver {
     /// Completes the record (once: later calls give `None`) for the log.
     pub fn end(&mut self, end: BodyEnd, now_ms: u64) -> Option<LogRecord> {
         let mut record = self.record.take()?;
+        if let Some(sent) = self.keep_alive.as_ref().map(|k| k.sent).filter(|n| *n > 0) {
+            record
+                .notes
+                .push(format!("sent {sent} keep-alive(s) while upstream was quiet"));
+        }
         record.end_body(self.reader.take().map(MetaReader::finish), end.failure());
         record.close(now_ms);
         if let Some((governor, metered)) = self.governor.take() {

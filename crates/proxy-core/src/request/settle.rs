@@ -6,7 +6,10 @@ use crate::engine::Served;
 use crate::key_state::StateChange;
 use crate::log::LogRecord;
 
+use crate::error::ErrorShape;
+
 use super::admission::Prepared;
+use super::keep_alive::{KEEP_ALIVE_BLANK_LINE, KEEP_ALIVE_COMMENT};
 use super::observe::BodyObserver;
 use super::reply::{Refusal, Reply};
 
@@ -47,6 +50,7 @@ impl Prepared {
             shape,
             format,
             strip_usage,
+            keep_alive_ms,
             attempts,
             governor,
             metered,
@@ -68,6 +72,11 @@ impl Prepared {
                 if strip_usage {
                     observer.strip_usage_chunk();
                 }
+                let keep_alive = match shape {
+                    ErrorShape::OpenAi => KEEP_ALIVE_COMMENT,
+                    ErrorShape::Gemini => KEEP_ALIVE_BLANK_LINE,
+                };
+                observer.keep_alive_every(keep_alive_ms, keep_alive);
                 Answer::Stream {
                     status: response.status,
                     response: response.inner,
