@@ -129,10 +129,11 @@ impl WorkerConfig {
             )?),
         };
         engine.resilience = ResilienceConfig::from_settings(&settings).map_err(ConfigError::BadFallback)?;
-        let log_bodies = match get("GEMINI_PROXY_LOG_BODIES") {
+        let flag = |name: &str, default: bool| match get(name) {
             Some(v) => matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"),
-            None => defaults::LOG_BODIES,
+            None => default,
         };
+        let log_bodies = flag("GEMINI_PROXY_LOG_BODIES", defaults::LOG_BODIES);
         let admission = AdmissionRules {
             max_body_bytes: defaults::mib_to_bytes(number(
                 "GEMINI_PROXY_MAX_BODY_MB",
@@ -141,6 +142,7 @@ impl WorkerConfig {
             log_bodies,
             sse_heartbeat_ms: number("GEMINI_PROXY_SSE_HEARTBEAT_SECS", defaults::SSE_HEARTBEAT_SECS)?
                 .saturating_mul(1000),
+            retry_empty: flag("GEMINI_PROXY_RETRY_EMPTY", defaults::RETRY_EMPTY),
         };
         Ok(Self {
             upstream_base_url,
@@ -298,6 +300,16 @@ mod tests {
         );
         assert_eq!(resilience.breaker.failures, 3);
         assert_eq!(resilience.retry_budget.percent, 50);
+        let config_of = |extra: (&'static str, &'static str)| {
+            let mut vars = vec![("GEMINI_API_KEYS", "AIzaA"), ("PROXY_KEYS", "gp-one"), extra];
+            vars.dedup();
+            config(&vars).map(|c| c.admission).unwrap_or_default()
+        };
+        assert!(!config_of(("GEMINI_PROXY_RETRY_EMPTY", "false")).retry_empty);
+        assert_eq!(
+            config_of(("GEMINI_PROXY_SSE_HEARTBEAT_SECS", "30")).sse_heartbeat_ms,
+            30_000
+        );
         vars.push(("GEMINI_PROXY_FALLBACK", "a=b,b=a"));
         vars.swap_remove(2);
         let error = config(&vars).err().map(|e| e.to_string()).unwrap_or_default();

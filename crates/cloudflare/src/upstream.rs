@@ -112,4 +112,50 @@ impl Upstream for WorkerUpstream {
             Either::Right(((), _)) => Err(TransportError::Timeout),
         }
     }
+
+    async fn peek_body(
+        &self,
+        response: &mut Response,
+        limit: usize,
+        timeout_ms: u64,
+    ) -> Result<(Bytes, bool), TransportError> {
+        let status = response.status_code();
+        let headers = response.headers().clone();
+        let mut stream = response
+            .stream()
+            .map_err(|e| TransportError::Connect(format!("cannot read the answer: {e}")))?;
+        let reading = pin!(async {
+            let mut chunks: Vec<Vec<u8>> = Vec::new();
+            let mut read = 0;
+            while read < limit {
+                match stream.next().await {
+                    Some(Ok(chunk)) => {
+                        read += chunk.len();
+                        chunks.push(chunk);
+                    }
+                    Some(Err(e)) => return Err(TransportError::Connect(e.to_string())),
+                    None => return Ok((chunks, true)),
+                }
+            }
+            Ok((chunks, false))
+        });
+        let deadline = pin!(Delay::from(Duration::from_millis(timeout_ms)));
+        let (chunks, whole) = match select(reading, deadline).await {
+            Either::Left((read, _)) => read?,
+            Either::Right(((), _)) => return Err(TransportError::Timeout),
+        };
+        let start = Bytes::from(chunks.concat());
+        // Put what was read back in front of the rest, keeping status and headers.
+        let rebuilt = match whole {
+            true => Response::from_bytes(start.to_vec()),
+            false => {
+                let rest = futures_util::stream::iter(chunks.into_iter().map(Ok::<Vec<u8>, worker::Error>))
+                    .chain(stream);
+                Response::from_stream(rest)
+            }
+        };
+        let rebuilt = rebuilt.map_err(|e| TransportError::Connect(format!("cannot keep the answer: {e}")))?;
+        *response = rebuilt.with_status(status).with_headers(headers);
+        Ok((start, whole))
+    }
 }

@@ -259,13 +259,16 @@ pub enum KeyMarker {
     Redirect,
     /// Send a 429's headers and half its body, then stall (deadline tests).
     StallBody,
+    /// Answer a non-streamed generate or chat request with 200 and nothing in it (no
+    /// parts, finish STOP), as Gemini sometimes does (`-empty-`).
+    Empty,
 }
 
 impl KeyMarker {
     /// Cheap on the hot path: one `contains` on the key unless it has a '-'
     /// followed by a marker, which success keys in a benchmark usually lack.
     pub fn find(key: &str) -> Option<KeyMarker> {
-        const MARKERS: [(&str, KeyMarker); 12] = [
+        const MARKERS: [(&str, KeyMarker); 13] = [
             ("-r429m-", KeyMarker::QuotaMinute),
             ("-r429d-", KeyMarker::QuotaDay),
             ("-r429off-", KeyMarker::QuotaOff),
@@ -278,6 +281,7 @@ impl KeyMarker {
             ("-reset-", KeyMarker::Reset),
             ("-r302-", KeyMarker::Redirect),
             ("-stallbody-", KeyMarker::StallBody),
+            ("-empty-", KeyMarker::Empty),
         ];
         if !key.contains('-') {
             return None;
@@ -297,7 +301,11 @@ impl KeyMarker {
             KeyMarker::Unavailable => ApiError::overloaded(),
             KeyMarker::Internal => ApiError::internal(),
             KeyMarker::Deadline => ApiError::deadline(),
-            KeyMarker::Hang | KeyMarker::Reset | KeyMarker::Redirect | KeyMarker::StallBody => return None,
+            KeyMarker::Hang
+            | KeyMarker::Reset
+            | KeyMarker::Redirect
+            | KeyMarker::StallBody
+            | KeyMarker::Empty => return None,
         })
     }
 }

@@ -6,7 +6,8 @@
 //! API key select failures (`-r429m-`, `-r429d-`, `-r429off-` (quota `limit: 0`), `-invalid-`,
 //! `-suspended-`, `-r503-`, `-r500-`, `-r504-`, `-hang-`, `-reset-`,
 //! `-r302-` (a redirect to [`FakeGemini::set_redirect_target`]), `-stallbody-`
-//! (a 429 whose body stops halfway for two minutes)), and
+//! (a 429 whose body stops halfway for two minutes), `-empty-` (a non-streamed
+//! generate or chat answer with nothing in it)), and
 //! substrings of the model name select response shapes (`thinking`,
 //! `blocked`, `overloaded`, `slowstream`, `longstream` (a minute of chunks),
 //! `midstream`, `drop`, `big`,

@@ -345,6 +345,15 @@ pub fn get_model(id: &str, version: &str) -> Resp {
     }
 }
 
+/// A 200 with nothing in it: a candidate that stopped with no parts (`-empty-` keys).
+pub fn empty_answer(model: &str) -> serde_json::Value {
+    serde_json::json!({
+        "candidates": [{"content": {"role": "model"}, "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {"promptTokenCount": PROMPT_TOKENS, "totalTokenCount": PROMPT_TOKENS},
+        "modelVersion": model,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -302,3 +302,13 @@ pub fn get_model(id: &str) -> Resp {
         }
     }
 }
+
+/// A chat completion with no content (`-empty-` keys).
+pub fn empty_chat(model: &str) -> Value {
+    serde_json::json!({
+        "object": "chat.completion",
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": 0, "total_tokens": PROMPT_TOKENS},
+    })
+}

@@ -138,6 +138,23 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, A
             }
             KeyMarker::Reset => return Err(Abort("connection reset on purpose")),
             KeyMarker::Redirect => return Ok(body::redirect(&state.redirect_target())),
+            KeyMarker::Empty
+                if matches!(
+                    route,
+                    Route::Native {
+                        endpoint: Native::Generate(_),
+                        ..
+                    }
+                ) =>
+            {
+                let model = model_hint(&route, oa_req.as_ref());
+                return Ok(body::json(&native::empty_answer(model)));
+            }
+            KeyMarker::Empty if matches!(&oa_req, Some(Ok(r)) if matches!(route, Route::OpenAi(OpenAi::Chat)) && !r.stream) =>
+            {
+                let model = model_hint(&route, oa_req.as_ref());
+                return Ok(body::json(&openai::empty_chat(model)));
+            }
             KeyMarker::StallBody => {
                 let model = model_hint(&route, oa_req.as_ref());
                 let e = ApiError::quota(false, model);

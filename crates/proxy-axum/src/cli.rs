@@ -129,6 +129,19 @@ pub struct ProxyArgs {
         default_value_t = defaults::SSE_HEARTBEAT_SECS
     )]
     pub sse_heartbeat_secs: u64,
+    /// Retry a non-streamed answer with nothing in it (no candidates, or a stop with
+    /// no parts; never a safety block) once on another key before the client sees it
+    /// (`--retry-empty=false` to switch it off).
+    #[arg(
+        long,
+        env = "GEMINI_PROXY_RETRY_EMPTY",
+        default_value_t = defaults::RETRY_EMPTY,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    pub retry_empty: bool,
     /// When model FROM is overloaded (5xx, its breaker open) or every key is rate
     /// limited for it, serve the request with model TO (repeatable; chains follow, loops
     /// are refused; the environment variable takes `a=b,c=d`).
@@ -200,6 +213,7 @@ impl ProxyArgs {
                 max_body_bytes: defaults::mib_to_bytes(self.max_body_mb),
                 log_bodies: self.log_bodies,
                 sse_heartbeat_ms: self.sse_heartbeat_secs.saturating_mul(1000),
+                retry_empty: self.retry_empty,
             },
             refresh_interval: Duration::from_millis(self.refresh_ms.max(defaults::REFRESH_FLOOR_MS)),
             log_queue_capacity: self.log_queue.max(1),
@@ -353,6 +367,9 @@ mod tests {
             error.starts_with("--fallback: ") && error.contains("a → b → a"),
             "{error}"
         );
+        assert!(Cli::parse_from(["x", "--retry-empty"]).proxy.retry_empty);
+        assert!(!Cli::parse_from(["x", "--retry-empty=false"]).proxy.retry_empty);
+        assert!(Cli::parse_from(["x"]).proxy.retry_empty, "on by default");
         let cli = Cli::parse_from(["x", "--breaker-failures", "0", "--retry-budget-percent", "100"]);
         let config = cli.proxy.config().unwrap_or_default();
         assert_eq!(config.engine.resilience.breaker.failures, 0);

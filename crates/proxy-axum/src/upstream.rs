@@ -100,4 +100,54 @@ impl Upstream for ReqwestUpstream {
             .await
             .unwrap_or(Err(TransportError::Timeout))
     }
+
+    async fn peek_body(
+        &self,
+        response: &mut reqwest::Response,
+        limit: usize,
+        timeout_ms: u64,
+    ) -> Result<(Bytes, bool), TransportError> {
+        let reading = async {
+            let mut chunks: Vec<Bytes> = Vec::new();
+            let mut read = 0;
+            while read < limit {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => {
+                        read += chunk.len();
+                        chunks.push(chunk);
+                    }
+                    Ok(None) => return Ok((chunks, true)),
+                    Err(e) => return Err(TransportError::Connect(e.without_url().to_string())),
+                }
+            }
+            Ok((chunks, false))
+        };
+        let (chunks, whole) = tokio::time::timeout(Duration::from_millis(timeout_ms), reading)
+            .await
+            .unwrap_or(Err(TransportError::Timeout))?;
+        let start = match &chunks[..] {
+            [one] => one.clone(),
+            many => many.concat().into(),
+        };
+        // Put what was read back in front of the rest, keeping status and headers.
+        let mut rebuilt = http::Response::builder()
+            .status(response.status())
+            .version(response.version());
+        if let Some(headers) = rebuilt.headers_mut() {
+            *headers = response.headers().clone();
+        }
+        let body = match whole {
+            true => reqwest::Body::from(start.clone()),
+            false => {
+                let taken = std::mem::replace(response, http::Response::new(reqwest::Body::from("")).into());
+                let rest = futures_util::stream::iter(chunks.into_iter().map(Ok)).chain(taken.bytes_stream());
+                reqwest::Body::wrap_stream(rest)
+            }
+        };
+        let rebuilt = rebuilt
+            .body(body)
+            .map_err(|e| TransportError::Connect(format!("cannot keep the answer: {e}")))?;
+        *response = rebuilt.into();
+        Ok((start, whole))
+    }
 }

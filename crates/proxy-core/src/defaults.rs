@@ -87,6 +87,10 @@ pub const RETRY_BUDGET_FLOOR: u32 = 3;
 /// comment (`GEMINI_PROXY_SSE_HEARTBEAT_SECS`); 0: never.
 pub const SSE_HEARTBEAT_SECS: u64 = 0;
 
+/// Retry an empty non-streamed answer (no candidates, or a stop with no parts; not a
+/// safety block) once on another key (`GEMINI_PROXY_RETRY_EMPTY`).
+pub const RETRY_EMPTY: bool = true;
+
 /// MiB to bytes, saturating (a huge setting means "no practical limit", not a wrap).
 pub fn mib_to_bytes(mib: u64) -> usize {
     usize::try_from(mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)

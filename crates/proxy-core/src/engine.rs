@@ -17,6 +17,7 @@ use crate::platform::{Clock, PreparedRequest, TransportError, Upstream, Upstream
 use crate::policy::ProxyKeyPolicy;
 use crate::pool::{KeyPool, Pick};
 use crate::redact::scrub;
+use crate::resilience::empty::{Empty, EmptyCheck, empty_answer};
 use crate::resilience::retry_budget::RetryTicket;
 use crate::resilience::{Admit, BreakerEvent, Resilience, ResilienceConfig, fallback};
 use crate::retry::{Decision, Jitter, RetryPolicy};
@@ -91,6 +92,10 @@ pub struct Engine<U, C> {
     /// Fallbacks, breakers and the retry budget.
     resilience: Resilience,
 }
+
+/// The most of a 2xx body read to tell whether it is empty: an empty answer is a few
+/// hundred bytes; anything longer has content.
+const EMPTY_PEEK_LIMIT: usize = 16 * 1024;
 
 /// What a request asks of the engine.
 #[derive(Clone, Copy, Debug)]
@@ -238,34 +243,36 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
         let mut tried: Vec<KeyId> = Vec::new();
         let mut _retry: Option<RetryTicket<'_>> = None;
         let gated = model != "*";
-        loop {
+        // An empty answer retried on another key, served if no key does better.
+        let mut held: Option<(KeyId, UpstreamResponse<U::Response>)> = None;
+        let served = loop {
             let now = self.clock.now_ms();
             if gated && let Admit::Open { retry_after_ms } = self.resilience.breakers().admit(model, now) {
                 let error = ProxyError::ModelUnavailable {
                     model: model.to_string(),
                     retry_after_secs: retry_after_secs(retry_after_ms),
                 };
-                return self.finish(model, attempts, last, Some(error));
+                break self.finish(model, attempts, last, Some(error));
             }
             let pick = self.governor.pick(&mut self.lock_pool(), model, now, &tried);
             let (key_id, secret) = match pick {
                 Pick::Key { id, secret } => (id, secret),
                 Pick::AllCooling { retry_after_ms } => {
-                    return self.finish(model, attempts, last, Some(all_cooling(model, retry_after_ms)));
+                    break self.finish(model, attempts, last, Some(all_cooling(model, retry_after_ms)));
                 }
                 Pick::AllAtLimit { retry_after_ms } => {
                     let error = ProxyError::KeysAtLimit {
                         model: model.to_string(),
                         retry_after_secs: retry_after_secs(retry_after_ms),
                     };
-                    return self.finish(model, attempts, last, Some(error));
+                    break self.finish(model, attempts, last, Some(error));
                 }
                 Pick::Exhausted => {
                     // Tried keys are out of the pick; if they all went cold, say when
                     // the first comes back rather than "no key".
                     let cooling = self.lock_pool().all_cooling_for(model, now);
                     let verdict = cooling.map(|ms| all_cooling(model, ms));
-                    return self.finish(model, attempts, last, verdict);
+                    break self.finish(model, attempts, last, verdict);
                 }
             };
             tried.push(key_id);
@@ -273,13 +280,39 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
             let elapsed = now.saturating_sub(run.started);
             let budget = self.config.retry.deadline_ms.saturating_sub(elapsed);
             let timeout = self.config.attempt_timeout_ms.min(budget).max(1);
+            let started_at = now;
             let outcome = match self.upstream.send(request, &secret, timeout).await {
-                Ok(response) if (200..300).contains(&response.status) => {
+                Ok(mut response) if (200..300).contains(&response.status) => {
                     let now = self.clock.now_ms();
                     self.lock_pool().apply(key_id, model, &Outcome::Success, now);
                     self.learn(model, &Outcome::Success, now, attempts);
-                    attempts.answered = Some(key_id);
-                    return Served::Upstream(response);
+                    let check = if held.is_none() {
+                        request.empty_check
+                    } else {
+                        EmptyCheck::Off
+                    };
+                    let left = timeout.saturating_sub(now.saturating_sub(started_at));
+                    match self.empty_answer(check, &mut response.inner, left.max(1)).await {
+                        Ok(None) => {
+                            attempts.answered = Some(key_id);
+                            break Served::Upstream(response);
+                        }
+                        Ok(Some(empty)) => {
+                            // Once, on another key; the empty answer waits in case
+                            // none does better.
+                            let used = empty
+                                .total_tokens
+                                .map(|t| format!(", {t} tokens"))
+                                .unwrap_or_default();
+                            attempts.notes.push(format!(
+                                "empty answer from key {key_id} ({}{used}): retried on another key",
+                                empty.why
+                            ));
+                            held = Some((key_id, response));
+                            continue;
+                        }
+                        Err(error) => transport_failure(error, &mut last),
+                    }
                 }
                 Ok(response) if is_redirect(response.status) => {
                     // Never followed (the key would go along), and no key's fault: any
@@ -289,7 +322,7 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                     };
                     attempts.last_error_kind = Some(error.kind());
                     attempts.last_error_message = Some(error.to_string());
-                    return self.finish(model, attempts, last, Some(error));
+                    break self.finish(model, attempts, last, Some(error));
                 }
                 Ok(response) => {
                     let status = response.status;
@@ -324,7 +357,7 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                 .retry
                 .decide(&outcome, attempt_count, elapsed, run.jitter.next_u64())
             {
-                Decision::Stop => return self.finish(model, attempts, last, None),
+                Decision::Stop => break self.finish(model, attempts, last, None),
                 Decision::RetryNow => {}
                 Decision::RetryAfter { .. }
                     if gated && self.resilience.breakers().is_open(model, self.clock.now_ms()) =>
@@ -337,13 +370,42 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                     _retry = None;
                     let Some(ticket) = self.resilience.budget().retry() else {
                         attempts.notes.push("retry budget spent: not retried".into());
-                        return self.finish(model, attempts, last, None);
+                        break self.finish(model, attempts, last, None);
                     };
                     _retry = Some(ticket);
                     self.clock.sleep_ms(delay_ms).await;
                 }
             }
+        };
+        match (served, held) {
+            (Served::Upstream(response), _) => Served::Upstream(response),
+            (_, Some((key_id, response))) => {
+                attempts.answered = Some(key_id);
+                attempts
+                    .notes
+                    .push("no other key answered better: the empty answer was served".into());
+                Served::Upstream(response)
+            }
+            (served, None) => served,
         }
+    }
+
+    /// Whether a 2xx is an empty answer (when `check` asks), read without taking it
+    /// from `response`; a body larger than any empty answer is not one.
+    async fn empty_answer(
+        &self,
+        check: EmptyCheck,
+        response: &mut U::Response,
+        timeout_ms: u64,
+    ) -> Result<Option<Empty>, TransportError> {
+        if check == EmptyCheck::Off {
+            return Ok(None);
+        }
+        let (start, whole) = self
+            .upstream
+            .peek_body(response, EMPTY_PEEK_LIMIT, timeout_ms)
+            .await?;
+        Ok(whole.then(|| empty_answer(check, &start)).flatten())
     }
 
     /// Teaches the model's breaker an attempt's outcome; an opened or closed breaker

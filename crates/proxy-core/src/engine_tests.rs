@@ -101,6 +101,17 @@ impl Upstream for Scripted {
         })
     }
 
+    async fn peek_body(
+        &self,
+        response: &mut Bytes,
+        limit: usize,
+        _: u64,
+    ) -> Result<(Bytes, bool), TransportError> {
+        let start = response.slice(..response.len().min(limit));
+        let whole = start.len() == response.len();
+        Ok((start, whole))
+    }
+
     async fn read_body(&self, response: Bytes, _: usize, timeout_ms: u64) -> Result<Bytes, TransportError> {
         self.body_timeouts
             .lock()
@@ -172,6 +183,7 @@ pub(crate) fn request_for(model: &str) -> PreparedRequest {
         headers: vec![],
         body: Bytes::new(),
         model_in: ModelIn::Path,
+        empty_check: Default::default(),
     }
 }
 
@@ -182,6 +194,7 @@ fn request() -> PreparedRequest {
         headers: vec![],
         body: Bytes::new(),
         model_in: ModelIn::Path,
+        empty_check: Default::default(),
     }
 }
 

@@ -11,6 +11,7 @@ pub use crate::error::StoreError;
 use crate::key_state::{KeyState, StateChange};
 use crate::keys::{ProxyKey, Secret, UpstreamKey};
 use crate::log::LogRecord;
+pub use crate::resilience::empty::EmptyCheck;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub trait MaybeSend: Send + Sync {}
@@ -40,6 +41,9 @@ pub struct PreparedRequest {
     pub body: Bytes,
     /// Where the request names its model, so a fallback can name another.
     pub model_in: ModelIn,
+    /// Whether (and in which dialect) a 2xx is checked for an empty answer, retried
+    /// once on another key (`--retry-empty`).
+    pub empty_check: EmptyCheck,
 }
 
 /// Where a request names its model: Gemini's path (`models/M:generateContent`) or
@@ -94,6 +98,16 @@ pub trait Upstream: MaybeSend {
         limit: usize,
         timeout_ms: u64,
     ) -> Result<Bytes, TransportError>;
+
+    /// Reads the start of a 2xx body, up to `limit` bytes or its end, within
+    /// `timeout_ms`, without taking it: `response` still yields its whole body after.
+    /// Returns the bytes read and whether they are the whole body.
+    async fn peek_body(
+        &self,
+        response: &mut Self::Response,
+        limit: usize,
+        timeout_ms: u64,
+    ) -> Result<(Bytes, bool), TransportError>;
 }
 
 /// Everything the request path needs from a store, loaded in one go.

@@ -204,3 +204,75 @@ fn key_failures_rotate_without_the_budget() {
     let run = block_on(engine.execute(&request_for("m"), "m", 1));
     assert_eq!(run.attempts.tried.len(), 4, "every key tried");
 }
+
+const EMPTY: &str = r#"{"candidates":[{"content":{"role":"model"},"finishReason":"STOP"}],"usageMetadata":{"totalTokenCount":12}}"#;
+const TEXT: &str = r#"{"candidates":[{"content":{"parts":[{"text":"hi"}]},"finishReason":"STOP"}]}"#;
+
+fn checked(model: &str) -> crate::platform::PreparedRequest {
+    crate::platform::PreparedRequest {
+        empty_check: crate::platform::EmptyCheck::Gemini,
+        ..request_for(model)
+    }
+}
+
+fn answered_body(served: &Served<bytes::Bytes>) -> String {
+    match served {
+        Served::Upstream(response) => String::from_utf8_lossy(&response.inner).into_owned(),
+        other => panic!("expected an answer, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_empty_answer_is_retried_once_on_another_key() {
+    let engine = engine_with(
+        vec![(0, Ok((200, EMPTY))), (1, Ok((200, TEXT)))],
+        3,
+        config(&[], 0),
+    );
+    let run = block_on(engine.execute(&checked("m"), "m", 1));
+    assert_eq!(answered_body(&run.served), TEXT);
+    assert_eq!(run.attempts.tried, vec![0, 1]);
+    assert_eq!(run.attempts.answered, Some(1));
+    assert_eq!(
+        run.attempts.notes,
+        vec!["empty answer from key 0 (finishReason STOP with no parts, 12 tokens): retried on another key"]
+    );
+    // Unchecked (a stream, --retry-empty off), the empty answer goes to the client.
+    let run = block_on(engine.execute(&request_for("m"), "m", 2));
+    assert_eq!(run.attempts.tried.len(), 1);
+}
+
+#[test]
+fn only_once_and_the_empty_answer_is_served_when_no_key_does_better() {
+    let engine = engine_with(
+        vec![(0, Ok((200, EMPTY))), (1, Ok((200, EMPTY)))],
+        3,
+        config(&[], 0),
+    );
+    let run = block_on(engine.execute(&checked("m"), "m", 1));
+    assert_eq!(
+        run.attempts.tried,
+        vec![0, 1],
+        "retried once, not on the third key"
+    );
+    assert_eq!(
+        (answered_body(&run.served), run.attempts.answered),
+        (EMPTY.to_string(), Some(1))
+    );
+
+    let engine = engine_with(
+        vec![(0, Ok((200, EMPTY))), (1, Ok((429, QUOTA)))],
+        2,
+        config(&[], 0),
+    );
+    let run = block_on(engine.execute(&checked("m"), "m", 1));
+    assert_eq!(
+        (answered_body(&run.served), run.attempts.answered),
+        (EMPTY.to_string(), Some(0))
+    );
+    assert_eq!(
+        run.attempts.notes.last().map(String::as_str),
+        Some("no other key answered better: the empty answer was served")
+    );
+    assert_eq!(run.attempts.state_changes.len(), 1, "the 429 still cools its key");
+}

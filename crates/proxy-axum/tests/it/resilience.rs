@@ -200,3 +200,63 @@ async fn with_the_default_breaker_an_outage_costs_little_more_than_one_call_per_
     assert!(response.headers().contains_key("retry-after"));
     assert_eq!(h.fake.requests().len(), calls);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_answer_is_retried_on_another_key_and_logged() {
+    let keys = [key("e-empty-"), key("good")];
+    let h = Harness::start(&keys).await;
+    let response = h.generate(FLASH).await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(
+        body["candidates"][0]["content"]["parts"][0]["text"],
+        fake_gemini::FULL_TEXT
+    );
+    assert_eq!(h.keys_used(), keys.to_vec(), "the empty key, then the other");
+    let log = &h.logs(1).await[0];
+    assert_eq!(
+        (log.answered_key_id, log.upstream_key_ids.clone()),
+        (Some(2), vec![1, 2])
+    );
+    assert_eq!(
+        log.notes,
+        vec!["empty answer from key 1 (finishReason STOP with no parts, 12 tokens): retried on another key"]
+    );
+
+    // OpenAI's non-streamed chat too; with a single key the empty answer is served.
+    h.fake.clear_requests();
+    let chat = |h: &Harness| {
+        h.http
+            .post(h.url("/v1beta/openai/chat/completions"))
+            .bearer_auth(&h.proxy_key)
+            .json(&serde_json::json!({"model": FLASH, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+    };
+    let body: serde_json::Value = chat(&h).await.expect("answers").json().await.expect("json");
+    assert!(
+        body["choices"][0]["message"]["content"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty()),
+        "{body}"
+    );
+    let alone = Harness::start(&[key("e-empty-")]).await;
+    let body: serde_json::Value = chat(&alone).await.expect("answers").json().await.expect("json");
+    assert_eq!(body["choices"][0]["message"]["content"], "");
+    let log = &alone.logs(1).await[0];
+    assert_eq!(log.status, 200);
+    assert_eq!(
+        log.notes.last().map(String::as_str),
+        Some("no other key answered better: the empty answer was served"),
+        "{:?}",
+        log.notes
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_empty_off_passes_the_empty_answer_on() {
+    let keys = [key("e-empty-"), key("good")];
+    let h = Harness::start_with(&keys, |config| config.admission.retry_empty = false).await;
+    let body: serde_json::Value = h.generate(FLASH).await.json().await.expect("json");
+    assert!(body["candidates"][0]["content"]["parts"].is_null(), "{body}");
+    assert_eq!(h.keys_used().len(), 1);
+}

@@ -25,7 +25,7 @@ use crate::error::{ErrorShape, ProxyError};
 use crate::governance::Governor;
 use crate::log::LogRecord;
 use crate::openai_usage::request_usage;
-use crate::platform::{ModelIn, PreparedRequest};
+use crate::platform::{EmptyCheck, ModelIn, PreparedRequest};
 use crate::policy::ProxyKeyPolicy;
 use crate::route::{Api, BodyFormat, Operation, Route, parse_route, take_key_param};
 
@@ -54,6 +54,8 @@ pub struct AdmissionRules {
     pub log_bodies: bool,
     /// Keep-alive comments on SSE answers after this much upstream silence; 0: none.
     pub sse_heartbeat_ms: u64,
+    /// Retry an empty non-streamed answer once on another key (`--retry-empty`).
+    pub retry_empty: bool,
 }
 
 impl Default for AdmissionRules {
@@ -62,6 +64,7 @@ impl Default for AdmissionRules {
             max_body_bytes: defaults::mib_to_bytes(defaults::MAX_BODY_MB),
             log_bodies: defaults::LOG_BODIES,
             sse_heartbeat_ms: defaults::SSE_HEARTBEAT_SECS * 1000,
+            retry_empty: defaults::RETRY_EMPTY,
         }
     }
 }
@@ -266,12 +269,18 @@ impl Authorized {
             (Api::Gemini, Some(_)) => ModelIn::Path,
             (Api::OpenAi, Some(_)) => ModelIn::Body,
         };
+        let empty_check = match (route.operation, framing.stream, rules.retry_empty) {
+            (Operation::GenerateContent, false, true) => EmptyCheck::Gemini,
+            (Operation::ChatCompletions, false, true) => EmptyCheck::OpenAi,
+            _ => EmptyCheck::Off,
+        };
         let request = PreparedRequest {
             method,
             path_and_query: upstream_target(&route, &query),
             headers,
             body,
             model_in,
+            empty_check,
         };
         Ok(Prepared {
             request,

@@ -177,6 +177,7 @@ mod tests {
             headers: vec![],
             body: Bytes::from(body.to_string()),
             model_in,
+            empty_check: Default::default(),
         }
     }
 

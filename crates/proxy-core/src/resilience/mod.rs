@@ -5,6 +5,7 @@
 //! through the engine.
 
 pub mod breaker;
+pub mod empty;
 pub mod fallback;
 pub mod retry_budget;
 
