@@ -127,6 +127,9 @@ impl WorkerConfig {
                 "GEMINI_PROXY_RETRY_BUDGET_FLOOR",
                 u64::from(defaults::RETRY_BUDGET_FLOOR),
             )?),
+            queue_wait_secs: number("GEMINI_PROXY_QUEUE_WAIT_SECS", defaults::QUEUE_WAIT_SECS)?,
+            queue_max: usize::try_from(number("GEMINI_PROXY_QUEUE_MAX", defaults::QUEUE_MAX as u64)?)
+                .unwrap_or(usize::MAX),
         };
         engine.resilience = ResilienceConfig::from_settings(&settings).map_err(ConfigError::BadFallback)?;
         let flag = |name: &str, default: bool| match get(name) {

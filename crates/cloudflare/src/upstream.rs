@@ -124,25 +124,28 @@ impl Upstream for WorkerUpstream {
         let mut stream = response
             .stream()
             .map_err(|e| TransportError::Connect(format!("cannot read the answer: {e}")))?;
-        let reading = pin!(async {
-            let mut chunks: Vec<Vec<u8>> = Vec::new();
-            let mut read = 0;
-            while read < limit {
-                match stream.next().await {
-                    Some(Ok(chunk)) => {
-                        read += chunk.len();
-                        chunks.push(chunk);
+        // In a block, so the read's borrow of `stream` ends before the rest is kept.
+        let (chunks, whole) = {
+            let reading = pin!(async {
+                let mut chunks: Vec<Vec<u8>> = Vec::new();
+                let mut read = 0;
+                while read < limit {
+                    match stream.next().await {
+                        Some(Ok(chunk)) => {
+                            read += chunk.len();
+                            chunks.push(chunk);
+                        }
+                        Some(Err(e)) => return Err(TransportError::Connect(e.to_string())),
+                        None => return Ok((chunks, true)),
                     }
-                    Some(Err(e)) => return Err(TransportError::Connect(e.to_string())),
-                    None => return Ok((chunks, true)),
                 }
+                Ok((chunks, false))
+            });
+            let deadline = pin!(Delay::from(Duration::from_millis(timeout_ms)));
+            match select(reading, deadline).await {
+                Either::Left((read, _)) => read?,
+                Either::Right(((), _)) => return Err(TransportError::Timeout),
             }
-            Ok((chunks, false))
-        });
-        let deadline = pin!(Delay::from(Duration::from_millis(timeout_ms)));
-        let (chunks, whole) = match select(reading, deadline).await {
-            Either::Left((read, _)) => read?,
-            Either::Right(((), _)) => return Err(TransportError::Timeout),
         };
         let start = Bytes::from(chunks.concat());
         // Put what was read back in front of the rest, keeping status and headers.

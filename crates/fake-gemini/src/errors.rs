@@ -166,6 +166,16 @@ impl ApiError {
         Self::quota_of(quota_id, limit, delay, model)
     }
 
+    /// A per-minute 429 whose RetryInfo says `delay` (e.g. `"2s"`).
+    pub fn quota_for(model: &str, delay: &str) -> Self {
+        Self::quota_of(
+            "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+            "15",
+            delay,
+            model,
+        )
+    }
+
     /// 429 for a model the key's project has no quota for at all (`limit: 0`, as free
     /// tiers answer for models they exclude).
     pub fn quota_off(model: &str) -> Self {
@@ -262,13 +272,16 @@ pub enum KeyMarker {
     /// Answer a non-streamed generate or chat request with 200 and nothing in it (no
     /// parts, finish STOP), as Gemini sometimes does (`-empty-`).
     Empty,
+    /// The key's first request gets a per-minute 429 retrying after 2 s; later ones
+    /// are answered (`-once429-`, queue tests).
+    OnceLimited,
 }
 
 impl KeyMarker {
     /// Cheap on the hot path: one `contains` on the key unless it has a '-'
     /// followed by a marker, which success keys in a benchmark usually lack.
     pub fn find(key: &str) -> Option<KeyMarker> {
-        const MARKERS: [(&str, KeyMarker); 13] = [
+        const MARKERS: [(&str, KeyMarker); 14] = [
             ("-r429m-", KeyMarker::QuotaMinute),
             ("-r429d-", KeyMarker::QuotaDay),
             ("-r429off-", KeyMarker::QuotaOff),
@@ -282,6 +295,7 @@ impl KeyMarker {
             ("-r302-", KeyMarker::Redirect),
             ("-stallbody-", KeyMarker::StallBody),
             ("-empty-", KeyMarker::Empty),
+            ("-once429-", KeyMarker::OnceLimited),
         ];
         if !key.contains('-') {
             return None;
@@ -305,7 +319,8 @@ impl KeyMarker {
             | KeyMarker::Reset
             | KeyMarker::Redirect
             | KeyMarker::StallBody
-            | KeyMarker::Empty => return None,
+            | KeyMarker::Empty
+            | KeyMarker::OnceLimited => return None,
         })
     }
 }

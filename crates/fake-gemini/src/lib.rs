@@ -7,7 +7,8 @@
 //! `-suspended-`, `-r503-`, `-r500-`, `-r504-`, `-hang-`, `-reset-`,
 //! `-r302-` (a redirect to [`FakeGemini::set_redirect_target`]), `-stallbody-`
 //! (a 429 whose body stops halfway for two minutes), `-empty-` (a non-streamed
-//! generate or chat answer with nothing in it)), and
+//! generate or chat answer with nothing in it), `-once429-` (the key's first request
+//! gets a 429 retrying after 2 s, later ones are answered)), and
 //! substrings of the model name select response shapes (`thinking`,
 //! `blocked`, `overloaded`, `slowstream`, `longstream` (a minute of chunks),
 //! `midstream`, `drop`, `big`,

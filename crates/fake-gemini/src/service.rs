@@ -40,6 +40,8 @@ pub struct State {
     base_path: Mutex<String>,
     /// Where `-r302-` keys are sent; same-origin `/v1beta/models` if unset.
     redirect_target: Mutex<Option<String>>,
+    /// `-once429-` keys that had their 429 already.
+    limited_once: Mutex<std::collections::HashSet<String>>,
 }
 
 /// A poisoned lock only means another request panicked mid-update; the
@@ -65,6 +67,11 @@ impl State {
         lock(&self.redirect_target)
             .clone()
             .unwrap_or_else(|| "/v1beta/models".to_string())
+    }
+
+    /// True the first time `key` asks (its 429), false after.
+    fn first_time(&self, key: &str) -> bool {
+        lock(&self.limited_once).insert(key.to_string())
     }
 
     fn response_id(&self) -> String {
@@ -155,6 +162,11 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, A
                 let model = model_hint(&route, oa_req.as_ref());
                 return Ok(body::json(&openai::empty_chat(model)));
             }
+            KeyMarker::OnceLimited if state.first_time(key) => {
+                let model = model_hint(&route, oa_req.as_ref());
+                return Ok(body::error(&ApiError::quota_for(model, "2s"), openai));
+            }
+            KeyMarker::OnceLimited => {}
             KeyMarker::StallBody => {
                 let model = model_hint(&route, oa_req.as_ref());
                 let e = ApiError::quota(false, model);

@@ -142,6 +142,14 @@ pub struct ProxyArgs {
         value_name = "BOOL"
     )]
     pub retry_empty: bool,
+    /// Seconds a request may wait, in a fair queue, for a key when none has room for
+    /// its model (all cooling down or at their limits); 0 answers 429 at once.
+    #[arg(long, env = "GEMINI_PROXY_QUEUE_WAIT_SECS", default_value_t = defaults::QUEUE_WAIT_SECS)]
+    pub queue_wait_secs: u64,
+    /// Requests that may wait for a key at once, across models; beyond it, 429 with
+    /// Retry-After at once.
+    #[arg(long, env = "GEMINI_PROXY_QUEUE_MAX", default_value_t = defaults::QUEUE_MAX)]
+    pub queue_max: usize,
     /// When model FROM is overloaded (5xx, its breaker open) or every key is rate
     /// limited for it, serve the request with model TO (repeatable; chains follow, loops
     /// are refused; the environment variable takes `a=b,c=d`).
@@ -203,6 +211,8 @@ impl ProxyArgs {
             breaker_max_pause_secs: self.breaker_max_pause_secs,
             retry_budget_percent: self.retry_budget_percent,
             retry_budget_floor: self.retry_budget_floor,
+            queue_wait_secs: self.queue_wait_secs,
+            queue_max: self.queue_max,
         };
         engine.resilience =
             ResilienceConfig::from_settings(&settings).map_err(|e| format!("--fallback: {e}"))?;

@@ -74,6 +74,11 @@ impl ProxyState {
         pool.sync(snapshot.keys);
     }
 
+    /// Requests waiting for a key now (`--queue-wait-secs`).
+    pub fn queued(&self) -> usize {
+        self.engine.resilience().queue().len()
+    }
+
     /// Hands a finished record to the log writer, its latency measured now.
     pub(crate) fn log(&self, mut record: LogRecord) {
         record.close(unix_ms());

@@ -91,6 +91,13 @@ pub const SSE_HEARTBEAT_SECS: u64 = 0;
 /// safety block) once on another key (`GEMINI_PROXY_RETRY_EMPTY`).
 pub const RETRY_EMPTY: bool = true;
 
+/// Seconds a request may wait for a key when none has room for its model
+/// (`GEMINI_PROXY_QUEUE_WAIT_SECS`); 0: answer 429 at once.
+pub const QUEUE_WAIT_SECS: u64 = 0;
+/// Requests waiting for a key at once, across models (`GEMINI_PROXY_QUEUE_MAX`);
+/// beyond it a request gets 429 at once.
+pub const QUEUE_MAX: usize = 1_000;
+
 /// MiB to bytes, saturating (a huge setting means "no practical limit", not a wrap).
 pub fn mib_to_bytes(mib: u64) -> usize {
     usize::try_from(mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)

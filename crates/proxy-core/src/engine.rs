@@ -3,6 +3,7 @@
 //! [`Upstream`] and [`Clock`], all decisions through the pure modules.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -19,7 +20,7 @@ use crate::pool::{KeyPool, Pick};
 use crate::redact::scrub;
 use crate::resilience::empty::{Empty, EmptyCheck, empty_answer};
 use crate::resilience::retry_budget::RetryTicket;
-use crate::resilience::{Admit, BreakerEvent, Resilience, ResilienceConfig, fallback};
+use crate::resilience::{Admit, BreakerEvent, Place, Resilience, ResilienceConfig, fallback};
 use crate::retry::{Decision, Jitter, RetryPolicy};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -245,6 +246,11 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
         let gated = model != "*";
         // An empty answer retried on another key, served if no key does better.
         let mut held: Option<(KeyId, UpstreamResponse<U::Response>)> = None;
+        // Waiting for a key: until then, from the request's arrival.
+        let queue = self.resilience.queue();
+        let wait_ms = self.resilience.queue_wait_ms();
+        let wait_until = run.started.saturating_add(wait_ms);
+        let mut place: Option<(Place<'_>, u64)> = None;
         let served = loop {
             let now = self.clock.now_ms();
             if gated && let Admit::Open { retry_after_ms } = self.resilience.breakers().admit(model, now) {
@@ -254,7 +260,56 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                 };
                 break self.finish(model, attempts, last, Some(error));
             }
-            let pick = self.governor.pick(&mut self.lock_pool(), model, now, &tried);
+            let waiting = wait_ms > 0 && gated && now < wait_until;
+            // Fair: a newcomer lines up behind those already waiting for the model.
+            if waiting && place.is_none() && tried.is_empty() && queue.has_waiters(model) {
+                match queue.join(model) {
+                    Some(joined) => place = Some((joined, now)),
+                    None => break self.queue_full(model, attempts, last, now),
+                }
+            }
+            if waiting && let Some((joined, _)) = place.as_ref().filter(|(p, _)| !p.is_first()) {
+                self.wait_first(joined, wait_until - now).await;
+                continue;
+            }
+            let mut pick = self.governor.pick(&mut self.lock_pool(), model, now, &tried);
+            if waiting && matches!(pick, Pick::Exhausted) {
+                // The keys tried went cold: waiting for one to free is worth a second
+                // call to it, after its cooldown.
+                if let Some(retry_after_ms) = self.lock_pool().all_cooling_for(model, now) {
+                    tried.clear();
+                    pick = Pick::AllCooling { retry_after_ms };
+                }
+            }
+            let pick = match pick {
+                Pick::AllCooling { retry_after_ms } | Pick::AllAtLimit { retry_after_ms } if waiting => {
+                    if place.is_none() {
+                        match queue.join(model) {
+                            Some(joined) => place = Some((joined, now)),
+                            None => break self.queue_full(model, attempts, last, now),
+                        }
+                    }
+                    // First in line: sleep until a key frees (or the wait ends).
+                    if place.as_ref().is_some_and(|(p, _)| p.is_first()) {
+                        self.clock
+                            .sleep_ms(retry_after_ms.min(wait_until - now).max(1))
+                            .await;
+                    }
+                    continue;
+                }
+                pick => pick,
+            };
+            if let Some((left, since)) = place.take() {
+                drop(left);
+                let waited = now.saturating_sub(since);
+                let outcome = match pick {
+                    Pick::Key { .. } => "then a key was free",
+                    _ => "no key freed in time",
+                };
+                attempts
+                    .notes
+                    .push(format!("waited {waited} ms in the queue for a key, {outcome}"));
+            }
             let (key_id, secret) = match pick {
                 Pick::Key { id, secret } => (id, secret),
                 Pick::AllCooling { retry_after_ms } => {
@@ -390,6 +445,32 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
         }
     }
 
+    /// Waits until `place` is first in its line, or `within_ms` passed.
+    async fn wait_first(&self, place: &Place<'_>, within_ms: u64) {
+        let mut sleep = self.clock.sleep_ms(within_ms.max(1));
+        std::future::poll_fn(|cx| match place.poll_first(cx) {
+            Poll::Ready(()) => Poll::Ready(()),
+            Poll::Pending => sleep.as_mut().poll(cx),
+        })
+        .await;
+    }
+
+    /// The queue for a key is full: 429, with when the first key frees.
+    fn queue_full(
+        &self,
+        model: &str,
+        attempts: &mut Attempts,
+        last: LastFailure,
+        now: u64,
+    ) -> Served<U::Response> {
+        let wait_ms = self.lock_pool().soonest_free_in(model, now).unwrap_or(1_000);
+        let error = ProxyError::QueueFull {
+            model: model.to_string(),
+            retry_after_secs: retry_after_secs(wait_ms),
+        };
+        self.finish(model, attempts, last, Some(error))
+    }
+
     /// Whether a 2xx is an empty answer (when `check` asks), read without taking it
     /// from `response`; a body larger than any empty answer is not one.
     async fn empty_answer(
@@ -507,6 +588,7 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                     ProxyError::AllKeysCooling { .. }
                         | ProxyError::KeysAtLimit { .. }
                         | ProxyError::ModelUnavailable { .. }
+                        | ProxyError::QueueFull { .. }
                 ))
         {
             attempts.last_error_kind = Some(error.kind());
@@ -560,6 +642,7 @@ fn falls_back<R>(served: &Served<R>) -> bool {
                 | ProxyError::AllKeysCooling { .. }
                 | ProxyError::RateLimited { .. }
                 | ProxyError::KeysAtLimit { .. }
+                | ProxyError::QueueFull { .. }
         ),
         Served::Upstream(_) => false,
     }

@@ -76,6 +76,11 @@ pub enum ProxyError {
         "Model {model} is unavailable: its recent upstream calls kept failing, so the proxy is pausing it; retry after {retry_after_secs} s."
     )]
     ModelUnavailable { model: String, retry_after_secs: u64 },
+    /// No key has room for the model and the queue for one is full.
+    #[error(
+        "No upstream key has room for model {model} and the proxy's queue for one is full; retry after {retry_after_secs} s."
+    )]
+    QueueFull { model: String, retry_after_secs: u64 },
     #[error("No usable upstream key: {0}")]
     NoKeys(String),
     #[error("Upstream did not answer in time.")]
@@ -144,7 +149,7 @@ impl ProxyError {
             | Self::KeyExpired { .. }
             | Self::ModelNotAllowed { .. }
             | Self::BudgetSpent { .. } => 403,
-            Self::OverLimit { .. } | Self::KeysAtLimit { .. } => 429,
+            Self::OverLimit { .. } | Self::KeysAtLimit { .. } | Self::QueueFull { .. } => 429,
             Self::BadRequest(_) => 400,
             Self::BodyTooLarge { .. } => 413,
             Self::BodyTooSlow { .. } => 408,
@@ -167,7 +172,9 @@ impl ProxyError {
             | Self::KeyExpired { .. }
             | Self::ModelNotAllowed { .. }
             | Self::BudgetSpent { .. } => "PERMISSION_DENIED",
-            Self::OverLimit { .. } | Self::KeysAtLimit { .. } => "RESOURCE_EXHAUSTED",
+            Self::OverLimit { .. } | Self::KeysAtLimit { .. } | Self::QueueFull { .. } => {
+                "RESOURCE_EXHAUSTED"
+            }
             Self::BadRequest(_) | Self::BodyTooLarge { .. } => "INVALID_ARGUMENT",
             Self::BodyTooSlow { .. } => "DEADLINE_EXCEEDED",
             Self::Busy { .. } => "UNAVAILABLE",
@@ -203,6 +210,7 @@ impl ProxyError {
             Self::RateLimited { .. } => "rate_limited",
             Self::NoKeys(_) => "no_upstream_key",
             Self::ModelUnavailable { .. } => "breaker_open",
+            Self::QueueFull { .. } => "queue_full",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::UpstreamUnreachable => "upstream_connect",
             Self::UpstreamRedirect { .. } => "upstream_redirect",
@@ -218,6 +226,7 @@ impl ProxyError {
             | Self::OverLimit { retry_after_secs, .. }
             | Self::KeysAtLimit { retry_after_secs, .. }
             | Self::ModelUnavailable { retry_after_secs, .. }
+            | Self::QueueFull { retry_after_secs, .. }
             | Self::Busy { retry_after_secs } => Some(*retry_after_secs),
             _ => None,
         }
@@ -323,6 +332,12 @@ mod tests {
         assert_eq!(paused.retry_after_secs(), Some(10));
         assert_eq!(paused.kind(), "breaker_open");
         check(paused, 503, "UNAVAILABLE", "api_error");
+        let full = ProxyError::QueueFull {
+            model: "m".into(),
+            retry_after_secs: 4,
+        };
+        assert_eq!((full.retry_after_secs(), full.kind()), (Some(4), "queue_full"));
+        check(full, 429, "RESOURCE_EXHAUSTED", "rate_limit_error");
         check(ProxyError::UpstreamTimeout, 504, "DEADLINE_EXCEEDED", "api_error");
         check(
             ProxyError::UpstreamRedirect { status: 302 },

@@ -19,6 +19,7 @@ fn config(fallbacks: &[&str], breaker_failures: u32) -> EngineConfig {
                 max_pause_ms: 60_000,
             },
             retry_budget: RetryBudgetConfig::default(),
+            queue: Default::default(),
         },
         ..EngineConfig::default()
     }
@@ -275,4 +276,88 @@ fn only_once_and_the_empty_answer_is_served_when_no_key_does_better() {
         Some("no other key answered better: the empty answer was served")
     );
     assert_eq!(run.attempts.state_changes.len(), 1, "the 429 still cools its key");
+}
+
+fn queued(wait_ms: u64, max: usize) -> EngineConfig {
+    let mut config = config(&[], 0);
+    config.resilience.queue = crate::resilience::QueueConfig { wait_ms, max };
+    config
+}
+
+/// Key 0 cooling for `model` until `until_ms`.
+fn cool(engine: &TestEngine, model: &str, until_ms: u64) {
+    let outcome = crate::classify::Outcome::RateLimited {
+        until_ms,
+        per_day: false,
+        model_off: false,
+    };
+    let mut pool = engine.pool().lock().unwrap_or_else(|p| p.into_inner());
+    pool.apply(0, model, &outcome, 0);
+}
+
+#[test]
+fn a_waiting_request_gets_the_key_when_its_cooldown_ends() {
+    let engine = engine_with(vec![], 1, queued(10_000, 10));
+    cool(&engine, "m", 2_000);
+    let run = block_on(engine.execute(&request_for("m"), "m", 1));
+    assert!(matches!(run.served, Served::Upstream(_)), "{:?}", run.served);
+    assert_eq!(
+        engine.clock().now.lock().map(|n| *n).unwrap_or(0),
+        2_000,
+        "slept until it freed"
+    );
+    assert_eq!(
+        run.attempts.notes,
+        vec!["waited 2000 ms in the queue for a key, then a key was free"]
+    );
+    assert!(engine.resilience().queue().is_empty(), "and left the queue");
+}
+
+#[test]
+fn the_wait_ends_with_429_when_no_key_frees_in_time() {
+    let engine = engine_with(vec![], 1, queued(3_000, 10));
+    cool(&engine, "m", 30_000);
+    let run = block_on(engine.execute(&request_for("m"), "m", 1));
+    match run.served {
+        Served::Failed(ProxyError::AllKeysCooling { retry_after_secs, .. }) => {
+            assert_eq!(retry_after_secs, 27)
+        }
+        other => panic!("expected 429, got {other:?}"),
+    }
+    assert_eq!(
+        run.attempts.notes,
+        vec!["waited 3000 ms in the queue for a key, no key freed in time"]
+    );
+    assert!(paths(&engine).is_empty());
+}
+
+#[test]
+fn a_full_queue_refuses_at_once_and_newcomers_line_up_behind_waiters() {
+    let engine = engine_with(vec![], 1, queued(10_000, 1));
+    cool(&engine, "m", 5_000);
+    let waiter = engine.resilience().queue().join("m");
+    assert!(waiter.is_some());
+    let run = block_on(engine.execute(&request_for("m"), "m", 1));
+    match run.served {
+        Served::Failed(ProxyError::QueueFull { retry_after_secs, .. }) => assert_eq!(retry_after_secs, 5),
+        other => panic!("expected queue_full, got {other:?}"),
+    }
+    assert_eq!(engine.clock().now.lock().map(|n| *n).unwrap_or(1), 0, "no wait");
+    // Another model's key is free: no queue for it.
+    let run = block_on(engine.execute(&request_for("other"), "other", 2));
+    assert!(matches!(run.served, Served::Upstream(_)));
+    // With room in the queue, a newcomer waits behind the waiter even once the key is
+    // free; here the waiter never leaves, so the newcomer's wait runs out.
+    drop(waiter);
+    let engine = engine_with(vec![], 1, queued(1_000, 5));
+    let _waiter = engine.resilience().queue().join("m");
+    let run = block_on(engine.execute(&request_for("m"), "m", 3));
+    let now = engine.clock().now.lock().map(|n| *n).unwrap_or(0);
+    assert_eq!(now, 1_000, "it never jumped the line");
+    assert!(
+        matches!(run.served, Served::Upstream(_)),
+        "served once its wait was over: {:?}",
+        run.served
+    );
+    assert_eq!(paths(&engine).len(), 1);
 }

@@ -260,3 +260,106 @@ async fn retry_empty_off_passes_the_empty_answer_on() {
     assert!(body["candidates"][0]["content"]["parts"].is_null(), "{body}");
     assert_eq!(h.keys_used().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_request_is_served_when_the_keys_2_s_cooldown_ends() {
+    let h = Harness::start_with(&[key("w-once429-")], |config| {
+        config.engine.resilience.queue.wait_ms = 10_000;
+    })
+    .await;
+    let sent = std::time::Instant::now();
+    let response = h.generate(FLASH).await;
+    assert_eq!(response.status(), 200);
+    // RetryInfo said 2 s: the request waited for it rather than answering 429.
+    assert!(
+        sent.elapsed() >= std::time::Duration::from_millis(1_900),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert_eq!(h.fake.requests().len(), 2, "the 429, then the answer");
+    let log = &h.logs(1).await[0];
+    assert_eq!(log.status, 200);
+    assert!(
+        log.notes
+            .iter()
+            .any(|n| n.starts_with("waited ") && n.ends_with("then a key was free")),
+        "{:?}",
+        log.notes
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_the_queue_bound_a_request_is_refused_at_once() {
+    let h = Harness::start_with(&[key("q-r429m-")], |config| {
+        config.engine.resilience.queue.wait_ms = 3_000;
+        config.engine.resilience.queue.max = 1;
+    })
+    .await;
+    // The first request finds the key's quota spent (17 s) and waits its 3 s.
+    let waiting = tokio::spawn({
+        let http = h.http.clone();
+        let url = h.url(&format!("/v1beta/models/{FLASH}:generateContent"));
+        let key = h.proxy_key.clone();
+        async move {
+            let response = http
+                .post(url)
+                .header("x-goog-api-key", key)
+                .body(r#"{"contents":[{"parts":[{"text":"hi"}]}]}"#)
+                .send()
+                .await
+                .expect("answers");
+            response.status().as_u16()
+        }
+    });
+    for _ in 0..500 {
+        if h.runtime_state().queued() > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(h.runtime_state().queued(), 1, "the first request waits");
+    // The queue's one place is taken: the next request is refused without waiting.
+    let refused = h.generate(FLASH).await;
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: serde_json::Value = refused.json().await.expect("json");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("queue"), "{message}");
+    assert!(!waiting.is_finished(), "refused while the first still waits");
+    assert_eq!(
+        waiting.await.expect("task"),
+        429,
+        "its wait ran out, the key still cooling"
+    );
+    let records = h.logs(2).await;
+    assert!(
+        records
+            .iter()
+            .any(|r| r.error_kind.as_deref() == Some("queue_full"))
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r.notes.iter().any(|n| n.ends_with("no key freed in time")))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_leaves_the_queue() {
+    let h = Harness::start_with(&[key("q-r429m-")], |config| {
+        config.engine.resilience.queue.wait_ms = 30_000;
+    })
+    .await;
+    let gone = h
+        .http
+        .post(h.url(&format!("/v1beta/models/{FLASH}:generateContent")))
+        .header("x-goog-api-key", &h.proxy_key)
+        .body(r#"{"contents":[{"parts":[{"text":"hi"}]}]}"#)
+        .timeout(std::time::Duration::from_millis(500))
+        .send()
+        .await;
+    assert!(gone.is_err(), "the client gave up while queued");
+    let records = h.logs_where(|rs| rs.iter().any(|r| r.status == 499)).await;
+    assert_eq!(records[0].error_kind.as_deref(), Some("client_disconnected"));
+    assert_eq!(h.runtime_state().queued(), 0, "its place went with it");
+}

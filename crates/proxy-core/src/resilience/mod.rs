@@ -7,12 +7,14 @@
 pub mod breaker;
 pub mod empty;
 pub mod fallback;
+pub mod queue;
 pub mod retry_budget;
 
 use std::sync::{Mutex, MutexGuard};
 
 pub use breaker::{Admit, BreakerConfig, BreakerEvent, Breakers};
 pub use fallback::Fallbacks;
+pub use queue::{Place, WaitQueue};
 pub use retry_budget::{RetryBudget, RetryBudgetConfig};
 
 /// The operator's resilience settings.
@@ -21,6 +23,25 @@ pub struct ResilienceConfig {
     pub fallbacks: Fallbacks,
     pub breaker: BreakerConfig,
     pub retry_budget: RetryBudgetConfig,
+    pub queue: QueueConfig,
+}
+
+/// Waiting for a key when none has room (`--queue-wait-secs`, `--queue-max`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// The longest a request waits, from its arrival; 0 answers at once.
+    pub wait_ms: u64,
+    /// Requests waiting at once, across models; beyond it, 429 at once.
+    pub max: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            wait_ms: crate::defaults::QUEUE_WAIT_SECS * 1000,
+            max: crate::defaults::QUEUE_MAX,
+        }
+    }
 }
 
 /// The settings as an operator gives them (flags, Worker vars), each in its unit.
@@ -33,6 +54,8 @@ pub struct ResilienceSettings<'a> {
     pub breaker_max_pause_secs: u64,
     pub retry_budget_percent: u32,
     pub retry_budget_floor: u32,
+    pub queue_wait_secs: u64,
+    pub queue_max: usize,
 }
 
 impl Default for ResilienceSettings<'_> {
@@ -44,6 +67,8 @@ impl Default for ResilienceSettings<'_> {
             breaker_max_pause_secs: crate::defaults::BREAKER_MAX_PAUSE_SECS,
             retry_budget_percent: crate::defaults::RETRY_BUDGET_PERCENT,
             retry_budget_floor: crate::defaults::RETRY_BUDGET_FLOOR,
+            queue_wait_secs: crate::defaults::QUEUE_WAIT_SECS,
+            queue_max: crate::defaults::QUEUE_MAX,
         }
     }
 }
@@ -64,16 +89,22 @@ impl ResilienceConfig {
                 percent: settings.retry_budget_percent,
                 floor: settings.retry_budget_floor,
             },
+            queue: QueueConfig {
+                wait_ms: settings.queue_wait_secs.saturating_mul(1000),
+                max: settings.queue_max,
+            },
         })
     }
 }
 
-/// The process's resilience state: the breakers and the retry budget.
+/// The process's resilience state: the breakers, the retry budget, the queue.
 #[derive(Debug, Default)]
 pub struct Resilience {
     fallbacks: Fallbacks,
     breakers: Mutex<Breakers>,
     budget: RetryBudget,
+    queue: WaitQueue,
+    queue_wait_ms: u64,
 }
 
 impl Resilience {
@@ -82,7 +113,19 @@ impl Resilience {
             fallbacks: config.fallbacks.clone(),
             breakers: Mutex::new(Breakers::new(config.breaker.clone())),
             budget: RetryBudget::new(config.retry_budget.clone()),
+            queue: WaitQueue::new(config.queue.max),
+            queue_wait_ms: config.queue.wait_ms,
         }
+    }
+
+    /// The requests waiting for a key.
+    pub fn queue(&self) -> &WaitQueue {
+        &self.queue
+    }
+
+    /// How long a request may wait for a key (0: not at all).
+    pub fn queue_wait_ms(&self) -> u64 {
+        self.queue_wait_ms
     }
 
     pub fn fallbacks(&self) -> &Fallbacks {
