@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the proxy server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage upstream Gemini API keys.
     #[command(subcommand)]
     Keys(KeysCommand),

@@ -29,7 +29,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let backend = Backend::open(&cli.store).await?;
     let admin = backend.admin.as_ref();
     match cli.command {
-        Command::Serve(args) => serve::run(&backend, args).await,
+        Command::Serve(args) => serve::run(&backend, *args).await,
         Command::Keys(command) => keys_cmd::run(admin, command).await,
         Command::ProxyKeys(command) => proxy_keys_cmd::run(admin, command).await,
         Command::Logs(command) => logs_cmd::run(admin, command).await,

@@ -106,6 +106,10 @@ impl WorkerConfig {
                 defaults::ATTEMPT_TIMEOUT_SECS,
             )?,
         );
+        let flag = |name: &str, default: bool| match get(name) {
+            Some(v) => matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"),
+            None => default,
+        };
         let small = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
         let fallback = get("GEMINI_PROXY_FALLBACK");
         let settings = ResilienceSettings {
@@ -130,12 +134,11 @@ impl WorkerConfig {
             queue_wait_secs: number("GEMINI_PROXY_QUEUE_WAIT_SECS", defaults::QUEUE_WAIT_SECS)?,
             queue_max: usize::try_from(number("GEMINI_PROXY_QUEUE_MAX", defaults::QUEUE_MAX as u64)?)
                 .unwrap_or(usize::MAX),
+            cache_ttl_secs: number("GEMINI_PROXY_CACHE_TTL_SECS", defaults::CACHE_TTL_SECS)?,
+            cache_max_mb: number("GEMINI_PROXY_CACHE_MAX_MB", defaults::CACHE_MAX_MB)?,
+            cache_shared: flag("GEMINI_PROXY_CACHE_SHARED", defaults::CACHE_SHARED),
         };
         engine.resilience = ResilienceConfig::from_settings(&settings).map_err(ConfigError::BadFallback)?;
-        let flag = |name: &str, default: bool| match get(name) {
-            Some(v) => matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"),
-            None => default,
-        };
         let log_bodies = flag("GEMINI_PROXY_LOG_BODIES", defaults::LOG_BODIES);
         let admission = AdmissionRules {
             max_body_bytes: defaults::mib_to_bytes(number(

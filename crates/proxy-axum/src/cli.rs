@@ -150,6 +150,17 @@ pub struct ProxyArgs {
     /// Retry-After at once.
     #[arg(long, env = "GEMINI_PROXY_QUEUE_MAX", default_value_t = defaults::QUEUE_MAX)]
     pub queue_max: usize,
+    /// Seconds an identical non-streamed generateContent, countTokens, embedContent or
+    /// batchEmbedContents answer is served from memory (`x-gemini-proxy-cache: hit`);
+    /// `Cache-Control: no-cache` from the client bypasses it; 0: no cache.
+    #[arg(long, env = "GEMINI_PROXY_CACHE_TTL_SECS", default_value_t = defaults::CACHE_TTL_SECS)]
+    pub cache_ttl_secs: u64,
+    /// MiB of answers the cache keeps at most (least recently used go first).
+    #[arg(long, env = "GEMINI_PROXY_CACHE_MAX_MB", default_value_t = defaults::CACHE_MAX_MB)]
+    pub cache_max_mb: u64,
+    /// One cache for every proxy key (else each proxy key gets only its own answers).
+    #[arg(long, env = "GEMINI_PROXY_CACHE_SHARED")]
+    pub cache_shared: bool,
     /// When model FROM is overloaded (5xx, its breaker open) or every key is rate
     /// limited for it, serve the request with model TO (repeatable; chains follow, loops
     /// are refused; the environment variable takes `a=b,c=d`).
@@ -213,6 +224,9 @@ impl ProxyArgs {
             retry_budget_floor: self.retry_budget_floor,
             queue_wait_secs: self.queue_wait_secs,
             queue_max: self.queue_max,
+            cache_ttl_secs: self.cache_ttl_secs,
+            cache_max_mb: self.cache_max_mb,
+            cache_shared: self.cache_shared,
         };
         engine.resilience =
             ResilienceConfig::from_settings(&settings).map_err(|e| format!("--fallback: {e}"))?;

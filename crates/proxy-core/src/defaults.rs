@@ -98,6 +98,14 @@ pub const QUEUE_WAIT_SECS: u64 = 0;
 /// beyond it a request gets 429 at once.
 pub const QUEUE_MAX: usize = 1_000;
 
+/// Seconds an identical non-streamed generate/count/embed answer is served from memory
+/// (`GEMINI_PROXY_CACHE_TTL_SECS`); 0: no cache.
+pub const CACHE_TTL_SECS: u64 = 0;
+/// MiB of answers the cache keeps at most (`GEMINI_PROXY_CACHE_MAX_MB`).
+pub const CACHE_MAX_MB: u64 = 64;
+/// One cache for every proxy key (`GEMINI_PROXY_CACHE_SHARED`); else one per key.
+pub const CACHE_SHARED: bool = false;
+
 /// MiB to bytes, saturating (a huge setting means "no practical limit", not a wrap).
 pub fn mib_to_bytes(mib: u64) -> usize {
     usize::try_from(mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)

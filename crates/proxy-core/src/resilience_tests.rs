@@ -20,6 +20,7 @@ fn config(fallbacks: &[&str], breaker_failures: u32) -> EngineConfig {
             },
             retry_budget: RetryBudgetConfig::default(),
             queue: Default::default(),
+            cache: Default::default(),
         },
         ..EngineConfig::default()
     }

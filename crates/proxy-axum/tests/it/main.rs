@@ -4,6 +4,7 @@
 mod harness;
 
 mod auth_and_input;
+mod cache;
 mod connections;
 mod failover;
 mod governance;

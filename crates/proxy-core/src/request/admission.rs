@@ -27,6 +27,7 @@ use crate::log::LogRecord;
 use crate::openai_usage::request_usage;
 use crate::platform::{EmptyCheck, ModelIn, PreparedRequest};
 use crate::policy::ProxyKeyPolicy;
+use crate::resilience::cache::{CacheKey, ResponseCache};
 use crate::route::{Api, BodyFormat, Operation, Route, parse_route, take_key_param};
 
 use super::reply::{Refusal, Reply};
@@ -112,6 +113,10 @@ pub struct Prepared {
     pub(super) metered: bool,
     /// What the key may use: a fallback model must be allowed too.
     policy: Arc<ProxyKeyPolicy>,
+    /// What the response cache needs: the operation, whether it streams, and whether
+    /// the client asked past the cache (`Cache-Control: no-cache`).
+    pub(super) operation: Operation,
+    pub(super) no_cache: bool,
 }
 
 impl Admission {
@@ -259,8 +264,15 @@ impl Authorized {
         if let Some(rewritten) = asked_for_usage {
             body = rewritten;
         }
+        let mut no_cache = false;
         let headers = headers
             .into_iter()
+            .inspect(|(name, value)| {
+                if name.eq_ignore_ascii_case("cache-control") {
+                    let value = value.to_ascii_lowercase();
+                    no_cache |= value.contains("no-cache") || value.contains("no-store");
+                }
+            })
             .filter(|(name, _)| forwards_header(name))
             .map(|(name, value)| (name.to_ascii_lowercase(), value.to_string()))
             .collect();
@@ -297,6 +309,8 @@ impl Authorized {
             governor: Arc::clone(governor),
             metered: policy.meters_usage(),
             policy,
+            operation: route.operation,
+            no_cache,
         })
     }
 }
@@ -305,6 +319,25 @@ impl Prepared {
     /// The model the engine serves the request for (`*` when none applies).
     pub fn model(&self) -> &str {
         &self.model
+    }
+
+    /// The request's key in `cache`, when its answer may be cached.
+    pub fn cache_key(&self, cache: &ResponseCache) -> Option<CacheKey> {
+        let proxy_key_id = self.record.proxy_key_id.unwrap_or(0);
+        let request = &self.request;
+        cache.key_for(
+            self.operation,
+            self.record.stream,
+            proxy_key_id,
+            &request.method,
+            &request.path_and_query,
+            &request.body,
+        )
+    }
+
+    /// The client asked past the cache (`Cache-Control: no-cache`).
+    pub fn bypasses_cache(&self) -> bool {
+        self.no_cache
     }
 
     /// The request id, for a platform that answers before settling.

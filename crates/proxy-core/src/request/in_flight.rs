@@ -8,8 +8,10 @@ use crate::key_state::StateChange;
 use crate::log::LogRecord;
 use crate::platform::{Clock, Upstream};
 
+use std::sync::Arc;
+
 use super::admission::{Abandoned, Prepared};
-use super::settle::Settlement;
+use super::settle::{CacheFill, Settlement};
 
 /// Where an abandoned request's record and learned key state go: the platform's
 /// queues.
@@ -42,9 +44,23 @@ impl<S: AbandonSink> InFlight<S> {
         engine: &Engine<U, C>,
         seed: u64,
     ) -> Option<Settlement<U::Response>> {
-        let (job, attempts) = self.prepared.as_mut()?.engine_input();
+        let cache = engine.resilience().cache();
+        let prepared = self.prepared.as_mut()?;
+        let key = prepared.cache_key(cache);
+        let bypass = prepared.bypasses_cache();
+        if let Some(key) = key.as_ref().filter(|_| !bypass)
+            && let Some(hit) = cache.get(key, engine.clock().now_ms())
+        {
+            return Some(self.prepared.take()?.settle_cached(hit));
+        }
+        let (job, attempts) = prepared.engine_input();
         let served = engine.serve(job, seed, attempts).await;
-        Some(self.prepared.take()?.settle(served))
+        let caching = key.map(|key| CacheFill {
+            cache: Arc::clone(cache),
+            key,
+            bypassed: bypass,
+        });
+        Some(self.prepared.take()?.settle_into(served, caching))
     }
 }
 

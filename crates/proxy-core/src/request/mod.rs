@@ -26,7 +26,7 @@ pub use keep_alive::{Alarm, KEEP_ALIVE_BLANK_LINE, KEEP_ALIVE_COMMENT};
 pub use observe::{BodyEnd, BodyObserver, CUT_AT_SHUTDOWN};
 pub use refusals::{RefusalCounts, RefusalSampler, SAMPLE_WINDOW_MS, SAMPLED_PER_SOURCE};
 pub use reply::{JSON_CONTENT_TYPE, Refusal, Reply};
-pub use settle::{Answer, SERVED_MODEL_HEADER, Settlement};
+pub use settle::{Answer, CACHE_HEADER, CacheFill, SERVED_MODEL_HEADER, Settlement};
 
 use crate::error::ProxyError;
 use crate::route::{Api, BodyFormat, Operation, Route, wants_sse};

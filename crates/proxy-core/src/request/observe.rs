@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::governance::Governor;
 use crate::log::LogRecord;
@@ -16,6 +16,8 @@ use crate::route::BodyFormat;
 use crate::stream_meta::MetaReader;
 
 use super::keep_alive::{Alarm, KeepAlive};
+use super::settle::CacheFill;
+use crate::resilience::cache::CachedAnswer;
 
 /// The log's error kind for a request the server's shutdown cut short.
 pub const CUT_AT_SHUTDOWN: &str = "cut_at_shutdown";
@@ -68,6 +70,9 @@ pub struct BodyObserver {
     governor: Option<(Arc<Governor>, bool)>,
     /// Keep-alive comments while upstream is quiet (SSE answers, when configured).
     keep_alive: Option<KeepAlive>,
+    /// A cacheable answer's bytes so far, for the cache when the body ends whole
+    /// (dropped once past the largest answer the cache keeps).
+    cache: Option<(CacheFill, String, BytesMut)>,
 }
 
 impl BodyObserver {
@@ -82,7 +87,15 @@ impl BodyObserver {
             ended: None,
             governor: None,
             keep_alive: None,
+            cache: None,
         }
+    }
+
+    /// Keeps the answer's bytes for `fill`'s cache, which gets them if the body ends
+    /// whole and the record found nothing wrong in it.
+    pub fn fill_cache(&mut self, fill: CacheFill, content_type: Option<&str>) {
+        let content_type = content_type.unwrap_or(super::JSON_CONTENT_TYPE).to_string();
+        self.cache = Some((fill, content_type, BytesMut::new()));
     }
 
     /// Sends `bytes` ([`super::KEEP_ALIVE_COMMENT`] or
@@ -138,6 +151,12 @@ impl BodyObserver {
         if let Some(keep_alive) = self.keep_alive.as_mut() {
             keep_alive.sent_bytes(&out, now_ms);
         }
+        if let Some((fill, _, kept)) = self.cache.as_mut() {
+            match kept.len() + out.len() <= fill.cache.max_entry_bytes() {
+                true => kept.extend_from_slice(&out),
+                false => self.cache = None,
+            }
+        }
         out
     }
 
@@ -185,6 +204,17 @@ impl BodyObserver {
         record.close(now_ms);
         if let Some((governor, metered)) = self.governor.take() {
             governor.charge(&mut record, metered, now_ms);
+        }
+        if let Some((fill, content_type, kept)) = self.cache.take()
+            && end == BodyEnd::Complete
+            && record.status == 200
+            && record.error_kind.is_none()
+        {
+            let answer = CachedAnswer {
+                content_type,
+                body: kept.freeze(),
+            };
+            fill.cache.put(fill.key, answer, now_ms);
         }
         Some(record)
     }

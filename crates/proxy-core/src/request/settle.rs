@@ -1,10 +1,13 @@
 //! Settlement: what the engine's verdict becomes for the client and the log.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use crate::engine::Served;
 use crate::key_state::StateChange;
 use crate::log::LogRecord;
+use crate::resilience::cache::{CacheKey, CachedAnswer, ResponseCache};
 
 use crate::error::ErrorShape;
 
@@ -28,6 +31,18 @@ pub struct Settlement<R> {
 
 /// The model that served the request (the requested one, or its fallback).
 pub const SERVED_MODEL_HEADER: &str = "x-gemini-proxy-model";
+/// Whether the response cache answered: `hit` or `miss` (on cached operations, with the
+/// cache on).
+pub const CACHE_HEADER: &str = "x-gemini-proxy-cache";
+
+/// Where a cacheable answer goes once its body ends whole.
+#[derive(Debug)]
+pub struct CacheFill {
+    pub cache: Arc<ResponseCache>,
+    pub key: CacheKey,
+    /// The client sent `Cache-Control: no-cache`: not read, but refreshed.
+    pub bypassed: bool,
+}
 
 #[derive(Debug)]
 pub enum Answer<R> {
@@ -45,6 +60,33 @@ pub enum Answer<R> {
 impl Prepared {
     /// Records what the attempts did and turns the engine's verdict into the answer.
     pub fn settle<R>(self, served: Served<R>) -> Settlement<R> {
+        self.settle_into(served, None)
+    }
+
+    /// An answer from the cache: nothing went upstream, no tokens, no cost.
+    pub fn settle_cached<R>(self, hit: CachedAnswer) -> Settlement<R> {
+        let mut record = self.record;
+        record.status = 200;
+        record.cache = Some("hit".into());
+        record.total_tokens = Some(0);
+        record.cost_usd = Some(0.0);
+        let mut headers = served_model_header(&record);
+        headers.push((CACHE_HEADER, "hit".into()));
+        let mut reply = Reply::json(200, hit.body, &record.id);
+        reply.content_type = hit.content_type;
+        Settlement {
+            state_changes: Vec::new(),
+            headers,
+            notes: Vec::new(),
+            answer: Answer::Reply {
+                reply,
+                record: Box::new(record),
+            },
+        }
+    }
+
+    /// [`Prepared::settle`], keeping a whole 200 answer in the cache (`caching`).
+    pub fn settle_into<R>(self, served: Served<R>, caching: Option<CacheFill>) -> Settlement<R> {
         let Prepared {
             mut record,
             shape,
@@ -57,12 +99,11 @@ impl Prepared {
             ..
         } = self;
         let state_changes = record.apply_attempts(attempts);
-        let headers = record
-            .serving_model()
-            .filter(|model| *model != "*")
-            .map(|model| (SERVED_MODEL_HEADER, model.to_string()))
-            .into_iter()
-            .collect();
+        let mut headers = served_model_header(&record);
+        if let Some(fill) = &caching {
+            headers.push((CACHE_HEADER, "miss".into()));
+            record.cache = Some(if fill.bypassed { "bypass" } else { "miss" }.into());
+        }
         let notes = record.notes.clone();
         let answer = match served {
             Served::Upstream(response) => {
@@ -77,6 +118,9 @@ impl Prepared {
                     ErrorShape::Gemini => KEEP_ALIVE_BLANK_LINE,
                 };
                 observer.keep_alive_every(keep_alive_ms, keep_alive);
+                if let Some(fill) = caching {
+                    observer.fill_cache(fill, response.content_type.as_deref());
+                }
                 Answer::Stream {
                     status: response.status,
                     response: response.inner,
@@ -107,6 +151,15 @@ impl Prepared {
             answer,
         }
     }
+}
+
+fn served_model_header(record: &LogRecord) -> Vec<(&'static str, String)> {
+    record
+        .serving_model()
+        .filter(|model| *model != "*")
+        .map(|model| (SERVED_MODEL_HEADER, model.to_string()))
+        .into_iter()
+        .collect()
 }
 
 /// Upstream's final error as the client gets it: its own status, body (already

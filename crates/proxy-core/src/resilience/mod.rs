@@ -5,12 +5,15 @@
 //! through the engine.
 
 pub mod breaker;
+pub mod cache;
 pub mod empty;
 pub mod fallback;
 pub mod queue;
 pub mod retry_budget;
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use cache::{CacheConfig, ResponseCache};
 
 pub use breaker::{Admit, BreakerConfig, BreakerEvent, Breakers};
 pub use fallback::Fallbacks;
@@ -24,6 +27,7 @@ pub struct ResilienceConfig {
     pub breaker: BreakerConfig,
     pub retry_budget: RetryBudgetConfig,
     pub queue: QueueConfig,
+    pub cache: CacheConfig,
 }
 
 /// Waiting for a key when none has room (`--queue-wait-secs`, `--queue-max`).
@@ -56,6 +60,9 @@ pub struct ResilienceSettings<'a> {
     pub retry_budget_floor: u32,
     pub queue_wait_secs: u64,
     pub queue_max: usize,
+    pub cache_ttl_secs: u64,
+    pub cache_max_mb: u64,
+    pub cache_shared: bool,
 }
 
 impl Default for ResilienceSettings<'_> {
@@ -69,6 +76,9 @@ impl Default for ResilienceSettings<'_> {
             retry_budget_floor: crate::defaults::RETRY_BUDGET_FLOOR,
             queue_wait_secs: crate::defaults::QUEUE_WAIT_SECS,
             queue_max: crate::defaults::QUEUE_MAX,
+            cache_ttl_secs: crate::defaults::CACHE_TTL_SECS,
+            cache_max_mb: crate::defaults::CACHE_MAX_MB,
+            cache_shared: crate::defaults::CACHE_SHARED,
         }
     }
 }
@@ -93,6 +103,11 @@ impl ResilienceConfig {
                 wait_ms: settings.queue_wait_secs.saturating_mul(1000),
                 max: settings.queue_max,
             },
+            cache: CacheConfig {
+                ttl_ms: settings.cache_ttl_secs.saturating_mul(1000),
+                max_bytes: crate::defaults::mib_to_bytes(settings.cache_max_mb),
+                shared: settings.cache_shared,
+            },
         })
     }
 }
@@ -105,6 +120,7 @@ pub struct Resilience {
     budget: RetryBudget,
     queue: WaitQueue,
     queue_wait_ms: u64,
+    cache: Arc<ResponseCache>,
 }
 
 impl Resilience {
@@ -115,7 +131,13 @@ impl Resilience {
             budget: RetryBudget::new(config.retry_budget.clone()),
             queue: WaitQueue::new(config.queue.max),
             queue_wait_ms: config.queue.wait_ms,
+            cache: Arc::new(ResponseCache::new(config.cache.clone())),
         }
+    }
+
+    /// The response cache (off unless `--cache-ttl-secs`).
+    pub fn cache(&self) -> &Arc<ResponseCache> {
+        &self.cache
     }
 
     /// The requests waiting for a key.

@@ -1,0 +1,354 @@
+//! The response cache (`--cache-ttl-secs`, `--cache-max-mb`, `--cache-shared`):
+//! identical non-streamed `generateContent`, `countTokens`, `embedContent` and
+//! `batchEmbedContents` requests (same model and operation, same body up to key order
+//! and whitespace, same proxy key unless shared) are answered from memory within the
+//! TTL, without calling upstream. Only whole 200 answers with nothing wrong in them are
+//! kept; the least recently used go first when the size bound is reached.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::route::Operation;
+
+/// The cache's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// How long an answer is served from the cache; 0 switches the cache off.
+    pub ttl_ms: u64,
+    /// Bytes of answers kept at most.
+    pub max_bytes: usize,
+    /// One cache for every proxy key (else each key has its own).
+    pub shared: bool,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            ttl_ms: crate::defaults::CACHE_TTL_SECS * 1000,
+            max_bytes: crate::defaults::mib_to_bytes(crate::defaults::CACHE_MAX_MB),
+            shared: crate::defaults::CACHE_SHARED,
+        }
+    }
+}
+
+/// What identifies a cached answer: a SHA-256 over the proxy key (unless shared),
+/// the method, the upstream path and query, and the body in canonical form.
+pub type CacheKey = [u8; 32];
+
+/// A cached answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CachedAnswer {
+    pub content_type: String,
+    pub body: Bytes,
+}
+
+#[derive(Debug)]
+struct Entry {
+    answer: CachedAnswer,
+    expires_ms: u64,
+    /// Which use in `order` is this entry's latest.
+    used: u64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    entries: HashMap<CacheKey, Entry>,
+    /// Keys by use, oldest first; a key used again is pushed again (stale uses skipped).
+    order: VecDeque<(CacheKey, u64)>,
+    bytes: usize,
+    uses: u64,
+}
+
+/// The process's cache.
+#[derive(Debug, Default)]
+pub struct ResponseCache {
+    config: CacheConfig,
+    state: Mutex<State>,
+}
+
+/// Overhead counted per entry besides its body (key, content type, bookkeeping).
+const ENTRY_OVERHEAD: usize = 128;
+
+impl ResponseCache {
+    pub fn new(config: CacheConfig) -> Self {
+        Self {
+            config,
+            state: Mutex::default(),
+        }
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.config.ttl_ms > 0 && self.config.max_bytes > 0
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The key of a request, or `None` when its operation is not cached.
+    pub fn key_for(
+        &self,
+        operation: Operation,
+        stream: bool,
+        proxy_key_id: i64,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+    ) -> Option<CacheKey> {
+        let cached = matches!(
+            operation,
+            Operation::GenerateContent
+                | Operation::CountTokens
+                | Operation::EmbedContent
+                | Operation::BatchEmbedContents
+        );
+        if !self.is_on() || !cached || stream {
+            return None;
+        }
+        let mut hash = Sha256::new();
+        match self.config.shared {
+            true => hash.update(b"shared\n"),
+            false => hash.update(format!("key {proxy_key_id}\n")),
+        }
+        hash.update(method.as_bytes());
+        hash.update(b"\n");
+        hash.update(path_and_query.as_bytes());
+        hash.update(b"\n");
+        match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(value) => {
+                let mut canonical = Vec::with_capacity(body.len());
+                write_canonical(&value, &mut canonical);
+                hash.update(&canonical);
+            }
+            Err(_) => hash.update(body),
+        }
+        Some(hash.finalize().into())
+    }
+
+    /// The answer kept for `key`, if it has not expired at `now_ms`.
+    pub fn get(&self, key: &CacheKey, now_ms: u64) -> Option<CachedAnswer> {
+        let mut state = self.lock();
+        let expired = state.entries.get(key).is_some_and(|e| e.expires_ms <= now_ms);
+        if expired {
+            if let Some(entry) = state.entries.remove(key) {
+                state.bytes = state.bytes.saturating_sub(size(&entry.answer));
+            }
+            return None;
+        }
+        state.uses += 1;
+        let used = state.uses;
+        let answer = {
+            let entry = state.entries.get_mut(key)?;
+            entry.used = used;
+            entry.answer.clone()
+        };
+        state.order.push_back((*key, used));
+        Some(answer)
+    }
+
+    /// Keeps `answer` for `key` from `now_ms`, evicting the least recently used past
+    /// the size bound. An answer larger than an eighth of the bound is not kept.
+    pub fn put(&self, key: CacheKey, answer: CachedAnswer, now_ms: u64) {
+        let bytes = size(&answer);
+        if !self.is_on() || bytes > self.max_entry_bytes() {
+            return;
+        }
+        let mut state = self.lock();
+        state.uses += 1;
+        let used = state.uses;
+        let entry = Entry {
+            answer,
+            expires_ms: now_ms.saturating_add(self.config.ttl_ms),
+            used,
+        };
+        if let Some(old) = state.entries.insert(key, entry) {
+            state.bytes = state.bytes.saturating_sub(size(&old.answer));
+        }
+        state.bytes += bytes;
+        state.order.push_back((key, used));
+        while state.bytes > self.config.max_bytes {
+            let Some((oldest, use_of)) = state.order.pop_front() else {
+                break;
+            };
+            let current = state.entries.get(&oldest).is_some_and(|e| e.used == use_of);
+            if current && let Some(entry) = state.entries.remove(&oldest) {
+                state.bytes = state.bytes.saturating_sub(size(&entry.answer));
+            }
+        }
+        // Stale uses pile up under hits; drop them once they outnumber entries.
+        if state.order.len() > 2 * state.entries.len() + 64 {
+            let State { entries, order, .. } = &mut *state;
+            order.retain(|(k, u)| entries.get(k).is_some_and(|e| e.used == *u));
+        }
+    }
+
+    /// The largest answer kept.
+    pub fn max_entry_bytes(&self) -> usize {
+        self.config.max_bytes / 8
+    }
+
+    /// Answers kept and their bytes.
+    pub fn usage(&self) -> (usize, usize) {
+        let state = self.lock();
+        (state.entries.len(), state.bytes)
+    }
+}
+
+fn size(answer: &CachedAnswer) -> usize {
+    answer.body.len() + answer.content_type.len() + ENTRY_OVERHEAD
+}
+
+/// JSON with object keys sorted and no whitespace: the same request written another
+/// way hashes the same (serde_json's map keeps insertion order when a crate in the
+/// build asks it to, so the order is made here).
+fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_scalar(&serde_json::Value::String(key.clone()), out);
+                out.push(b':');
+                if let Some(inner) = map.get(key) {
+                    write_canonical(inner, out);
+                }
+            }
+            out.push(b'}');
+        }
+        serde_json::Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => write_scalar(scalar, out),
+    }
+}
+
+fn write_scalar(value: &serde_json::Value, out: &mut Vec<u8>) {
+    // A scalar always serialises.
+    if let Ok(text) = serde_json::to_vec(value) {
+        out.extend_from_slice(&text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(ttl_ms: u64, max_bytes: usize, shared: bool) -> ResponseCache {
+        ResponseCache::new(CacheConfig {
+            ttl_ms,
+            max_bytes,
+            shared,
+        })
+    }
+
+    fn key(cache: &ResponseCache, proxy_key: i64, body: &str) -> Option<CacheKey> {
+        let path = "/v1beta/models/m:generateContent";
+        cache.key_for(
+            Operation::GenerateContent,
+            false,
+            proxy_key,
+            "POST",
+            path,
+            body.as_bytes(),
+        )
+    }
+
+    fn answer(body: &str) -> CachedAnswer {
+        CachedAnswer {
+            content_type: "application/json".into(),
+            body: Bytes::from(body.to_string()),
+        }
+    }
+
+    #[test]
+    fn the_same_request_written_another_way_has_the_same_key() {
+        let c = cache(1_000, 1 << 20, false);
+        let a = key(
+            &c,
+            1,
+            r#"{"contents":[{"parts":[{"text":"hi"}]}],"generationConfig":{"temperature":0}}"#,
+        );
+        let b = key(
+            &c,
+            1,
+            r#"{ "generationConfig": {"temperature": 0}, "contents": [ {"parts":[{"text":"hi"}]} ] }"#,
+        );
+        assert!(a.is_some() && a == b);
+        assert_ne!(a, key(&c, 1, r#"{"contents":[{"parts":[{"text":"ho"}]}]}"#));
+        assert_ne!(
+            a,
+            key(
+                &c,
+                2,
+                r#"{"contents":[{"parts":[{"text":"hi"}]}],"generationConfig":{"temperature":0}}"#
+            ),
+            "per proxy key"
+        );
+        let shared = cache(1_000, 1 << 20, true);
+        assert_eq!(key(&shared, 1, "{}"), key(&shared, 2, "{}"), "--cache-shared");
+        let other_model = c.key_for(
+            Operation::GenerateContent,
+            false,
+            1,
+            "POST",
+            "/v1beta/models/n:generateContent",
+            b"{}",
+        );
+        assert_ne!(key(&c, 1, "{}"), other_model);
+        // Streams, chats and the off switch are never cached.
+        assert!(
+            c.key_for(Operation::StreamGenerateContent, true, 1, "POST", "/x", b"{}")
+                .is_none()
+        );
+        assert!(
+            c.key_for(Operation::ChatCompletions, false, 1, "POST", "/x", b"{}")
+                .is_none()
+        );
+        assert!(key(&cache(0, 1 << 20, false), 1, "{}").is_none());
+    }
+
+    #[test]
+    fn answers_expire_after_the_ttl() {
+        let c = cache(1_000, 1 << 20, false);
+        let k = key(&c, 1, "{}").unwrap_or_default();
+        assert_eq!(c.get(&k, 0), None, "a miss");
+        c.put(k, answer("a"), 100);
+        assert_eq!(c.get(&k, 1_099), Some(answer("a")));
+        assert_eq!(c.get(&k, 1_100), None, "expired");
+        assert_eq!(c.usage().0, 0);
+    }
+
+    #[test]
+    fn the_size_bound_evicts_the_least_recently_used() {
+        let body = "x".repeat(100);
+        let one = size(&answer(&body));
+        let c = cache(60_000, one * 8, false);
+        let keys: Vec<CacheKey> = (0..9).map(|i| key(&c, i, "{}").unwrap_or_default()).collect();
+        for k in &keys[..8] {
+            c.put(*k, answer(&body), 0);
+        }
+        assert_eq!(c.usage(), (8, one * 8));
+        assert!(c.get(&keys[0], 1).is_some(), "key 0 used again");
+        c.put(keys[8], answer(&body), 2);
+        assert_eq!(c.usage(), (8, one * 8), "never past the bound");
+        assert!(c.get(&keys[1], 3).is_none(), "the least recently used went");
+        assert!(c.get(&keys[0], 3).is_some());
+        // An answer bigger than an eighth of the bound is not kept at all.
+        c.put(keys[1], answer(&"y".repeat(one * 2)), 4);
+        assert!(c.get(&keys[1], 5).is_none());
+    }
+}
