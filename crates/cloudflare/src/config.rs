@@ -137,6 +137,7 @@ impl WorkerConfig {
             cache_ttl_secs: number("GEMINI_PROXY_CACHE_TTL_SECS", defaults::CACHE_TTL_SECS)?,
             cache_max_mb: number("GEMINI_PROXY_CACHE_MAX_MB", defaults::CACHE_MAX_MB)?,
             cache_shared: flag("GEMINI_PROXY_CACHE_SHARED", defaults::CACHE_SHARED),
+            hedge_after_ms: number("GEMINI_PROXY_HEDGE_AFTER_MS", defaults::HEDGE_AFTER_MS)?,
         };
         engine.resilience = ResilienceConfig::from_settings(&settings).map_err(ConfigError::BadFallback)?;
         let log_bodies = flag("GEMINI_PROXY_LOG_BODIES", defaults::LOG_BODIES);

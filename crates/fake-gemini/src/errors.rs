@@ -275,13 +275,15 @@ pub enum KeyMarker {
     /// The key's first request gets a per-minute 429 retrying after 2 s; later ones
     /// are answered (`-once429-`, queue tests).
     OnceLimited,
+    /// Every answer comes after `SLOW_HEADERS` (`-slowkey-`, hedging tests).
+    SlowKey,
 }
 
 impl KeyMarker {
     /// Cheap on the hot path: one `contains` on the key unless it has a '-'
     /// followed by a marker, which success keys in a benchmark usually lack.
     pub fn find(key: &str) -> Option<KeyMarker> {
-        const MARKERS: [(&str, KeyMarker); 14] = [
+        const MARKERS: [(&str, KeyMarker); 15] = [
             ("-r429m-", KeyMarker::QuotaMinute),
             ("-r429d-", KeyMarker::QuotaDay),
             ("-r429off-", KeyMarker::QuotaOff),
@@ -296,6 +298,7 @@ impl KeyMarker {
             ("-stallbody-", KeyMarker::StallBody),
             ("-empty-", KeyMarker::Empty),
             ("-once429-", KeyMarker::OnceLimited),
+            ("-slowkey-", KeyMarker::SlowKey),
         ];
         if !key.contains('-') {
             return None;
@@ -320,7 +323,8 @@ impl KeyMarker {
             | KeyMarker::Redirect
             | KeyMarker::StallBody
             | KeyMarker::Empty
-            | KeyMarker::OnceLimited => return None,
+            | KeyMarker::OnceLimited
+            | KeyMarker::SlowKey => return None,
         })
     }
 }

@@ -8,7 +8,8 @@
 //! `-r302-` (a redirect to [`FakeGemini::set_redirect_target`]), `-stallbody-`
 //! (a 429 whose body stops halfway for two minutes), `-empty-` (a non-streamed
 //! generate or chat answer with nothing in it), `-once429-` (the key's first request
-//! gets a 429 retrying after 2 s, later ones are answered)), and
+//! gets a 429 retrying after 2 s, later ones are answered), `-slowkey-` (every answer
+//! after [`SLOW_HEADERS`])), and
 //! substrings of the model name select response shapes (`thinking`,
 //! `blocked`, `overloaded`, `slowstream`, `longstream` (a minute of chunks),
 //! `midstream`, `drop`, `big`,

@@ -167,6 +167,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, A
                 return Ok(body::error(&ApiError::quota_for(model, "2s"), openai));
             }
             KeyMarker::OnceLimited => {}
+            KeyMarker::SlowKey => tokio::time::sleep(crate::scenario::SLOW_HEADERS).await,
             KeyMarker::StallBody => {
                 let model = model_hint(&route, oa_req.as_ref());
                 let e = ApiError::quota(false, model);

@@ -161,6 +161,11 @@ pub struct ProxyArgs {
     /// One cache for every proxy key (else each proxy key gets only its own answers).
     #[arg(long, env = "GEMINI_PROXY_CACHE_SHARED")]
     pub cache_shared: bool,
+    /// Milliseconds a non-streamed request waits for upstream's headers before the same
+    /// request also goes to a second key; the first answer wins, the other call is
+    /// cancelled, both are in the log; 0: never.
+    #[arg(long, env = "GEMINI_PROXY_HEDGE_AFTER_MS", default_value_t = defaults::HEDGE_AFTER_MS)]
+    pub hedge_after_ms: u64,
     /// When model FROM is overloaded (5xx, its breaker open) or every key is rate
     /// limited for it, serve the request with model TO (repeatable; chains follow, loops
     /// are refused; the environment variable takes `a=b,c=d`).
@@ -227,6 +232,7 @@ impl ProxyArgs {
             cache_ttl_secs: self.cache_ttl_secs,
             cache_max_mb: self.cache_max_mb,
             cache_shared: self.cache_shared,
+            hedge_after_ms: self.hedge_after_ms,
         };
         engine.resilience =
             ResilienceConfig::from_settings(&settings).map_err(|e| format!("--fallback: {e}"))?;

@@ -106,6 +106,11 @@ pub const CACHE_MAX_MB: u64 = 64;
 /// One cache for every proxy key (`GEMINI_PROXY_CACHE_SHARED`); else one per key.
 pub const CACHE_SHARED: bool = false;
 
+/// Milliseconds a non-streamed request waits for upstream's headers before the same
+/// request also goes to a second key, the first answer winning
+/// (`GEMINI_PROXY_HEDGE_AFTER_MS`); 0: never.
+pub const HEDGE_AFTER_MS: u64 = 0;
+
 /// MiB to bytes, saturating (a huge setting means "no practical limit", not a wrap).
 pub fn mib_to_bytes(mib: u64) -> usize {
     usize::try_from(mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)

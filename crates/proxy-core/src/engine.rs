@@ -13,7 +13,7 @@ use crate::classify::{Outcome, classify};
 use crate::defaults;
 use crate::error::ProxyError;
 use crate::governance::Governor;
-use crate::keys::KeyId;
+use crate::keys::{KeyId, Secret};
 use crate::platform::{Clock, PreparedRequest, TransportError, Upstream, UpstreamResponse};
 use crate::policy::ProxyKeyPolicy;
 use crate::pool::{KeyPool, Pick};
@@ -336,7 +336,10 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
             let budget = self.config.retry.deadline_ms.saturating_sub(elapsed);
             let timeout = self.config.attempt_timeout_ms.min(budget).max(1);
             let started_at = now;
-            let outcome = match self.upstream.send(request, &secret, timeout).await {
+            let (key_id, sent) = self
+                .send_hedged(request, model, (key_id, &secret), timeout, &mut tried, attempts)
+                .await;
+            let outcome = match sent {
                 Ok(mut response) if (200..300).contains(&response.status) => {
                     let now = self.clock.now_ms();
                     self.lock_pool().apply(key_id, model, &Outcome::Success, now);
@@ -443,6 +446,79 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
             }
             (served, None) => served,
         }
+    }
+
+    /// Sends `request` with `first`; a non-streamed request still without headers
+    /// after `--hedge-after-ms` goes to a second key too. The first 2xx wins and the
+    /// other call is dropped (cancelled); when both fail, the first key's failure is
+    /// the attempt's. Returns the key whose answer it is.
+    async fn send_hedged(
+        &self,
+        request: &PreparedRequest,
+        model: &str,
+        first: (KeyId, &Secret),
+        timeout: u64,
+        tried: &mut Vec<KeyId>,
+        attempts: &mut Attempts,
+    ) -> (KeyId, Result<UpstreamResponse<U::Response>, TransportError>) {
+        let hedge_ms = self.config.resilience.hedge_after_ms;
+        let mut a = self.upstream.send(request, first.1, timeout);
+        if hedge_ms == 0 || hedge_ms >= timeout || request.stream || model == "*" {
+            return (first.0, a.await);
+        }
+        let mut delay = self.clock.sleep_ms(hedge_ms);
+        let early = std::future::poll_fn(|cx| match a.as_mut().poll(cx) {
+            Poll::Ready(sent) => Poll::Ready(Some(sent)),
+            Poll::Pending => delay.as_mut().poll(cx).map(|()| None),
+        })
+        .await;
+        if let Some(sent) = early {
+            return (first.0, sent);
+        }
+        let now = self.clock.now_ms();
+        let Pick::Key { id, secret } = self.governor.pick(&mut self.lock_pool(), model, now, tried) else {
+            return (first.0, a.await);
+        };
+        tried.push(id);
+        attempts.tried.push(id);
+        let mut b = self
+            .upstream
+            .send(request, &secret, timeout.saturating_sub(hedge_ms).max(1));
+        let (mut a_sent, mut b_sent) = (None, None);
+        let ok = |sent: &Option<Result<UpstreamResponse<U::Response>, TransportError>>| matches!(sent, Some(Ok(r)) if (200..300).contains(&r.status));
+        let b_won = std::future::poll_fn(|cx| {
+            if a_sent.is_none()
+                && let Poll::Ready(sent) = a.as_mut().poll(cx)
+            {
+                a_sent = Some(sent);
+            }
+            if b_sent.is_none()
+                && let Poll::Ready(sent) = b.as_mut().poll(cx)
+            {
+                b_sent = Some(sent);
+            }
+            match (ok(&a_sent), ok(&b_sent), a_sent.is_some() && b_sent.is_some()) {
+                (true, _, _) => Poll::Ready(false),
+                (false, true, _) => Poll::Ready(true),
+                (false, false, true) => Poll::Ready(false),
+                _ => Poll::Pending,
+            }
+        })
+        .await;
+        let (winner, loser) = if b_won { (id, first.0) } else { (first.0, id) };
+        let outcome = match ok(&a_sent) || ok(&b_sent) {
+            true => format!("key {winner} answered first, the call to key {loser} was cancelled"),
+            false => format!("both failed, key {}'s answer counts", first.0),
+        };
+        attempts.notes.push(format!(
+            "hedged: key {id} called after {hedge_ms} ms without headers from key {}; {outcome}",
+            first.0
+        ));
+        let sent = match b_won {
+            true => b_sent,
+            false => a_sent,
+        };
+        (winner, sent.unwrap_or(Err(TransportError::Timeout)))
     }
 
     /// Waits until `place` is first in its line, or `within_ms` passed.

@@ -184,6 +184,7 @@ pub(crate) fn request_for(model: &str) -> PreparedRequest {
         body: Bytes::new(),
         model_in: ModelIn::Path,
         empty_check: Default::default(),
+        stream: false,
     }
 }
 
@@ -195,6 +196,7 @@ fn request() -> PreparedRequest {
         body: Bytes::new(),
         model_in: ModelIn::Path,
         empty_check: Default::default(),
+        stream: false,
     }
 }
 

@@ -50,6 +50,7 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
             body: Bytes::new(),
             model_in: ModelIn::Nowhere,
             empty_check: Default::default(),
+            stream: false,
         };
         let started = self.clock().now_ms();
         let answer = match self.upstream().send(&request, &secret, CHECK_TIMEOUT_MS).await {

@@ -44,6 +44,8 @@ pub struct PreparedRequest {
     /// Whether (and in which dialect) a 2xx is checked for an empty answer, retried
     /// once on another key (`--retry-empty`).
     pub empty_check: EmptyCheck,
+    /// The answer streams (never hedged: a second stream would be billed in full).
+    pub stream: bool,
 }
 
 /// Where a request names its model: Gemini's path (`models/M:generateContent`) or

@@ -21,6 +21,7 @@ fn config(fallbacks: &[&str], breaker_failures: u32) -> EngineConfig {
             retry_budget: RetryBudgetConfig::default(),
             queue: Default::default(),
             cache: Default::default(),
+            hedge_after_ms: 0,
         },
         ..EngineConfig::default()
     }

@@ -363,3 +363,36 @@ async fn a_client_that_leaves_leaves_the_queue() {
     assert_eq!(records[0].error_kind.as_deref(), Some("client_disconnected"));
     assert_eq!(h.runtime_state().queued(), 0, "its place went with it");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_key_is_hedged_by_the_next_and_the_faster_answer_wins() {
+    let keys = [key("h-slowkey-"), key("good")];
+    let h = Harness::start_with(&keys, |config| config.engine.resilience.hedge_after_ms = 200).await;
+    let response = h.generate(FLASH).await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(
+        body["candidates"][0]["content"]["parts"][0]["text"],
+        fake_gemini::FULL_TEXT
+    );
+    let log = &h.logs(1).await[0];
+    assert_eq!(log.upstream_key_ids, vec![1, 2], "both attempts are in the log");
+    assert_eq!(log.answered_key_id, Some(2));
+    assert_eq!(
+        log.notes,
+        vec![
+            "hedged: key 2 called after 200 ms without headers from key 1; key 2 answered first, the call to key 1 was cancelled"
+        ]
+    );
+    // Streams are never hedged: the slow key answers them, later.
+    h.fake.clear_requests();
+    let stream = h
+        .post(
+            &format!("/v1beta/models/{FLASH}:streamGenerateContent?alt=sse"),
+            r#"{"contents":[]}"#,
+        )
+        .await;
+    stream.text().await.expect("body");
+    let used: Vec<String> = h.keys_used();
+    assert_eq!(used.len(), 1, "{used:?}");
+}

@@ -293,6 +293,7 @@ impl Authorized {
             body,
             model_in,
             empty_check,
+            stream: framing.stream,
         };
         Ok(Prepared {
             request,

@@ -178,6 +178,7 @@ mod tests {
             body: Bytes::from(body.to_string()),
             model_in,
             empty_check: Default::default(),
+            stream: false,
         }
     }
 

@@ -28,6 +28,9 @@ pub struct ResilienceConfig {
     pub retry_budget: RetryBudgetConfig,
     pub queue: QueueConfig,
     pub cache: CacheConfig,
+    /// A non-streamed request still without upstream headers after this long goes to
+    /// a second key too (`--hedge-after-ms`); 0: never.
+    pub hedge_after_ms: u64,
 }
 
 /// Waiting for a key when none has room (`--queue-wait-secs`, `--queue-max`).
@@ -63,6 +66,7 @@ pub struct ResilienceSettings<'a> {
     pub cache_ttl_secs: u64,
     pub cache_max_mb: u64,
     pub cache_shared: bool,
+    pub hedge_after_ms: u64,
 }
 
 impl Default for ResilienceSettings<'_> {
@@ -79,6 +83,7 @@ impl Default for ResilienceSettings<'_> {
             cache_ttl_secs: crate::defaults::CACHE_TTL_SECS,
             cache_max_mb: crate::defaults::CACHE_MAX_MB,
             cache_shared: crate::defaults::CACHE_SHARED,
+            hedge_after_ms: crate::defaults::HEDGE_AFTER_MS,
         }
     }
 }
@@ -108,6 +113,7 @@ impl ResilienceConfig {
                 max_bytes: crate::defaults::mib_to_bytes(settings.cache_max_mb),
                 shared: settings.cache_shared,
             },
+            hedge_after_ms: settings.hedge_after_ms,
         })
     }
 }
