@@ -26,13 +26,15 @@ const REQUEST_BODY: &str = r#"{"contents":[{"role":"user","parts":[{"text":"Say 
 /// Where to send requests and with which key.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The target's name ("direct", "nginx", "proxy", "governed"), for messages.
+    /// The target's name ("direct", "nginx", "proxy", "governed", "resilient").
     pub label: &'static str,
     pub addr: SocketAddr,
     /// Sent as `x-goog-api-key`: an upstream key for the mock (directly or
     /// through nginx, which forwards it as is), a proxy client key for a proxy.
     api_key: HeaderValue,
     host: HeaderValue,
+    /// Send `Cache-Control: no-cache` (the resilient row: every request misses).
+    no_cache: bool,
 }
 
 impl Target {
@@ -42,7 +44,14 @@ impl Target {
             addr,
             api_key: HeaderValue::from_str(api_key).context("api key is not a valid header")?,
             host: HeaderValue::from_str(&addr.to_string()).context("bad host header")?,
+            no_cache: false,
         })
+    }
+
+    /// Every request asks past a response cache, so a proxy's cache takes its miss path.
+    pub fn bypassing_cache(mut self) -> Self {
+        self.no_cache = true;
+        self
     }
 }
 
@@ -103,12 +112,16 @@ impl Conn {
     /// Sends one request and returns the response once its head arrived.
     /// Non-2xx statuses are errors: the benchmark only counts real answers.
     pub async fn send(&mut self, target: &Target, call: Call) -> anyhow::Result<Response<Incoming>> {
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(Method::POST)
             .uri(call.path())
             .header(header::HOST, target.host.clone())
             .header(header::CONTENT_TYPE, "application/json")
-            .header("x-goog-api-key", target.api_key.clone())
+            .header("x-goog-api-key", target.api_key.clone());
+        if target.no_cache {
+            req = req.header(header::CACHE_CONTROL, "no-cache");
+        }
+        let req = req
             .body(Full::new(Bytes::from_static(REQUEST_BODY.as_bytes())))
             .context("build request")?;
         self.sender.ready().await.context("connection not ready")?;

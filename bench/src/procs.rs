@@ -302,6 +302,43 @@ pub fn start_proxy(bin: &Path, mock: SocketAddr, dir: &Path) -> anyhow::Result<P
     })
 }
 
+/// What the resilient row turns on besides the defaults (breaker, retry budget and
+/// empty-answer retries are on in every proxy): the cache (every request of the run
+/// bypasses it, so each pays its miss path: key, canonical body, keeping the answer),
+/// a fallback for the bench's model, the queue and SSE keep-alives.
+pub const RESILIENT_FLAGS: [&str; 8] = [
+    "--cache-ttl-secs",
+    "600",
+    "--fallback",
+    "gemini-2.0-flash=gemini-2.0-flash-lite",
+    "--queue-wait-secs",
+    "5",
+    "--sse-heartbeat-secs",
+    "30",
+];
+
+/// The resilient proxy: like the plain one (its own database), with
+/// [`RESILIENT_FLAGS`].
+pub fn start_resilient(bin: &Path, mock: SocketAddr, dir: &Path) -> anyhow::Result<Proxy> {
+    let db = dir.join("bench-resilient.db");
+    let mut add = vec!["keys", "add"];
+    add.extend(UPSTREAM_KEYS);
+    add.extend(["--name", "bench"]);
+    run_admin(bin, &db, &add)?;
+    let out = run_admin(bin, &db, &["proxy-keys", "create", "--name", "bench", "--json"])?;
+    let client_key = client_key_from_json(&out)?;
+    let mut cmd = proxy_command(bin, &db);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .args(RESILIENT_FLAGS)
+        .env("GEMINI_BASE_URL", format!("http://{mock}"));
+    let (guard, addr) = spawn_listening("gemini-proxy-resilient", cmd, dir)?;
+    Ok(Proxy {
+        guard,
+        addr,
+        client_key,
+    })
+}
+
 /// The governed proxy: its own database, the same upstream keys with limits,
 /// a client key with limits, and `REDIS_URL` so the counts are shared.
 pub fn start_governed(bin: &Path, mock: SocketAddr, dir: &Path, gov: &Governance) -> anyhow::Result<Proxy> {

@@ -161,6 +161,22 @@ fn start(args: &Args, notes: &mut Vec<String>) -> anyhow::Result<Setup> {
                 let p = procs::start_proxy(&args.proxy_bin, mock_addr, dir)?;
                 (Some(p.guard), p.addr, p.client_key)
             }
+            Kind::Resilient => {
+                eprintln!("starting resilient proxy: {}", args.proxy_bin.display());
+                match procs::start_resilient(&args.proxy_bin, mock_addr, dir) {
+                    Ok(p) => (Some(p.guard), p.addr, p.client_key),
+                    Err(e) => {
+                        skip(
+                            kind,
+                            format!(
+                                "the resilient proxy did not start (a build without the flags?): `{}`",
+                                one_line(&e)
+                            ),
+                        );
+                        continue;
+                    }
+                }
+            }
             Kind::Governed => {
                 if let Err(e) = procs::redis_answers(&args.redis_url) {
                     skip(
@@ -195,7 +211,10 @@ fn start(args: &Args, notes: &mut Vec<String>) -> anyhow::Result<Setup> {
                 }
             }
         };
-        let target = Target::new(kind.name(), addr, &key)?;
+        let mut target = Target::new(kind.name(), addr, &key)?;
+        if kind == Kind::Resilient {
+            target = target.bypassing_cache();
+        }
         setup.targets.push(Running { kind, guard, target });
     }
     Ok(setup)
@@ -501,6 +520,15 @@ fn method_lines(args: &Args, setup: &Setup) -> Vec<String> {
             "governed: a second `gemini-proxy serve` like proxy (own SQLite db, the same 4 upstream keys), with \
              `REDIS_URL={}` and a Redis prefix unique to the run; {limits}. Stderr log level: {log_level}.",
             gov.redis_url
+        ));
+    }
+    if has(Kind::Resilient) {
+        m.push(format!(
+            "resilient: a third `gemini-proxy serve` like proxy (own SQLite db, the same 4 upstream keys) with `{}`; \
+             its requests carry `Cache-Control: no-cache`, so each one takes the cache's miss path (key over the \
+             canonical body, the answer kept) and none is a hit. The breaker, the retry budget and empty-answer \
+             retries are on in every proxy row (defaults). Stderr log level: {log_level}.",
+            procs::RESILIENT_FLAGS.join(" ")
         ));
     }
     m.push(format!(

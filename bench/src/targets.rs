@@ -13,11 +13,19 @@ pub enum Kind {
     Proxy,
     /// `gemini-proxy serve` with limits on every key, counted in Redis.
     Governed,
+    /// `gemini-proxy serve` with the resilience features on, the cache on its miss path.
+    Resilient,
 }
 
 impl Kind {
     /// Every target, in the order the report lists them: from no hop to the most work.
-    pub const ALL: [Kind; 4] = [Kind::Direct, Kind::Nginx, Kind::Proxy, Kind::Governed];
+    pub const ALL: [Kind; 5] = [
+        Kind::Direct,
+        Kind::Nginx,
+        Kind::Proxy,
+        Kind::Governed,
+        Kind::Resilient,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -25,12 +33,13 @@ impl Kind {
             Kind::Nginx => "nginx",
             Kind::Proxy => "proxy",
             Kind::Governed => "governed",
+            Kind::Resilient => "resilient",
         }
     }
 
     /// Runs the proxy binary (so the proxy's goals are judged for it).
     pub fn is_gemini_proxy(self) -> bool {
-        matches!(self, Kind::Proxy | Kind::Governed)
+        matches!(self, Kind::Proxy | Kind::Governed | Kind::Resilient)
     }
 }
 
@@ -64,7 +73,7 @@ mod tests {
 
     #[test]
     fn every_target_leads_once_and_takes_every_position() {
-        let n = 4;
+        let n = 5;
         let rounds: Vec<Vec<usize>> = (0..n).map(|r| round_order(n, r)).collect();
         for position in 0..n {
             let mut seen: Vec<usize> = rounds.iter().map(|o| o[position]).collect();

@@ -205,11 +205,8 @@ async fn sharing_stops_while_redis_is_cut_and_resumes_with_what_was_counted() {
         candidates_tokens: Some(21),
         ..Default::default()
     };
-    // Counted once Redis is away for sure: a round cut between Redis applying it and
-    // its reply coming back is sent again (counts are at least once, so a cut can
-    // only make a limit stricter), which this test is not about.
-    until(&status, LimitSharing::Unreachable).await;
     governor.charge(&mut record, true, unix_ms());
+    until(&status, LimitSharing::Unreachable).await;
     assert!(!governor.is_shared());
     assert!(
         governor.admit(1, &policy, unix_ms()).is_ok(),
