@@ -177,14 +177,12 @@ impl Governor {
         if tokens == 0 {
             return;
         }
-        let model = record
-            .serving_model()
-            .unwrap_or("")
-            .trim_start_matches("models/")
-            .to_string();
-        let model = model.as_str();
-        let cost = self.prices.cost_nanos(model, &usage);
+        fn served(record: &LogRecord) -> &str {
+            record.serving_model().unwrap_or("").trim_start_matches("models/")
+        }
+        let cost = self.prices.cost_nanos(served(record), &usage);
         record.cost_usd = cost.map(nanos_to_usd);
+        let model = served(record);
         if cost.is_none() {
             let mut unpriced = self.unpriced.lock().unwrap_or_else(|p| p.into_inner());
             if !unpriced.contains(model) {

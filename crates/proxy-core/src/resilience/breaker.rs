@@ -169,7 +169,14 @@ impl Breakers {
             // A request sent before the breaker opened, failing late: already open.
             (open @ State::Open { .. }, true) => (open, None),
         };
-        self.models.insert(model.to_string(), next);
+        // Most outcomes are a success on a closed breaker: no allocation for those.
+        match self.models.get_mut(model) {
+            Some(state) => *state = next,
+            None if next != (State::Closed { consecutive: 0 }) => {
+                self.models.insert(model.to_string(), next);
+            }
+            None => {}
+        }
         event
     }
 
