@@ -321,12 +321,7 @@ pub const RESILIENT_FLAGS: [&str; 8] = [
 /// [`RESILIENT_FLAGS`].
 pub fn start_resilient(bin: &Path, mock: SocketAddr, dir: &Path) -> anyhow::Result<Proxy> {
     let db = dir.join("bench-resilient.db");
-    let mut add = vec!["keys", "add"];
-    add.extend(UPSTREAM_KEYS);
-    add.extend(["--name", "bench"]);
-    run_admin(bin, &db, &add)?;
-    let out = run_admin(bin, &db, &["proxy-keys", "create", "--name", "bench", "--json"])?;
-    let client_key = client_key_from_json(&out)?;
+    let client_key = keys_with_limits(bin, &db, &[], &[])?;
     let mut cmd = proxy_command(bin, &db);
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .args(RESILIENT_FLAGS)
@@ -343,18 +338,11 @@ pub fn start_resilient(bin: &Path, mock: SocketAddr, dir: &Path) -> anyhow::Resu
 /// a client key with limits, and `REDIS_URL` so the counts are shared.
 pub fn start_governed(bin: &Path, mock: SocketAddr, dir: &Path, gov: &Governance) -> anyhow::Result<Proxy> {
     let db = dir.join("bench-governed.db");
-    let mut add = vec!["keys", "add"];
-    add.extend(UPSTREAM_KEYS);
-    add.extend(["--name", "bench"]);
-    let mut create = vec!["proxy-keys", "create", "--name", "bench"];
-    if gov.limits {
-        add.extend(GOVERNED_UPSTREAM_LIMITS);
-        create.extend(GOVERNED_PROXY_KEY_LIMITS);
-    }
-    create.push("--json");
-    run_admin(bin, &db, &add)?;
-    let out = run_admin(bin, &db, &create)?;
-    let client_key = client_key_from_json(&out)?;
+    let (upstream, proxy_key): (&[&str], &[&str]) = match gov.limits {
+        true => (&GOVERNED_UPSTREAM_LIMITS, &GOVERNED_PROXY_KEY_LIMITS),
+        false => (&[], &[]),
+    };
+    let client_key = keys_with_limits(bin, &db, upstream, proxy_key)?;
 
     let mut cmd = proxy_command(bin, &db);
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
@@ -367,6 +355,21 @@ pub fn start_governed(bin: &Path, mock: SocketAddr, dir: &Path, gov: &Governance
         addr,
         client_key,
     })
+}
+
+/// Registers the upstream keys (with `upstream` limit flags) and a client key (with
+/// `proxy_key` limit flags) in a fresh database; the client key's secret.
+fn keys_with_limits(bin: &Path, db: &Path, upstream: &[&str], proxy_key: &[&str]) -> anyhow::Result<String> {
+    let mut add = vec!["keys", "add"];
+    add.extend(UPSTREAM_KEYS);
+    add.extend(["--name", "bench"]);
+    add.extend(upstream);
+    let mut create = vec!["proxy-keys", "create", "--name", "bench"];
+    create.extend(proxy_key);
+    create.push("--json");
+    run_admin(bin, db, &add)?;
+    let out = run_admin(bin, db, &create)?;
+    client_key_from_json(&out)
 }
 
 /// `proxy-keys create` prints the secret alone on its first line.

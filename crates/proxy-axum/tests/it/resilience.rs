@@ -8,6 +8,14 @@ use crate::harness::{FLASH, Harness, key};
 
 const OVERLOADED: &str = "gemini-overloaded";
 
+/// The `x-gemini-proxy-model` of an answer.
+fn served_model(response: &reqwest::Response) -> Option<&str> {
+    response
+        .headers()
+        .get("x-gemini-proxy-model")
+        .and_then(|v| v.to_str().ok())
+}
+
 fn fallback(pairs: &[&str]) -> Fallbacks {
     Fallbacks::parse(pairs.iter().copied()).expect("valid fallbacks")
 }
@@ -22,13 +30,7 @@ async fn an_overloaded_model_is_served_by_its_fallback_on_both_dialects() {
     .await;
     let response = h.generate(OVERLOADED).await;
     assert_eq!(response.status(), 200);
-    assert_eq!(
-        response
-            .headers()
-            .get("x-gemini-proxy-model")
-            .and_then(|v| v.to_str().ok()),
-        Some(FLASH)
-    );
+    assert_eq!(served_model(&response), Some(FLASH));
     let paths: Vec<String> = h.fake.requests().into_iter().map(|r| r.path).collect();
     assert_eq!(
         paths.len(),
@@ -70,13 +72,7 @@ async fn an_overloaded_model_is_served_by_its_fallback_on_both_dialects() {
         .await
         .expect("answers");
     assert_eq!(response.status(), 200);
-    assert_eq!(
-        response
-            .headers()
-            .get("x-gemini-proxy-model")
-            .and_then(|v| v.to_str().ok()),
-        Some(FLASH)
-    );
+    assert_eq!(served_model(&response), Some(FLASH));
     let body: serde_json::Value = response.json().await.expect("json");
     assert!(body["choices"][0]["message"]["content"].is_string(), "{body}");
     let records = h.logs(2).await;
@@ -85,13 +81,7 @@ async fn an_overloaded_model_is_served_by_its_fallback_on_both_dialects() {
 
     // A model without a fallback says which model answered too.
     let response = h.generate(FLASH).await;
-    assert_eq!(
-        response
-            .headers()
-            .get("x-gemini-proxy-model")
-            .and_then(|v| v.to_str().ok()),
-        Some(FLASH)
-    );
+    assert_eq!(served_model(&response), Some(FLASH));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
