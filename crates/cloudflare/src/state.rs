@@ -121,6 +121,6 @@ impl WorkerState {
             limits: LimitSharing::Local,
             unpriced_models: self.engine.governor().unpriced_models(),
         };
-        Health::of(HealthInput::gather(self.engine.pool(), counts, now), now)
+        Health::of(HealthInput::gather(&self.engine, counts, now), now)
     }
 }

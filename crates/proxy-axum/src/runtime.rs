@@ -141,7 +141,7 @@ impl ProxyState {
                 .map_or(LimitSharing::Local, SharingStatus::get),
             unpriced_models: self.engine.governor().unpriced_models(),
         };
-        Health::of(HealthInput::gather(self.engine.pool(), counts, now), now)
+        Health::of(HealthInput::gather(&self.engine, counts, now), now)
     }
 }
 

@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
+use crate::engine::Engine;
+use crate::platform::{Clock, Upstream};
 use crate::pool::{KeyPool, KeyStatus};
 use crate::request::RefusalCounts;
 
@@ -23,6 +25,10 @@ pub struct HealthInput {
     pub limits: LimitSharing,
     /// Models answered that the price table has no price for (their cost counts as 0).
     pub unpriced_models: Vec<String>,
+    /// Models whose circuit breaker is open, with the ms until one probe may go.
+    pub open_breakers: Vec<(String, u64)>,
+    /// Requests waiting for a key.
+    pub queued: usize,
 }
 
 /// Where the governance counts live.
@@ -61,12 +67,16 @@ pub struct PlatformCounts {
 impl HealthInput {
     /// The whole input: the pool's part, read under its lock (released before the
     /// answer is built), and the platform's counts.
-    pub fn gather(pool: &std::sync::Mutex<KeyPool>, counts: PlatformCounts, now_ms: u64) -> Self {
+    /// The engine's resilience state (open breakers, the queue) comes along.
+    pub fn gather<U: Upstream, C: Clock>(engine: &Engine<U, C>, counts: PlatformCounts, now_ms: u64) -> Self {
         let from_pool = {
-            let pool = pool.lock().unwrap_or_else(|p| p.into_inner());
+            let pool = engine.pool().lock().unwrap_or_else(|p| p.into_inner());
             Self::from_pool(&pool, now_ms)
         };
+        let resilience = engine.resilience();
         Self {
+            open_breakers: resilience.breakers().open_models(now_ms),
+            queued: resilience.queue().len(),
             proxy_keys: counts.proxy_keys,
             dropped_log_records: counts.dropped_log_records,
             store_unreachable: counts.store_unreachable,
@@ -101,6 +111,10 @@ pub struct Health {
     pub refusals: RefusalCounts,
     pub limits: LimitSharing,
     pub unpriced_models: Vec<String>,
+    /// Models whose breaker is open, with the seconds until one probe may go.
+    pub open_breakers: BTreeMap<String, u64>,
+    /// Requests waiting for a key.
+    pub queued: usize,
     /// Nothing can be served: load balancers should route elsewhere (503).
     pub unable_to_serve: bool,
 }
@@ -145,6 +159,12 @@ impl Health {
             problems.push("the key store cannot be read; serving the last known keys".to_string());
         }
         problems.extend(input.pool_problem);
+        for (model, ms) in &input.open_breakers {
+            problems.push(format!(
+                "model {model} is paused: its circuit breaker is open for {} s more",
+                ms.div_ceil(1000)
+            ));
+        }
         if input.limits == LimitSharing::Unreachable {
             problems.push(
                 "the shared limit store (Redis) is unreachable; limits are counted per instance until it is back"
@@ -161,6 +181,12 @@ impl Health {
             refusals: input.refusals,
             limits: input.limits,
             unpriced_models: input.unpriced_models,
+            open_breakers: input
+                .open_breakers
+                .into_iter()
+                .map(|(model, ms)| (model, ms.div_ceil(1000)))
+                .collect(),
+            queued: input.queued,
             unable_to_serve: available == 0,
         }
     }
@@ -193,6 +219,12 @@ impl Health {
         }
         if !self.available_by_model.is_empty() {
             body["upstream_keys_available_by_model"] = json!(self.available_by_model);
+        }
+        if !self.open_breakers.is_empty() {
+            body["open_breakers"] = json!(self.open_breakers);
+        }
+        if self.queued > 0 {
+            body["queued_for_a_key"] = json!(self.queued);
         }
         body.to_string()
     }
@@ -298,5 +330,33 @@ mod tests {
             json.contains(r#""status":"degraded""#) && json.contains("(Redis) is unreachable"),
             "{json}"
         );
+    }
+
+    #[test]
+    fn open_breakers_and_waiting_requests_are_said_but_still_serve() {
+        let input = HealthInput {
+            keys: vec![key(1, &[], false)],
+            open_breakers: vec![("gemini-2.5-pro".into(), 9_500)],
+            queued: 3,
+            ..HealthInput::default()
+        };
+        let health = Health::of(input, 0);
+        assert_eq!(health.status_code(), 200, "other models still serve");
+        let json = health.to_json();
+        assert!(
+            json.contains(r#""open_breakers":{"gemini-2.5-pro":10}"#),
+            "{json}"
+        );
+        assert!(json.contains(r#""queued_for_a_key":3"#), "{json}");
+        assert!(json.contains("model gemini-2.5-pro is paused"), "{json}");
+        let calm = health_json(vec![key(1, &[], false)]);
+        assert!(
+            !calm.contains("open_breakers") && !calm.contains("queued"),
+            "{calm}"
+        );
+    }
+
+    fn health_json(keys: Vec<KeyStatus>) -> String {
+        health(keys).to_json()
     }
 }

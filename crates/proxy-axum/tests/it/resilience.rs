@@ -109,7 +109,11 @@ async fn an_open_breaker_fails_fast_with_retry_after_and_is_logged() {
         "{message}"
     );
     assert_eq!(h.fake.requests().len(), 3, "nothing went upstream while open");
-    // Other models are not affected.
+    // /healthz says so, and still answers 200: other models are not affected.
+    let health = h.http.get(h.url("/healthz")).send().await.expect("healthz");
+    assert_eq!(health.status(), 200);
+    let health: serde_json::Value = health.json().await.expect("json");
+    assert_eq!(health["open_breakers"][OVERLOADED], 60, "{health}");
     assert_eq!(h.generate(FLASH).await.status(), 200);
     let records = h.logs(3).await;
     assert!(
