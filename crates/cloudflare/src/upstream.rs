@@ -148,15 +148,12 @@ impl Upstream for WorkerUpstream {
             }
         };
         let start = Bytes::from(chunks.concat());
-        // Put what was read back in front of the rest, keeping status and headers.
-        let rebuilt = match whole {
-            true => Response::from_bytes(start.to_vec()),
-            false => {
-                let rest = futures_util::stream::iter(chunks.into_iter().map(Ok::<Vec<u8>, worker::Error>))
-                    .chain(stream);
-                Response::from_stream(rest)
-            }
-        };
+        // Put what was read back in front of the rest, keeping status and headers. A
+        // stream either way: the handler streams the answer on (`Response::stream`),
+        // which a body made from bytes does not give.
+        let rest =
+            futures_util::stream::iter(chunks.into_iter().map(Ok::<Vec<u8>, worker::Error>)).chain(stream);
+        let rebuilt = Response::from_stream(rest);
         let rebuilt = rebuilt.map_err(|e| TransportError::Connect(format!("cannot keep the answer: {e}")))?;
         *response = rebuilt.with_status(status).with_headers(headers);
         Ok((start, whole))
