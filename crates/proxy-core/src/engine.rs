@@ -193,22 +193,23 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
             started: self.clock.now_ms(),
             jitter: Jitter::new(seed),
         };
-        let mut model = job.model.to_string();
+        // Borrowed, not copied: a request without a fallback costs no allocation here.
+        let mut model: &str = job.model;
         let mut retargeted: Option<PreparedRequest> = None;
         loop {
             let request = retargeted.as_ref().unwrap_or(job.request);
-            let served = self.serve_model(request, &model, &mut run, attempts).await;
-            let Some(next) = self.fallback(&model, &served, job.policy) else {
+            let served = self.serve_model(request, model, &mut run, attempts).await;
+            let Some(next) = self.fallback(model, &served, job.policy) else {
                 return served;
             };
-            let Some(next_request) = fallback::retarget(request, &model, next) else {
+            let Some(next_request) = fallback::retarget(request, model, next) else {
                 return served;
             };
             attempts
                 .notes
                 .push(format!("fallback {model} → {next} ({})", served_reason(&served)));
             attempts.served_model = Some(next.to_string());
-            model = next.to_string();
+            model = next;
             retargeted = Some(next_request);
         }
     }
@@ -224,7 +225,7 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
         if !falls_back(served) {
             return None;
         }
-        let next = self.resilience.fallbacks().next(model)?;
+        let next = self.config.resilience.fallbacks.next(model)?;
         policy
             .is_none_or(|p| p.check_model(Some(next)).is_ok())
             .then_some(next)
@@ -248,7 +249,7 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
         let mut held: Option<(KeyId, UpstreamResponse<U::Response>)> = None;
         // Waiting for a key: until then, from the request's arrival.
         let queue = self.resilience.queue();
-        let wait_ms = self.resilience.queue_wait_ms();
+        let wait_ms = self.config.resilience.queue.wait_ms;
         let wait_until = run.started.saturating_add(wait_ms);
         let mut place: Option<(Place<'_>, u64)> = None;
         let served = loop {
@@ -343,7 +344,9 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                 Ok(mut response) if (200..300).contains(&response.status) => {
                     let now = self.clock.now_ms();
                     self.lock_pool().apply(key_id, model, &Outcome::Success, now);
-                    self.learn(model, &Outcome::Success, now, attempts);
+                    if gated {
+                        self.learn(model, &Outcome::Success, now, attempts);
+                    }
                     let check = if held.is_none() {
                         request.empty_check
                     } else {

@@ -118,25 +118,23 @@ impl ResilienceConfig {
     }
 }
 
-/// The process's resilience state: the breakers, the retry budget, the queue.
+/// The process's resilience state: the breakers, the retry budget, the queue, the
+/// cache. The settings that are only read (fallbacks, the queue's wait, hedging) stay
+/// in the engine's [`ResilienceConfig`].
 #[derive(Debug, Default)]
 pub struct Resilience {
-    fallbacks: Fallbacks,
     breakers: Mutex<Breakers>,
     budget: RetryBudget,
     queue: WaitQueue,
-    queue_wait_ms: u64,
     cache: Arc<ResponseCache>,
 }
 
 impl Resilience {
     pub fn new(config: &ResilienceConfig) -> Self {
         Self {
-            fallbacks: config.fallbacks.clone(),
             breakers: Mutex::new(Breakers::new(config.breaker.clone())),
             budget: RetryBudget::new(config.retry_budget.clone()),
             queue: WaitQueue::new(config.queue.max),
-            queue_wait_ms: config.queue.wait_ms,
             cache: Arc::new(ResponseCache::new(config.cache.clone())),
         }
     }
@@ -149,15 +147,6 @@ impl Resilience {
     /// The requests waiting for a key.
     pub fn queue(&self) -> &WaitQueue {
         &self.queue
-    }
-
-    /// How long a request may wait for a key (0: not at all).
-    pub fn queue_wait_ms(&self) -> u64 {
-        self.queue_wait_ms
-    }
-
-    pub fn fallbacks(&self) -> &Fallbacks {
-        &self.fallbacks
     }
 
     /// A poisoned lock only means a panic elsewhere mid-update; every update is one
