@@ -20,6 +20,7 @@ mod respond;
 mod router;
 mod runtime;
 mod serving;
+mod shared_cache;
 mod shared_counts;
 mod upstream;
 
@@ -35,5 +36,6 @@ pub use runtime::{ProxyRuntime, ProxyState, StartError};
 pub use serving::{
     announce_listening, serve_then_stop, serve_until_shutdown, shutdown_signal, without_nagle,
 };
+pub use shared_cache::{CacheSharing, SharedCache};
 pub use shared_counts::{SharedCounts, SharingStatus};
 pub use upstream::ReqwestUpstream;

@@ -23,6 +23,7 @@ use crate::body::BodyBudget;
 use crate::clock::{TokioClock, unix_ms};
 use crate::config::ProxyConfig;
 use crate::refresh::refresh_loop;
+use crate::shared_cache::{CacheSharing, SharedCache};
 use crate::shared_counts::{SharedCounts, SharingStatus};
 use crate::upstream::ReqwestUpstream;
 
@@ -54,9 +55,21 @@ pub struct ProxyState {
     cut: Arc<AtomicBool>,
     /// Where limits are counted, when they are shared (else per instance).
     sharing: Option<SharingStatus>,
+    /// What the cache's sharing did, when it is shared (else per instance).
+    cache_sharing: Option<CacheSharing>,
 }
 
 impl ProxyState {
+    /// What sharing the response cache did so far (`None` when it is not shared).
+    pub fn cache_sharing(&self) -> Option<CacheSharing> {
+        self.cache_sharing.clone()
+    }
+
+    /// Answers in this instance's response cache, and their bytes.
+    pub fn cache_usage(&self) -> (usize, usize) {
+        self.engine.resilience().cache().usage()
+    }
+
     pub(crate) fn proxy_keys(&self) -> Arc<ProxyKeyTable> {
         self.proxy_keys
             .read()
@@ -154,6 +167,7 @@ pub struct ProxyRuntime {
     stop_refresh: Arc<Notify>,
     store_changed: Arc<Notify>,
     shared_counts: Option<SharedCounts>,
+    shared_cache: Option<SharedCache>,
 }
 
 impl ProxyRuntime {
@@ -177,6 +191,13 @@ impl ProxyRuntime {
             None => None,
         };
         let engine = Engine::new(pool, upstream, TokioClock, config.engine.clone()).with_governor(governor);
+        let cache = engine.resilience().cache();
+        let shared_cache = match &config.redis_url {
+            Some(url) if cache.is_on() => Some(
+                SharedCache::spawn(cache.clone(), url, &config.redis_prefix).map_err(StartError::Redis)?,
+            ),
+            _ => None,
+        };
         let (logs, log_writer) = spawn_log_writer(sink, &config);
         let (state_changes, state_writer) = spawn_state_writer(store.clone());
         let body_budget = BodyBudget::new(config.body_memory_bytes);
@@ -192,6 +213,7 @@ impl ProxyRuntime {
             store_unreachable: AtomicBool::new(false),
             cut: Arc::new(AtomicBool::new(false)),
             sharing: shared_counts.as_ref().map(SharedCounts::status),
+            cache_sharing: shared_cache.as_ref().map(SharedCache::counts),
         });
         state.apply_snapshot(snapshot);
         let stop_refresh = Arc::new(Notify::new());
@@ -210,6 +232,7 @@ impl ProxyRuntime {
             stop_refresh,
             store_changed,
             shared_counts,
+            shared_cache,
         })
     }
 
@@ -233,6 +256,9 @@ impl ProxyRuntime {
         self.state_writer.shutdown().await;
         self.log_writer.shutdown().await;
         if let Some(shared) = self.shared_counts {
+            shared.shutdown().await;
+        }
+        if let Some(shared) = self.shared_cache {
             shared.shutdown().await;
         }
         let dropped = self.state.dropped_logs();

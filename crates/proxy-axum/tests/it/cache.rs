@@ -108,3 +108,69 @@ async fn off_by_default_and_errors_are_never_kept() {
     }
     assert_eq!(h.fake.requests().len(), 2, "a blocked answer is not cached");
 }
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+async fn cached_with_redis(url: String, prefix: String) -> Harness {
+    Harness::start_with(&[key("a")], move |config| {
+        config.engine.resilience.cache.ttl_ms = 60_000;
+        config.redis_url = Some(url);
+        config.redis_prefix = prefix;
+    })
+    .await
+}
+
+/// Waits (without a timed assertion: up to a minute, for a loaded machine) for `done`.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..6_000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_an_answer_kept_by_one_instance_is_served_by_another() {
+    // A namespace of this run's own, so runs never see each other's answers.
+    let prefix = format!("gp-test-cache-{}-{}", std::process::id(), proxy_axum::unix_ms());
+    let a = cached_with_redis(redis_url(), prefix.clone()).await;
+    let b = cached_with_redis(redis_url(), prefix).await;
+    let (a_sharing, b_sharing) = (
+        a.runtime_state().cache_sharing().expect("shared with REDIS_URL"),
+        b.runtime_state().cache_sharing().expect("shared with REDIS_URL"),
+    );
+    eventually("both instances subscribed", || {
+        a_sharing.subscribed() > 0 && b_sharing.subscribed() > 0
+    })
+    .await;
+    let path = format!("/v1beta/models/{FLASH}:generateContent");
+    let first = a.post(&path, BODY).await;
+    assert_eq!(cache_header(&first).as_deref(), Some("miss"));
+    let first_body = first.text().await.expect("body");
+    eventually("b received a's answer", || b_sharing.received() == 1).await;
+    let from_b = b.post(&path, SAME).await;
+    assert_eq!(cache_header(&from_b).as_deref(), Some("hit"));
+    assert_eq!(from_b.text().await.expect("body"), first_body);
+    assert!(b.fake.requests().is_empty(), "b never called upstream");
+    assert_eq!(a_sharing.published(), 1);
+    assert_eq!(a_sharing.received(), 0, "an instance skips its own answers");
+    assert_eq!(b_sharing.published(), 0, "a hit is not published again");
+    assert_eq!(b.runtime_state().cache_usage().0, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_redis_leaves_the_cache_per_instance() {
+    let h = cached_with_redis("redis://127.0.0.1:1".into(), "gp-test-unreachable".into()).await;
+    let path = format!("/v1beta/models/{FLASH}:generateContent");
+    let first = h.post(&path, BODY).await;
+    assert_eq!(cache_header(&first).as_deref(), Some("miss"));
+    first.text().await.expect("body");
+    h.logs(1).await;
+    assert_eq!(cache_header(&h.post(&path, BODY).await).as_deref(), Some("hit"));
+    let sharing = h.runtime_state().cache_sharing().expect("configured");
+    assert_eq!((sharing.subscribed(), sharing.published()), (0, 0));
+}

@@ -6,7 +6,7 @@
 //! kept; the least recently used go first when the size bound is reached.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -62,11 +62,25 @@ struct State {
     uses: u64,
 }
 
+/// Told of every answer this instance keeps, with the milliseconds it stays fresh, so
+/// a platform can hand it to the other instances (`REDIS_URL`, [`super::cache_share`]).
+pub type Announce = Box<dyn Fn(&CacheKey, &CachedAnswer, u64) + Send + Sync>;
+
 /// The process's cache.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ResponseCache {
     config: CacheConfig,
     state: Mutex<State>,
+    announce: OnceLock<Announce>,
+}
+
+impl std::fmt::Debug for ResponseCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseCache")
+            .field("config", &self.config)
+            .field("usage", &self.usage())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Overhead counted per entry besides its body (key, content type, bookkeeping).
@@ -77,7 +91,14 @@ impl ResponseCache {
         Self {
             config,
             state: Mutex::default(),
+            announce: OnceLock::new(),
         }
+    }
+
+    /// Calls `announce` for every answer kept from now on by this instance (not those
+    /// an [`Self::put_from_peer`] brings). Set once; later calls are ignored.
+    pub fn on_fill(&self, announce: Announce) {
+        let _ = self.announce.set(announce);
     }
 
     pub fn is_on(&self) -> bool {
@@ -150,18 +171,39 @@ impl ResponseCache {
     }
 
     /// Keeps `answer` for `key` from `now_ms`, evicting the least recently used past
-    /// the size bound. An answer larger than an eighth of the bound is not kept.
+    /// the size bound. An answer larger than an eighth of the bound is not kept. The
+    /// other instances are told ([`Self::on_fill`]).
     pub fn put(&self, key: CacheKey, answer: CachedAnswer, now_ms: u64) {
+        let ttl_ms = self.config.ttl_ms;
+        match self.announce.get() {
+            Some(announce) if self.store(key, answer.clone(), now_ms, ttl_ms) => {
+                announce(&key, &answer, ttl_ms)
+            }
+            Some(_) => {}
+            None => {
+                self.store(key, answer, now_ms, ttl_ms);
+            }
+        }
+    }
+
+    /// Keeps an answer another instance kept, for what is left of its freshness (never
+    /// longer than this instance's own TTL).
+    pub fn put_from_peer(&self, key: CacheKey, answer: CachedAnswer, fresh_ms: u64, now_ms: u64) {
+        self.store(key, answer, now_ms, fresh_ms.min(self.config.ttl_ms));
+    }
+
+    /// Whether the answer was kept.
+    fn store(&self, key: CacheKey, answer: CachedAnswer, now_ms: u64, ttl_ms: u64) -> bool {
         let bytes = size(&answer);
-        if !self.is_on() || bytes > self.max_entry_bytes() {
-            return;
+        if !self.is_on() || ttl_ms == 0 || bytes > self.max_entry_bytes() {
+            return false;
         }
         let mut state = self.lock();
         state.uses += 1;
         let used = state.uses;
         let entry = Entry {
             answer,
-            expires_ms: now_ms.saturating_add(self.config.ttl_ms),
+            expires_ms: now_ms.saturating_add(ttl_ms),
             used,
         };
         if let Some(old) = state.entries.insert(key, entry) {
@@ -183,6 +225,7 @@ impl ResponseCache {
             let State { entries, order, .. } = &mut *state;
             order.retain(|(k, u)| entries.get(k).is_some_and(|e| e.used == *u));
         }
+        true
     }
 
     /// The largest answer kept.
@@ -350,5 +393,39 @@ mod tests {
         // An answer bigger than an eighth of the bound is not kept at all.
         c.put(keys[1], answer(&"y".repeat(one * 2)), 4);
         assert!(c.get(&keys[1], 5).is_none());
+    }
+
+    #[test]
+    fn own_answers_are_announced_and_a_peers_are_kept_for_what_is_left() {
+        use std::sync::Arc;
+        let c = cache(1_000, 1 << 20, false);
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let sink = told.clone();
+        c.on_fill(Box::new(move |key, answer, fresh_ms| {
+            sink.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((*key, answer.clone(), fresh_ms));
+        }));
+        let mine = key(&c, 1, r#"{"a":1}"#).unwrap_or_default();
+        c.put(mine, answer("mine"), 0);
+        let peers = key(&c, 1, r#"{"a":2}"#).unwrap_or_default();
+        c.put_from_peer(peers, answer("theirs"), 300, 100);
+        // Too big to keep: not announced either.
+        c.put(peers, answer(&"z".repeat(1 << 20)), 0);
+        let told = told.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert_eq!(
+            told,
+            vec![(mine, answer("mine"), 1_000)],
+            "only what this instance kept"
+        );
+        assert_eq!(c.get(&peers, 399), Some(answer("theirs")));
+        assert_eq!(
+            c.get(&peers, 400),
+            None,
+            "a peer's answer lasts what was left of it"
+        );
+        // A peer's longer freshness is cut to this instance's TTL.
+        c.put_from_peer(peers, answer("theirs"), 60_000, 0);
+        assert_eq!(c.get(&peers, 1_000), None);
     }
 }

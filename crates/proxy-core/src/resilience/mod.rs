@@ -6,6 +6,7 @@
 
 pub mod breaker;
 pub mod cache;
+pub mod cache_share;
 pub mod empty;
 pub mod fallback;
 pub mod queue;
