@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::future::{Either, select};
 use proxy_core::keys::Secret;
-use proxy_core::platform::{PreparedRequest, TransportError, Upstream, UpstreamResponse};
+use proxy_core::platform::{Peek, PreparedRequest, TransportError, Upstream, UpstreamResponse};
 use proxy_core::upstream_url::UpstreamBase;
 use worker::{
     AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response,
@@ -113,41 +113,33 @@ impl Upstream for WorkerUpstream {
         }
     }
 
-    async fn peek_body(
-        &self,
-        response: &mut Response,
-        limit: usize,
-        timeout_ms: u64,
-    ) -> Result<(Bytes, bool), TransportError> {
+    async fn peek_body(&self, response: &mut Response, peek: Peek) -> Result<(Bytes, bool), TransportError> {
         let status = response.status_code();
         let headers = response.headers().clone();
         let mut stream = response
             .stream()
             .map_err(|e| TransportError::Connect(format!("cannot read the answer: {e}")))?;
-        // In a block, so the read's borrow of `stream` ends before the rest is kept.
-        let (chunks, whole) = {
-            let reading = pin!(async {
-                let mut chunks: Vec<Vec<u8>> = Vec::new();
-                let mut read = 0;
-                while read < limit {
-                    match stream.next().await {
-                        Some(Ok(chunk)) => {
-                            read += chunk.len();
-                            chunks.push(chunk);
-                        }
-                        Some(Err(e)) => return Err(TransportError::Connect(e.to_string())),
-                        None => return Ok((chunks, true)),
-                    }
+        let mut chunks: Vec<Vec<u8>> = Vec::new();
+        let mut start: Vec<u8> = Vec::new();
+        let mut deadline = pin!(Delay::from(Duration::from_millis(peek.timeout_ms)));
+        // Per chunk, so a stream that runs out of time keeps what it read (a chunk's
+        // read dropped before it yields loses nothing).
+        let whole = loop {
+            if peek.enough(&start) {
+                break false;
+            }
+            match select(stream.next(), deadline.as_mut()).await {
+                Either::Left((Some(Ok(chunk)), _)) => {
+                    start.extend_from_slice(&chunk);
+                    chunks.push(chunk);
                 }
-                Ok((chunks, false))
-            });
-            let deadline = pin!(Delay::from(Duration::from_millis(timeout_ms)));
-            match select(reading, deadline).await {
-                Either::Left((read, _)) => read?,
+                Either::Left((Some(Err(e)), _)) => return Err(TransportError::Connect(e.to_string())),
+                Either::Left((None, _)) => break true,
+                Either::Right(((), _)) if peek.timeout_ends => break false,
                 Either::Right(((), _)) => return Err(TransportError::Timeout),
             }
         };
-        let start = Bytes::from(chunks.concat());
+        let start = Bytes::from(start);
         // Put what was read back in front of the rest, keeping status and headers. A
         // stream either way: the handler streams the answer on (`Response::stream`),
         // which a body made from bytes does not give.

@@ -6,8 +6,8 @@
 //! API key select failures (`-r429m-`, `-r429d-`, `-r429off-` (quota `limit: 0`), `-invalid-`,
 //! `-suspended-`, `-r503-`, `-r500-`, `-r504-`, `-hang-`, `-reset-`,
 //! `-r302-` (a redirect to [`FakeGemini::set_redirect_target`]), `-stallbody-`
-//! (a 429 whose body stops halfway for two minutes), `-empty-` (a non-streamed
-//! generate or chat answer with nothing in it), `-once429-` (the key's first request
+//! (a 429 whose body stops halfway for two minutes), `-empty-` (a generate or chat
+//! answer with nothing in it, streamed or not), `-once429-` (the key's first request
 //! gets a 429 retrying after 2 s, later ones are answered), `-slowkey-` (every answer
 //! after [`SLOW_HEADERS`])), and
 //! substrings of the model name select response shapes (`thinking`,

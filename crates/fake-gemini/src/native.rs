@@ -354,6 +354,17 @@ pub fn empty_answer(model: &str) -> serde_json::Value {
     })
 }
 
+/// A stream with nothing in it (`-empty-` keys): one event, a candidate that stopped
+/// with no parts.
+pub fn empty_stream(model: &str, sse: bool) -> Resp {
+    let event = serde_json::to_vec(&empty_answer(model)).unwrap_or_default();
+    let mut steps = vec![Step::data(None, frame(sse, true, &event))];
+    if !sse {
+        steps.push(Step::data(None, Bytes::from_static(b"]")));
+    }
+    body::streamed(content_type(sse), steps)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -303,6 +303,22 @@ pub fn get_model(id: &str) -> Resp {
     }
 }
 
+/// A chat completion stream with no content (`-empty-` keys): the role, a stop, the end.
+pub fn empty_chat_stream(model: &str) -> Resp {
+    let events = [
+        serde_json::json!({"object": "chat.completion.chunk", "model": model,
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]}),
+        serde_json::json!({"object": "chat.completion.chunk", "model": model,
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+    ];
+    let mut steps: Vec<Step> = events
+        .iter()
+        .map(|event| Step::data(None, sse_event(&serde_json::to_vec(event).unwrap_or_default())))
+        .collect();
+    steps.push(Step::data(None, Bytes::from_static(b"data: [DONE]\n\n")));
+    body::streamed(body::SSE, steps)
+}
+
 /// A chat completion with no content (`-empty-` keys).
 pub fn empty_chat(model: &str) -> Value {
     serde_json::json!({

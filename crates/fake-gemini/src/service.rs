@@ -157,10 +157,26 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, A
                 let model = model_hint(&route, oa_req.as_ref());
                 return Ok(body::json(&native::empty_answer(model)));
             }
-            KeyMarker::Empty if matches!(&oa_req, Some(Ok(r)) if matches!(route, Route::OpenAi(OpenAi::Chat)) && !r.stream) =>
+            KeyMarker::Empty
+                if matches!(
+                    route,
+                    Route::Native {
+                        endpoint: Native::Stream(_),
+                        ..
+                    }
+                ) =>
             {
                 let model = model_hint(&route, oa_req.as_ref());
-                return Ok(body::json(&openai::empty_chat(model)));
+                let sse = route::query_param(query, "alt") == Some("sse");
+                return Ok(native::empty_stream(model, sse));
+            }
+            KeyMarker::Empty if matches!(&oa_req, Some(Ok(_)) if matches!(route, Route::OpenAi(OpenAi::Chat))) =>
+            {
+                let model = model_hint(&route, oa_req.as_ref());
+                return Ok(match &oa_req {
+                    Some(Ok(r)) if r.stream => openai::empty_chat_stream(model),
+                    _ => body::json(&openai::empty_chat(model)),
+                });
             }
             KeyMarker::OnceLimited if state.first_time(key) => {
                 let model = model_hint(&route, oa_req.as_ref());

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use proxy_core::keys::Secret;
-use proxy_core::platform::{PreparedRequest, TransportError, Upstream, UpstreamResponse};
+use proxy_core::platform::{Peek, PreparedRequest, TransportError, Upstream, UpstreamResponse};
 use proxy_core::upstream_url::UpstreamBase;
 use reqwest::header::{HeaderName, HeaderValue};
 
@@ -104,30 +104,43 @@ impl Upstream for ReqwestUpstream {
     async fn peek_body(
         &self,
         response: &mut reqwest::Response,
-        limit: usize,
-        timeout_ms: u64,
+        peek: Peek,
     ) -> Result<(Bytes, bool), TransportError> {
-        let reading = async {
-            let mut chunks: Vec<Bytes> = Vec::new();
-            let mut read = 0;
-            while read < limit {
-                match response.chunk().await {
-                    Ok(Some(chunk)) => {
-                        read += chunk.len();
-                        chunks.push(chunk);
-                    }
-                    Ok(None) => return Ok((chunks, true)),
-                    Err(e) => return Err(TransportError::Connect(e.without_url().to_string())),
-                }
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(peek.timeout_ms);
+        let mut chunks: Vec<Bytes> = Vec::new();
+        // The chunks in one piece, copied only once there are two.
+        let mut joined = BytesMut::new();
+        let whole = loop {
+            let start: &[u8] = match &chunks[..] {
+                [] => &[],
+                [one] => one,
+                _ => &joined,
+            };
+            if peek.enough(start) {
+                break false;
             }
-            Ok((chunks, false))
+            // Per chunk, so a stream that runs out of time keeps what it read (a
+            // chunk's read dropped before it yields loses nothing).
+            match tokio::time::timeout_at(deadline, response.chunk()).await {
+                Ok(Ok(Some(chunk))) => {
+                    if let [first] = &chunks[..] {
+                        joined.extend_from_slice(first);
+                    }
+                    if !chunks.is_empty() {
+                        joined.extend_from_slice(&chunk);
+                    }
+                    chunks.push(chunk);
+                }
+                Ok(Ok(None)) => break true,
+                Ok(Err(e)) => return Err(TransportError::Connect(e.without_url().to_string())),
+                Err(_) if peek.timeout_ends => break false,
+                Err(_) => return Err(TransportError::Timeout),
+            }
         };
-        let (chunks, whole) = tokio::time::timeout(Duration::from_millis(timeout_ms), reading)
-            .await
-            .unwrap_or(Err(TransportError::Timeout))?;
         let start = match &chunks[..] {
+            [] => Bytes::new(),
             [one] => one.clone(),
-            many => many.concat().into(),
+            _ => joined.freeze(),
         };
         // Put what was read back in front of the rest, keeping status and headers.
         let mut rebuilt = http::Response::builder()

@@ -14,7 +14,7 @@ use crate::defaults;
 use crate::error::ProxyError;
 use crate::governance::Governor;
 use crate::keys::{KeyId, Secret};
-use crate::platform::{Clock, PreparedRequest, TransportError, Upstream, UpstreamResponse};
+use crate::platform::{Clock, Peek, PreparedRequest, TransportError, Upstream, UpstreamResponse};
 use crate::policy::ProxyKeyPolicy;
 use crate::pool::{KeyPool, Pick};
 use crate::redact::scrub;
@@ -353,6 +353,10 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                         EmptyCheck::Off
                     };
                     let left = timeout.saturating_sub(now.saturating_sub(started_at));
+                    let left = match (check.is_stream(), request.empty_hold_ms) {
+                        (true, hold) if hold > 0 => left.min(hold),
+                        _ => left,
+                    };
                     match self.empty_answer(check, &mut response.inner, left.max(1)).await {
                         Ok(None) => {
                             attempts.answered = Some(key_id);
@@ -551,20 +555,28 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
     }
 
     /// Whether a 2xx is an empty answer (when `check` asks), read without taking it
-    /// from `response`; a body larger than any empty answer is not one.
+    /// from `response`; a body larger than any empty answer is not one. A stream is
+    /// read only until it decides, and one still undecided after `timeout_ms` goes on
+    /// unchecked.
     async fn empty_answer(
         &self,
         check: EmptyCheck,
         response: &mut U::Response,
         timeout_ms: u64,
     ) -> Result<Option<Empty>, TransportError> {
-        if check == EmptyCheck::Off {
-            return Ok(None);
-        }
-        let (start, whole) = self
-            .upstream
-            .peek_body(response, EMPTY_PEEK_LIMIT, timeout_ms)
-            .await?;
+        let decided: fn(&[u8]) -> bool = match check {
+            EmptyCheck::Off => return Ok(None),
+            EmptyCheck::Gemini | EmptyCheck::OpenAi => |_| false,
+            EmptyCheck::GeminiStream => |start| EmptyCheck::GeminiStream.decided(start),
+            EmptyCheck::OpenAiStream => |start| EmptyCheck::OpenAiStream.decided(start),
+        };
+        let peek = Peek {
+            limit: EMPTY_PEEK_LIMIT,
+            timeout_ms,
+            decided,
+            timeout_ends: check.is_stream(),
+        };
+        let (start, whole) = self.upstream.peek_body(response, peek).await?;
         Ok(whole.then(|| empty_answer(check, &start)).flatten())
     }
 

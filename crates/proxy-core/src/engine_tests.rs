@@ -13,7 +13,7 @@ use bytes::Bytes;
 use crate::engine::{Engine, EngineConfig, Served};
 use crate::error::ProxyError;
 use crate::keys::{Secret, UpstreamKey};
-use crate::platform::{Clock, ModelIn, PreparedRequest, TransportError, Upstream, UpstreamResponse};
+use crate::platform::{Clock, ModelIn, Peek, PreparedRequest, TransportError, Upstream, UpstreamResponse};
 use crate::pool::{KeyPool, KeyState, StateChange};
 
 /// Every future here completes without waiting, so polling once is enough.
@@ -101,13 +101,8 @@ impl Upstream for Scripted {
         })
     }
 
-    async fn peek_body(
-        &self,
-        response: &mut Bytes,
-        limit: usize,
-        _: u64,
-    ) -> Result<(Bytes, bool), TransportError> {
-        let start = response.slice(..response.len().min(limit));
+    async fn peek_body(&self, response: &mut Bytes, peek: Peek) -> Result<(Bytes, bool), TransportError> {
+        let start = response.slice(..response.len().min(peek.limit));
         let whole = start.len() == response.len();
         Ok((start, whole))
     }
@@ -184,6 +179,7 @@ pub(crate) fn request_for(model: &str) -> PreparedRequest {
         body: Bytes::new(),
         model_in: ModelIn::Path,
         empty_check: Default::default(),
+        empty_hold_ms: 0,
         stream: false,
     }
 }
@@ -196,6 +192,7 @@ fn request() -> PreparedRequest {
         body: Bytes::new(),
         model_in: ModelIn::Path,
         empty_check: Default::default(),
+        empty_hold_ms: 0,
         stream: false,
     }
 }

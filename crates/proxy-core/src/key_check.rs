@@ -50,6 +50,7 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
             body: Bytes::new(),
             model_in: ModelIn::Nowhere,
             empty_check: Default::default(),
+            empty_hold_ms: 0,
             stream: false,
         };
         let started = self.clock().now_ms();

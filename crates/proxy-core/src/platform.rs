@@ -44,6 +44,10 @@ pub struct PreparedRequest {
     /// Whether (and in which dialect) a 2xx is checked for an empty answer, retried
     /// once on another key (`--retry-empty`).
     pub empty_check: EmptyCheck,
+    /// How long a checked stream's start may be held back waiting for an event with
+    /// something in it; 0: the attempt's time. Keep-alives cannot be sent before the
+    /// answer's headers, so with them on this is their interval.
+    pub empty_hold_ms: u64,
     /// The answer streams (never hedged: a second stream would be billed in full).
     pub stream: bool,
 }
@@ -56,6 +60,25 @@ pub enum ModelIn {
     Nowhere,
     Path,
     Body,
+}
+
+/// How far [`Upstream::peek_body`] reads: up to `limit` bytes or the body's end, and
+/// no further once `decided` says the start read so far is enough.
+#[derive(Clone, Copy, Debug)]
+pub struct Peek {
+    pub limit: usize,
+    pub timeout_ms: u64,
+    pub decided: fn(&[u8]) -> bool,
+    /// Running out of time ends the peek with what was read (a stream then goes on
+    /// unchecked) instead of failing it with [`TransportError::Timeout`].
+    pub timeout_ends: bool,
+}
+
+impl Peek {
+    /// Whether reading stops after a start of `read` bytes.
+    pub fn enough(&self, start: &[u8]) -> bool {
+        start.len() >= self.limit || (self.decided)(start)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,14 +124,13 @@ pub trait Upstream: MaybeSend {
         timeout_ms: u64,
     ) -> Result<Bytes, TransportError>;
 
-    /// Reads the start of a 2xx body, up to `limit` bytes or its end, within
-    /// `timeout_ms`, without taking it: `response` still yields its whole body after.
-    /// Returns the bytes read and whether they are the whole body.
+    /// Reads the start of a 2xx body as `peek` says, without taking it: `response`
+    /// still yields its whole body after. Returns the bytes read and whether they are
+    /// the whole body.
     async fn peek_body(
         &self,
         response: &mut Self::Response,
-        limit: usize,
-        timeout_ms: u64,
+        peek: Peek,
     ) -> Result<(Bytes, bool), TransportError>;
 }
 

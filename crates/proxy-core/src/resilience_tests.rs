@@ -214,6 +214,7 @@ const TEXT: &str = r#"{"candidates":[{"content":{"parts":[{"text":"hi"}]},"finis
 fn checked(model: &str) -> crate::platform::PreparedRequest {
     crate::platform::PreparedRequest {
         empty_check: crate::platform::EmptyCheck::Gemini,
+        empty_hold_ms: 0,
         ..request_for(model)
     }
 }

@@ -247,6 +247,60 @@ async fn an_empty_answer_is_retried_on_another_key_and_logged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_stream_is_retried_on_another_key_before_anything_is_sent() {
+    let keys = [key("e-empty-"), key("good")];
+    let h = Harness::start(&keys).await;
+    let path = format!("/v1beta/models/{FLASH}:streamGenerateContent?alt=sse");
+    let response = h.post(&path, r#"{"contents":[{"parts":[{"text":"hi"}]}]}"#).await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("body");
+    assert!(text.contains(fake_gemini::STREAM_TEXTS[0]), "{text}");
+    assert!(
+        !text.contains(r#"{"content":{"role":"model"}"#),
+        "nothing of the empty one: {text}"
+    );
+    assert_eq!(h.keys_used(), keys.to_vec(), "the empty key, then the other");
+    let log = &h.logs(1).await[0];
+    assert_eq!(log.answered_key_id, Some(2));
+    assert_eq!(
+        log.notes,
+        vec![
+            "empty answer from key 1 (a stream with nothing in it (finishReason STOP with no parts), 12 tokens): retried on another key"
+        ]
+    );
+
+    // OpenAI streams too.
+    h.fake.clear_requests();
+    let chat = h
+        .http
+        .post(h.url("/v1beta/openai/chat/completions"))
+        .bearer_auth(&h.proxy_key)
+        .json(&serde_json::json!({"model": FLASH, "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("answers");
+    let text = chat.text().await.expect("body");
+    assert!(text.contains(fake_gemini::STREAM_TEXTS[0]), "{text}");
+    assert_eq!(h.fake.requests().len(), 2, "{text}");
+
+    // A JSON-array stream is not checked: its empty answer goes on.
+    h.fake.clear_requests();
+    let array = h
+        .post(
+            &format!("/v1beta/models/{FLASH}:streamGenerateContent"),
+            r#"{"contents":[{"parts":[{"text":"hi"}]}]}"#,
+        )
+        .await;
+    let array = array.text().await.expect("body");
+    let served_by_empty = h.fake.requests().len() == 1 && !array.contains(fake_gemini::STREAM_TEXTS[0]);
+    let served_by_good = h.fake.requests().len() == 1 && array.contains(fake_gemini::STREAM_TEXTS[0]);
+    assert!(
+        served_by_empty || served_by_good,
+        "one call, whatever it said: {array}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_empty_off_passes_the_empty_answer_on() {
     let keys = [key("e-empty-"), key("good")];
     let h = Harness::start_with(&keys, |config| config.admission.retry_empty = false).await;

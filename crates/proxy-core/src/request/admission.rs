@@ -281,11 +281,20 @@ impl Authorized {
             (Api::Gemini, Some(_)) => ModelIn::Path,
             (Api::OpenAi, Some(_)) => ModelIn::Body,
         };
-        let empty_check = match (route.operation, framing.stream, rules.retry_empty) {
-            (Operation::GenerateContent, false, true) => EmptyCheck::Gemini,
-            (Operation::ChatCompletions, false, true) => EmptyCheck::OpenAi,
+        let empty_check = match (
+            route.operation,
+            framing.stream,
+            framing.format == BodyFormat::Sse,
+            rules.retry_empty,
+        ) {
+            (_, _, _, false) => EmptyCheck::Off,
+            (Operation::GenerateContent, false, _, true) => EmptyCheck::Gemini,
+            (Operation::ChatCompletions, false, _, true) => EmptyCheck::OpenAi,
+            (Operation::StreamGenerateContent, true, true, true) => EmptyCheck::GeminiStream,
+            (Operation::ChatCompletions, true, true, true) => EmptyCheck::OpenAiStream,
             _ => EmptyCheck::Off,
         };
+        let empty_hold_ms = rules.sse_heartbeat_ms;
         let request = PreparedRequest {
             method,
             path_and_query: upstream_target(&route, &query),
@@ -293,6 +302,7 @@ impl Authorized {
             body,
             model_in,
             empty_check,
+            empty_hold_ms,
             stream: framing.stream,
         };
         Ok(Prepared {

@@ -3,6 +3,13 @@
 //! answers properly. Such an answer is retried once on another key before the client
 //! sees it. A safety or recitation block is not empty: it is the model's verdict, and
 //! it is passed on.
+//!
+//! Streams (SSE: Gemini `alt=sse` and OpenAI streams) are checked while nothing has
+//! been sent: their start is held back until an event with something in it arrives
+//! (then everything goes on at once), or the stream ends with nothing, which counts as
+//! an empty answer. A thought counts as something in a stream, so thinking is never
+//! held back. Gemini's JSON-array streams are not checked (their elements cannot be
+//! told apart before the array ends without a parser of their own).
 
 use serde::Deserialize;
 
@@ -16,6 +23,101 @@ pub enum EmptyCheck {
     Gemini,
     /// A non-streamed OpenAI chat completion.
     OpenAi,
+    /// A Gemini `streamGenerateContent?alt=sse`.
+    GeminiStream,
+    /// An OpenAI chat completion stream.
+    OpenAiStream,
+}
+
+impl EmptyCheck {
+    /// Checks a stream, whose start is held back only until it decides.
+    pub fn is_stream(self) -> bool {
+        matches!(self, Self::GeminiStream | Self::OpenAiStream)
+    }
+
+    /// Whether the start read so far decides (an event with something in it arrived);
+    /// always false off streams, which are read to the end or the peek's bound.
+    pub fn decided(self, start: &[u8]) -> bool {
+        match self {
+            Self::GeminiStream | Self::OpenAiStream => {
+                complete_events(start).any(|event| self.event_is_empty(&event).is_none())
+            }
+            Self::Off | Self::Gemini | Self::OpenAi => false,
+        }
+    }
+
+    /// `Some` when one stream event has nothing in it.
+    fn event_is_empty(self, data: &[u8]) -> Option<Empty> {
+        match self {
+            Self::GeminiStream => gemini(data, true),
+            Self::OpenAiStream if data == b"[DONE]" => Some(Empty {
+                why: "done".into(),
+                total_tokens: None,
+            }),
+            Self::OpenAiStream => openai(data),
+            Self::Off | Self::Gemini | Self::OpenAi => None,
+        }
+    }
+}
+
+/// The data of each whole event in an SSE text (events end at a blank line; comment
+/// lines and events without data are skipped).
+fn complete_events(text: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        loop {
+            let (end, gap) = event_end(rest)?;
+            let event = &rest[..end];
+            rest = &rest[end + gap..];
+            let mut data = Vec::new();
+            for line in event.split(|b| *b == b'\n') {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                if let Some(value) = line.strip_prefix(b"data:") {
+                    if !data.is_empty() {
+                        data.push(b'\n');
+                    }
+                    data.extend_from_slice(value.strip_prefix(b" ").unwrap_or(value));
+                }
+            }
+            if !data.is_empty() {
+                return Some(data);
+            }
+        }
+    })
+}
+
+/// Where the first event ends, and the length of the blank line ending it.
+fn event_end(text: &[u8]) -> Option<(usize, usize)> {
+    let at = |gap: &[u8]| {
+        text.windows(gap.len())
+            .position(|w| w == gap)
+            .map(|i| (i, gap.len()))
+    };
+    match (at(b"\n\n"), at(b"\r\n\r\n")) {
+        (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Whether a whole stream is an empty answer: every event had nothing in it.
+fn stream_is_empty(check: EmptyCheck, body: &[u8]) -> Option<Empty> {
+    let mut last = Empty {
+        why: "a stream with no events".into(),
+        total_tokens: None,
+    };
+    for event in complete_events(body) {
+        let empty = check.event_is_empty(&event)?;
+        if empty.why != "done" {
+            last = Empty {
+                why: empty.why,
+                total_tokens: empty.total_tokens.or(last.total_tokens),
+            };
+        }
+    }
+    Some(Empty {
+        why: format!("a stream with nothing in it ({})", last.why),
+        ..last
+    })
 }
 
 /// Why an answer counts as empty, and what it used (it is not what the client gets,
@@ -66,6 +168,8 @@ struct OpenAiAnswer {
 
 #[derive(Deserialize)]
 struct OpenAiChoice {
+    /// A stream's chunks carry the same as `delta`.
+    #[serde(alias = "delta")]
     message: Option<serde_json::Map<String, serde_json::Value>>,
     finish_reason: Option<String>,
 }
@@ -80,12 +184,14 @@ struct OpenAiUsage {
 pub fn empty_answer(check: EmptyCheck, body: &[u8]) -> Option<Empty> {
     match check {
         EmptyCheck::Off => None,
-        EmptyCheck::Gemini => gemini(body),
+        EmptyCheck::Gemini => gemini(body, false),
         EmptyCheck::OpenAi => openai(body),
+        EmptyCheck::GeminiStream | EmptyCheck::OpenAiStream => stream_is_empty(check, body),
     }
 }
 
-fn gemini(body: &[u8]) -> Option<Empty> {
+/// `thoughts_count`: in a stream a thought was sent on, so it is something.
+fn gemini(body: &[u8], thoughts_count: bool) -> Option<Empty> {
     let answer: GeminiAnswer = serde_json::from_slice(body).ok()?;
     let total_tokens = answer.usage_metadata.and_then(|u| u.total_token_count);
     if answer.candidates.is_empty() {
@@ -102,7 +208,7 @@ fn gemini(body: &[u8]) -> Option<Empty> {
             .as_deref()
             .is_none_or(|r| EMPTY_FINISH.contains(&r));
         let parts = c.content.as_ref().map_or(&[][..], |content| &content.parts[..]);
-        reason_ok && !parts.iter().any(has_content)
+        reason_ok && !parts.iter().any(|part| has_content(part, thoughts_count))
     });
     empty.then(|| Empty {
         why: format!("finishReason {} with no parts", finish(&answer.candidates[0])),
@@ -110,10 +216,10 @@ fn gemini(body: &[u8]) -> Option<Empty> {
     })
 }
 
-/// A part with something for the client: text that is not a thought, or anything that
-/// is not text (a function call, inline data, code, …).
-fn has_content(part: &serde_json::Map<String, serde_json::Value>) -> bool {
-    let thought = part.get("thought").and_then(serde_json::Value::as_bool) == Some(true);
+/// A part with something for the client: text that is not a thought (unless
+/// `thoughts_count`), or anything that is not text (a function call, inline data, …).
+fn has_content(part: &serde_json::Map<String, serde_json::Value>, thoughts_count: bool) -> bool {
+    let thought = !thoughts_count && part.get("thought").and_then(serde_json::Value::as_bool) == Some(true);
     part.iter().any(|(name, value)| match name.as_str() {
         "text" => !thought && value.as_str().is_some_and(|t| !t.is_empty()),
         "thought" | "thoughtSignature" => false,
@@ -182,6 +288,10 @@ mod tests {
         let thoughts_only =
             r#"{"candidates":[{"content":{"parts":[{"text":"hmm","thought":true}]},"finishReason":"STOP"}]}"#;
         assert!(gemini_empty(thoughts_only).is_some(), "thoughts are no answer");
+        assert!(
+            gemini(thoughts_only.as_bytes(), true).is_none(),
+            "but a streamed thought was sent on"
+        );
         for answer in [
             r#"{"candidates":[{"content":{"parts":[{"text":"hi"}]},"finishReason":"STOP"}]}"#,
             r#"{"candidates":[{"content":{"parts":[{"functionCall":{"name":"f","args":{}}}]},"finishReason":"STOP"}]}"#,
@@ -198,6 +308,68 @@ mod tests {
             assert_eq!(gemini_empty(answer), None, "{answer}");
         }
         assert_eq!(empty_answer(EmptyCheck::Off, b"{}"), None);
+    }
+
+    const GEMINI_EMPTY_EVENT: &str = r#"{"candidates":[{"content":{"role":"model"},"finishReason":"STOP"}],"usageMetadata":{"totalTokenCount":7}}"#;
+
+    #[test]
+    fn a_gemini_stream_decides_at_its_first_event_with_something() {
+        let check = EmptyCheck::GeminiStream;
+        let text = "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hi\"}]}}]}\r\n\r\n";
+        assert!(check.decided(text.as_bytes()));
+        assert!(
+            !check.decided(&text.as_bytes()[..text.len() - 2]),
+            "not whole yet"
+        );
+        let thought = r#"data: {"candidates":[{"content":{"parts":[{"text":"hm","thought":true}]}}]}"#;
+        assert!(
+            check.decided(format!("{thought}\n\n").as_bytes()),
+            "a thought is sent on"
+        );
+        let nothing = format!("data: {GEMINI_EMPTY_EVENT}\r\n\r\n");
+        assert!(!check.decided(nothing.as_bytes()));
+        assert!(!check.decided(b": keep-alive\n\n"), "a comment is no event");
+        assert_eq!(
+            empty_answer(check, nothing.as_bytes()),
+            Some(Empty {
+                why: "a stream with nothing in it (finishReason STOP with no parts)".into(),
+                total_tokens: Some(7),
+            })
+        );
+        let blocked = "data: {\"candidates\":[{\"finishReason\":\"SAFETY\"}]}\n\n";
+        assert!(check.decided(blocked.as_bytes()), "a verdict decides");
+        assert_eq!(
+            empty_answer(check, format!("{nothing}{blocked}").as_bytes()),
+            None
+        );
+        assert_eq!(empty_answer(check, format!("{nothing}{text}").as_bytes()), None);
+        assert_eq!(
+            empty_answer(check, b"").map(|e| e.why).as_deref(),
+            Some("a stream with nothing in it (a stream with no events)")
+        );
+        assert!(
+            !EmptyCheck::Gemini.decided(text.as_bytes()),
+            "non-streamed reads on"
+        );
+    }
+
+    #[test]
+    fn an_openai_stream_decides_at_its_first_delta_with_something() {
+        let check = EmptyCheck::OpenAiStream;
+        let role = r#"data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#;
+        let stop = r#"data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#;
+        let usage = r#"data: {"choices":[],"usage":{"total_tokens":5}}"#;
+        let empty = format!("{role}\n\n{stop}\n\n{usage}\n\ndata: [DONE]\n\n");
+        assert!(!check.decided(empty.as_bytes()));
+        let why = empty_answer(check, empty.as_bytes()).map(|e| (e.why, e.total_tokens));
+        assert_eq!(
+            why,
+            Some(("a stream with nothing in it (no choices)".into(), Some(5)))
+        );
+        let text = r#"data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}"#;
+        assert!(check.decided(format!("{role}\n\n{text}\n\n").as_bytes()));
+        let tool = r#"data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0}]}}]}"#;
+        assert!(check.decided(format!("{tool}\n\n").as_bytes()));
     }
 
     #[test]

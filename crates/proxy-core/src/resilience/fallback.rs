@@ -178,6 +178,7 @@ mod tests {
             body: Bytes::from(body.to_string()),
             model_in,
             empty_check: Default::default(),
+            empty_hold_ms: 0,
             stream: false,
         }
     }
