@@ -1,10 +1,13 @@
 //! Time in a Worker: `Date.now()` (std's `Instant` and `SystemTime` panic on wasm32)
-//! and `setTimeout` through `worker::Delay`.
+//! and `setTimeout` through `worker::Delay`, which wakes the task that polled it last
+//! ([`LatestWaker`]).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use proxy_core::platform::Clock;
+
+use crate::latest_waker::LatestWaker;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct WorkerClock;
@@ -22,6 +25,6 @@ impl Clock for WorkerClock {
     }
 
     async fn sleep_ms(&self, ms: u64) {
-        worker::Delay::from(Duration::from_millis(ms)).await;
+        LatestWaker::new(worker::Delay::from(Duration::from_millis(ms))).await;
     }
 }

@@ -15,6 +15,7 @@
 pub mod batch;
 pub mod config;
 pub mod diag;
+pub mod latest_waker;
 pub mod logs;
 pub mod observed_stream;
 pub mod pool_cache;
