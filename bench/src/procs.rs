@@ -302,6 +302,16 @@ pub fn start_proxy(bin: &Path, mock: SocketAddr, dir: &Path) -> anyhow::Result<P
     })
 }
 
+/// What the bare row switches off: the resilience every other proxy row has on by
+/// default (the breaker, the retry budget's bound, the empty-answer check).
+pub const BARE_FLAGS: [&str; 5] = [
+    "--breaker-failures",
+    "0",
+    "--retry-budget-percent",
+    "100",
+    "--retry-empty=false",
+];
+
 /// What the resilient row turns on besides the defaults (breaker, retry budget and
 /// empty-answer retries are on in every proxy): the cache (every request of the run
 /// bypasses it, so each pays its miss path: key, canonical body, keeping the answer),
@@ -317,16 +327,22 @@ pub const RESILIENT_FLAGS: [&str; 8] = [
     "30",
 ];
 
-/// The resilient proxy: like the plain one (its own database), with
-/// [`RESILIENT_FLAGS`].
-pub fn start_resilient(bin: &Path, mock: SocketAddr, dir: &Path) -> anyhow::Result<Proxy> {
-    let db = dir.join("bench-resilient.db");
+/// A proxy like the plain one (its own database `bench-<name>.db`) with `flags`:
+/// the bare row ([`BARE_FLAGS`]) and the resilient row ([`RESILIENT_FLAGS`]).
+pub fn start_flagged(
+    bin: &Path,
+    mock: SocketAddr,
+    dir: &Path,
+    name: &'static str,
+    flags: &[&str],
+) -> anyhow::Result<Proxy> {
+    let db = dir.join(format!("bench-{name}.db"));
     let client_key = keys_with_limits(bin, &db, &[], &[])?;
     let mut cmd = proxy_command(bin, &db);
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
-        .args(RESILIENT_FLAGS)
+        .args(flags)
         .env("GEMINI_BASE_URL", format!("http://{mock}"));
-    let (guard, addr) = spawn_listening("gemini-proxy-resilient", cmd, dir)?;
+    let (guard, addr) = spawn_listening(name, cmd, dir)?;
     Ok(Proxy {
         guard,
         addr,

@@ -105,7 +105,7 @@ fn validate(args: &Args) -> anyhow::Result<()> {
         bail!("--requests-per-level must be at least 1");
     }
     if args.targets.as_ref().is_some_and(Vec::is_empty) {
-        bail!("--targets must name at least one of direct, nginx, proxy, governed");
+        bail!("--targets must name at least one of direct, nginx, bare, proxy, governed, resilient");
     }
     Ok(())
 }
@@ -161,15 +161,20 @@ fn start(args: &Args, notes: &mut Vec<String>) -> anyhow::Result<Setup> {
                 let p = procs::start_proxy(&args.proxy_bin, mock_addr, dir)?;
                 (Some(p.guard), p.addr, p.client_key)
             }
-            Kind::Resilient => {
-                eprintln!("starting resilient proxy: {}", args.proxy_bin.display());
-                match procs::start_resilient(&args.proxy_bin, mock_addr, dir) {
+            Kind::Bare | Kind::Resilient => {
+                let (name, flags): (&'static str, &[&str]) = match kind {
+                    Kind::Bare => ("gemini-proxy-bare", &procs::BARE_FLAGS),
+                    _ => ("gemini-proxy-resilient", &procs::RESILIENT_FLAGS),
+                };
+                eprintln!("starting {} proxy: {}", kind.name(), args.proxy_bin.display());
+                match procs::start_flagged(&args.proxy_bin, mock_addr, dir, name, flags) {
                     Ok(p) => (Some(p.guard), p.addr, p.client_key),
                     Err(e) => {
                         skip(
                             kind,
                             format!(
-                                "the resilient proxy did not start (a build without the flags?): `{}`",
+                                "the {} proxy did not start (a build without the flags?): `{}`",
+                                kind.name(),
                                 one_line(&e)
                             ),
                         );
@@ -520,6 +525,14 @@ fn method_lines(args: &Args, setup: &Setup) -> Vec<String> {
             "governed: a second `gemini-proxy serve` like proxy (own SQLite db, the same 4 upstream keys), with \
              `REDIS_URL={}` and a Redis prefix unique to the run; {limits}. Stderr log level: {log_level}.",
             gov.redis_url
+        ));
+    }
+    if has(Kind::Bare) {
+        m.push(format!(
+            "bare: another `gemini-proxy serve` like proxy (own SQLite db, the same 4 upstream keys) with `{}`: \
+             the resilience every other proxy row has on by default is off, so proxy − bare is its cost. \
+             Stderr log level: {log_level}.",
+            procs::BARE_FLAGS.join(" ")
         ));
     }
     if has(Kind::Resilient) {

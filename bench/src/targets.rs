@@ -9,6 +9,9 @@ pub enum Kind {
     Direct,
     /// nginx as a plain reverse proxy: the floor for one extra hop.
     Nginx,
+    /// `gemini-proxy serve` with the resilience that is on by default switched off
+    /// (breaker, retry budget, empty-answer check): proxy − bare is what they cost.
+    Bare,
     /// `gemini-proxy serve`, SQLite, default keys (no limits, no Redis).
     Proxy,
     /// `gemini-proxy serve` with limits on every key, counted in Redis.
@@ -19,9 +22,10 @@ pub enum Kind {
 
 impl Kind {
     /// Every target, in the order the report lists them: from no hop to the most work.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Direct,
         Kind::Nginx,
+        Kind::Bare,
         Kind::Proxy,
         Kind::Governed,
         Kind::Resilient,
@@ -31,6 +35,7 @@ impl Kind {
         match self {
             Kind::Direct => "direct",
             Kind::Nginx => "nginx",
+            Kind::Bare => "bare",
             Kind::Proxy => "proxy",
             Kind::Governed => "governed",
             Kind::Resilient => "resilient",
@@ -39,7 +44,7 @@ impl Kind {
 
     /// Runs the proxy binary (so the proxy's goals are judged for it).
     pub fn is_gemini_proxy(self) -> bool {
-        matches!(self, Kind::Proxy | Kind::Governed | Kind::Resilient)
+        matches!(self, Kind::Bare | Kind::Proxy | Kind::Governed | Kind::Resilient)
     }
 }
 
