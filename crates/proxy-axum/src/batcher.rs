@@ -47,6 +47,11 @@ impl<T> BatchQueue<T> {
         }
     }
 
+    /// Items waiting to be written now.
+    pub fn depth(&self) -> usize {
+        self.tx.max_capacity().saturating_sub(self.tx.capacity())
+    }
+
     /// Items dropped because the queue was full, since start.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)

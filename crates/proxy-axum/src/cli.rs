@@ -120,6 +120,13 @@ pub struct ProxyArgs {
     /// one deployment, different for deployments that share a Redis.
     #[arg(long, env = "GEMINI_PROXY_REDIS_PREFIX", default_value = defaults::REDIS_PREFIX)]
     pub redis_prefix: String,
+    /// Serve `GET /metrics` (Prometheus text) on this address only, instead of on the
+    /// main listener, e.g. `127.0.0.1:9464`.
+    #[arg(long, env = "GEMINI_PROXY_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Require `Authorization: Bearer <token>` on `GET /metrics`.
+    #[arg(long, env = "GEMINI_PROXY_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// Seconds of upstream silence on an SSE answer (Gemini `alt=sse`, OpenAI streams)
     /// before the proxy sends a `: keep-alive` comment, so idle-cutting platforms
     /// (Cloudflare: ~100 s) keep the stream open; 0: never.
@@ -255,6 +262,8 @@ impl ProxyArgs {
             prices,
             redis_url,
             redis_prefix: self.redis_prefix.clone(),
+            metrics_listen: self.metrics_listen,
+            metrics_token: self.metrics_token.clone().filter(|t| !t.trim().is_empty()),
             ..ProxyConfig::default()
         })
     }

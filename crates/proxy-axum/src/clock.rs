@@ -1,6 +1,7 @@
 //! Wall-clock time and sleeping on tokio.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::LazyLock;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use proxy_core::platform::Clock;
@@ -15,10 +16,20 @@ pub fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Microseconds on a monotonic clock (since the first call), for durations.
+pub fn monotonic_us() -> u64 {
+    static START: LazyLock<Instant> = LazyLock::new(Instant::now);
+    START.elapsed().as_micros() as u64
+}
+
 #[async_trait]
 impl Clock for TokioClock {
     fn now_ms(&self) -> u64 {
         unix_ms()
+    }
+
+    fn monotonic_us(&self) -> u64 {
+        monotonic_us()
     }
 
     async fn sleep_ms(&self, ms: u64) {

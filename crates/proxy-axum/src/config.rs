@@ -2,6 +2,7 @@
 //! this crate never reads the environment itself. Defaults come from
 //! `proxy_core::defaults`, like the flags' and the Worker's.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use proxy_core::EngineConfig;
@@ -35,6 +36,10 @@ pub struct ProxyConfig {
     pub redis_url: Option<String>,
     /// What every shared count's Redis key starts with.
     pub redis_prefix: String,
+    /// Serve `GET /metrics` on this address only (else on the main listener).
+    pub metrics_listen: Option<SocketAddr>,
+    /// `GET /metrics` asks for `Authorization: Bearer <token>`.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for ProxyConfig {
@@ -52,6 +57,8 @@ impl Default for ProxyConfig {
             prices: PriceTable::builtin(),
             redis_url: None,
             redis_prefix: defaults::REDIS_PREFIX.to_string(),
+            metrics_listen: None,
+            metrics_token: None,
         }
     }
 }

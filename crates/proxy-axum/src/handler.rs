@@ -18,7 +18,7 @@ use proxy_core::request::{
 use proxy_core::{ErrorShape, ProxyError};
 
 use crate::body::read_body;
-use crate::clock::unix_ms;
+use crate::clock::{monotonic_us, unix_ms};
 use crate::headers::downstream_headers;
 use crate::observed_body::ObservedBody;
 use crate::respond::{add_headers, reply_response, set_request_id};
@@ -26,6 +26,7 @@ use crate::runtime::ProxyState;
 
 pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request) -> Response {
     let now_ms = unix_ms();
+    let arrived_us = monotonic_us();
     let (id, seed) = state.ids.next(now_ms);
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
@@ -50,6 +51,7 @@ pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request
         Err(refusal) => return refuse(&state, client, refusal),
     };
     let limit = authorized.body_limit();
+    let reading_us = monotonic_us();
     let read = read_body(
         body,
         limit,
@@ -58,6 +60,7 @@ pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request
         &state.body_budget,
     )
     .await;
+    let upload_us = monotonic_us().saturating_sub(reading_us);
     // The lease keeps the body's share of the memory budget until the answer is built.
     let (body, _lease) = match read {
         Ok(read) => read,
@@ -70,13 +73,18 @@ pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request
         Ok(prepared) => prepared,
         Err(refusal) => return refuse(&state, client, refusal),
     };
-    let Some(settlement) = InFlight::new(prepared, state.as_ref())
+    let Some(mut settlement) = InFlight::new(prepared, state.as_ref())
         .serve(&state.engine, seed)
         .await
     else {
         return reply_response(Reply::error(&ProxyError::Internal, ErrorShape::Gemini, "-"));
     };
-    for change in settlement.state_changes {
+    settlement.set_overhead(
+        monotonic_us()
+            .saturating_sub(arrived_us)
+            .saturating_sub(upload_us),
+    );
+    for change in std::mem::take(&mut settlement.state_changes) {
         state.state_changes.submit(change);
     }
     for note in &settlement.notes {
@@ -149,7 +157,7 @@ fn stream_response(
     let body = Body::from_stream(ObservedBody::new(
         upstream,
         observer,
-        state.logs.clone(),
+        state.records.clone(),
         state.cut_flag(),
     ));
     let mut response = Response::new(body);

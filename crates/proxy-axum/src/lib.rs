@@ -14,6 +14,7 @@ mod config;
 mod connections;
 mod handler;
 mod headers;
+mod metrics;
 mod observed_body;
 mod refresh;
 mod respond;

@@ -11,16 +11,17 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_util::Stream;
 use futures_util::stream::BoxStream;
-use proxy_core::log::LogRecord;
 use proxy_core::request::{Alarm, BodyEnd, BodyObserver};
 
-use crate::batcher::BatchQueue;
 use crate::clock::{TokioClock, unix_ms};
+use crate::metrics::{RecordSink, StreamGuard};
 
 pub(crate) struct ObservedBody {
     inner: BoxStream<'static, reqwest::Result<Bytes>>,
     observer: BodyObserver,
-    queue: BatchQueue<LogRecord>,
+    records: RecordSink,
+    /// Counts this body in `streams_active` while it lives.
+    _streaming: StreamGuard,
     /// hyper stops polling once `content-length` bytes went out, so the end of a
     /// sized body is seen by counting, not by waiting for the stream's `None`.
     remaining: Option<u64>,
@@ -34,16 +35,18 @@ impl ObservedBody {
     pub(crate) fn new(
         response: reqwest::Response,
         observer: BodyObserver,
-        queue: BatchQueue<LogRecord>,
+        records: RecordSink,
         cut: Arc<AtomicBool>,
     ) -> Self {
+        let _streaming = records.metrics.stream_started();
         // A body the observer rewrites has no content-length downstream.
         let remaining = response.content_length().filter(|_| !observer.changes_length());
         let alarm = observer.keeps_alive().then(|| Alarm::new(TokioClock));
         Self {
             inner: Box::pin(response.bytes_stream()),
             observer,
-            queue,
+            records,
+            _streaming,
             remaining,
             cut,
             alarm,
@@ -52,7 +55,7 @@ impl ObservedBody {
 
     fn complete(&mut self, end: BodyEnd) {
         if let Some(record) = self.observer.end(end, unix_ms()) {
-            self.queue.submit(record);
+            self.records.submit(record);
         }
     }
 }
@@ -79,7 +82,7 @@ impl Stream for ObservedBody {
             }
         }
         if let Some(record) = this.observer.take_ended(unix_ms()) {
-            this.queue.submit(record);
+            this.records.submit(record);
         }
         // reqwest's error text may name the URL; the client gets a fixed message.
         polled.map(|item| {

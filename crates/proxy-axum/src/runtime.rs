@@ -1,6 +1,7 @@
 //! Starting and stopping the proxy: load the pool, spawn the background writers and
 //! the refresher, hand out the shared state the router serves from.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -22,7 +23,9 @@ use crate::batcher::{BatchQueue, BatchWriter};
 use crate::body::BodyBudget;
 use crate::clock::{TokioClock, unix_ms};
 use crate::config::ProxyConfig;
+use crate::metrics::{Metrics, RecordSink, Scrape};
 use crate::refresh::refresh_loop;
+use crate::router::metrics_router;
 use crate::shared_cache::{CacheSharing, SharedCache};
 use crate::shared_counts::{SharedCounts, SharingStatus};
 use crate::upstream::ReqwestUpstream;
@@ -35,13 +38,18 @@ pub enum StartError {
     Client(String),
     #[error("cannot share limits: {0}")]
     Redis(String),
+    #[error("the metrics could not be set up: {0}")]
+    Metrics(String),
+    #[error("cannot listen for metrics on {0}: {1}")]
+    MetricsListen(SocketAddr, std::io::Error),
 }
 
 /// Everything a request needs, shared by all requests.
 pub struct ProxyState {
     pub(crate) engine: Engine<ReqwestUpstream, TokioClock>,
     proxy_keys: RwLock<Arc<ProxyKeyTable>>,
-    pub(crate) logs: BatchQueue<LogRecord>,
+    /// Finished records: counted in the metrics, queued for the store.
+    pub(crate) records: RecordSink,
     pub(crate) state_changes: BatchQueue<StateChange>,
     pub(crate) config: ProxyConfig,
     pub(crate) ids: RequestIds,
@@ -63,6 +71,22 @@ impl ProxyState {
     /// What sharing the response cache did so far (`None` when it is not shared).
     pub fn cache_sharing(&self) -> Option<CacheSharing> {
         self.cache_sharing.clone()
+    }
+
+    /// The metrics as Prometheus text (`GET /metrics`).
+    pub fn metrics_text(&self) -> String {
+        let keys = self
+            .engine
+            .pool()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .statuses();
+        self.records.metrics.render(&Scrape {
+            keys: &keys,
+            now_ms: unix_ms(),
+            log_queue_depth: self.records.logs.depth(),
+            dropped_log_records: self.dropped_logs(),
+        })
     }
 
     /// Answers in this instance's response cache, and their bytes.
@@ -95,7 +119,7 @@ impl ProxyState {
     /// Hands a finished record to the log writer, its latency measured now.
     pub(crate) fn log(&self, mut record: LogRecord) {
         record.close(unix_ms());
-        self.logs.submit(record);
+        self.records.submit(record);
     }
 
     /// Marks every request still running as cut by the shutdown (the listener calls
@@ -137,7 +161,7 @@ impl ProxyState {
 
     /// Log records dropped because the writer could not keep up.
     pub fn dropped_logs(&self) -> u64 {
-        self.logs.dropped()
+        self.records.logs.dropped()
     }
 
     /// The `/healthz` answer (the core's, as on every platform).
@@ -168,6 +192,8 @@ pub struct ProxyRuntime {
     store_changed: Arc<Notify>,
     shared_counts: Option<SharedCounts>,
     shared_cache: Option<SharedCache>,
+    /// `--metrics-listen`: the metrics' own listener, its address and its stop.
+    metrics_server: Option<(SocketAddr, JoinHandle<()>, Arc<Notify>)>,
 }
 
 impl ProxyRuntime {
@@ -199,12 +225,15 @@ impl ProxyRuntime {
             _ => None,
         };
         let (logs, log_writer) = spawn_log_writer(sink, &config);
+        let metrics =
+            Arc::new(Metrics::new(config.prices.clone()).map_err(|e| StartError::Metrics(e.to_string()))?);
+        let records = RecordSink { logs, metrics };
         let (state_changes, state_writer) = spawn_state_writer(store.clone());
         let body_budget = BodyBudget::new(config.body_memory_bytes);
         let state = Arc::new(ProxyState {
             engine,
             proxy_keys: RwLock::new(Arc::new(ProxyKeyTable::default())),
-            logs,
+            records,
             state_changes,
             config,
             ids: RequestIds::new(std::process::id() ^ (unix_ms() as u32)),
@@ -216,6 +245,10 @@ impl ProxyRuntime {
             cache_sharing: shared_cache.as_ref().map(SharedCache::counts),
         });
         state.apply_snapshot(snapshot);
+        let metrics_server = match state.config.metrics_listen {
+            Some(addr) => Some(serve_metrics(addr, state.clone()).await?),
+            None => None,
+        };
         let stop_refresh = Arc::new(Notify::new());
         let store_changed = Arc::new(Notify::new());
         let refresher = tokio::spawn(refresh_loop(
@@ -233,11 +266,17 @@ impl ProxyRuntime {
             store_changed,
             shared_counts,
             shared_cache,
+            metrics_server,
         })
     }
 
     pub fn state(&self) -> Arc<ProxyState> {
         self.state.clone()
+    }
+
+    /// Where `GET /metrics` listens with `--metrics-listen` (the bound address).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_server.as_ref().map(|(addr, _, _)| *addr)
     }
 
     /// Notify this to refresh the key pool now (the store announced a change).
@@ -260,6 +299,12 @@ impl ProxyRuntime {
         }
         if let Some(shared) = self.shared_cache {
             shared.shutdown().await;
+        }
+        if let Some((_, task, stop)) = self.metrics_server {
+            stop.notify_one();
+            if let Err(error) = task.await {
+                tracing::warn!(%error, "the metrics listener ended abnormally");
+            }
         }
         let dropped = self.state.dropped_logs();
         if dropped > 0 {
@@ -295,4 +340,29 @@ fn spawn_state_writer(store: Arc<dyn KeyStore>) -> (BatchQueue<StateChange>, Bat
             (batch, result)
         }
     })
+}
+
+/// Serves `GET /metrics` alone on `addr` until told to stop.
+async fn serve_metrics(
+    addr: SocketAddr,
+    state: Arc<ProxyState>,
+) -> Result<(SocketAddr, JoinHandle<()>, Arc<Notify>), StartError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| StartError::MetricsListen(addr, e))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| StartError::MetricsListen(addr, e))?;
+    tracing::info!(%bound, "metrics on http://{bound}/metrics");
+    let stop = Arc::new(Notify::new());
+    let stopping = stop.clone();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, metrics_router(state))
+            .with_graceful_shutdown(async move { stopping.notified().await })
+            .await;
+        if let Err(error) = served {
+            tracing::warn!(%error, "the metrics listener failed");
+        }
+    });
+    Ok((bound, task, stop))
 }

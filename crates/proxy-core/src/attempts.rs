@@ -17,4 +17,11 @@ pub struct Attempts {
     /// What the resilience rules did (a fallback, a breaker opened, a retry the
     /// budget refused), for the log record and the platform's log.
     pub notes: Vec<String>,
+    /// Each attempt's model and outcome ([`crate::classify::Outcome::metric_label`]),
+    /// for the platform's metrics.
+    pub outcomes: Vec<(String, &'static str)>,
+    /// Microseconds spent waiting on something other than the proxy itself: upstream's
+    /// answers and the deliberate waits (backoff, the queue). The proxy's own time is
+    /// the rest ([`crate::log::LogRecord::overhead_us`]).
+    pub waiting_us: u64,
 }

@@ -57,6 +57,21 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome's name in metrics (`upstream_attempts_total{outcome}`).
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Outcome::Success => "ok",
+            Outcome::RateLimited { .. } => "rate_limited",
+            Outcome::KeyInvalid { .. } => "invalid_key",
+            Outcome::ServerError { .. } => "server_error",
+            Outcome::ClientError { .. } => "client_error",
+            Outcome::Transport { timeout: true } => "timeout",
+            Outcome::Transport { timeout: false } => "connect_error",
+        }
+    }
+}
+
+impl Outcome {
     /// The error kind recorded in the log, `None` for success.
     pub fn error_kind(&self) -> Option<&'static str> {
         match self {

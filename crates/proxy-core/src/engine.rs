@@ -270,7 +270,9 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                 }
             }
             if waiting && let Some((joined, _)) = place.as_ref().filter(|(p, _)| !p.is_first()) {
+                let started = self.clock.monotonic_us();
                 self.wait_first(joined, wait_until - now).await;
+                attempts.waiting_us += self.clock.monotonic_us().saturating_sub(started);
                 continue;
             }
             let mut pick = self.governor.pick(&mut self.lock_pool(), model, now, &tried);
@@ -292,9 +294,11 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                     }
                     // First in line: sleep until a key frees (or the wait ends).
                     if place.as_ref().is_some_and(|(p, _)| p.is_first()) {
+                        let started = self.clock.monotonic_us();
                         self.clock
                             .sleep_ms(retry_after_ms.min(wait_until - now).max(1))
                             .await;
+                        attempts.waiting_us += self.clock.monotonic_us().saturating_sub(started);
                     }
                     continue;
                 }
@@ -337,9 +341,11 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
             let budget = self.config.retry.deadline_ms.saturating_sub(elapsed);
             let timeout = self.config.attempt_timeout_ms.min(budget).max(1);
             let started_at = now;
+            let sending = self.clock.monotonic_us();
             let (key_id, sent) = self
                 .send_hedged(request, model, (key_id, &secret), timeout, &mut tried, attempts)
                 .await;
+            attempts.waiting_us += self.clock.monotonic_us().saturating_sub(sending);
             let outcome = match sent {
                 Ok(mut response) if (200..300).contains(&response.status) => {
                     let now = self.clock.now_ms();
@@ -357,7 +363,15 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                         (true, hold) if hold > 0 => left.min(hold),
                         _ => left,
                     };
-                    match self.empty_answer(check, &mut response.inner, left.max(1)).await {
+                    let peeking = self.clock.monotonic_us();
+                    let empty = self.empty_answer(check, &mut response.inner, left.max(1)).await;
+                    attempts.waiting_us += self.clock.monotonic_us().saturating_sub(peeking);
+                    // A failed read is counted with the failures (`record_failure`).
+                    if let Ok(found) = &empty {
+                        let label = if found.is_some() { "empty" } else { "ok" };
+                        attempts.outcomes.push((model.to_string(), label));
+                    }
+                    match empty {
                         Ok(None) => {
                             attempts.answered = Some(key_id);
                             break Served::Upstream(response);
@@ -395,7 +409,10 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                     // The error body is part of the attempt: it gets what is left.
                     let left = timeout.saturating_sub(self.clock.now_ms().saturating_sub(now));
                     let limit = self.config.error_body_limit;
-                    match self.upstream.read_body(response.inner, limit, left.max(1)).await {
+                    let reading = self.clock.monotonic_us();
+                    let body = self.upstream.read_body(response.inner, limit, left.max(1)).await;
+                    attempts.waiting_us += self.clock.monotonic_us().saturating_sub(reading);
+                    match body {
                         Ok(body) => {
                             let outcome = classify(status, &body, self.clock.now_ms());
                             last = LastFailure::Upstream {
@@ -438,7 +455,9 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                         break self.finish(model, attempts, last, None);
                     };
                     _retry = Some(ticket);
+                    let started = self.clock.monotonic_us();
                     self.clock.sleep_ms(delay_ms).await;
+                    attempts.waiting_us += self.clock.monotonic_us().saturating_sub(started);
                 }
             }
         };
@@ -608,6 +627,9 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
             .lock_pool()
             .apply(key_id, model, outcome, self.clock.now_ms());
         attempts.state_changes.extend(change);
+        attempts
+            .outcomes
+            .push((model.to_string(), outcome.metric_label()));
         attempts.last_error_kind = outcome.error_kind();
         attempts.last_error_message = match last {
             LastFailure::Upstream { body, .. } => Some(self.scrubbed(&error_message(body))),

@@ -20,6 +20,9 @@ pub enum ProxyError {
     UnknownKey,
     #[error("This proxy key has been revoked.")]
     RevokedKey,
+    /// `GET /metrics` without the operator's metrics token (`--metrics-token`).
+    #[error("GET /metrics needs Authorization: Bearer <the metrics token>.")]
+    MetricsToken,
     /// The key's policy keeps it off the pass-through routes (`policy::ProxyKeyPolicy`).
     #[error(
         "This proxy key may not use the pass-through routes (files, cachedContents, tunedModels, batches, operations, …); it is limited to generation, embeddings and models."
@@ -143,7 +146,7 @@ pub enum StoreError {
 impl ProxyError {
     pub fn status_code(&self) -> u16 {
         match self {
-            Self::MissingKey | Self::UnknownKey => 401,
+            Self::MissingKey | Self::UnknownKey | Self::MetricsToken => 401,
             Self::RevokedKey
             | Self::PassthroughDenied
             | Self::KeyExpired { .. }
@@ -166,7 +169,7 @@ impl ProxyError {
     /// Google's canonical status name for the Gemini error shape.
     pub fn grpc_status(&self) -> &'static str {
         match self {
-            Self::MissingKey | Self::UnknownKey => "UNAUTHENTICATED",
+            Self::MissingKey | Self::UnknownKey | Self::MetricsToken => "UNAUTHENTICATED",
             Self::RevokedKey
             | Self::PassthroughDenied
             | Self::KeyExpired { .. }
@@ -194,6 +197,7 @@ impl ProxyError {
         match self {
             Self::MissingKey => "missing_api_key",
             Self::UnknownKey => "invalid_api_key",
+            Self::MetricsToken => "invalid_metrics_token",
             Self::RevokedKey => "revoked_api_key",
             Self::PassthroughDenied => "passthrough_denied",
             Self::KeyExpired { .. } => "limit_expired",
@@ -289,6 +293,12 @@ mod tests {
         );
         check(
             ProxyError::UnknownKey,
+            401,
+            "UNAUTHENTICATED",
+            "authentication_error",
+        );
+        check(
+            ProxyError::MetricsToken,
             401,
             "UNAUTHENTICATED",
             "authentication_error",

@@ -37,6 +37,7 @@ mod resilience_tests;
 pub mod retry;
 pub mod route;
 pub mod stream_meta;
+pub mod telemetry;
 pub mod upstream_url;
 
 pub use engine::{Engine, EngineConfig};

@@ -54,6 +54,18 @@ pub struct LogRecord {
     /// opened, a retry the budget refused), in order.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Each attempt's model and outcome, for metrics (not stored).
+    #[serde(skip)]
+    pub attempt_outcomes: Vec<(String, &'static str)>,
+    /// Microseconds the request waited on upstream and on deliberate waits (backoff,
+    /// the queue), for metrics (not stored).
+    #[serde(skip)]
+    pub waiting_us: u64,
+    /// The proxy's own time until the answer's headers went out: the time since the
+    /// request's head arrived less `waiting_us`, when the platform measures it (not
+    /// stored).
+    #[serde(skip)]
+    pub overhead_us: Option<u64>,
 }
 
 /// Finish reasons that mean the model did not give a complete answer.
@@ -87,6 +99,8 @@ impl LogRecord {
         self.error_message = attempts.last_error_message;
         self.served_model = attempts.served_model;
         self.notes.extend(attempts.notes);
+        self.attempt_outcomes = attempts.outcomes;
+        self.waiting_us = attempts.waiting_us;
         attempts.state_changes
     }
 

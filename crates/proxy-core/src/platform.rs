@@ -27,6 +27,11 @@ impl<T: ?Sized> MaybeSend for T {}
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 pub trait Clock: MaybeSend {
     fn now_ms(&self) -> u64;
+    /// A monotonic clock in microseconds, for durations only (the proxy's own time);
+    /// platforms without one derive it from [`Clock::now_ms`].
+    fn monotonic_us(&self) -> u64 {
+        self.now_ms().saturating_mul(1000)
+    }
     async fn sleep_ms(&self, ms: u64);
 }
 

@@ -74,6 +74,8 @@ pub fn full_record(id: &str, started_at_ms: u64) -> LogRecord {
             "fallback gemini-2.5-flash → gemini-2.5-flash-lite (upstream 503)".into(),
             "a \"quoted\", {braced} note".into(),
         ],
+        // Not stored: the metrics' transient fields stay at their defaults.
+        ..LogRecord::default()
     }
 }
 

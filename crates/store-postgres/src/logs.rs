@@ -147,6 +147,7 @@ fn read_record(row: &Row) -> Result<LogRecord, StoreError> {
         served_model: row.try_get("served_model").db()?,
         cache: row.try_get("cache").db()?,
         notes: row.try_get("notes").db()?,
+        ..LogRecord::default()
     })
 }
 

@@ -121,6 +121,7 @@ fn read_record(row: &Row<'_>) -> rusqlite::Result<LogRecord> {
         served_model: row.get(24)?,
         cache: row.get(25)?,
         notes,
+        ..LogRecord::default()
     })
 }
 

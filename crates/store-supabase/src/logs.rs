@@ -113,6 +113,7 @@ impl LogRow {
             served_model: self.served_model,
             cache: self.cache,
             notes: self.notes,
+            ..LogRecord::default()
         })
     }
 }

@@ -121,6 +121,11 @@ impl Harness {
         }
     }
 
+    /// Where `GET /metrics` listens with `--metrics-listen`.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.runtime.as_ref().expect("running").metrics_addr()
+    }
+
     /// The running proxy's shared state.
     pub fn runtime_state(&self) -> Arc<proxy_axum::ProxyState> {
         self.runtime.as_ref().expect("running").state()

@@ -10,6 +10,7 @@ mod failover;
 mod governance;
 mod keep_alive;
 mod key_marking;
+mod metrics;
 mod policy;
 mod resilience;
 mod secrets;

@@ -128,6 +128,11 @@ impl BodyObserver {
         self.filter.is_some() || self.keep_alive.is_some()
     }
 
+    /// The record being completed (until the body ends).
+    pub(super) fn record_mut(&mut self) -> Option<&mut LogRecord> {
+        self.record.as_mut()
+    }
+
     /// The request id (for the `x-request-id` header).
     pub fn request_id(&self) -> &str {
         self.record.as_ref().map_or("", |r| r.id.as_str())

@@ -29,6 +29,21 @@ pub struct Settlement<R> {
     pub answer: Answer<R>,
 }
 
+impl<R> Settlement<R> {
+    /// Records the proxy's own time until its answer goes out: `elapsed_us` since the
+    /// request's head arrived, not counting the body's upload (the client's time),
+    /// less what the attempts waited on (upstream, backoff, the queue).
+    pub fn set_overhead(&mut self, elapsed_us: u64) {
+        let record = match &mut self.answer {
+            Answer::Stream { observer, .. } => observer.record_mut(),
+            Answer::Reply { record, .. } => Some(&mut **record),
+        };
+        if let Some(record) = record {
+            record.overhead_us = Some(elapsed_us.saturating_sub(record.waiting_us));
+        }
+    }
+}
+
 /// The model that served the request (the requested one, or its fallback).
 pub const SERVED_MODEL_HEADER: &str = "x-gemini-proxy-model";
 /// Whether the response cache answered: `hit` or `miss` (on cached operations, with the
