@@ -355,6 +355,7 @@ mod tests {
         assert_eq!(parsed.body_memory_bytes, default.body_memory_bytes);
         assert_eq!(parsed.prices, default.prices);
         assert_eq!(parsed.redis_url, None);
+        assert_eq!((parsed.metrics_listen, parsed.metrics_token), (None, None));
         assert_eq!(
             Cli::parse_from(["x"]).proxy.connection_limits(),
             ConnectionLimits::default()
@@ -390,6 +391,23 @@ mod tests {
             cli.proxy.connection_limits().shutdown_grace,
             Duration::from_secs(30)
         );
+    }
+
+    #[test]
+    fn metrics_flags_and_an_empty_token_is_none() {
+        let cli = Cli::parse_from([
+            "x",
+            "--metrics-listen",
+            "127.0.0.1:9464",
+            "--metrics-token",
+            "t0k",
+        ]);
+        let config = cli.proxy.config().unwrap_or_default();
+        assert_eq!(config.metrics_listen, "127.0.0.1:9464".parse().ok());
+        assert_eq!(config.metrics_token.as_deref(), Some("t0k"));
+        let blank = Cli::parse_from(["x", "--metrics-token", " "]).proxy.config();
+        assert_eq!(blank.unwrap_or_default().metrics_token, None);
+        assert!(Cli::try_parse_from(["x", "--metrics-listen", "nowhere"]).is_err());
     }
 
     #[test]

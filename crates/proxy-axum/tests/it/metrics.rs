@@ -111,6 +111,41 @@ async fn traffic_shows_in_the_series_with_bounded_labels_and_no_secrets() {
     for secret in keys.iter().chain([&h.proxy_key]) {
         assert!(!text.contains(secret.as_str()), "a secret in /metrics");
     }
+    grafana_queries_only_existing_series(&text);
+}
+
+/// Every series `docs/grafana-dashboard.json` queries is one the proxy exports.
+fn grafana_queries_only_existing_series(text: &str) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/grafana-dashboard.json");
+    let dashboard = std::fs::read_to_string(path).expect("the dashboard is in docs/");
+    let json: serde_json::Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    let panels = json["panels"].as_array().expect("panels");
+    let mut queried = Vec::new();
+    for expr in panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+    {
+        let expr = expr["expr"].as_str().expect("a query");
+        for (at, _) in expr.match_indices("gemini_proxy_") {
+            let name: String = expr[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            queried.push(name);
+        }
+    }
+    assert!(queried.len() >= 10, "{queried:?}");
+    let exported: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    for name in queried {
+        assert!(
+            exported.contains(&name.as_str()),
+            "the dashboard queries {name}, which is not exported"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
