@@ -124,6 +124,17 @@ pub struct ProxyArgs {
     /// main listener, e.g. `127.0.0.1:9464`.
     #[arg(long, env = "GEMINI_PROXY_METRICS_LISTEN")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Post alerts here as JSON (Slack-compatible `text` plus structured fields): a key
+    /// marked invalid or back, every key cooling for a model, a proxy key at 80% and
+    /// 100% of its budget, log records dropped. Repeatable; the env var takes a
+    /// comma-separated list.
+    #[arg(
+        long = "alert-webhook",
+        env = "GEMINI_PROXY_ALERT_WEBHOOK",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub alert_webhooks: Vec<String>,
     /// Require `Authorization: Bearer <token>` on `GET /metrics`.
     #[arg(long, env = "GEMINI_PROXY_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
@@ -213,6 +224,22 @@ pub struct ProxyArgs {
     pub retry_budget_floor: u32,
 }
 
+/// The webhook URLs, trimmed, each an `http(s)://` URL (named by host only if not:
+/// a webhook URL is a secret).
+fn webhooks(given: &[String]) -> Result<Vec<String>, String> {
+    given
+        .iter()
+        .map(|url| url.trim())
+        .filter(|url| !url.is_empty())
+        .map(|url| match reqwest::Url::parse(url) {
+            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some() => {
+                Ok(url.to_string())
+            }
+            _ => Err("--alert-webhook: each must be an http:// or https:// URL".to_string()),
+        })
+        .collect()
+}
+
 impl ProxyArgs {
     /// The typed configuration; fails when the price table cannot be read or parsed.
     pub fn config(&self) -> Result<ProxyConfig, String> {
@@ -263,6 +290,7 @@ impl ProxyArgs {
             redis_url,
             redis_prefix: self.redis_prefix.clone(),
             metrics_listen: self.metrics_listen,
+            alert_webhooks: webhooks(&self.alert_webhooks)?,
             metrics_token: self.metrics_token.clone().filter(|t| !t.trim().is_empty()),
             ..ProxyConfig::default()
         })
@@ -408,6 +436,38 @@ mod tests {
         let blank = Cli::parse_from(["x", "--metrics-token", " "]).proxy.config();
         assert_eq!(blank.unwrap_or_default().metrics_token, None);
         assert!(Cli::try_parse_from(["x", "--metrics-listen", "nowhere"]).is_err());
+    }
+
+    #[test]
+    fn alert_webhooks_must_be_http_urls() {
+        let config = |args: &[&str]| {
+            let mut argv = vec!["x"];
+            argv.extend_from_slice(args);
+            Cli::parse_from(argv).proxy.config()
+        };
+        let two = config(&[
+            "--alert-webhook",
+            "https://hooks.example/a",
+            "--alert-webhook",
+            "http://10.0.0.1:9/b",
+        ]);
+        assert_eq!(
+            two.map(|c| c.alert_webhooks),
+            Ok(vec![
+                "https://hooks.example/a".to_string(),
+                "http://10.0.0.1:9/b".to_string()
+            ])
+        );
+        let listed = config(&["--alert-webhook", "https://a.example/x,https://b.example/y"]);
+        assert_eq!(
+            listed.map(|c| c.alert_webhooks.len()),
+            Ok(2),
+            "comma-separated like the env var"
+        );
+        let bad = config(&["--alert-webhook", "ftp://files.example/secret-path"]);
+        let error = bad.err().unwrap_or_default();
+        assert!(error.starts_with("--alert-webhook:"), "{error}");
+        assert!(!error.contains("secret-path"), "a webhook URL is not echoed");
     }
 
     #[test]

@@ -40,6 +40,10 @@ pub struct ProxyConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// `GET /metrics` asks for `Authorization: Bearer <token>`.
     pub metrics_token: Option<String>,
+    /// Where alerts are posted (`--alert-webhook`); none: no alerts.
+    pub alert_webhooks: Vec<String>,
+    /// The wait before an undelivered alert's first retry (doubling after).
+    pub alert_backoff: Duration,
 }
 
 impl Default for ProxyConfig {
@@ -59,6 +63,8 @@ impl Default for ProxyConfig {
             redis_prefix: defaults::REDIS_PREFIX.to_string(),
             metrics_listen: None,
             metrics_token: None,
+            alert_webhooks: Vec::new(),
+            alert_backoff: Duration::from_secs(1),
         }
     }
 }

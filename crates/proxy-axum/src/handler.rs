@@ -84,9 +84,7 @@ pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request
             .saturating_sub(arrived_us)
             .saturating_sub(upload_us),
     );
-    for change in std::mem::take(&mut settlement.state_changes) {
-        state.state_changes.submit(change);
-    }
+    state.learned(std::mem::take(&mut settlement.state_changes));
     for note in &settlement.notes {
         tracing::info!(request_id = request_id(&settlement.answer), "{note}");
     }
@@ -124,9 +122,7 @@ impl AbandonSink for &ProxyState {
     }
 
     fn abandoned(&self, changes: Vec<StateChange>, record: LogRecord) {
-        for change in changes {
-            self.state_changes.submit(change);
-        }
+        self.learned(changes);
         self.log(record);
     }
 }

@@ -5,6 +5,7 @@
 //! pool fresh and write logs and learned key state to the store in batches. Both
 //! `apps/api` and `apps/web` mount [`proxy_router`], so they serve the same proxy.
 
+mod alerts;
 mod batcher;
 mod body;
 #[cfg(feature = "cli")]

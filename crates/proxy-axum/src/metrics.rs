@@ -17,6 +17,7 @@ use proxy_core::log::LogRecord;
 use proxy_core::pool::KeyStatus;
 use proxy_core::telemetry::{model_label, proxy_key_label, tokens_by_kind};
 
+use crate::alerts::AlertHandle;
 use crate::batcher::BatchQueue;
 
 /// Seconds: from 5 ms to 10 minutes (thinking models answer in minutes).
@@ -228,16 +229,24 @@ impl Drop for StreamGuard {
     }
 }
 
-/// Where finished records go: counted in the metrics, then queued for the store.
+/// Where finished records go: counted in the metrics, their alerts raised, then
+/// queued for the store.
 #[derive(Clone)]
 pub struct RecordSink {
     pub(crate) logs: BatchQueue<LogRecord>,
     pub(crate) metrics: Arc<Metrics>,
+    /// With `--alert-webhook`: where the record's alerts go.
+    pub(crate) alerts: Option<AlertHandle>,
 }
 
 impl RecordSink {
-    pub fn submit(&self, record: LogRecord) {
+    pub fn submit(&self, mut record: LogRecord) {
         self.metrics.observe(&record);
+        if let Some(alerts) = &self.alerts {
+            for event in record.alerts.drain(..) {
+                alerts.raise(event, None);
+            }
+        }
         self.logs.submit(record);
     }
 }

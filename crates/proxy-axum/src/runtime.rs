@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use proxy_core::Engine;
+use proxy_core::alerts::AlertEvent;
 use proxy_core::auth::ProxyKeyTable;
 use proxy_core::governance::Governor;
 use proxy_core::health::{Health, HealthInput, LimitSharing, PlatformCounts};
@@ -19,6 +20,7 @@ use proxy_core::request::{RefusalSampler, RequestIds};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::alerts::{AlertHandle, Alerter, Delivery};
 use crate::batcher::{BatchQueue, BatchWriter};
 use crate::body::BodyBudget;
 use crate::clock::{TokioClock, unix_ms};
@@ -40,6 +42,8 @@ pub enum StartError {
     Redis(String),
     #[error("the metrics could not be set up: {0}")]
     Metrics(String),
+    #[error("cannot send alerts: {0}")]
+    Alerts(String),
     #[error("cannot listen for metrics on {0}: {1}")]
     MetricsListen(SocketAddr, std::io::Error),
 }
@@ -65,6 +69,8 @@ pub struct ProxyState {
     sharing: Option<SharingStatus>,
     /// What the cache's sharing did, when it is shared (else per instance).
     cache_sharing: Option<CacheSharing>,
+    /// With `--alert-webhook`: where key marks are told.
+    alerts: Option<AlertHandle>,
 }
 
 impl ProxyState {
@@ -108,7 +114,38 @@ impl ProxyState {
             Err(poisoned) => *poisoned.into_inner() = table,
         }
         let mut pool = self.engine.pool().lock().unwrap_or_else(|p| p.into_inner());
+        let invalid_before = pool.invalid_ids();
         pool.sync(snapshot.keys);
+        if let Some(alerts) = &self.alerts {
+            let invalid_now = pool.invalid_ids();
+            for key_id in invalid_before.into_iter().filter(|id| !invalid_now.contains(id)) {
+                // A key gone from the store is not back.
+                if let Some(masked) = pool.masked_of(key_id) {
+                    alerts.raise(AlertEvent::KeyBack { key_id }, Some(masked));
+                }
+            }
+        }
+    }
+
+    /// Queues what the attempts taught about keys for the store; a key marked invalid
+    /// is told to the operator (`--alert-webhook`).
+    pub(crate) fn learned(&self, changes: Vec<StateChange>) {
+        for change in changes {
+            if let (Some(alerts), StateChange::Invalid { key_id, reason }) = (&self.alerts, &change) {
+                let masked = self
+                    .engine
+                    .pool()
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .masked_of(*key_id);
+                let event = AlertEvent::KeyInvalid {
+                    key_id: *key_id,
+                    reason: reason.clone(),
+                };
+                alerts.raise(event, masked);
+            }
+            self.state_changes.submit(change);
+        }
     }
 
     /// Requests waiting for a key now (`--queue-wait-secs`).
@@ -194,6 +231,7 @@ pub struct ProxyRuntime {
     shared_cache: Option<SharedCache>,
     /// `--metrics-listen`: the metrics' own listener, its address and its stop.
     metrics_server: Option<(SocketAddr, JoinHandle<()>, Arc<Notify>)>,
+    alerter: Option<Alerter>,
 }
 
 impl ProxyRuntime {
@@ -227,7 +265,25 @@ impl ProxyRuntime {
         let (logs, log_writer) = spawn_log_writer(sink, &config);
         let metrics =
             Arc::new(Metrics::new(config.prices.clone()).map_err(|e| StartError::Metrics(e.to_string()))?);
-        let records = RecordSink { logs, metrics };
+        let alerter = match config.alert_webhooks.is_empty() {
+            true => None,
+            false => {
+                let delivery = Delivery {
+                    urls: config.alert_webhooks.clone(),
+                    backoff: config.alert_backoff,
+                };
+                Some(Alerter::spawn(delivery, logs.clone()).map_err(StartError::Alerts)?)
+            }
+        };
+        let (alerter, alerts) = match alerter {
+            Some((alerter, handle)) => (Some(alerter), Some(handle)),
+            None => (None, None),
+        };
+        let records = RecordSink {
+            logs,
+            metrics,
+            alerts: alerts.clone(),
+        };
         let (state_changes, state_writer) = spawn_state_writer(store.clone());
         let body_budget = BodyBudget::new(config.body_memory_bytes);
         let state = Arc::new(ProxyState {
@@ -243,6 +299,7 @@ impl ProxyRuntime {
             cut: Arc::new(AtomicBool::new(false)),
             sharing: shared_counts.as_ref().map(SharedCounts::status),
             cache_sharing: shared_cache.as_ref().map(SharedCache::counts),
+            alerts,
         });
         state.apply_snapshot(snapshot);
         let metrics_server = match state.config.metrics_listen {
@@ -267,6 +324,7 @@ impl ProxyRuntime {
             shared_counts,
             shared_cache,
             metrics_server,
+            alerter,
         })
     }
 
@@ -299,6 +357,9 @@ impl ProxyRuntime {
         }
         if let Some(shared) = self.shared_cache {
             shared.shutdown().await;
+        }
+        if let Some(alerter) = self.alerter {
+            alerter.shutdown().await;
         }
         if let Some((_, task, stop)) = self.metrics_server {
             stop.notify_one();

@@ -8,6 +8,7 @@
 //! the Cloudflare Worker make exactly the same choices.
 
 pub mod admin;
+pub mod alerts;
 pub mod attempts;
 pub mod auth;
 pub mod civil;

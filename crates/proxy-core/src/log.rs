@@ -66,6 +66,10 @@ pub struct LogRecord {
     /// stored).
     #[serde(skip)]
     pub overhead_us: Option<u64>,
+    /// What the operator should hear of (a budget crossed, every key cooling), for
+    /// the platform's alerts (not stored).
+    #[serde(skip)]
+    pub alerts: Vec<crate::alerts::AlertEvent>,
 }
 
 /// Finish reasons that mean the model did not give a complete answer.
@@ -114,6 +118,16 @@ impl LogRecord {
     /// Records the proxy's own refusal: its status, and its kind and message unless an
     /// earlier failure (e.g. the last upstream attempt) already named the cause.
     pub fn reject(&mut self, error: &ProxyError) {
+        if let ProxyError::AllKeysCooling {
+            model,
+            retry_after_secs,
+        } = error
+        {
+            self.alerts.push(crate::alerts::AlertEvent::AllCooling {
+                model: model.clone(),
+                retry_after_secs: *retry_after_secs,
+            });
+        }
         if self.error_kind.is_none() {
             self.error_kind = Some(error.kind().to_string());
             self.error_message = Some(error.to_string());

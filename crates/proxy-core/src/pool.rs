@@ -318,6 +318,23 @@ impl KeyPool {
             .count()
     }
 
+    /// A key's masked form (`AIza…Bc6`), for messages that name it.
+    pub fn masked_of(&self, key_id: KeyId) -> Option<String> {
+        self.keys
+            .iter()
+            .find(|k| k.key.id == key_id)
+            .map(|k| k.key.secret.masked())
+    }
+
+    /// Ids of the keys marked invalid now.
+    pub fn invalid_ids(&self) -> Vec<KeyId> {
+        self.keys
+            .iter()
+            .filter(|k| k.state.invalid_reason.is_some())
+            .map(|k| k.key.id)
+            .collect()
+    }
+
     pub fn statuses(&self) -> Vec<KeyStatus> {
         self.keys
             .iter()

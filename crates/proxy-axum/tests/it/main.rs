@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod alerts;
 mod auth_and_input;
 mod cache;
 mod connections;

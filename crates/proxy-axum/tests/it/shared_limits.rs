@@ -205,7 +205,7 @@ async fn sharing_stops_while_redis_is_cut_and_resumes_with_what_was_counted() {
         candidates_tokens: Some(21),
         ..Default::default()
     };
-    governor.charge(&mut record, true, unix_ms());
+    governor.charge(&mut record, true, None, unix_ms());
     until(&status, LimitSharing::Unreachable).await;
     assert!(!governor.is_shared());
     assert!(

@@ -23,6 +23,7 @@ use crate::log::LogRecord;
 use crate::policy::{BudgetPeriod, ProxyKeyPolicy};
 use crate::pool::{KeyPool, Pick};
 
+use crate::alerts::{AlertEvent, budget_crossed};
 use counters::{CounterKey, Counters, Full, Measure, Subject, SyncOp};
 use prices::{PriceTable, TokenUsage, nanos_to_usd, usd_to_nanos};
 use windows::{Window, retry_after_secs};
@@ -164,7 +165,15 @@ impl Governor {
     /// table does not know, which is remembered for `/healthz`) and adds its tokens
     /// and cost to the counts of its proxy key (when `metered`: its policy counts
     /// tokens or cost) and of the upstream key that answered (when keys have limits).
-    pub fn charge(&self, record: &mut LogRecord, metered: bool, now_ms: u64) {
+    /// With the proxy key's `budget` (nano-dollars per period), a charge that takes its
+    /// spend past 80% or 100% of it leaves an alert in the record.
+    pub fn charge(
+        &self,
+        record: &mut LogRecord,
+        metered: bool,
+        budget: Option<(u64, BudgetPeriod)>,
+        now_ms: u64,
+    ) {
         let usage = TokenUsage {
             prompt: record.prompt_tokens.unwrap_or(0),
             candidates: record.candidates_tokens.unwrap_or(0),
@@ -194,7 +203,24 @@ impl Governor {
             return;
         }
         let mut counters = self.counters();
+        let mut crossed = None;
         if let Some(id) = record.proxy_key_id.filter(|_| metered) {
+            if let Some((budget_nanos, period)) = budget {
+                let window = match period {
+                    BudgetPeriod::Day => Window::DayUtc,
+                    BudgetPeriod::Month => Window::MonthUtc,
+                };
+                let before = counters.total(&key(Subject::Proxy(id), Measure::Cost, window), now_ms);
+                let after = before.saturating_add(cost.unwrap_or(0));
+                if let Some(percent) = budget_crossed(before, after, budget_nanos) {
+                    crossed = Some(AlertEvent::Budget {
+                        proxy_key_id: id,
+                        percent,
+                        budget_usd: nanos_to_usd(budget_nanos),
+                        period,
+                    });
+                }
+            }
             for window in [Window::Minute, Window::DayUtc] {
                 counters.add(&key(Subject::Proxy(id), Measure::Tokens, window), tokens, now_ms);
             }
@@ -211,6 +237,8 @@ impl Governor {
             counters.add(&key(subject, Measure::Tokens, Window::Minute), tokens, now_ms);
         }
         self.changed(&counters);
+        drop(counters);
+        record.alerts.extend(crossed);
     }
 
     /// Models answered that the price table has no price for.

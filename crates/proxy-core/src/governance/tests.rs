@@ -25,7 +25,7 @@ fn answered(
         total_tokens: Some(prompt + output),
         ..LogRecord::default()
     };
-    governor.charge(&mut record, true, now);
+    governor.charge(&mut record, true, None, now);
     record
 }
 
@@ -143,7 +143,7 @@ fn an_unknown_model_costs_nothing_and_is_remembered() {
         model: Some("gemini-2.5-flash".into()),
         ..LogRecord::default()
     };
-    governor.charge(&mut empty, true, T0);
+    governor.charge(&mut empty, true, None, T0);
     assert_eq!(empty.cost_usd, None);
 }
 
@@ -184,4 +184,46 @@ fn an_upstream_keys_tpm_counts_the_tokens_of_its_answers() {
     );
     // No model (the model list): no limit applies.
     assert_eq!(picked(governor.pick(&mut pool, "*", T0, &[2])), 1);
+}
+
+#[test]
+fn crossing_80_and_100_percent_of_a_budget_leaves_one_alert_each() {
+    let governor = Governor::default();
+    let record = |prompt: u64| LogRecord {
+        proxy_key_id: Some(9),
+        model: Some("gemini-2.5-flash".into()),
+        prompt_tokens: Some(prompt),
+        total_tokens: Some(prompt),
+        ..LogRecord::default()
+    };
+    // What 1 000 prompt tokens cost, so the budget is 2 500 tokens' worth.
+    let mut probe = record(1_000);
+    Governor::default().charge(&mut probe, true, None, T0);
+    let per_thousand = usd_to_nanos(probe.cost_usd.unwrap_or(0.0));
+    assert!(per_thousand > 0);
+    let budget = Some((per_thousand * 5 / 2, BudgetPeriod::Day));
+    let percents = |r: &LogRecord| -> Vec<u8> {
+        r.alerts
+            .iter()
+            .filter_map(|a| match a {
+                AlertEvent::Budget {
+                    percent,
+                    proxy_key_id: 9,
+                    ..
+                } => Some(*percent),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut charged = Vec::new();
+    for _ in 0..3 {
+        let mut r = record(1_000);
+        governor.charge(&mut r, true, budget, T0);
+        charged.push(percents(&r));
+    }
+    // 40%, 80%, 120%: the second crosses 80, the third 100.
+    assert_eq!(charged, vec![vec![], vec![80], vec![100]]);
+    let mut after = record(1_000);
+    governor.charge(&mut after, true, budget, T0);
+    assert!(percents(&after).is_empty(), "each threshold once");
 }

@@ -112,7 +112,7 @@ pub struct Prepared {
     /// The proxy key's policy counts tokens or cost.
     pub(super) metered: bool,
     /// What the key may use: a fallback model must be allowed too.
-    policy: Arc<ProxyKeyPolicy>,
+    pub(super) policy: Arc<ProxyKeyPolicy>,
     /// What the response cache needs: the operation, whether it streams, and whether
     /// the client asked past the cache (`Cache-Control: no-cache`).
     pub(super) operation: Operation,

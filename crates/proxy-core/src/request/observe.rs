@@ -17,6 +17,10 @@ use crate::stream_meta::MetaReader;
 
 use super::keep_alive::{Alarm, KeepAlive};
 use super::settle::CacheFill;
+use crate::policy::BudgetPeriod;
+
+/// A proxy key's budget: nano-dollars per period.
+pub type Budget = (u64, BudgetPeriod);
 use crate::resilience::cache::CachedAnswer;
 
 /// The log's error kind for a request the server's shutdown cut short.
@@ -67,7 +71,7 @@ pub struct BodyObserver {
     ended: Option<BodyEnd>,
     /// Prices the record and counts its tokens when the body ends (and whether its
     /// proxy key's policy counts them).
-    governor: Option<(Arc<Governor>, bool)>,
+    governor: Option<(Arc<Governor>, bool, Option<Budget>)>,
     /// Keep-alive comments while upstream is quiet (SSE answers, when configured).
     keep_alive: Option<KeepAlive>,
     /// A cacheable answer's bytes so far, for the cache when the body ends whole
@@ -113,8 +117,10 @@ impl BodyObserver {
 
     /// Charges what the answer used to `governor` when the body ends; `metered`: the
     /// proxy key's policy counts tokens or cost.
-    pub fn charge_to(&mut self, governor: Arc<Governor>, metered: bool) {
-        self.governor = Some((governor, metered));
+    /// `budget`: the proxy key's, in nano-dollars per period (crossing 80% or 100% of it
+    /// leaves an alert in the record).
+    pub fn charge_to(&mut self, governor: Arc<Governor>, metered: bool, budget: Option<Budget>) {
+        self.governor = Some((governor, metered, budget));
     }
 
     /// Removes an OpenAI stream's usage-only chunk from what the client gets (it is
@@ -207,8 +213,8 @@ impl BodyObserver {
         }
         record.end_body(self.reader.take().map(MetaReader::finish), end.failure());
         record.close(now_ms);
-        if let Some((governor, metered)) = self.governor.take() {
-            governor.charge(&mut record, metered, now_ms);
+        if let Some((governor, metered, budget)) = self.governor.take() {
+            governor.charge(&mut record, metered, budget, now_ms);
         }
         if let Some((fill, content_type, kept)) = self.cache.take()
             && end == BodyEnd::Complete

@@ -111,8 +111,12 @@ impl Prepared {
             attempts,
             governor,
             metered,
+            policy,
             ..
         } = self;
+        let budget = policy
+            .budget_usd
+            .map(|usd| (crate::governance::prices::usd_to_nanos(usd), policy.budget_period));
         let state_changes = record.apply_attempts(attempts);
         let mut headers = served_model_header(&record);
         if let Some(fill) = &caching {
@@ -124,7 +128,7 @@ impl Prepared {
             Served::Upstream(response) => {
                 record.answered(response.status);
                 let mut observer = BodyObserver::for_stream(record, format, response.content_type.as_deref());
-                observer.charge_to(governor, metered);
+                observer.charge_to(governor, metered, budget);
                 if strip_usage {
                     observer.strip_usage_chunk();
                 }
