@@ -278,6 +278,15 @@ impl Access {
     }
 }
 
+/// A SHA-256 in hex, as records show it (either case; kept lower case).
+fn parse_sha256(given: &str) -> Result<String, String> {
+    let hex = given.trim();
+    match hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        true => Ok(hex.to_ascii_lowercase()),
+        false => Err("a SHA-256 is 64 hexadecimal digits".into()),
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum LogsCommand {
     /// Recent requests, newest first.
@@ -296,6 +305,9 @@ pub enum LogsCommand {
         proxy_key: Option<i64>,
         #[arg(long)]
         status: Option<u16>,
+        /// Only requests with this prompt (the records' `prompt_sha256`: 64 hex digits).
+        #[arg(long, value_name = "HEX", value_parser = parse_sha256)]
+        prompt_sha256: Option<String>,
         #[arg(long)]
         json: bool,
     },

@@ -15,6 +15,7 @@ pub async fn run(store: &dyn AdminStore, command: LogsCommand) -> anyhow::Result
             key,
             proxy_key,
             status,
+            prompt_sha256,
             json,
         } => {
             let since_ms = since
@@ -28,6 +29,7 @@ pub async fn run(store: &dyn AdminStore, command: LogsCommand) -> anyhow::Result
                 upstream_key_id: key,
                 proxy_key_id: proxy_key,
                 status,
+                prompt_sha256,
                 limit,
                 ..LogQuery::default()
             };

@@ -50,6 +50,7 @@ impl LogFilters {
                 "no" => Some(false),
                 _ => None,
             },
+            prompt_sha256: None,
             limit: PAGE_SIZE + 1,
             offset: (self.page() - 1).saturating_mul(PAGE_SIZE),
         }

@@ -37,6 +37,7 @@ pub async fn handle(state: Rc<WorkerState>, mut request: Request, ctx: &Context)
     let client = client_ip.as_deref();
     let api_key = header(request.headers(), "x-goog-api-key");
     let authorization = header(request.headers(), "authorization");
+    let user_agent = header(request.headers(), "user-agent");
     let head = RequestHead {
         method: method.as_ref(),
         path: url.path(),
@@ -44,6 +45,8 @@ pub async fn handle(state: Rc<WorkerState>, mut request: Request, ctx: &Context)
         api_key: api_key.as_deref(),
         authorization: authorization.as_deref(),
         content_length: header(request.headers(), "content-length").and_then(|v| v.parse().ok()),
+        client_ip: client,
+        user_agent: user_agent.as_deref(),
     };
     let admission = match Admission::begin(id, now_ms, &head, state.config.admission) {
         Ok(admission) => admission,

@@ -43,6 +43,8 @@ pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request
         api_key: header(headers, "x-goog-api-key"),
         authorization: header(headers, "authorization"),
         content_length: header(headers, "content-length").and_then(|v| v.parse().ok()),
+        client_ip: client,
+        user_agent: header(headers, "user-agent"),
     };
     let admitted = Admission::begin(id, now_ms, &head, state.config.admission)
         .and_then(|a| a.authorize(&state.proxy_keys()));

@@ -146,6 +146,8 @@ pub struct LogQuery {
     pub model: Option<String>,
     pub status: Option<u16>,
     pub stream: Option<bool>,
+    /// Records of this prompt (hex, as [`crate::audit::prompt_sha256`] gives it).
+    pub prompt_sha256: Option<String>,
     pub limit: u32,
     pub offset: u32,
 }

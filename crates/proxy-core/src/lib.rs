@@ -10,7 +10,9 @@
 pub mod admin;
 pub mod alerts;
 pub mod attempts;
+pub mod audit;
 pub mod auth;
+pub mod canonical;
 pub mod civil;
 pub mod classify;
 pub mod defaults;

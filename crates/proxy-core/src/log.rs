@@ -54,6 +54,16 @@ pub struct LogRecord {
     /// opened, a retry the budget refused), in order.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Hex SHA-256 of the request's prompt in canonical form ([`crate::audit`]): the
+    /// same prompt hashes the same, any change to it differently.
+    #[serde(default)]
+    pub prompt_sha256: Option<String>,
+    /// The client's address.
+    #[serde(default)]
+    pub client_ip: Option<String>,
+    /// The client's `user-agent`, cut to 256 characters.
+    #[serde(default)]
+    pub user_agent: Option<String>,
     /// Each attempt's model and outcome, for metrics (not stored).
     #[serde(skip)]
     pub attempt_outcomes: Vec<(String, &'static str)>,

@@ -74,6 +74,9 @@ pub fn full_record(id: &str, started_at_ms: u64) -> LogRecord {
             "fallback gemini-2.5-flash → gemini-2.5-flash-lite (upstream 503)".into(),
             "a \"quoted\", {braced} note".into(),
         ],
+        prompt_sha256: Some("0f".repeat(32)),
+        client_ip: Some("2001:db8::7".into()),
+        user_agent: Some("google-genai/1.0 \"quoted\" ünïcode".into()),
         // Not stored: the metrics' transient fields stay at their defaults.
         ..LogRecord::default()
     }
@@ -115,8 +118,9 @@ mod tests {
     #[test]
     fn the_full_record_sets_every_optional_field() {
         let full = full_record("x", 1);
-        let text = format!("{full:?}");
-        assert!(!text.contains("None"), "{text}");
+        // The stored fields, as serde writes them (the metrics' transient ones are not).
+        let text = serde_json::to_string(&full).unwrap_or_default();
+        assert!(text.starts_with('{') && !text.contains("null"), "{text}");
         assert!(!full.upstream_key_ids.is_empty() && full.stream);
     }
 }

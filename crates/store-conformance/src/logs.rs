@@ -35,6 +35,11 @@ pub async fn log_filters_each_narrow<S: Store + ?Sized>(store: &S) {
             _ => vec![30],
         };
         r.answered_key_id = r.upstream_key_ids.last().copied();
+        // r1 and r4 asked the same prompt.
+        r.prompt_sha256 = Some(match i {
+            1 | 4 => "ab".repeat(32),
+            _ => format!("{i:064x}"),
+        });
         records.push(r);
     }
     store.write_logs(&records).await.expect("write");
@@ -86,6 +91,14 @@ pub async fn log_filters_each_narrow<S: Store + ?Sized>(store: &S) {
                 ..LogQuery::default()
             },
             vec!["r5", "r3", "r1"],
+        ),
+        (
+            "prompt hash, given in either case",
+            LogQuery {
+                prompt_sha256: Some("AB".repeat(32)),
+                ..LogQuery::default()
+            },
+            vec!["r4", "r1"],
         ),
         (
             "status",

@@ -52,6 +52,9 @@ struct WireRecord<'a> {
     served_model: Option<Cow<'a, str>>,
     cache: Option<Cow<'a, str>>,
     notes: Vec<Cow<'a, str>>,
+    prompt_sha256: Option<Cow<'a, str>>,
+    client_ip: Option<Cow<'a, str>>,
+    user_agent: Option<Cow<'a, str>>,
 }
 
 impl<'a> From<&'a LogRecord> for WireRecord<'a> {
@@ -85,6 +88,9 @@ impl<'a> From<&'a LogRecord> for WireRecord<'a> {
             served_model: opt_clean(&r.served_model),
             cache: opt_clean(&r.cache),
             notes: r.notes.iter().map(|n| clean(n)).collect(),
+            prompt_sha256: opt_clean(&r.prompt_sha256),
+            client_ip: opt_clean(&r.client_ip),
+            user_agent: opt_clean(&r.user_agent),
         }
     }
 }
@@ -112,7 +118,8 @@ const COLUMNS: &str = concat!(
     " AS started_at_ms, proxy_key_id, upstream_key_ids, answered_key_id, model, route, api, \
      stream, status, attempts, latency_ms, ttfb_ms, prompt_tokens, candidates_tokens, \
      thoughts_tokens, cached_tokens, total_tokens, finish_reason, block_reason, error_kind, \
-     error_message, request_body, cost_usd, served_model, cache, notes"
+     error_message, request_body, cost_usd, served_model, cache, notes, prompt_sha256, client_ip, \
+     user_agent"
 );
 
 fn read_record(row: &Row) -> Result<LogRecord, StoreError> {
@@ -147,6 +154,9 @@ fn read_record(row: &Row) -> Result<LogRecord, StoreError> {
         served_model: row.try_get("served_model").db()?,
         cache: row.try_get("cache").db()?,
         notes: row.try_get("notes").db()?,
+        prompt_sha256: row.try_get("prompt_sha256").db()?,
+        client_ip: row.try_get("client_ip").db()?,
+        user_agent: row.try_get("user_agent").db()?,
         ..LogRecord::default()
     })
 }
@@ -184,6 +194,9 @@ fn filters(query: &LogQuery) -> (String, Vec<Param>) {
     }
     if let Some(model) = &query.model {
         add("model = ?", Box::new(model.clone()));
+    }
+    if let Some(hash) = &query.prompt_sha256 {
+        add("prompt_sha256 = ?", Box::new(hash.to_ascii_lowercase()));
     }
     if let Some(status) = query.status {
         add("status = ?", Box::new(i32::from(status)));

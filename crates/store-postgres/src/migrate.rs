@@ -63,6 +63,10 @@ pub const MIGRATIONS: &[Migration] = &[
         file: "20261204000000_resilience.sql",
         sql: include_str!("../../../supabase/migrations/20261204000000_resilience.sql"),
     },
+    Migration {
+        file: "20261205000000_audit.sql",
+        sql: include_str!("../../../supabase/migrations/20261205000000_audit.sql"),
+    },
 ];
 
 /// Serialises concurrent appliers (two instances starting at once) within a database.

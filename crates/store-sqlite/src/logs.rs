@@ -20,7 +20,8 @@ const MAX_LIMIT: u32 = 1000;
 const COLUMNS: &str = "id, started_at_ms, proxy_key_id, upstream_key_ids, answered_key_id, model, route, \
      api, stream, status, attempts, latency_ms, ttfb_ms, prompt_tokens, candidates_tokens, \
      thoughts_tokens, cached_tokens, total_tokens, finish_reason, block_reason, error_kind, \
-     error_message, request_body, cost_usd, served_model, cache, notes";
+     error_message, request_body, cost_usd, served_model, cache, notes, prompt_sha256, client_ip, \
+     user_agent";
 
 /// Writes a batch in one transaction. `INSERT OR IGNORE` on the id makes a retried
 /// batch (the sink could not tell whether the first try committed) a no-op.
@@ -34,7 +35,7 @@ pub(crate) fn write(conn: &mut Connection, records: &[LogRecord]) -> Result<(), 
             .prepare_cached(&format!(
                 "INSERT OR IGNORE INTO request_logs ({COLUMNS}) VALUES \
                  (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-                 ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)"
+                 ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)"
             ))
             .db()?;
         for r in records {
@@ -70,6 +71,9 @@ pub(crate) fn write(conn: &mut Connection, records: &[LogRecord]) -> Result<(), 
                     r.served_model,
                     r.cache,
                     notes,
+                    r.prompt_sha256,
+                    r.client_ip,
+                    r.user_agent,
                 ])
                 .db()?;
             for key_id in &r.upstream_key_ids {
@@ -121,6 +125,9 @@ fn read_record(row: &Row<'_>) -> rusqlite::Result<LogRecord> {
         served_model: row.get(24)?,
         cache: row.get(25)?,
         notes,
+        prompt_sha256: row.get(27)?,
+        client_ip: row.get(28)?,
+        user_agent: row.get(29)?,
         ..LogRecord::default()
     })
 }
@@ -149,6 +156,10 @@ fn filters(query: &LogQuery) -> (String, Vec<Value>) {
     if let Some(model) = &query.model {
         clauses.push("model = ?");
         values.push(Value::Text(model.clone()));
+    }
+    if let Some(hash) = &query.prompt_sha256 {
+        clauses.push("prompt_sha256 = ?");
+        values.push(Value::Text(hash.to_ascii_lowercase()));
     }
     if let Some(status) = query.status {
         clauses.push("status = ?");

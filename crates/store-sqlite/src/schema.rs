@@ -107,6 +107,15 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE request_logs ADD COLUMN cache TEXT;
     ALTER TABLE request_logs ADD COLUMN notes TEXT NOT NULL DEFAULT '[]';
     "#,
+    // 5: audit. A hash of each request's prompt (found by `logs list --prompt-sha256`
+    // without storing the prompt), the client's address and user agent.
+    r#"
+    ALTER TABLE request_logs ADD COLUMN prompt_sha256 TEXT;
+    ALTER TABLE request_logs ADD COLUMN client_ip TEXT;
+    ALTER TABLE request_logs ADD COLUMN user_agent TEXT;
+    CREATE INDEX IF NOT EXISTS request_logs_prompt_sha256 ON request_logs (prompt_sha256)
+        WHERE prompt_sha256 IS NOT NULL;
+    "#,
 ];
 
 /// Per-connection settings; none of them is stored in the file except WAL mode.

@@ -18,7 +18,7 @@ const MAX_LIMIT: u32 = 1000;
 const COLUMNS: &str = "id,started_at,proxy_key_id,upstream_key_ids,answered_key_id,model,route,api,stream,\
      status,attempts,latency_ms,ttfb_ms,prompt_tokens,candidates_tokens,thoughts_tokens,cached_tokens,\
      total_tokens,finish_reason,block_reason,error_kind,error_message,request_body,cost_usd,\
-     served_model,cache,notes";
+     served_model,cache,notes,prompt_sha256,client_ip,user_agent";
 
 /// A record as `insert_request_logs` takes it: the core's own serde shape, with numbers
 /// held to what `bigint` and `to_timestamp` accept so one absurd value cannot fail the
@@ -81,6 +81,12 @@ struct LogRow {
     cache: Option<String>,
     #[serde(default)]
     notes: Vec<String>,
+    #[serde(default)]
+    prompt_sha256: Option<String>,
+    #[serde(default)]
+    client_ip: Option<String>,
+    #[serde(default)]
+    user_agent: Option<String>,
 }
 
 impl LogRow {
@@ -113,6 +119,9 @@ impl LogRow {
             served_model: self.served_model,
             cache: self.cache,
             notes: self.notes,
+            prompt_sha256: self.prompt_sha256,
+            client_ip: self.client_ip,
+            user_agent: self.user_agent,
             ..LogRecord::default()
         })
     }
@@ -140,6 +149,9 @@ pub(crate) async fn list(rest: &Rest, query: &LogQuery) -> Result<Vec<LogRecord>
     }
     if let Some(model) = &query.model {
         request = request.eq("model", model);
+    }
+    if let Some(hash) = &query.prompt_sha256 {
+        request = request.eq("prompt_sha256", hash.to_ascii_lowercase());
     }
     if let Some(status) = query.status {
         request = request.eq("status", status.to_string());

@@ -4,6 +4,7 @@
 mod harness;
 
 mod alerts;
+mod audit;
 mod auth_and_input;
 mod cache;
 mod connections;

@@ -46,6 +46,11 @@ pub struct RequestHead<'a> {
     pub authorization: Option<&'a str>,
     /// `content-length`, when the client declared one.
     pub content_length: Option<u64>,
+    /// The client's address (the connection's peer, or what the platform trusts to
+    /// report it), for the audit trail.
+    pub client_ip: Option<&'a str>,
+    /// `user-agent`, for the audit trail (cut to [`crate::audit::USER_AGENT_MAX`]).
+    pub user_agent: Option<&'a str>,
 }
 
 /// The operator's rules for admitting requests.
@@ -132,6 +137,8 @@ impl Admission {
             id,
             started_at_ms: now_ms,
             route: "unknown".into(),
+            client_ip: head.client_ip.map(str::to_string),
+            user_agent: head.user_agent.map(crate::audit::user_agent),
             ..LogRecord::default()
         };
         let (query_key, query) = take_key_param(head.query);
@@ -245,6 +252,7 @@ impl Authorized {
         };
         record.model = route.model.clone();
         record.stream = framing.stream;
+        record.prompt_sha256 = crate::audit::prompt_sha256(&body);
         let governed = policy
             .check_model(route.model.as_deref())
             .and_then(|()| governor.admit(proxy_key_id, &policy, record.started_at_ms));
@@ -456,6 +464,8 @@ mod tests {
             api_key: (!bearer).then_some(secret),
             authorization: bearer.then_some(authorization.as_str()),
             content_length: Some(2),
+            client_ip: None,
+            user_agent: None,
             ..RequestHead::default()
         };
         Admission::begin("r1".into(), 0, &head, AdmissionRules::default())?.authorize(&keys())
@@ -536,6 +546,8 @@ mod tests {
             path: "/v1beta/files",
             api_key: Some(LIMITED),
             content_length: Some(u64::MAX),
+            client_ip: None,
+            user_agent: None,
             ..RequestHead::default()
         };
         let refusal = Admission::begin("r2".into(), 0, &head, AdmissionRules::default())

@@ -116,6 +116,8 @@ fn admit(case: &Case, rules: AdmissionRules, keys: &ProxyKeyTable) -> Result<Pre
         api_key: header("x-goog-api-key"),
         authorization: header("authorization"),
         content_length: declared.then_some(body.len() as u64),
+        client_ip: None,
+        user_agent: None,
     };
     let authorized = Admission::begin(REQUEST_ID.into(), 0, &head, rules)?.authorize(keys)?;
     let limit_bytes = authorized.body_limit();

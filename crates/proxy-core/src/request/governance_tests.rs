@@ -46,6 +46,8 @@ fn admit(
         api_key: (!openai).then_some(SECRET),
         authorization: openai.then_some(bearer.as_str()),
         content_length: Some(body.len() as u64),
+        client_ip: None,
+        user_agent: None,
         ..RequestHead::default()
     };
     let authorized = Admission::begin("r".into(), now, &head, AdmissionRules::default())?.authorize(keys)?;
