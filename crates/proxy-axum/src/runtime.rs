@@ -265,19 +265,16 @@ impl ProxyRuntime {
         let (logs, log_writer) = spawn_log_writer(sink, &config);
         let metrics =
             Arc::new(Metrics::new(config.prices.clone()).map_err(|e| StartError::Metrics(e.to_string()))?);
-        let alerter = match config.alert_webhooks.is_empty() {
-            true => None,
+        let (alerter, alerts) = match config.alert_webhooks.is_empty() {
+            true => (None, None),
             false => {
                 let delivery = Delivery {
                     urls: config.alert_webhooks.clone(),
                     backoff: config.alert_backoff,
                 };
-                Some(Alerter::spawn(delivery, logs.clone()).map_err(StartError::Alerts)?)
+                let (alerter, handle) = Alerter::spawn(delivery, logs.clone()).map_err(StartError::Alerts)?;
+                (Some(alerter), Some(handle))
             }
-        };
-        let (alerter, alerts) = match alerter {
-            Some((alerter, handle)) => (Some(alerter), Some(handle)),
-            None => (None, None),
         };
         let records = RecordSink {
             logs,

@@ -270,9 +270,8 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                 }
             }
             if waiting && let Some((joined, _)) = place.as_ref().filter(|(p, _)| !p.is_first()) {
-                let started = self.clock.monotonic_us();
-                self.wait_first(joined, wait_until - now).await;
-                attempts.waiting_us += self.clock.monotonic_us().saturating_sub(started);
+                let ((), us) = self.waited(self.wait_first(joined, wait_until - now)).await;
+                attempts.waiting_us += us;
                 continue;
             }
             let mut pick = self.governor.pick(&mut self.lock_pool(), model, now, &tried);
@@ -294,11 +293,9 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                     }
                     // First in line: sleep until a key frees (or the wait ends).
                     if place.as_ref().is_some_and(|(p, _)| p.is_first()) {
-                        let started = self.clock.monotonic_us();
-                        self.clock
-                            .sleep_ms(retry_after_ms.min(wait_until - now).max(1))
-                            .await;
-                        attempts.waiting_us += self.clock.monotonic_us().saturating_sub(started);
+                        let sleep = self.clock.sleep_ms(retry_after_ms.min(wait_until - now).max(1));
+                        let ((), us) = self.waited(sleep).await;
+                        attempts.waiting_us += us;
                     }
                     continue;
                 }
@@ -341,11 +338,9 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
             let budget = self.config.retry.deadline_ms.saturating_sub(elapsed);
             let timeout = self.config.attempt_timeout_ms.min(budget).max(1);
             let started_at = now;
-            let sending = self.clock.monotonic_us();
-            let (key_id, sent) = self
-                .send_hedged(request, model, (key_id, &secret), timeout, &mut tried, attempts)
-                .await;
-            attempts.waiting_us += self.clock.monotonic_us().saturating_sub(sending);
+            let sending = self.send_hedged(request, model, (key_id, &secret), timeout, &mut tried, attempts);
+            let ((key_id, sent), us) = self.waited(sending).await;
+            attempts.waiting_us += us;
             let outcome = match sent {
                 Ok(mut response) if (200..300).contains(&response.status) => {
                     let now = self.clock.now_ms();
@@ -363,9 +358,9 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                         (true, hold) if hold > 0 => left.min(hold),
                         _ => left,
                     };
-                    let peeking = self.clock.monotonic_us();
-                    let empty = self.empty_answer(check, &mut response.inner, left.max(1)).await;
-                    attempts.waiting_us += self.clock.monotonic_us().saturating_sub(peeking);
+                    let peeking = self.empty_answer(check, &mut response.inner, left.max(1));
+                    let (empty, us) = self.waited(peeking).await;
+                    attempts.waiting_us += us;
                     // A failed read is counted with the failures (`record_failure`).
                     if let Ok(found) = &empty {
                         let label = if found.is_some() { "empty" } else { "ok" };
@@ -409,9 +404,9 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                     // The error body is part of the attempt: it gets what is left.
                     let left = timeout.saturating_sub(self.clock.now_ms().saturating_sub(now));
                     let limit = self.config.error_body_limit;
-                    let reading = self.clock.monotonic_us();
-                    let body = self.upstream.read_body(response.inner, limit, left.max(1)).await;
-                    attempts.waiting_us += self.clock.monotonic_us().saturating_sub(reading);
+                    let reading = self.upstream.read_body(response.inner, limit, left.max(1));
+                    let (body, us) = self.waited(reading).await;
+                    attempts.waiting_us += us;
                     match body {
                         Ok(body) => {
                             let outcome = classify(status, &body, self.clock.now_ms());
@@ -455,9 +450,8 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                         break self.finish(model, attempts, last, None);
                     };
                     _retry = Some(ticket);
-                    let started = self.clock.monotonic_us();
-                    self.clock.sleep_ms(delay_ms).await;
-                    attempts.waiting_us += self.clock.monotonic_us().saturating_sub(started);
+                    let ((), us) = self.waited(self.clock.sleep_ms(delay_ms)).await;
+                    attempts.waiting_us += us;
                 }
             }
         };
@@ -571,6 +565,14 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
             retry_after_secs: retry_after_secs(wait_ms),
         };
         self.finish(model, attempts, last, Some(error))
+    }
+
+    /// Awaits `work` that is not the proxy's own time (upstream's answer, a deliberate
+    /// wait): its output and the microseconds it took ([`Attempts::waiting_us`]).
+    async fn waited<T>(&self, work: impl Future<Output = T>) -> (T, u64) {
+        let started = self.clock.monotonic_us();
+        let output = work.await;
+        (output, self.clock.monotonic_us().saturating_sub(started))
     }
 
     /// Whether a 2xx is an empty answer (when `check` asks), read without taking it

@@ -176,13 +176,15 @@ impl ResponseCache {
     /// other instances are told ([`Self::on_fill`]).
     pub fn put(&self, key: CacheKey, answer: CachedAnswer, now_ms: u64) {
         let ttl_ms = self.config.ttl_ms;
+        // The answer is cloned only when someone is told of it.
         match self.announce.get() {
-            Some(announce) if self.store(key, answer.clone(), now_ms, ttl_ms) => {
-                announce(&key, &answer, ttl_ms)
-            }
-            Some(_) => {}
             None => {
                 self.store(key, answer, now_ms, ttl_ms);
+            }
+            Some(announce) => {
+                if self.store(key, answer.clone(), now_ms, ttl_ms) {
+                    announce(&key, &answer, ttl_ms);
+                }
             }
         }
     }
