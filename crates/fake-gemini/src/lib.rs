@@ -11,7 +11,7 @@
 //! gets a 429 retrying after 2 s, later ones are answered), `-slowkey-` (every answer
 //! after [`SLOW_HEADERS`])), and
 //! substrings of the model name select response shapes (`thinking`,
-//! `blocked`, `overloaded`, `slowstream`, `longstream` (a minute of chunks),
+//! `blocked`, `overloaded`, `slowstream`, `longstream` (a minute of chunks; a generate answer pauses that long halfway),
 //! `midstream`, `drop`, `big`,
 //! `cached`, `silent` (a stream quiet for [`SILENCE`] after its first chunk),
 //! `slowheaders` (any answer after [`SLOW_HEADERS`])).

@@ -15,8 +15,8 @@ use crate::errors::ApiError;
 use crate::models::{self, MODELS, ModelInfo};
 use crate::route::query_param;
 use crate::scenario::{
-    BIG_TEXT_LEN, CANDIDATE_TOKENS, FULL_TEXT, ModelFlags, PROMPT_TOKENS, STREAM_CANDIDATE_TOKENS,
-    STREAM_TEXTS,
+    BIG_TEXT_LEN, CANDIDATE_TOKENS, FULL_TEXT, ModelFlags, PROMPT_TOKENS, SLOW_CHUNK_DELAY,
+    STREAM_CANDIDATE_TOKENS, STREAM_TEXTS,
 };
 
 /// Top-level fields of `GenerateContentRequest`, in both spellings proto JSON accepts.
@@ -192,7 +192,19 @@ fn response_bytes(
 
 pub fn generate(model: &str, id: &str, flags: ModelFlags) -> Resp {
     let text = if flags.big { BIG_TEXT.as_str() } else { FULL_TEXT };
-    body::json_bytes(response_bytes(model, id, flags, text, CANDIDATE_TOKENS, true))
+    let bytes = response_bytes(model, id, flags, text, CANDIDATE_TOKENS, true);
+    if !flags.long_stream {
+        return body::json_bytes(bytes);
+    }
+    // A `longstream` model's whole answer is slow in coming too: half of it now, the
+    // rest after a long pause (a body still on its way that is not a stream).
+    let (first, rest) = bytes.split_at(bytes.len() / 2);
+    let pause = SLOW_CHUNK_DELAY * crate::scenario::LONG_STREAM_EXTRA_CHUNKS as u32;
+    let steps = vec![
+        Step::data(None, first.to_vec()),
+        Step::data(Some(pause), rest.to_vec()),
+    ];
+    body::streamed(body::JSON, steps)
 }
 
 /// `streamGenerateContent`: SSE (`alt=sse`) or a streamed JSON array, one

@@ -20,8 +20,8 @@ pub(crate) struct ObservedBody {
     inner: BoxStream<'static, reqwest::Result<Bytes>>,
     observer: BodyObserver,
     records: RecordSink,
-    /// Counts this body in `streams_active` while it lives.
-    _streaming: StreamGuard,
+    /// Counts this body in `streams_active` while it lives (streamed answers only).
+    _streaming: Option<StreamGuard>,
     /// hyper stops polling once `content-length` bytes went out, so the end of a
     /// sized body is seen by counting, not by waiting for the stream's `None`.
     remaining: Option<u64>,
@@ -38,7 +38,7 @@ impl ObservedBody {
         records: RecordSink,
         cut: Arc<AtomicBool>,
     ) -> Self {
-        let _streaming = records.metrics.stream_started();
+        let _streaming = observer.is_stream().then(|| records.metrics.stream_started());
         // A body the observer rewrites has no content-length downstream.
         let remaining = response.content_length().filter(|_| !observer.changes_length());
         let alarm = observer.keeps_alive().then(|| Alarm::new(TokioClock));

@@ -207,3 +207,35 @@ async fn with_a_metrics_listener_metrics_are_only_there() {
         .expect("answers");
     assert_eq!(proxied.status(), 404, "the metrics listener proxies nothing");
 }
+
+/// `streams_active` counts answers being streamed, not every body still on its way:
+/// a plain generate answer whose second half is late is not a stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_active_counts_streams_only() {
+    let h = Harness::start_with(&[key("a")], |config| config.admission.retry_empty = false).await;
+    let slow = "gemini-2.5-flash-longstream";
+    let mut plain = h.generate(slow).await;
+    assert_eq!(plain.status(), 200);
+    assert!(plain.chunk().await.expect("half the answer").is_some());
+    let text = scrape(&h).await;
+    assert_eq!(
+        sample(&text, "gemini_proxy_streams_active", &[]),
+        Some(0.0),
+        "{text}"
+    );
+
+    let mut stream = h
+        .post(
+            &format!("/v1beta/models/{slow}:streamGenerateContent?alt=sse"),
+            r#"{"contents":[{"parts":[{"text":"hi"}]}]}"#,
+        )
+        .await;
+    assert!(stream.chunk().await.expect("a first event").is_some());
+    let text = scrape(&h).await;
+    assert_eq!(
+        sample(&text, "gemini_proxy_streams_active", &[]),
+        Some(1.0),
+        "{text}"
+    );
+    drop((plain, stream));
+}

@@ -139,6 +139,11 @@ impl BodyObserver {
         self.record.as_mut()
     }
 
+    /// Whether the client asked for a stream (`streams_active` counts only these).
+    pub fn is_stream(&self) -> bool {
+        self.record.as_ref().is_some_and(|r| r.stream)
+    }
+
     /// The request id (for the `x-request-id` header).
     pub fn request_id(&self) -> &str {
         self.record.as_ref().map_or("", |r| r.id.as_str())
