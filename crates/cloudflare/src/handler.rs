@@ -47,6 +47,8 @@ pub async fn handle(state: Rc<WorkerState>, mut request: Request, ctx: &Context)
         content_length: header(request.headers(), "content-length").and_then(|v| v.parse().ok()),
         client_ip: client,
         user_agent: user_agent.as_deref(),
+        // No traces on the Worker (yet): nothing to continue, nothing to time.
+        ..RequestHead::default()
     };
     let admission = match Admission::begin(id, now_ms, &head, state.config.admission) {
         Ok(admission) => admission,

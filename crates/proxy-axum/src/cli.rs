@@ -135,6 +135,15 @@ pub struct ProxyArgs {
         hide_env_values = true
     )]
     pub alert_webhooks: Vec<String>,
+    /// Export traces over OTLP/HTTP (protobuf) to this collector: one span per request
+    /// and one per upstream attempt, continuing the client's `traceparent`. A base
+    /// URL (`http://collector:4318`) gets `/v1/traces` appended. The exporter also
+    /// reads `OTEL_EXPORTER_OTLP_HEADERS`.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// The traces' `service.name`.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = defaults::OTLP_SERVICE_NAME)]
+    pub otlp_service_name: String,
     /// Require `Authorization: Bearer <token>` on `GET /metrics`.
     #[arg(long, env = "GEMINI_PROXY_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
@@ -240,6 +249,20 @@ fn webhooks(given: &[String]) -> Result<Vec<String>, String> {
         .collect()
 }
 
+/// The OTLP endpoint, if one is given: an `http(s)://` URL (named by host only if
+/// not: it may carry credentials).
+fn otlp_endpoint(given: Option<&str>) -> Result<Option<String>, String> {
+    let Some(url) = given.map(str::trim).filter(|url| !url.is_empty()) else {
+        return Ok(None);
+    };
+    match reqwest::Url::parse(url) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some() => {
+            Ok(Some(url.to_string()))
+        }
+        _ => Err("--otlp-endpoint: must be an http:// or https:// URL (OTLP/HTTP)".to_string()),
+    }
+}
+
 impl ProxyArgs {
     /// The typed configuration; fails when the price table cannot be read or parsed.
     pub fn config(&self) -> Result<ProxyConfig, String> {
@@ -292,6 +315,8 @@ impl ProxyArgs {
             metrics_listen: self.metrics_listen,
             alert_webhooks: webhooks(&self.alert_webhooks)?,
             metrics_token: self.metrics_token.clone().filter(|t| !t.trim().is_empty()),
+            otlp_endpoint: otlp_endpoint(self.otlp_endpoint.as_deref())?,
+            otlp_service_name: self.otlp_service_name.clone(),
             ..ProxyConfig::default()
         })
     }
@@ -439,12 +464,25 @@ mod tests {
     }
 
     #[test]
+    fn the_otlp_endpoint_must_be_an_http_url() {
+        let given = config(&["--otlp-endpoint", "http://collector:4318"]);
+        assert_eq!(
+            given.map(|c| c.otlp_endpoint),
+            Ok(Some("http://collector:4318".to_string()))
+        );
+        assert_eq!(config(&[]).map(|c| c.otlp_endpoint), Ok(None));
+        let bad = config(&["--otlp-endpoint", "grpc://collector:4317"]);
+        assert!(bad.is_err_and(|e| e.starts_with("--otlp-endpoint:")));
+    }
+
+    fn config(args: &[&str]) -> Result<ProxyConfig, String> {
+        let mut argv = vec!["x"];
+        argv.extend_from_slice(args);
+        Cli::parse_from(argv).proxy.config()
+    }
+
+    #[test]
     fn alert_webhooks_must_be_http_urls() {
-        let config = |args: &[&str]| {
-            let mut argv = vec!["x"];
-            argv.extend_from_slice(args);
-            Cli::parse_from(argv).proxy.config()
-        };
         let two = config(&[
             "--alert-webhook",
             "https://hooks.example/a",

@@ -44,6 +44,10 @@ pub struct ProxyConfig {
     pub alert_webhooks: Vec<String>,
     /// The wait before an undelivered alert's first retry (doubling after).
     pub alert_backoff: Duration,
+    /// Where traces are exported over OTLP/HTTP (`--otlp-endpoint`); none: no traces.
+    pub otlp_endpoint: Option<String>,
+    /// The traces' `service.name`.
+    pub otlp_service_name: String,
 }
 
 impl Default for ProxyConfig {
@@ -65,6 +69,8 @@ impl Default for ProxyConfig {
             metrics_token: None,
             alert_webhooks: Vec::new(),
             alert_backoff: Duration::from_secs(1),
+            otlp_endpoint: None,
+            otlp_service_name: defaults::OTLP_SERVICE_NAME.to_string(),
         }
     }
 }

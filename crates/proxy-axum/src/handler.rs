@@ -45,6 +45,8 @@ pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request
         content_length: header(headers, "content-length").and_then(|v| v.parse().ok()),
         client_ip: client,
         user_agent: header(headers, "user-agent"),
+        traceparent: header(headers, "traceparent"),
+        arrived_us,
     };
     let admitted = Admission::begin(id, now_ms, &head, state.config.admission)
         .and_then(|a| a.authorize(&state.proxy_keys()));

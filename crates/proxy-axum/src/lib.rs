@@ -24,6 +24,7 @@ mod runtime;
 mod serving;
 mod shared_cache;
 mod shared_counts;
+mod traces;
 mod upstream;
 
 pub use batcher::{BatchQueue, BatchWriter};

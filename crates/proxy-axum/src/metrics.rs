@@ -19,6 +19,7 @@ use proxy_core::telemetry::{model_label, proxy_key_label, tokens_by_kind};
 
 use crate::alerts::AlertHandle;
 use crate::batcher::BatchQueue;
+use crate::traces::Traces;
 
 /// Seconds: from 5 ms to 10 minutes (thinking models answer in minutes).
 const DURATION_BUCKETS: [f64; 14] = [
@@ -151,9 +152,11 @@ impl Metrics {
         self.requests
             .with_label_values(&[record.route.as_str(), model, &status, &proxy_key])
             .inc();
-        for (attempt_model, outcome) in &record.attempt_outcomes {
-            let attempt_model = model_label(Some(attempt_model), &self.prices);
-            self.attempts.with_label_values(&[attempt_model, outcome]).inc();
+        for attempt in &record.attempt_spans {
+            let attempt_model = model_label(Some(&attempt.model), &self.prices);
+            self.attempts
+                .with_label_values(&[attempt_model, attempt.outcome])
+                .inc();
         }
         for (kind, count) in tokens_by_kind(record) {
             self.tokens.with_label_values(&[model, kind]).inc_by(count);
@@ -229,19 +232,24 @@ impl Drop for StreamGuard {
     }
 }
 
-/// Where finished records go: counted in the metrics, their alerts raised, then
-/// queued for the store.
+/// Where finished records go: counted in the metrics, traced, their alerts raised,
+/// then queued for the store.
 #[derive(Clone)]
 pub struct RecordSink {
     pub(crate) logs: BatchQueue<LogRecord>,
     pub(crate) metrics: Arc<Metrics>,
     /// With `--alert-webhook`: where the record's alerts go.
     pub(crate) alerts: Option<AlertHandle>,
+    /// With `--otlp-endpoint`: the record's spans.
+    pub(crate) traces: Option<Arc<Traces>>,
 }
 
 impl RecordSink {
     pub fn submit(&self, mut record: LogRecord) {
         self.metrics.observe(&record);
+        if let Some(traces) = &self.traces {
+            traces.record(&record);
+        }
         if let Some(alerts) = &self.alerts {
             for event in record.alerts.drain(..) {
                 alerts.raise(event, None);

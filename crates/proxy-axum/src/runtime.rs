@@ -30,6 +30,7 @@ use crate::refresh::refresh_loop;
 use crate::router::metrics_router;
 use crate::shared_cache::{CacheSharing, SharedCache};
 use crate::shared_counts::{SharedCounts, SharingStatus};
+use crate::traces::Traces;
 use crate::upstream::ReqwestUpstream;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,8 @@ pub enum StartError {
     Metrics(String),
     #[error("cannot send alerts: {0}")]
     Alerts(String),
+    #[error("cannot export traces: {0}")]
+    Traces(String),
     #[error("cannot listen for metrics on {0}: {1}")]
     MetricsListen(SocketAddr, std::io::Error),
 }
@@ -232,6 +235,7 @@ pub struct ProxyRuntime {
     /// `--metrics-listen`: the metrics' own listener, its address and its stop.
     metrics_server: Option<(SocketAddr, JoinHandle<()>, Arc<Notify>)>,
     alerter: Option<Alerter>,
+    traces: Option<Arc<Traces>>,
 }
 
 impl ProxyRuntime {
@@ -276,10 +280,17 @@ impl ProxyRuntime {
                 (Some(alerter), Some(handle))
             }
         };
+        let traces = match &config.otlp_endpoint {
+            Some(endpoint) => Some(Arc::new(
+                Traces::start(endpoint, &config.otlp_service_name).map_err(StartError::Traces)?,
+            )),
+            None => None,
+        };
         let records = RecordSink {
             logs,
             metrics,
             alerts: alerts.clone(),
+            traces: traces.clone(),
         };
         let (state_changes, state_writer) = spawn_state_writer(store.clone());
         let body_budget = BodyBudget::new(config.body_memory_bytes);
@@ -322,6 +333,7 @@ impl ProxyRuntime {
             shared_cache,
             metrics_server,
             alerter,
+            traces,
         })
     }
 
@@ -357,6 +369,10 @@ impl ProxyRuntime {
         }
         if let Some(alerter) = self.alerter {
             alerter.shutdown().await;
+        }
+        // After the log writer: every record, and so every span, has been made.
+        if let Some(traces) = &self.traces {
+            traces.shutdown().await;
         }
         if let Some((_, task, stop)) = self.metrics_server {
             stop.notify_one();

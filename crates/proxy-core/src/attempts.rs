@@ -2,6 +2,7 @@
 
 use crate::key_state::StateChange;
 use crate::keys::KeyId;
+use crate::trace::AttemptSpan;
 
 /// What happened across a request's attempts, for the log and for the stores.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -17,9 +18,9 @@ pub struct Attempts {
     /// What the resilience rules did (a fallback, a breaker opened, a retry the
     /// budget refused), for the log record and the platform's log.
     pub notes: Vec<String>,
-    /// Each attempt's model and outcome ([`crate::classify::Outcome::metric_label`]),
-    /// for the platform's metrics.
-    pub outcomes: Vec<(String, &'static str)>,
+    /// Each attempt's model, key, outcome and times, for the platform's metrics and
+    /// traces.
+    pub spans: Vec<AttemptSpan>,
     /// Microseconds spent waiting on something other than the proxy itself: upstream's
     /// answers and the deliberate waits (backoff, the queue). The proxy's own time is
     /// the rest ([`crate::log::LogRecord::overhead_us`]).

@@ -117,4 +117,6 @@ pub fn mib_to_bytes(mib: u64) -> usize {
 }
 
 /// What the shared governance counts' Redis keys start with.
+/// The traces' `service.name` (`--otlp-service-name`, `OTEL_SERVICE_NAME`).
+pub const OTLP_SERVICE_NAME: &str = "gemini-proxy";
 pub const REDIS_PREFIX: &str = "gemini-proxy";

@@ -22,6 +22,7 @@ use crate::resilience::empty::{Empty, EmptyCheck, empty_answer};
 use crate::resilience::retry_budget::RetryTicket;
 use crate::resilience::{Admit, BreakerEvent, Place, Resilience, ResilienceConfig, fallback};
 use crate::retry::{Decision, Jitter, RetryPolicy};
+use crate::trace::AttemptSpan;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineConfig {
@@ -338,6 +339,7 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
             let budget = self.config.retry.deadline_ms.saturating_sub(elapsed);
             let timeout = self.config.attempt_timeout_ms.min(budget).max(1);
             let started_at = now;
+            let began_us = self.clock.monotonic_us();
             let sending = self.send_hedged(request, model, (key_id, &secret), timeout, &mut tried, attempts);
             let ((key_id, sent), us) = self.waited(sending).await;
             attempts.waiting_us += us;
@@ -364,7 +366,10 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                     // A failed read is counted with the failures (`record_failure`).
                     if let Ok(found) = &empty {
                         let label = if found.is_some() { "empty" } else { "ok" };
-                        attempts.outcomes.push((model.to_string(), label));
+                        let status = Some(response.status);
+                        attempts
+                            .spans
+                            .push(self.span(model, key_id, label, status, began_us));
                     }
                     match empty {
                         Ok(None) => {
@@ -424,6 +429,14 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
                 Err(error) => transport_failure(error, &mut last),
             };
             self.record_failure(attempts, key_id, model, &outcome, &last);
+            let status = match &last {
+                LastFailure::Upstream { status, .. } => Some(*status),
+                _ => None,
+            };
+            let label = outcome.metric_label();
+            attempts
+                .spans
+                .push(self.span(model, key_id, label, status, began_us));
             if gated {
                 self.learn(model, &outcome, self.clock.now_ms(), attempts);
             }
@@ -601,6 +614,25 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
         Ok(whole.then(|| empty_answer(check, &start)).flatten())
     }
 
+    /// An attempt that began at `began_us` (monotonic) and ends now.
+    fn span(
+        &self,
+        model: &str,
+        key_id: KeyId,
+        outcome: &'static str,
+        status: Option<u16>,
+        began_us: u64,
+    ) -> AttemptSpan {
+        AttemptSpan {
+            model: model.to_string(),
+            key_id,
+            outcome,
+            status,
+            began_us,
+            ended_us: self.clock.monotonic_us(),
+        }
+    }
+
     /// Teaches the model's breaker an attempt's outcome; an opened or closed breaker
     /// goes in the attempts' notes.
     fn learn(&self, model: &str, outcome: &Outcome, now_ms: u64, attempts: &mut Attempts) {
@@ -629,9 +661,6 @@ impl<U: Upstream, C: Clock> Engine<U, C> {
             .lock_pool()
             .apply(key_id, model, outcome, self.clock.now_ms());
         attempts.state_changes.extend(change);
-        attempts
-            .outcomes
-            .push((model.to_string(), outcome.metric_label()));
         attempts.last_error_kind = outcome.error_kind();
         attempts.last_error_message = match last {
             LastFailure::Upstream { body, .. } => Some(self.scrubbed(&error_message(body))),

@@ -41,6 +41,7 @@ pub mod retry;
 pub mod route;
 pub mod stream_meta;
 pub mod telemetry;
+pub mod trace;
 pub mod upstream_url;
 
 pub use engine::{Engine, EngineConfig};

@@ -64,9 +64,17 @@ pub struct LogRecord {
     /// The client's `user-agent`, cut to 256 characters.
     #[serde(default)]
     pub user_agent: Option<String>,
-    /// Each attempt's model and outcome, for metrics (not stored).
+    /// Each attempt's model, key, outcome and times, for metrics and traces (not
+    /// stored).
     #[serde(skip)]
-    pub attempt_outcomes: Vec<(String, &'static str)>,
+    pub attempt_spans: Vec<crate::trace::AttemptSpan>,
+    /// When the request's head arrived, on the platform's monotonic clock
+    /// ([`crate::platform::Clock::monotonic_us`]), for traces (not stored).
+    #[serde(skip)]
+    pub arrived_us: u64,
+    /// The client's `traceparent`, continued by the request's trace (not stored).
+    #[serde(skip)]
+    pub trace_parent: Option<crate::trace::TraceParent>,
     /// Microseconds the request waited on upstream and on deliberate waits (backoff,
     /// the queue), for metrics (not stored).
     #[serde(skip)]
@@ -113,7 +121,7 @@ impl LogRecord {
         self.error_message = attempts.last_error_message;
         self.served_model = attempts.served_model;
         self.notes.extend(attempts.notes);
-        self.attempt_outcomes = attempts.outcomes;
+        self.attempt_spans = attempts.spans;
         self.waiting_us = attempts.waiting_us;
         attempts.state_changes
     }

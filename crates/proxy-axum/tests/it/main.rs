@@ -18,4 +18,5 @@ mod resilience;
 mod secrets;
 mod shared_limits;
 mod streaming;
+mod traces;
 mod upstream_safety;

@@ -51,6 +51,10 @@ pub struct RequestHead<'a> {
     pub client_ip: Option<&'a str>,
     /// `user-agent`, for the audit trail (cut to [`crate::audit::USER_AGENT_MAX`]).
     pub user_agent: Option<&'a str>,
+    /// `traceparent`: the client's trace, which the request's spans continue.
+    pub traceparent: Option<&'a str>,
+    /// When the head arrived, on the platform's monotonic clock (for traces).
+    pub arrived_us: u64,
 }
 
 /// The operator's rules for admitting requests.
@@ -139,6 +143,8 @@ impl Admission {
             route: "unknown".into(),
             client_ip: head.client_ip.map(str::to_string),
             user_agent: head.user_agent.map(crate::audit::user_agent),
+            trace_parent: head.traceparent.and_then(crate::trace::TraceParent::parse),
+            arrived_us: head.arrived_us,
             ..LogRecord::default()
         };
         let (query_key, query) = take_key_param(head.query);

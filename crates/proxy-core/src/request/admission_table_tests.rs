@@ -118,6 +118,7 @@ fn admit(case: &Case, rules: AdmissionRules, keys: &ProxyKeyTable) -> Result<Pre
         content_length: declared.then_some(body.len() as u64),
         client_ip: None,
         user_agent: None,
+        ..RequestHead::default()
     };
     let authorized = Admission::begin(REQUEST_ID.into(), 0, &head, rules)?.authorize(keys)?;
     let limit_bytes = authorized.body_limit();
