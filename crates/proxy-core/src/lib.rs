@@ -26,6 +26,7 @@ pub mod key_check;
 pub mod key_state;
 pub mod keys;
 pub mod log;
+pub mod log_chain;
 pub mod mark_guard;
 pub mod openai_usage;
 pub mod pacific;

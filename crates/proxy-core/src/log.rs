@@ -64,6 +64,14 @@ pub struct LogRecord {
     /// The client's `user-agent`, cut to 256 characters.
     #[serde(default)]
     pub user_agent: Option<String>,
+    /// The log writer's hash chain ([`crate::log_chain`]): which chain, the place in
+    /// it, and the link (hex SHA-256); `None` until a writer linked the record.
+    #[serde(default)]
+    pub chain_id: Option<String>,
+    #[serde(default)]
+    pub chain_seq: Option<u64>,
+    #[serde(default)]
+    pub chain_sha256: Option<String>,
     /// Each attempt's model, key, outcome and times, for metrics and traces (not
     /// stored).
     #[serde(skip)]

@@ -77,6 +77,9 @@ pub fn full_record(id: &str, started_at_ms: u64) -> LogRecord {
         prompt_sha256: Some("0f".repeat(32)),
         client_ip: Some("2001:db8::7".into()),
         user_agent: Some("google-genai/1.0 \"quoted\" ünïcode".into()),
+        chain_id: Some("w1-2026-12-03".into()),
+        chain_seq: Some(7),
+        chain_sha256: Some("ab".repeat(32)),
         // Not stored: the metrics' transient fields stay at their defaults.
         ..LogRecord::default()
     }

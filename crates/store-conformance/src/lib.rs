@@ -35,8 +35,8 @@ pub use keys::{
     keys_round_trip_and_list_masked_only,
 };
 pub use logs::{
-    limit_defaults_to_50_and_caps_at_1000, log_filters_each_narrow, log_records_round_trip_every_field,
-    logs_mark_keys_last_used, the_same_batch_twice_keeps_one_copy,
+    chained_records_verify_when_read_back, limit_defaults_to_50_and_caps_at_1000, log_filters_each_narrow,
+    log_records_round_trip_every_field, logs_mark_keys_last_used, the_same_batch_twice_keeps_one_copy,
 };
 pub use proxy_keys::{
     proxy_key_policy_fields_round_trip, proxy_key_policy_is_kept_and_updated, proxy_keys_round_trip,

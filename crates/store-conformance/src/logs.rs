@@ -20,6 +20,34 @@ pub async fn log_records_round_trip_every_field<S: Store + ?Sized>(store: &S) {
     assert_eq!(listed, vec![sparse, full], "newest first, every field intact");
 }
 
+/// Records linked by a log writer's chain read back as they were linked: the chain
+/// verifies, and a change to a stored field would not.
+pub async fn chained_records_verify_when_read_back<S: Store + ?Sized>(store: &S) {
+    let mut chain = proxy_core::log_chain::LogChain::new("conformance");
+    let mut records = vec![
+        full_record("c1", 1_700_000_000_200),
+        record("c2", 1_700_000_000_201),
+    ];
+    // PostgreSQL keeps no U+0000: linking normalises the text the way the stores do.
+    records[0].error_message = Some("a NUL \0 inside".into());
+    for (i, record) in records.iter_mut().enumerate() {
+        (record.chain_id, record.chain_seq, record.chain_sha256) = (None, None, None);
+        chain.link(record, 1_700_000_000_300 + i as u64);
+    }
+    store.write_logs(&records).await.expect("write");
+    let listed = list(store, LogQuery::default()).await;
+    let report = proxy_core::log_chain::verify(listed.clone());
+    assert_eq!(report.problems, vec![], "{listed:#?}");
+    assert_eq!((report.chains.len(), report.chains[0].records), (1, 2));
+    assert_eq!(
+        report.chains[0].head,
+        records[1].chain_sha256.clone().unwrap_or_default()
+    );
+    let mut changed = listed;
+    changed[0].latency_ms += 1;
+    assert!(proxy_core::log_chain::verify(changed).tampered());
+}
+
 /// Each `LogQuery` filter narrows on its own and together; paging works.
 pub async fn log_filters_each_narrow<S: Store + ?Sized>(store: &S) {
     let mut records = Vec::new();

@@ -47,6 +47,7 @@ macro_rules! suite {
             proxy_key_policy_is_kept_and_updated,
             proxy_key_policy_fields_round_trip,
             log_records_round_trip_every_field,
+            chained_records_verify_when_read_back,
             log_filters_each_narrow,
             limit_defaults_to_50_and_caps_at_1000,
             the_same_batch_twice_keeps_one_copy,
@@ -129,6 +130,10 @@ pub async fn proxy_key_policy_fields_round_trip<F: Fixture>(f: &F) {
 
 pub async fn log_records_round_trip_every_field<F: Fixture>(f: &F) {
     logs::log_records_round_trip_every_field(f.store()).await;
+}
+
+pub async fn chained_records_verify_when_read_back<F: Fixture>(f: &F) {
+    logs::chained_records_verify_when_read_back(f.store()).await;
 }
 
 pub async fn log_filters_each_narrow<F: Fixture>(f: &F) {

@@ -55,6 +55,9 @@ struct WireRecord<'a> {
     prompt_sha256: Option<Cow<'a, str>>,
     client_ip: Option<Cow<'a, str>>,
     user_agent: Option<Cow<'a, str>>,
+    chain_id: Option<Cow<'a, str>>,
+    chain_seq: Option<i64>,
+    chain_sha256: Option<Cow<'a, str>>,
 }
 
 impl<'a> From<&'a LogRecord> for WireRecord<'a> {
@@ -91,6 +94,9 @@ impl<'a> From<&'a LogRecord> for WireRecord<'a> {
             prompt_sha256: opt_clean(&r.prompt_sha256),
             client_ip: opt_clean(&r.client_ip),
             user_agent: opt_clean(&r.user_agent),
+            chain_id: opt_clean(&r.chain_id),
+            chain_seq: opt_to_sql(r.chain_seq),
+            chain_sha256: opt_clean(&r.chain_sha256),
         }
     }
 }
@@ -119,7 +125,7 @@ const COLUMNS: &str = concat!(
      stream, status, attempts, latency_ms, ttfb_ms, prompt_tokens, candidates_tokens, \
      thoughts_tokens, cached_tokens, total_tokens, finish_reason, block_reason, error_kind, \
      error_message, request_body, cost_usd, served_model, cache, notes, prompt_sha256, client_ip, \
-     user_agent"
+     user_agent, chain_id, chain_seq, chain_sha256"
 );
 
 fn read_record(row: &Row) -> Result<LogRecord, StoreError> {
@@ -157,6 +163,9 @@ fn read_record(row: &Row) -> Result<LogRecord, StoreError> {
         prompt_sha256: row.try_get("prompt_sha256").db()?,
         client_ip: row.try_get("client_ip").db()?,
         user_agent: row.try_get("user_agent").db()?,
+        chain_id: row.try_get("chain_id").db()?,
+        chain_seq: opt_from_sql(row.try_get("chain_seq").db()?),
+        chain_sha256: row.try_get("chain_sha256").db()?,
         ..LogRecord::default()
     })
 }

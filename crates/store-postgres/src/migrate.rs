@@ -67,6 +67,10 @@ pub const MIGRATIONS: &[Migration] = &[
         file: "20261205000000_audit.sql",
         sql: include_str!("../../../supabase/migrations/20261205000000_audit.sql"),
     },
+    Migration {
+        file: "20261206000000_log_chain.sql",
+        sql: include_str!("../../../supabase/migrations/20261206000000_log_chain.sql"),
+    },
 ];
 
 /// Serialises concurrent appliers (two instances starting at once) within a database.

@@ -116,6 +116,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX IF NOT EXISTS request_logs_prompt_sha256 ON request_logs (prompt_sha256)
         WHERE prompt_sha256 IS NOT NULL;
     "#,
+    // 6: the log's hash chain (`proxy_core::log_chain`, `logs verify`): each record's
+    // chain, its place in it and its link.
+    r#"
+    ALTER TABLE request_logs ADD COLUMN chain_id TEXT;
+    ALTER TABLE request_logs ADD COLUMN chain_seq INTEGER;
+    ALTER TABLE request_logs ADD COLUMN chain_sha256 TEXT;
+    "#,
 ];
 
 /// Per-connection settings; none of them is stored in the file except WAL mode.

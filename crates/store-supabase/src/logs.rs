@@ -18,7 +18,7 @@ const MAX_LIMIT: u32 = 1000;
 const COLUMNS: &str = "id,started_at,proxy_key_id,upstream_key_ids,answered_key_id,model,route,api,stream,\
      status,attempts,latency_ms,ttfb_ms,prompt_tokens,candidates_tokens,thoughts_tokens,cached_tokens,\
      total_tokens,finish_reason,block_reason,error_kind,error_message,request_body,cost_usd,\
-     served_model,cache,notes,prompt_sha256,client_ip,user_agent";
+     served_model,cache,notes,prompt_sha256,client_ip,user_agent,chain_id,chain_seq,chain_sha256";
 
 /// A record as `insert_request_logs` takes it: the core's own serde shape, with numbers
 /// held to what `bigint` and `to_timestamp` accept so one absurd value cannot fail the
@@ -87,6 +87,12 @@ struct LogRow {
     client_ip: Option<String>,
     #[serde(default)]
     user_agent: Option<String>,
+    #[serde(default)]
+    chain_id: Option<String>,
+    #[serde(default)]
+    chain_seq: Option<i64>,
+    #[serde(default)]
+    chain_sha256: Option<String>,
 }
 
 impl LogRow {
@@ -122,6 +128,9 @@ impl LogRow {
             prompt_sha256: self.prompt_sha256,
             client_ip: self.client_ip,
             user_agent: self.user_agent,
+            chain_id: self.chain_id,
+            chain_seq: opt_from_db(self.chain_seq),
+            chain_sha256: self.chain_sha256,
             ..LogRecord::default()
         })
     }
