@@ -318,6 +318,15 @@ pub enum LogsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Check the log's hash chains: every record as it was written, none removed from
+    /// the middle of a chain or slipped in. Exits 1 if a chain is broken.
+    Verify {
+        /// Only chains written in this span (e.g. 7d); default: the whole log.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete records older than the given age (e.g. 30d).
     Prune {
         #[arg(long)]

@@ -13,6 +13,7 @@ use proxy_core::health::{Health, HealthInput, LimitSharing, PlatformCounts};
 use proxy_core::key_check::KeyCheck;
 use proxy_core::keys::KeyId;
 use proxy_core::log::LogRecord;
+use proxy_core::log_chain::LogChain;
 use proxy_core::mark_guard::MarkingSuspended;
 use proxy_core::platform::{KeySnapshot, KeyStore, LogSink, StoreError};
 use proxy_core::pool::{KeyPool, StateChange};
@@ -391,13 +392,24 @@ impl ProxyRuntime {
     }
 }
 
+/// The request-log writer. It links every record into its hash chain
+/// (`proxy_core::log_chain`) as it writes it, once: a batch written again after a
+/// failure keeps its links.
 fn spawn_log_writer(sink: Arc<dyn LogSink>, config: &ProxyConfig) -> (BatchQueue<LogRecord>, BatchWriter) {
+    // Unique per process start: two instances never share a chain.
+    let writer = format!("{:x}{:x}", std::process::id(), unix_ms());
+    let chain = Arc::new(Mutex::new(LogChain::new(writer)));
     BatchWriter::spawn(
         "request-log",
         config.log_queue_capacity,
         config.log_batch_size,
-        move |batch| {
+        move |mut batch: Vec<LogRecord>| {
             let sink = sink.clone();
+            {
+                let mut chain = chain.lock().unwrap_or_else(|p| p.into_inner());
+                let now = unix_ms();
+                batch.iter_mut().for_each(|record| chain.link(record, now));
+            }
             async move {
                 let result = sink.write_logs(&batch).await;
                 (batch, result)

@@ -148,7 +148,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// One chain as `verify` found it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ChainSummary {
     pub chain_id: String,
     pub records: u64,
@@ -159,7 +159,8 @@ pub struct ChainSummary {
 }
 
 /// What is wrong with a chain.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "problem", rename_all = "snake_case")]
 pub enum Problem {
     /// The record's fields or its link were changed after it was written.
     Altered { chain_id: String, seq: u64, id: String },
@@ -173,6 +174,15 @@ pub enum Problem {
 }
 
 impl Problem {
+    pub fn chain_id(&self) -> &str {
+        match self {
+            Problem::Altered { chain_id, .. }
+            | Problem::Missing { chain_id, .. }
+            | Problem::Duplicate { chain_id, .. }
+            | Problem::StartsLate { chain_id, .. } => chain_id,
+        }
+    }
+
     /// Whether this points at tampering rather than at pruning.
     pub fn is_tampering(&self) -> bool {
         !matches!(self, Problem::StartsLate { .. })
@@ -207,7 +217,7 @@ impl std::fmt::Display for Problem {
 }
 
 /// What `verify` found.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ChainReport {
     pub chains: Vec<ChainSummary>,
     pub problems: Vec<Problem>,
@@ -220,6 +230,18 @@ impl ChainReport {
     pub fn tampered(&self) -> bool {
         self.problems.iter().any(Problem::is_tampering)
     }
+
+    /// Keeps only the chains (and their problems) `keep` accepts by id.
+    pub fn keep_chains(&mut self, keep: impl Fn(&str) -> bool) {
+        self.chains.retain(|c| keep(&c.chain_id));
+        self.problems.retain(|p| keep(p.chain_id()));
+    }
+}
+
+/// The UTC day a chain was written (`YYYY-MM-DD`, the end of its id).
+pub fn chain_day(chain_id: &str) -> Option<&str> {
+    let at = chain_id.len().checked_sub(10)?;
+    chain_id.get(at..)
 }
 
 /// Checks every chain among `records` (any order). A chain whose first record is
@@ -413,8 +435,10 @@ mod tests {
         chain.link(&mut next_day, DAY_MS);
         assert_eq!(next_day.chain_seq, Some(0));
         assert_ne!(next_day.chain_id, linked.chain_id);
-        let mut unlinked = LogRecord::default();
-        unlinked.id = "old".into();
+        let unlinked = LogRecord {
+            id: "old".into(),
+            ..LogRecord::default()
+        };
         let report = verify([linked, next_day, unlinked]);
         assert_eq!((report.chains.len(), report.unlinked), (2, 1));
         assert!(report.problems.is_empty());

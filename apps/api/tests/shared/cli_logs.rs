@@ -173,3 +173,58 @@ async fn control_characters_from_clients_are_escaped_in_text_output() {
         serde_json::from_str(&cli(&path, &["logs", "list", "--json"])).expect("json");
     assert_eq!(json[0]["model"], hostile, "JSON keeps the exact name");
 }
+
+/// `logs verify` on records a writer linked: intact, then a stored field changed
+/// behind the store's back and a record deleted make it fail and say where.
+#[tokio::test]
+async fn logs_verify_finds_a_changed_and_a_removed_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("proxy.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let mut chain = proxy_core::log_chain::LogChain::new("w1");
+    let now = now_ms();
+    let mut records: Vec<LogRecord> = (0..5)
+        .map(|i| record(&format!("v{i}"), now - HOUR_MS + i, Some("flash"), None))
+        .collect();
+    records.iter_mut().for_each(|r| chain.link(r, now));
+    store.write_logs(&records).await.expect("write");
+    let mut unlinked = record("old", now - 2 * HOUR_MS, Some("flash"), None);
+    unlinked.status = 500;
+    store.write_logs(&[unlinked]).await.expect("write");
+
+    let intact = cli(&path, &["logs", "verify"]);
+    assert!(
+        intact.ends_with("5 records in 1 chains (1 without a link): intact\n"),
+        "{intact}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&cli(&path, &["logs", "verify", "--since", "1d", "--json"])).expect("json");
+    assert_eq!(json["chains"][0]["records"], 5);
+    assert_eq!(
+        json["chains"][0]["head"],
+        records[4].chain_sha256.clone().unwrap_or_default()
+    );
+
+    let db = rusqlite::Connection::open(&path).expect("open the file");
+    db.execute("UPDATE request_logs SET latency_ms = 1 WHERE id = 'v1'", [])
+        .expect("tamper");
+    db.execute("DELETE FROM request_logs WHERE id = 'v3'", [])
+        .expect("tamper");
+    let output = std::process::Command::new(crate::harness::bin())
+        .args(["logs", "verify"])
+        .env_remove("DATABASE_URL")
+        .env("GEMINI_PROXY_DB", &path)
+        .output()
+        .expect("run gemini-proxy");
+    assert!(!output.status.success(), "a broken chain fails the command");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let chain_id = records[0].chain_id.clone().unwrap_or_default();
+    assert!(
+        text.contains(&format!(
+            "{chain_id} #1 (request v1): changed after it was written"
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!("{chain_id} #3: missing")), "{text}");
+    assert!(text.contains("BROKEN"), "{text}");
+}

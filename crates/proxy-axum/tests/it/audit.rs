@@ -42,3 +42,19 @@ async fn records_carry_the_prompt_hash_client_address_and_user_agent() {
         "no prompt stored"
     );
 }
+
+/// The log writer links every record it stores: what the store holds verifies as one
+/// chain of this writer, in the order written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_writer_links_every_record_into_one_chain() {
+    let h = crate::harness::Harness::start(&[crate::harness::key("good")]).await;
+    for _ in 0..3 {
+        assert_eq!(h.generate(crate::harness::FLASH).await.status(), 200);
+    }
+    let records = h.logs(3).await;
+    assert!(records.iter().all(|r| r.chain_sha256.is_some()), "{records:#?}");
+    let report = proxy_core::log_chain::verify(records);
+    assert_eq!(report.problems, vec![]);
+    assert_eq!(report.chains.len(), 1);
+    assert_eq!((report.chains[0].first_seq, report.chains[0].last_seq), (0, 2));
+}
