@@ -36,3 +36,15 @@ impl Clock for TokioClock {
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }
 }
+
+/// 16 hex digits no other call returns (in this process or, but for a 2^-64 chance,
+/// another): std's per-process random hash keys, salted with a counter.
+pub fn unique_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(CALLS.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
+}

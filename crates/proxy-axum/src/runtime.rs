@@ -396,8 +396,9 @@ impl ProxyRuntime {
 /// (`proxy_core::log_chain`) as it writes it, once: a batch written again after a
 /// failure keeps its links.
 fn spawn_log_writer(sink: Arc<dyn LogSink>, config: &ProxyConfig) -> (BatchQueue<LogRecord>, BatchWriter) {
-    // Unique per process start: two instances never share a chain.
-    let writer = format!("{:x}{:x}", std::process::id(), unix_ms());
+    // Unique per writer: two instances (or two proxies in one process) never share a
+    // chain.
+    let writer = crate::clock::unique_id();
     let chain = Arc::new(Mutex::new(LogChain::new(writer)));
     BatchWriter::spawn(
         "request-log",

@@ -8,6 +8,11 @@
 //! window ends), so instances need no other coordination. When Redis cannot be
 //! reached, the instance counts alone (said on `/healthz` and in the log) and tries
 //! again every [`RETRY_EVERY`]; what it counted meanwhile is reported once it is back.
+//!
+//! A round is applied once: it runs as one script guarded by a marker of its own
+//! (`<prefix>:round:<instance>:<n>`), and a round whose answer was lost (the
+//! connection cut after Redis ran it) is sent again, same marker, before any new one.
+//! Redis then only reads the totals back instead of adding twice.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -30,6 +35,33 @@ pub const RETRY_EVERY: Duration = Duration::from_secs(1);
 const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Keys outlive their window by this much, so a late reader still finds the total.
 const EXPIRE_AFTER_WINDOW_MS: u64 = 60_000;
+/// How long a round's marker says it was applied: a round sent again later than this
+/// (Redis away for over an hour) would be added twice.
+const ROUND_MARKER_MS: u64 = 3_600_000;
+
+/// One round: if its marker is new, add each count and set its expiry; either way,
+/// answer every count's total. `KEYS[1]` is the marker, `KEYS[i+1]` count `i`;
+/// `ARGV[1]` the marker's life, then per count what to add and when it expires.
+const ROUND_SCRIPT: &str = r"
+local fresh = redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1])
+local totals = {}
+for i = 2, #KEYS do
+  local add = ARGV[2 * i - 2]
+  if fresh then
+    totals[i - 1] = redis.call('INCRBY', KEYS[i], add)
+    redis.call('PEXPIREAT', KEYS[i], ARGV[2 * i - 1])
+  else
+    totals[i - 1] = tonumber(redis.call('GET', KEYS[i]) or '0')
+  end
+end
+return totals
+";
+
+/// A round's plan and the marker that makes it apply once.
+struct Round {
+    marker: String,
+    plan: Vec<SyncOp>,
+}
 
 /// The running sync task and where sharing stands.
 pub struct SharedCounts {
@@ -111,6 +143,12 @@ async fn sync_loop(
 ) {
     let mut connection: Option<MultiplexedConnection> = None;
     let mut warned = false;
+    let script = redis::Script::new(ROUND_SCRIPT);
+    // Unique per task: rounds of two instances never share a marker.
+    let instance = crate::clock::unique_id();
+    let mut next_round = 0u64;
+    // A round Redis may or may not have applied: sent again before any new one.
+    let mut held: Option<Round> = None;
     loop {
         if connection.is_none() {
             match tokio::time::timeout(ROUND_TRIP_TIMEOUT, client.get_multiplexed_async_connection()).await {
@@ -135,13 +173,21 @@ async fn sync_loop(
             () = tokio::time::sleep(wait) => false,
         };
         if let Some(conn) = connection.as_mut() {
-            match sync_once(&governor, conn, &prefix).await {
+            let round = held.take().unwrap_or_else(|| {
+                next_round += 1;
+                Round {
+                    marker: format!("{prefix}:round:{instance}:{next_round}"),
+                    plan: governor.sync_plan(unix_ms()),
+                }
+            });
+            match run_round(&governor, conn, &prefix, &script, &round).await {
                 Ok(()) => {
                     status.rounds.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(error) => {
                     unreachable_now(&governor, &status, &mut warned, &error);
                     connection = None;
+                    held = Some(round);
                 }
             }
         }
@@ -163,39 +209,35 @@ fn unreachable_now(governor: &Governor, status: &SharingStatus, warned: &mut boo
     }
 }
 
-/// One round: the core's plan as one pipeline, its totals back into the core.
-async fn sync_once(
+/// One round: the core's plan as one script call, its totals back into the core. On a
+/// lost answer the plan is not given back to the core: the caller sends the same round
+/// again (its marker keeps Redis from adding it twice).
+async fn run_round(
     governor: &Governor,
     conn: &mut MultiplexedConnection,
     prefix: &str,
+    script: &redis::Script,
+    round: &Round,
 ) -> Result<(), String> {
-    let plan: Vec<SyncOp> = governor.sync_plan(unix_ms());
-    if plan.is_empty() {
+    if round.plan.is_empty() {
         return Ok(());
     }
-    let mut pipe = redis::pipe();
-    for op in &plan {
-        let name = format!("{prefix}:{}", op.name);
-        pipe.cmd("INCRBY").arg(&name).arg(op.add);
-        pipe.cmd("PEXPIREAT")
-            .arg(&name)
-            .arg(op.end_ms + EXPIRE_AFTER_WINDOW_MS)
-            .ignore();
+    let mut call = script.key(&round.marker);
+    call.arg(ROUND_MARKER_MS);
+    for op in &round.plan {
+        call.key(format!("{prefix}:{}", op.name))
+            .arg(op.add)
+            .arg(op.end_ms + EXPIRE_AFTER_WINDOW_MS);
     }
-    let answer = tokio::time::timeout(ROUND_TRIP_TIMEOUT, pipe.query_async::<Vec<u64>>(conn)).await;
+    let answer = tokio::time::timeout(ROUND_TRIP_TIMEOUT, call.invoke_async::<Vec<u64>>(conn)).await;
     match answer {
-        Ok(Ok(totals)) if totals.len() == plan.len() => {
+        Ok(Ok(totals)) if totals.len() == round.plan.len() => {
             let totals: Vec<Option<u64>> = totals.into_iter().map(Some).collect();
-            governor.sync_apply(&plan, &totals);
+            governor.sync_apply(&round.plan, &totals);
             Ok(())
         }
-        other => {
-            governor.sync_apply(&plan, &vec![None; plan.len()]);
-            Err(match other {
-                Ok(Ok(_)) => "Redis answered a different number of totals".to_string(),
-                Ok(Err(error)) => error.to_string(),
-                Err(_) => "Redis did not answer in time".to_string(),
-            })
-        }
+        Ok(Ok(_)) => Err("Redis answered a different number of totals".to_string()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("Redis did not answer in time".to_string()),
     }
 }

@@ -130,11 +130,32 @@ async fn without_redis_an_instance_counts_alone_and_says_so() {
     shared.shutdown().await;
 }
 
-/// A TCP forwarder to Redis that the test can cut and restore.
+/// A TCP forwarder to Redis that the test can cut and restore, or make deaf: Redis
+/// still gets every command, its answers are lost on the way back.
 struct Gate {
     addr: std::net::SocketAddr,
     open: Arc<AtomicBool>,
+    deaf: Arc<AtomicBool>,
     task: JoinHandle<()>,
+}
+
+/// Copies Redis' answers to the client, dropping them while `deaf`.
+async fn answers(
+    mut from: tokio::net::tcp::ReadHalf<'_>,
+    mut to: tokio::net::tcp::WriteHalf<'_>,
+    deaf: &AtomicBool,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if !deaf.load(Ordering::SeqCst) && to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }
 
 impl Gate {
@@ -142,7 +163,9 @@ impl Gate {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let open = Arc::new(AtomicBool::new(true));
+        let deaf = Arc::new(AtomicBool::new(false));
         let flag = open.clone();
+        let deafened = deaf.clone();
         let task = tokio::spawn(async move {
             let mut links: Vec<JoinHandle<()>> = Vec::new();
             loop {
@@ -154,6 +177,7 @@ impl Gate {
                 }
                 let to = to.clone();
                 let flag = flag.clone();
+                let deaf = deafened.clone();
                 links.push(tokio::spawn(async move {
                     let Ok(mut server) = TcpStream::connect(&to).await else {
                         return;
@@ -167,14 +191,68 @@ impl Gate {
                     };
                     tokio::select! {
                         _ = tokio::io::copy(&mut cr, &mut sw) => {}
-                        _ = tokio::io::copy(&mut sr, &mut cw) => {}
+                        () = answers(sr, cw, &deaf) => {}
                         () = cut => {}
                     }
                 }));
             }
         });
-        Self { addr, open, task }
+        Self {
+            addr,
+            open,
+            deaf,
+            task,
+        }
     }
+}
+
+/// A round Redis ran but whose answer was lost is sent again once the link is back,
+/// and not added twice.
+#[tokio::test]
+async fn a_round_whose_answer_was_lost_is_not_counted_twice() {
+    let gate = Gate::start("127.0.0.1:6379".into()).await;
+    let url = match std::env::var("REDIS_URL") {
+        Ok(_) => return, // a Redis elsewhere: this test needs the local one behind the gate
+        Err(_) => format!("redis://{}", gate.addr),
+    };
+    let prefix = prefix("lost");
+    let governor = Arc::new(Governor::default());
+    let shared = SharedCounts::spawn(governor.clone(), &url, &prefix).expect("valid url");
+    let status = shared.status();
+    until(&status, LimitSharing::Shared).await;
+
+    gate.deaf.store(true, Ordering::SeqCst);
+    let mut record = proxy_core::log::LogRecord {
+        proxy_key_id: Some(1),
+        model: Some("gemini-2.5-flash".into()),
+        total_tokens: Some(321),
+        ..Default::default()
+    };
+    governor.charge(&mut record, true, None, unix_ms());
+    // Redis adds the 321; the task never hears so and gives the link up.
+    until(&status, LimitSharing::Unreachable).await;
+    gate.deaf.store(false, Ordering::SeqCst);
+    until(&status, LimitSharing::Shared).await;
+    synced(&status, 2).await;
+    let client = redis::Client::open(redis_url()).expect("url");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:p1:tok:m:*"))
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    let mut total = 0;
+    for key in keys {
+        let value: u64 = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("get");
+        total += value;
+    }
+    assert_eq!(total, 321, "added once");
+    shared.shutdown().await;
+    gate.task.abort();
 }
 
 #[tokio::test]
