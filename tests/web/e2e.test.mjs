@@ -86,13 +86,51 @@ test('logs in and adds upstream keys (bulk paste)', async () => {
   for (const key of KEYS) assert.ok(!table.includes(key), 'the key table must only show masked keys');
 });
 
+test('pasting keys already stored adds the others and says which lines were skipped', async () => {
+  await page.goto(`${WEB}/keys`);
+  const fresh = 'AIzaSyE2E-good-key-00000000000000000003';
+  await page.fill('textarea[name=keys]', [KEYS[0], '', fresh, 'AIza key'].join('\n'));
+  await Promise.all([page.waitForURL(/msg=added/), page.click('form[action="/keys"] button')]);
+  assert.equal(
+    (await page.textContent('#added-keys')).trim(),
+    'Added 1 key. Already stored: line 1 (as #1). Not a key: line 4.',
+  );
+  const row = page.locator('#keys tr[data-key-id]', { hasText: 'key-0003' });
+  assert.equal(await row.count(), 1, 'a key pasted without a name is named by its last four characters');
+  assert.ok(!(await page.content()).includes(fresh), 'the page never shows an upstream key');
+
+  // Delete asks first: dismissed, nothing happens; accepted, the key goes.
+  let asked = '';
+  page.once('dialog', (d) => { asked = d.message(); d.dismiss(); });
+  await row.locator('form[action$="/delete"] button').click();
+  assert.match(asked, /^Delete this upstream key\?/);
+  assert.equal(await page.locator('#keys tr[data-key-id]', { hasText: 'key-0003' }).count(), 1);
+  page.once('dialog', (d) => d.accept());
+  await Promise.all([page.waitForURL(/msg=deleted/), row.locator('form[action$="/delete"] button').click()]);
+  assert.equal(await page.locator('#keys tr[data-key-id]', { hasText: 'key-0003' }).count(), 0);
+});
+
 test('creates a proxy key and shows its secret once', async () => {
   await page.goto(`${WEB}/proxy-keys`);
   await page.fill('form[action="/proxy-keys"] input[name=name]', 'e2e client');
   await Promise.all([page.waitForLoadState('load'), page.click('form[action="/proxy-keys"] button')]);
   secret = (await page.textContent('#new-secret')).trim();
   assert.match(secret, /^gp-[0-9a-f]{48}$/);
+  assert.ok(!page.url().includes(secret), 'never in a URL');
   await shot('proxy-keys');
+
+  // Without a clipboard (plain http:// to another host), Copy selects the text instead.
+  await page.evaluate(() => Object.defineProperty(navigator, 'clipboard', { value: undefined }));
+  await page.click('[data-copy="new-secret"]');
+  assert.match(await page.textContent('[data-copy="new-secret"]'), /Selected: press Ctrl\+C/);
+  assert.equal((await page.evaluate(() => String(getSelection()))).trim(), secret);
+
+  // Reloading the page after the creation creates no second key and shows no secret.
+  const rows = async () => page.locator('#proxy-keys tr[data-proxy-key-id]', { hasText: 'e2e client' }).count();
+  await page.reload();
+  assert.equal(await rows(), 1, 'a reload creates no second key');
+  assert.ok(!(await page.content()).includes(secret), 'the secret is shown only once');
+  assert.match(await page.textContent('main'), /was shown once/);
   await page.goto(`${WEB}/proxy-keys`);
   assert.ok(!(await page.content()).includes(secret), 'the secret is shown only once');
 });
@@ -156,6 +194,29 @@ test('requests through the proxy route reach fake Gemini', async () => {
   assert.equal(await generate('gp-wrong'), 401);
 });
 
+test('the favicon and a mistyped dashboard URL are the dashboard\'s, not logged as proxy requests', async () => {
+  const icon = await page.request.get(`${WEB}/favicon.ico`);
+  assert.equal(icon.status(), 200);
+  assert.match(icon.headers()['content-type'], /^image\//);
+  const errorsBefore = consoleErrors.length;
+  const typo = await page.goto(`${WEB}/kyes`);
+  assert.equal(typo.status(), 404);
+  assert.match(await page.textContent('main'), /No page at \/kyes/);
+  assert.ok(await page.locator('nav a[href="/keys"]').count(), 'the 404 page keeps the navigation');
+  // The 404 answer is logged by Chromium as a failed load: expected here.
+  consoleErrors.splice(errorsBefore);
+  // A request after them, logged: once it shows, they would have too.
+  const logged = async () => {
+    await page.goto(`${WEB}/logs`);
+    return (await page.locator('#logs tr').count()) - 1;
+  };
+  const before = await logged();
+  assert.equal(await generate(secret), 200);
+  await eventually('the marker request in the logs', async () => (await logged()) > before);
+  const statuses = await page.$$eval('#logs tr', (rows) => rows.map((r) => [...r.cells].map((c) => c.textContent.trim())));
+  assert.ok(!statuses.some((cells) => cells[2] === '404'), `no dashboard 404 in the request log: ${JSON.stringify(statuses)}`);
+});
+
 test('the requests show in logs, with a detail view and no upstream key', async () => {
   await eventually('log records', async () => {
     await page.goto(`${WEB}/logs`);
@@ -217,18 +278,27 @@ test('key states refresh in place from the key_rows server function', bundleOnly
   const res = await page.request.post(`${WEB}/keys/1/disable`, { form: { csrf }, maxRedirects: 0 });
   assert.equal(res.status(), 303);
   await eventually('the status cell to show the change', async () => /disabled/.test(await cell.textContent()), 15000);
+  const toggle = page.locator('tr[data-key-id="1"] [data-live-toggle] button');
+  await eventually('the button to offer Enable', async () => (await toggle.textContent()) === 'Enable', 15000);
   const again = await page.request.post(`${WEB}/keys/1/enable`, { form: { csrf }, maxRedirects: 0 });
   assert.equal(again.status(), 303);
   await eventually('the status cell to recover', async () => /^ok$/.test((await cell.textContent()).trim()), 15000);
+  await eventually('the button to offer Disable again', async () => (await toggle.textContent()) === 'Disable', 15000);
 });
 
-test('overview totals refresh in place from the overview_totals server function', bundleOnly, async () => {
+test('the overview refreshes in place, cards and charts together, from the overview_section server function', bundleOnly, async () => {
   await page.goto(`${WEB}/?range=hour`);
   const count = async () => Number((await page.textContent('#totals')).match(/Requests\s*(\d+)/)?.[1] ?? -1);
+  // The requests chart's columns say their counts on hover: their sum is the card's.
+  const charted = () => page.$$eval('svg[aria-label="requests"] title', (titles) => titles
+    .map((t) => [...t.textContent.matchAll(/(?:ok|errors): (\d+)/g)].reduce((n, m) => n + Number(m[1]), 0))
+    .reduce((a, b) => a + b, 0));
   const before = await count();
   assert.ok(before >= 3, `the totals show this hour's requests (${before})`);
+  assert.equal(await charted(), before, 'the page renders cards and charts from one read');
   assert.equal(await generate(secret), 200);
   await eventually('the totals to count the new request', async () => (await count()) > before, 25000);
+  assert.equal(await charted(), await count(), 'the chart refreshed with the cards');
 });
 
 test('usage shows day x model x key and downloads CSV', async () => {
@@ -244,7 +314,10 @@ test('usage shows day x model x key and downloads CSV', async () => {
 
 test('a revoked proxy key is refused', async () => {
   await page.goto(`${WEB}/proxy-keys`);
+  let asked = '';
+  page.once('dialog', (d) => { asked = d.message(); d.accept(); });
   await Promise.all([page.waitForURL(/msg=revoked/), page.click('#proxy-keys form[action$="/revoke"] button')]);
+  assert.match(asked, /^Revoke this proxy key\?/, 'revoking asks first');
   // The proxy answers a revoked key with 401 or 403 (it knows the key was revoked).
   await eventually('the revoked key to be refused', async () => [401, 403].includes(await generate(secret)));
 });

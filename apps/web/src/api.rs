@@ -4,7 +4,7 @@
 //! answers only to a logged-in operator.
 
 use leptos::prelude::*;
-use proxy_core::admin::{KeyRow, UsageCell};
+use proxy_core::admin::KeyRow;
 
 /// Every upstream key's row as the store has it now, for live status cells.
 #[server(prefix = "/api", endpoint = "key_rows")]
@@ -17,16 +17,15 @@ pub async fn key_rows() -> Result<Vec<KeyRow>, ServerFnError> {
         .map_err(crate::server_fns::store_failed)
 }
 
-/// The overview's headline totals for "hour", "day" or "week".
-#[server(prefix = "/api", endpoint = "overview_totals")]
-pub async fn overview_totals(range: String) -> Result<UsageCell, ServerFnError> {
+/// The overview's changing part for "hour", "day" or "week", rendered as the page
+/// renders it: cards, charts and tables from one read, so they agree.
+#[server(prefix = "/api", endpoint = "overview_section")]
+pub async fn overview_section(range: String) -> Result<String, ServerFnError> {
     let state = crate::server_fns::operator_state().await?;
     let range = crate::data::Range::parse(Some(&range));
-    let query = crate::data::window_totals(range, proxy_axum::unix_ms());
-    let cells = state
-        .admin
-        .usage(&query)
+    let overview = crate::handlers::pages::overview_data(state.admin.as_ref(), range, proxy_axum::unix_ms())
         .await
         .map_err(crate::server_fns::store_failed)?;
-    Ok(cells.into_iter().next().unwrap_or_default())
+    let owner = leptos::prelude::Owner::new();
+    Ok(owner.with(|| crate::views::overview::section(&overview)))
 }

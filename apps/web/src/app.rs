@@ -4,7 +4,11 @@
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::Request;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use proxy_core::route::is_api_path;
+use tower_service::Service;
 
 use crate::handlers::{actions, login, pages};
 use crate::state::AppState;
@@ -38,8 +42,28 @@ pub fn dashboard_router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Dashboard routes first; everything else (`/v1beta/…`, `/v1/…`, `/healthz`) is the proxy.
+/// Dashboard routes first; the API's paths (`/v1beta/…`, `/v1/…`) and the proxy's own
+/// (`/healthz`, `/metrics`) are the proxy's; any other path is the dashboard's 404, so
+/// a browser's `/favicon.ico` or a mistyped page is never logged as a failed request.
 pub fn app(dashboard: Arc<AppState>) -> Router {
-    let proxy = dashboard.proxy.clone();
-    dashboard_router(dashboard).merge(proxy_axum::proxy_router(proxy))
+    let proxy = proxy_axum::proxy_router(dashboard.proxy.clone());
+    let state = dashboard.clone();
+    let fallback = move |request: Request| {
+        let mut proxy = proxy.clone();
+        let state = state.clone();
+        async move {
+            let path = request.uri().path();
+            match is_api_path(path) || PROXY_PATHS.contains(&path) {
+                // A Router is always ready: no poll_ready needed.
+                true => proxy.call(request).await.into_response(),
+                false => pages::not_found(&state, request.headers(), path),
+            }
+        }
+    };
+    dashboard_router(dashboard)
+        .route("/favicon.ico", get(pages::favicon))
+        .fallback(fallback)
 }
+
+/// The proxy's paths besides the API's.
+const PROXY_PATHS: [&str; 2] = ["/healthz", "/metrics"];

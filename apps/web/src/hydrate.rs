@@ -1,8 +1,9 @@
 //! The browser bundle (`scripts/build-web.sh`, feature `hydrate`). Pages are complete
 //! without it; with it, the parts that change on their own stay current: key status
 //! cells (cooldowns count down every second, states refresh from the `key_rows` server
-//! function) and the overview's totals (from `overview_totals`). Each part is the same
-//! `live` component the server rendered, mounted in its place once fresh data arrives.
+//! function, with each key's Enable/Disable button) and the overview (cards, charts and
+//! tables replaced together from `overview_section`). The key parts are the same `live`
+//! components the server rendered, mounted in place once fresh data arrives.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -13,11 +14,11 @@ use proxy_core::admin::KeyRow;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::wasm_bindgen;
 
-use crate::api::{key_rows, overview_totals};
-use crate::live::{KeyStatus, TotalsCards};
+use crate::api::{key_rows, overview_section};
+use crate::live::{KeyStatus, KeyToggle};
 
 const KEYS_EVERY: Duration = Duration::from_secs(5);
-const TOTALS_EVERY: Duration = Duration::from_secs(10);
+const OVERVIEW_EVERY: Duration = Duration::from_secs(10);
 
 /// Called by the page's module script once the bundle is loaded.
 #[wasm_bindgen]
@@ -27,10 +28,10 @@ pub fn hydrate() {
     let _ = any_spawner::Executor::init_wasm_bindgen();
     let cells = elements("[data-live-key]");
     if !cells.is_empty() {
-        spawn_local(live_keys(cells));
+        spawn_local(live_keys(cells, elements("[data-live-toggle]")));
     }
-    if let Some(totals) = elements("#totals[data-range]").into_iter().next() {
-        spawn_local(live_totals(totals));
+    if let Some(overview) = elements("#overview-live[data-range]").into_iter().next() {
+        live_overview(overview);
     }
 }
 
@@ -51,7 +52,7 @@ fn now_ms() -> u64 {
     js_sys::Date::now() as u64
 }
 
-async fn live_keys(cells: Vec<web_sys::HtmlElement>) {
+async fn live_keys(cells: Vec<web_sys::HtmlElement>, toggles: Vec<web_sys::HtmlElement>) {
     let Ok(first) = key_rows().await else {
         return; // Logged out or the store is down: the rendered cells stay as they are.
     };
@@ -85,29 +86,45 @@ async fn live_keys(cells: Vec<web_sys::HtmlElement>) {
         cell.set_inner_html("");
         leptos::mount::mount_to(cell, move || view! { <KeyStatus row=row now_ms=now/> }).forget();
     }
+    for cell in toggles {
+        let dataset = cell.dataset();
+        let (Some(id), Some(csrf)) = (
+            dataset.get("liveToggle").and_then(|v| v.parse::<i64>().ok()),
+            dataset.get("csrf"),
+        ) else {
+            continue;
+        };
+        let Some(initial) = rows.with_untracked(|m| m.get(&id).map(|r| r.enabled)) else {
+            continue;
+        };
+        let enabled = Signal::derive(move || rows.with(|m| m.get(&id).map_or(initial, |r| r.enabled)));
+        cell.set_inner_html("");
+        leptos::mount::mount_to(
+            cell,
+            move || view! { <KeyToggle id=id enabled=enabled csrf=csrf.clone()/> },
+        )
+        .forget();
+    }
 }
 
 fn by_id(rows: Vec<KeyRow>) -> HashMap<i64, KeyRow> {
     rows.into_iter().map(|r| (r.id, r)).collect()
 }
 
-async fn live_totals(element: web_sys::HtmlElement) {
+/// Replaces the overview's changing part whole, every few seconds: cards, charts and
+/// tables come from one server read, so they never disagree.
+fn live_overview(element: web_sys::HtmlElement) {
     let range = element.dataset().get("range").unwrap_or_else(|| "day".into());
-    let Ok(first) = overview_totals(range.clone()).await else {
-        return;
-    };
-    let totals = RwSignal::new(first);
     set_interval(
         move || {
-            let range = range.clone();
+            let (range, element) = (range.clone(), element.clone());
             spawn_local(async move {
-                if let Ok(fresh) = overview_totals(range).await {
-                    totals.set(fresh);
+                // Logged out or the store is down: what is shown stays.
+                if let Ok(fresh) = overview_section(range).await {
+                    element.set_inner_html(&fresh);
                 }
             })
         },
-        TOTALS_EVERY,
+        OVERVIEW_EVERY,
     );
-    element.set_inner_html("");
-    leptos::mount::mount_to(element, move || view! { <TotalsCards totals=totals/> }).forget();
 }

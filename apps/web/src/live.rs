@@ -60,6 +60,23 @@ pub fn KeyStatus(#[prop(into)] row: Signal<KeyRow>, #[prop(into)] now_ms: Signal
     view! { <span class=move || state_class(&text())>{text}</span> }
 }
 
+/// A key's Enable or Disable button, whichever its state calls for: a live page
+/// never offers "Disable" next to a key disabled elsewhere.
+#[component]
+pub fn KeyToggle(id: i64, #[prop(into)] enabled: Signal<bool>, csrf: String) -> impl IntoView {
+    let action = move || match enabled.get() {
+        true => format!("/keys/{id}/disable"),
+        false => format!("/keys/{id}/enable"),
+    };
+    let label = move || if enabled.get() { "Disable" } else { "Enable" };
+    view! {
+        <form method="post" action=action class="inline">
+            <input type="hidden" name="csrf" value=csrf/>
+            <button type="submit">{label}</button>
+        </form>
+    }
+}
+
 /// The overview's headline numbers.
 #[component]
 pub fn TotalsCards(#[prop(into)] totals: Signal<UsageCell>) -> impl IntoView {

@@ -16,6 +16,9 @@ const TTL_MS: u64 = 12 * 60 * 60 * 1000;
 pub struct Session {
     pub csrf: String,
     expires_ms: u64,
+    /// A new proxy key's name and secret, until the page after its creation shows them
+    /// once (post, redirect, get: a reload never creates a second key).
+    new_secret: Option<(String, String)>,
 }
 
 impl Session {
@@ -36,6 +39,7 @@ impl Sessions {
         let session = Session {
             csrf: random_hex()?,
             expires_ms: now_ms + TTL_MS,
+            new_secret: None,
         };
         let mut map = self.by_token.lock().unwrap_or_else(|p| p.into_inner());
         // Dropping expired sessions here keeps the map bounded without a timer task.
@@ -47,6 +51,20 @@ impl Sessions {
     pub fn get(&self, token: &str, now_ms: u64) -> Option<Session> {
         let map = self.by_token.lock().unwrap_or_else(|p| p.into_inner());
         map.get(token).filter(|s| s.expires_ms > now_ms).cloned()
+    }
+
+    /// Keeps a new proxy key's `name` and `secret` for the session's next page.
+    pub fn keep_new_secret(&self, token: &str, name: String, secret: String) {
+        let mut map = self.by_token.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(session) = map.get_mut(token) {
+            session.new_secret = Some((name, secret));
+        }
+    }
+
+    /// The kept secret, once: the next call finds none.
+    pub fn take_new_secret(&self, token: &str) -> Option<(String, String)> {
+        let mut map = self.by_token.lock().unwrap_or_else(|p| p.into_inner());
+        map.get_mut(token)?.new_secret.take()
     }
 
     pub fn remove(&self, token: &str) {

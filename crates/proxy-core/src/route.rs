@@ -92,6 +92,12 @@ impl Route {
 ///
 /// `/v1/models` is both Gemini's v1 model list and the OpenAI-compatible one; the
 /// caller's credential style settles it: OpenAI clients send `Authorization: Bearer`.
+/// Whether `path` is under the API's prefixes (`/v1beta/`, `/v1/`): the proxy's to
+/// answer. A dashboard sharing the listener answers every other path itself.
+pub fn is_api_path(path: &str) -> bool {
+    path.starts_with("/v1beta/") || path.starts_with("/v1/")
+}
+
 pub fn parse_route(path: &str, bearer_auth: bool) -> Result<Route, ProxyError> {
     let (version, rest) = if let Some(rest) = path.strip_prefix("/v1beta/") {
         ("v1beta", rest)

@@ -38,8 +38,11 @@ pub struct AddKeysForm {
 }
 
 /// Adds every non-empty line as a key, with the form's limits. Several keys with one
-/// name get `name-1`, `name-2`… A bad limit adds nothing: the page again, 400, the
-/// limits as posted (never the keys: a page shows no upstream key).
+/// name get `name-1`, `name-2`…; without a name each is named by its last four
+/// characters (as its masked form shows them). A line already stored, or not a key, is
+/// skipped and said so by its line number, the others are added. A bad limit adds
+/// nothing: the page again, 400, the limits as posted (never the keys: a page shows no
+/// upstream key).
 pub async fn add_keys(
     State(state): State<Arc<AppState>>,
     operator: Operator,
@@ -53,36 +56,93 @@ pub async fn add_keys(
         Ok((model, rpm, tpm, rpd)) => limits.update(model.as_deref(), Some(rpm), Some(tpm), Some(rpd)),
         Err(error) => return refuse_limits(&state, &operator, None, error.to_string(), form.limits).await,
     }
-    match add_key_lines(state.admin.as_ref(), &form.name, &form.keys, &limits).await {
-        Ok(0) => return Ok(Redirect::to("/keys?msg=none").into_response()),
-        Ok(_) => {}
-        Err(StoreError::Invalid(error)) => {
-            return refuse_limits(&state, &operator, None, error, form.limits).await;
-        }
-        Err(error) => return Err(error.into()),
+    let added = add_key_lines(state.admin.as_ref(), &form.name, &form.keys, &limits).await?;
+    if added.is_empty() {
+        return Ok(Redirect::to("/keys?msg=none").into_response());
     }
-    state.refresh.notify_one();
-    Ok(Redirect::to("/keys?msg=added").into_response())
+    if added.added > 0 {
+        state.refresh.notify_one();
+    }
+    Ok(Redirect::to(&format!("/keys?{}", added.query())).into_response())
 }
 
-/// Adds each non-empty line of `text` as a key with `limits`; how many it added.
+/// What adding pasted lines did, by line number (1 is the first line).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct AddedKeys {
+    pub added: usize,
+    /// Lines already stored, with the stored key's id when the store named it.
+    pub stored: Vec<(usize, Option<i64>)>,
+    /// Lines that are not a key.
+    pub refused: Vec<usize>,
+}
+
+impl AddedKeys {
+    fn is_empty(&self) -> bool {
+        self.added == 0 && self.stored.is_empty() && self.refused.is_empty()
+    }
+
+    /// The keys page's query that reports it (numbers only: nothing pasted is echoed).
+    fn query(&self) -> String {
+        let stored: Vec<String> = self
+            .stored
+            .iter()
+            .map(|(line, id)| id.map_or_else(|| line.to_string(), |id| format!("{line}:{id}")))
+            .collect();
+        let refused: Vec<String> = self.refused.iter().map(usize::to_string).collect();
+        format!(
+            "msg=added&added={}&stored={}&refused={}",
+            self.added,
+            stored.join(","),
+            refused.join(",")
+        )
+    }
+}
+
+/// Adds each non-empty line of `text` as a key with `limits`, each on its own: a line
+/// the store refuses is noted and the rest go on. Only an unreachable store fails it.
 pub async fn add_key_lines(
     admin: &dyn AdminStore,
     name: &str,
     text: &str,
     limits: &KeyLimits,
-) -> Result<usize, StoreError> {
-    let secrets: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+) -> Result<AddedKeys, StoreError> {
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .map(|(i, line)| (i + 1, line.trim()))
+        .filter(|(_, line)| !line.is_empty())
+        .collect();
     let name = name.trim();
-    for (i, secret) in secrets.iter().enumerate() {
-        let name = if secrets.len() > 1 && !name.is_empty() {
-            format!("{name}-{}", i + 1)
-        } else {
-            name.to_string()
+    let mut report = AddedKeys::default();
+    for (i, (line, secret)) in lines.iter().enumerate() {
+        let name = match (lines.len() > 1, name.is_empty()) {
+            (_, true) => default_name(secret),
+            (true, false) => format!("{name}-{}", i + 1),
+            (false, false) => name.to_string(),
         };
-        admin.add_key_with_limits(secret, &name, limits).await?;
+        match admin.add_key_with_limits(secret, &name, limits).await {
+            Ok(_) => report.added += 1,
+            Err(StoreError::Invalid(why)) if why.contains("already stored") => {
+                report.stored.push((*line, stored_id(&why)));
+            }
+            Err(StoreError::Invalid(_)) => report.refused.push(*line),
+            Err(error) => return Err(error),
+        }
     }
-    Ok(secrets.len())
+    Ok(report)
+}
+
+/// A key's name when the form gave none: `key-` and its last four characters.
+fn default_name(secret: &str) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    let tail: String = chars[chars.len().saturating_sub(4)..].iter().collect();
+    format!("key-{tail}")
+}
+
+/// The id in a store's "already stored (as #ID)", when it names one.
+fn stored_id(message: &str) -> Option<i64> {
+    let (_, rest) = message.split_once("(as #")?;
+    rest.trim_end_matches(')').parse().ok()
 }
 
 pub async fn key_action(
@@ -186,8 +246,9 @@ async fn refuse_policy(
     Ok(response)
 }
 
-/// Answers with the page itself (not a redirect): the secret must appear exactly once
-/// and never in a URL. The key is created with its whole policy in one write.
+/// Creates the key with its whole policy in one write, then redirects to the page that
+/// shows its secret once: the secret waits in the session (never in a URL), so reloading
+/// that page neither shows it again nor creates a second key.
 pub async fn create_proxy_key(
     State(state): State<Arc<AppState>>,
     operator: Operator,
@@ -216,10 +277,8 @@ pub async fn create_proxy_key(
         Err(error) => return Err(error.into()),
     }
     state.refresh.notify_one();
-    let keys = super::pages::proxy_key_views(admin, proxy_axum::unix_ms()).await?;
-    Ok(render(|| {
-        views::proxy_keys::page(operator.csrf(), keys, Some((name, secret)), None, None)
-    }))
+    state.sessions.keep_new_secret(&operator.token, name, secret);
+    Ok(Redirect::to("/proxy-keys?msg=created").into_response())
 }
 
 /// The edit form: sets every policy field as the form holds it (an empty limit clears
@@ -329,7 +388,7 @@ async fn refuse_limits(
             ..form
         },
     };
-    let mut response = render(|| views::keys::page(operator.csrf(), keys, now, None, Some(&failure)));
+    let mut response = render(|| views::keys::page(operator.csrf(), keys, now, None, None, Some(&failure)));
     *response.status_mut() = StatusCode::BAD_REQUEST;
     Ok(response)
 }

@@ -91,16 +91,76 @@ pub struct MsgParams {
     msg: Option<String>,
 }
 
+/// The keys page's query: a notice code, and after adding keys what became of each
+/// line (numbers only, see `actions::AddedKeys`).
+#[derive(Deserialize, Default)]
+pub struct KeysParams {
+    msg: Option<String>,
+    added: Option<usize>,
+    #[serde(default)]
+    stored: String,
+    #[serde(default)]
+    refused: String,
+}
+
 pub async fn keys(
     State(state): State<Arc<AppState>>,
     operator: Operator,
-    Query(params): Query<MsgParams>,
+    Query(params): Query<KeysParams>,
 ) -> Result<Response, AppError> {
     let now = unix_ms();
     let keys = key_views(state.admin.as_ref(), now).await?;
+    let added = match params.msg.as_deref() {
+        Some("added") => Some(added_text(
+            params.added.unwrap_or(0),
+            &params.stored,
+            &params.refused,
+        )),
+        _ => None,
+    };
+    let msg = params.msg.as_deref().filter(|m| *m != "added");
     Ok(render(|| {
-        views::keys::page(operator.csrf(), keys, now, params.msg.as_deref(), None)
+        views::keys::page(operator.csrf(), keys, now, added, msg, None)
     }))
+}
+
+/// "Added 2 keys. Already stored: line 1 (as #1). Not a key: line 3." Anything in the
+/// lists that is not a number is left out (the query is the browser's to change).
+fn added_text(added: usize, stored: &str, refused: &str) -> String {
+    let plural = |n: usize, one: &str, many: &str| {
+        if n == 1 {
+            one.to_string()
+        } else {
+            format!("{n} {many}")
+        }
+    };
+    let mut text = match added {
+        0 => "No key added.".to_string(),
+        n => format!("Added {}.", plural(n, "1 key", "keys")),
+    };
+    let stored: Vec<String> = stored
+        .split(',')
+        .filter_map(|item| {
+            let (line, id) = item.split_once(':').map_or((item, None), |(l, id)| (l, Some(id)));
+            let line: usize = line.parse().ok()?;
+            Some(match id.and_then(|id| id.parse::<i64>().ok()) {
+                Some(id) => format!("line {line} (as #{id})"),
+                None => format!("line {line}"),
+            })
+        })
+        .collect();
+    if !stored.is_empty() {
+        text.push_str(&format!(" Already stored: {}.", stored.join(", ")));
+    }
+    let refused: Vec<String> = refused
+        .split(',')
+        .filter_map(|line| line.parse::<usize>().ok())
+        .map(|line| format!("line {line}"))
+        .collect();
+    if !refused.is_empty() {
+        text.push_str(&format!(" Not a key: {}.", refused.join(", ")));
+    }
+    text
 }
 
 /// Keys with what each answered today (Pacific).
@@ -131,8 +191,20 @@ pub async fn proxy_keys(
     Query(params): Query<MsgParams>,
 ) -> Result<Response, AppError> {
     let keys = proxy_key_views(state.admin.as_ref(), unix_ms()).await?;
+    let mut msg = params.msg.as_deref();
+    let created = match msg {
+        Some("created") => {
+            let created = state.sessions.take_new_secret(&operator.token);
+            // Shown already (a reload): say so instead.
+            if created.is_none() {
+                msg = Some("created-shown");
+            }
+            created
+        }
+        _ => None,
+    };
     Ok(render(|| {
-        views::proxy_keys::page(operator.csrf(), keys, None, params.msg.as_deref(), None)
+        views::proxy_keys::page(operator.csrf(), keys, created, msg, None)
     }))
 }
 
@@ -271,4 +343,29 @@ pub async fn usage_csv(
         HeaderValue::from_static("attachment; filename=\"gemini-proxy-usage.csv\""),
     );
     Ok(response)
+}
+
+/// The dashboard's own 404: a page, with the navigation when logged in (the path is
+/// shown as text, never as markup).
+pub fn not_found(state: &AppState, headers: &axum::http::HeaderMap, path: &str) -> Response {
+    let session = crate::session::token_from_headers(headers).and_then(|t| state.sessions.get(&t, unix_ms()));
+    let csrf = session.map(|s| s.csrf);
+    let mut response = render(|| views::not_found::page(csrf.as_deref(), path));
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    response
+}
+
+/// The browser's tab icon (asked for on every page), cached for a day.
+pub async fn favicon() -> Response {
+    const ICON: &str = "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 32 32'>\
+<rect width='32' height='32' rx='7' fill='#1a73e8'/>\
+<path d='M16 5l3 8 8 3-8 3-3 8-3-8-8-3 8-3z' fill='#fff'/></svg>";
+    let mut response = ICON.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/svg+xml"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=86400"),
+    );
+    response
 }

@@ -8,7 +8,7 @@ use proxy_core::keys::{KeyLimits, Limits};
 
 use super::{csrf_field, notice, post_button};
 use crate::forms::KeyLimitsForm;
-use crate::live::{KeyStatus, usd};
+use crate::live::{KeyStatus, KeyToggle, usd};
 use crate::timefmt;
 
 pub struct KeyView {
@@ -73,6 +73,7 @@ pub fn page(
     csrf: &str,
     keys: Vec<KeyView>,
     now_ms: u64,
+    added_keys: Option<String>,
     msg: Option<&str>,
     failure: Option<&LimitsFailure>,
 ) -> String {
@@ -84,13 +85,20 @@ pub fn page(
         .into_iter()
         .map(|k| {
             let id = k.row.id;
-            let toggle = if k.row.enabled {
-                post_button(format!("/keys/{id}/disable"), "Disable", csrf, false)
-            } else {
-                post_button(format!("/keys/{id}/enable"), "Enable", csrf, false)
+            // The bundle mounts the same component here and keeps it to the key's state.
+            let enabled = k.row.enabled;
+            let toggle = view! {
+                <span data-live-toggle=id.to_string() data-csrf=csrf.to_string()>
+                    <KeyToggle id=id enabled=enabled csrf=csrf.to_string()/>
+                </span>
             };
-            let recheck = post_button(format!("/keys/{id}/recheck"), "Re-check", csrf, false);
-            let delete = post_button(format!("/keys/{id}/delete"), "Delete", csrf, true);
+            let recheck = post_button(format!("/keys/{id}/recheck"), "Re-check", csrf, None);
+            let delete = post_button(
+                format!("/keys/{id}/delete"),
+                "Delete",
+                csrf,
+                Some("Delete this upstream key? The proxy stops using it; its log records stay."),
+            );
             let last_used = k
                 .row
                 .last_used_ms
@@ -119,6 +127,7 @@ pub fn page(
     let body = view! {
         <h1>"Upstream keys"</h1>
         {notice(msg)}
+        {added_keys.map(|text| view! { <p class="notice" id="added-keys">{text}</p> })}
         {error}
         <table id="keys">
             <tr><th>"#"</th><th>"Name"</th><th>"Key"</th><th>"Status"</th><th>"Today (PT)"</th><th>"Limits"</th>

@@ -6,10 +6,17 @@ use super::csrf_field;
 
 const STYLE: &str = include_str!("style.css");
 
-/// Small progressive enhancement: copy buttons. Pages work without it.
+/// Small progressive enhancements; pages work without them. Copy buttons: through the
+/// clipboard where the browser allows it (HTTPS or localhost), else the text is
+/// selected for Ctrl+C and the button says so. Danger forms ask before they post.
 const SCRIPT: &str = "document.addEventListener('click',function(e){var b=e.target.closest('[data-copy]');\
-if(!b)return;var t=document.getElementById(b.dataset.copy);if(t&&navigator.clipboard){\
-navigator.clipboard.writeText(t.textContent.trim()).then(function(){b.textContent='Copied';});}});";
+if(!b)return;var t=document.getElementById(b.dataset.copy);if(!t)return;\
+var select=function(){var r=document.createRange();r.selectNodeContents(t);var s=getSelection();\
+s.removeAllRanges();s.addRange(r);b.textContent='Selected: press Ctrl+C (no clipboard over plain HTTP)';};\
+if(navigator.clipboard&&window.isSecureContext){navigator.clipboard.writeText(t.textContent.trim())\
+.then(function(){b.textContent='Copied';},select);}else{select();}});\
+document.addEventListener('submit',function(e){var q=e.target.dataset&&e.target.dataset.confirm;\
+if(q&&!confirm(q))e.preventDefault();});";
 
 /// A whole HTML document. `csrf` is `None` on the login page (no session yet).
 pub fn document(title: &str, current: &str, csrf: Option<&str>, body: AnyView) -> String {
@@ -21,8 +28,7 @@ pub fn document(title: &str, current: &str, csrf: Option<&str>, body: AnyView) -
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <title>{title}</title>
-                // No favicon request: it would fall through to the proxy's 404.
-                <link rel="icon" href="data:,"/>
+                <link rel="icon" href="/favicon.ico" type="image/svg+xml"/>
                 <style inner_html=STYLE></style>
             </head>
             <body>

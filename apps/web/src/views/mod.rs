@@ -5,6 +5,7 @@ pub mod keys;
 pub mod layout;
 pub mod login;
 pub mod logs;
+pub mod not_found;
 pub mod overview;
 pub mod proxy_keys;
 pub mod usage;
@@ -17,11 +18,22 @@ pub fn csrf_field(csrf: &str) -> impl IntoView + use<> {
     view! { <input type="hidden" name="csrf" value=csrf/> }
 }
 
-/// A one-button form posting to `action` (enable, delete, revoke…).
-pub fn post_button(action: String, label: &'static str, csrf: &str, danger: bool) -> AnyView {
-    let class = if danger { "inline danger" } else { "inline" };
+/// A one-button form posting to `action` (enable, delete, revoke…). With `confirm`, a
+/// danger button whose form asks that question first (in the browser, with
+/// JavaScript; without it the form posts as it is).
+pub fn post_button(
+    action: String,
+    label: &'static str,
+    csrf: &str,
+    confirm: Option<&'static str>,
+) -> AnyView {
+    let class = if confirm.is_some() {
+        "inline danger"
+    } else {
+        "inline"
+    };
     view! {
-        <form method="post" action=action class=class>
+        <form method="post" action=action class=class data-confirm=confirm>
             {csrf_field(csrf)}
             <button type="submit">{label}</button>
         </form>
@@ -45,6 +57,9 @@ pub fn notice(code: Option<&str>) -> Option<AnyView> {
             "The proxy key is kept off the pass-through routes: generation, embeddings and models only."
         }
         "none" => "Nothing to add: paste one key per line.",
+        "created-shown" => {
+            "The new proxy key's secret was shown once and is not kept: if it was not copied, revoke the key and create another."
+        }
         "missing" => "No such key.",
         "checked-valid" => "Re-checked: upstream accepts the key.",
         "checked-invalid" => "Re-checked: upstream rejects the key; it is marked invalid.",

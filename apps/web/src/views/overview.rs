@@ -30,6 +30,21 @@ pub fn page(csrf: &str, o: Overview) -> String {
             view! { <a href=href class=class>{format!("Last {} ", r.name())}</a> }
         })
         .collect_view();
+    let live = section(&o);
+    let body = view! {
+        <h1>"Overview"</h1>
+        <p>{ranges}</p>
+        <div id="overview-live" data-range=o.range.name() inner_html=live></div>
+    }
+    .into_any();
+    super::layout::document("Overview", "/", Some(csrf), body)
+}
+
+/// Everything on the overview that changes with time: the cards, the charts, the top
+/// tables and the troubled keys, all from one read (`overview_data`), so they always
+/// agree. The page renders it, and the bundle replaces it whole with a fresh one
+/// from the `overview_section` server function.
+pub fn section(o: &Overview) -> String {
     let labels: Vec<String> = o
         .buckets
         .iter()
@@ -59,10 +74,8 @@ pub fn page(csrf: &str, o: Overview) -> String {
         chart::legend(&latency),
     );
     let troubled = troubled_table(&o.troubled, o.now_ms);
-    let body = view! {
-        <h1>"Overview"</h1>
-        <p>{ranges}</p>
-        <div class="cards" id="totals" data-range=o.range.name()><TotalsCards totals=o.totals.clone()/></div>
+    view! {
+        <div class="cards" id="totals"><TotalsCards totals=o.totals.clone()/></div>
         <div inner_html=charts></div>
         <h2>"Top models"</h2>
         <div id="top-models">{usage_table(&o.top_models, "Model")}</div>
@@ -71,8 +84,7 @@ pub fn page(csrf: &str, o: Overview) -> String {
         <h2>"Keys cooling down or invalid"</h2>
         {troubled}
     }
-    .into_any();
-    super::layout::document("Overview", "/", Some(csrf), body)
+    .to_html()
 }
 
 fn usage_table(rows: &[(String, UsageCell)], what: &'static str) -> AnyView {

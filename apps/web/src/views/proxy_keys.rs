@@ -57,9 +57,19 @@ pub fn page(
             let revoke = if k.revoked {
                 view! { "revoked" }.into_any()
             } else {
-                post_button(format!("/proxy-keys/{id}/revoke"), "Revoke", csrf, true)
+                post_button(
+                    format!("/proxy-keys/{id}/revoke"),
+                    "Revoke",
+                    csrf,
+                    Some("Revoke this proxy key? Clients using it are refused from now on."),
+                )
             };
-            let delete = post_button(format!("/proxy-keys/{id}/delete"), "Delete", csrf, true);
+            let delete = post_button(
+                format!("/proxy-keys/{id}/delete"),
+                "Delete",
+                csrf,
+                Some("Delete this proxy key? Clients using it are refused; its log records stay."),
+            );
             let passthrough = passthrough_cell(id, k.policy.passthrough, k.revoked, csrf);
             let limits = limit_lines(&k.policy, &view.usage)
                 .into_iter()
@@ -192,7 +202,7 @@ fn passthrough_cell(id: i64, allowed: bool, revoked: bool, csrf: &str) -> AnyVie
             format!("/proxy-keys/{id}/passthrough/{setting}"),
             label,
             csrf,
-            false,
+            None,
         )
     });
     view! { {text} " " {button} }.into_any()
