@@ -71,8 +71,9 @@ pub fn render(r: &Report) -> String {
          back to back with the others in the same run: **direct** (straight to the mock), **nginx** (a plain \
          reverse proxy: the floor for one extra hop), **bare** (`gemini-proxy serve` with the default-on \
          resilience off: breaker, retry budget, empty-answer check), **proxy** (`gemini-proxy serve`, default setup), \
-         **governed** (`gemini-proxy serve` with limits on every key, counted in Redis) and **resilient** \
-         (`gemini-proxy serve` with the cache on its miss path, a fallback, the queue and SSE keep-alives). \"× direct\" and \
+         **governed** (`gemini-proxy serve` with limits on every key, counted in Redis), **resilient** \
+         (`gemini-proxy serve` with the cache on its miss path, a fallback, the queue and SSE keep-alives) and **traced** \
+         (`gemini-proxy serve` exporting OpenTelemetry traces over OTLP/HTTP to a local sink). \"× direct\" and \
          \"× nginx\" divide a row's number by that row's at the same level; \"Added\" = row − direct for the \
          same percentile. nginx writes no access log; the proxies log every request to SQLite.\n"
     );
@@ -97,6 +98,7 @@ pub fn render(r: &Report) -> String {
     );
     render_cost(&mut s, &r.levels, Kind::Proxy, Kind::Governed, "governance");
     render_cost(&mut s, &r.levels, Kind::Proxy, Kind::Resilient, "resilience");
+    render_cost(&mut s, &r.levels, Kind::Proxy, Kind::Traced, "tracing");
     if let Some(t) = &r.ttfb {
         render_ttfb(&mut s, t);
     }

@@ -28,6 +28,9 @@ struct Running {
 /// dir goes.
 struct Setup {
     targets: Vec<Running>,
+    /// The traced row's OTLP/HTTP collector (a second fake-gemini: its own process,
+    /// so taking the batches costs neither the mock nor the proxy).
+    trace_sink: Option<ChildGuard>,
     mock: ChildGuard,
     governance: Option<Governance>,
     dir: tempfile::TempDir,
@@ -105,7 +108,7 @@ fn validate(args: &Args) -> anyhow::Result<()> {
         bail!("--requests-per-level must be at least 1");
     }
     if args.targets.as_ref().is_some_and(Vec::is_empty) {
-        bail!("--targets must name at least one of direct, nginx, bare, proxy, governed, resilient");
+        bail!("--targets must name at least one of direct, nginx, bare, proxy, governed, resilient, traced");
     }
     Ok(())
 }
@@ -122,6 +125,7 @@ fn start(args: &Args, notes: &mut Vec<String>) -> anyhow::Result<Setup> {
     let (mock, mock_addr) = procs::start_mock(&args.mock_bin, dir.path())?;
     let mut setup = Setup {
         targets: Vec::new(),
+        trace_sink: None,
         mock,
         governance: None,
         dir,
@@ -130,6 +134,7 @@ fn start(args: &Args, notes: &mut Vec<String>) -> anyhow::Result<Setup> {
         eprintln!("warning: {} row skipped: {why}", kind.name());
         notes.push(format!("The {} row was skipped: {why}", kind.name()));
     };
+    let mut trace_sink = None;
     for kind in targets::selected(args.targets.as_deref(), args.direct_only) {
         let dir = setup.dir.path();
         let (guard, addr, key) = match kind {
@@ -182,6 +187,26 @@ fn start(args: &Args, notes: &mut Vec<String>) -> anyhow::Result<Setup> {
                     }
                 }
             }
+            Kind::Traced => {
+                let (sink, sink_addr) = procs::start_mock(&args.mock_bin, dir)?;
+                trace_sink = Some(sink);
+                let endpoint = format!("http://{sink_addr}");
+                let flags = ["--otlp-endpoint", endpoint.as_str()];
+                eprintln!("starting traced proxy: {}", args.proxy_bin.display());
+                match procs::start_flagged(&args.proxy_bin, mock_addr, dir, "gemini-proxy-traced", &flags) {
+                    Ok(p) => (Some(p.guard), p.addr, p.client_key),
+                    Err(e) => {
+                        skip(
+                            kind,
+                            format!(
+                                "the traced proxy did not start (a build without --otlp-endpoint?): `{}`",
+                                one_line(&e)
+                            ),
+                        );
+                        continue;
+                    }
+                }
+            }
             Kind::Governed => {
                 if let Err(e) = procs::redis_answers(&args.redis_url) {
                     skip(
@@ -222,6 +247,7 @@ fn start(args: &Args, notes: &mut Vec<String>) -> anyhow::Result<Setup> {
         }
         setup.targets.push(Running { kind, guard, target });
     }
+    setup.trace_sink = trace_sink;
     Ok(setup)
 }
 
@@ -533,6 +559,14 @@ fn method_lines(args: &Args, setup: &Setup) -> Vec<String> {
              the resilience every other proxy row has on by default is off, so proxy − bare is its cost. \
              Stderr log level: {log_level}.",
             procs::BARE_FLAGS.join(" ")
+        ));
+    }
+    if has(Kind::Traced) {
+        m.push(format!(
+            "traced: another `gemini-proxy serve` like proxy (own SQLite db, the same 4 upstream keys) with \
+             `--otlp-endpoint` pointing at a second fake-gemini taking OTLP/HTTP batches at `/v1/traces`: every \
+             request becomes a span with a child per upstream attempt, exported in batches. Metrics are on in \
+             every proxy row. Stderr log level: {log_level}."
         ));
     }
     if has(Kind::Resilient) {

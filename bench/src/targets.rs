@@ -18,17 +18,21 @@ pub enum Kind {
     Governed,
     /// `gemini-proxy serve` with the resilience features on, the cache on its miss path.
     Resilient,
+    /// `gemini-proxy serve` exporting OpenTelemetry traces over OTLP/HTTP to a local
+    /// sink (metrics are on in every proxy row).
+    Traced,
 }
 
 impl Kind {
     /// Every target, in the order the report lists them: from no hop to the most work.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Direct,
         Kind::Nginx,
         Kind::Bare,
         Kind::Proxy,
         Kind::Governed,
         Kind::Resilient,
+        Kind::Traced,
     ];
 
     pub fn name(self) -> &'static str {
@@ -39,12 +43,16 @@ impl Kind {
             Kind::Proxy => "proxy",
             Kind::Governed => "governed",
             Kind::Resilient => "resilient",
+            Kind::Traced => "traced",
         }
     }
 
     /// Runs the proxy binary (so the proxy's goals are judged for it).
     pub fn is_gemini_proxy(self) -> bool {
-        matches!(self, Kind::Bare | Kind::Proxy | Kind::Governed | Kind::Resilient)
+        matches!(
+            self,
+            Kind::Bare | Kind::Proxy | Kind::Governed | Kind::Resilient | Kind::Traced
+        )
     }
 }
 

@@ -32,15 +32,22 @@ async fn dashboard_queries_work_on_sqlite() {
 /// Adds keys, writes three records (two now, one yesterday), and reads every page's data.
 async fn dashboard_queries<S: AdminStore + LogSink>(store: &S) {
     let admin: &dyn AdminStore = store;
-    let added = actions::add_key_lines(
-        admin,
-        "pg",
-        "AIzaSyPG-key-0000000000000000000000001\n\n  AIzaSyPG-key-0000000000000000000000002 \n",
-        &Default::default(),
-    )
-    .await
-    .expect("add keys");
-    assert_eq!(added, 2);
+    let pasted =
+        "AIzaSyPG-key-0000000000000000000000001\n\n  AIzaSyPG-key-0000000000000000000000002 \nAIza key\n";
+    let added = actions::add_key_lines(admin, "pg", pasted, &Default::default())
+        .await
+        .expect("add keys");
+    assert_eq!(
+        (added.added, added.stored.len(), added.refused.clone()),
+        (2, 0, vec![4])
+    );
+    // The same paste again: both keys are there already, said by line; nothing added.
+    let again = actions::add_key_lines(admin, "pg", pasted, &Default::default())
+        .await
+        .expect("add keys");
+    assert_eq!(again.added, 0);
+    let lines: Vec<usize> = again.stored.iter().map(|(line, _)| *line).collect();
+    assert_eq!(lines, vec![1, 3]);
     let now = proxy_axum::unix_ms();
     let keys = pages::key_views(admin, now).await.expect("keys");
     assert_eq!(keys.len(), 2);

@@ -111,6 +111,11 @@ impl FakeGemini {
         self.state.requests().clone()
     }
 
+    /// Trace batches an OTLP/HTTP exporter posted to `/v1/traces` (taken, not kept).
+    pub fn otlp_batches(&self) -> u64 {
+        self.state.otlp_batches.load(Ordering::Relaxed)
+    }
+
     pub fn clear_requests(&self) {
         self.state.requests().clear();
     }

@@ -42,6 +42,8 @@ pub struct State {
     redirect_target: Mutex<Option<String>>,
     /// `-once429-` keys that had their 429 already.
     limited_once: Mutex<std::collections::HashSet<String>>,
+    /// Trace batches taken at `POST /v1/traces` (the OTLP/HTTP sink).
+    pub otlp_batches: AtomicU64,
 }
 
 /// A poisoned lock only means another request panicked mid-update; the
@@ -80,11 +82,22 @@ impl State {
     }
 }
 
+/// Where an OTLP/HTTP exporter posts its trace batches.
+pub const OTLP_TRACES_PATH: &str = "/v1/traces";
+
 pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Abort> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
     if let Some(ctl) = path.strip_prefix("/__fake/") {
         return Ok(control(&state, &parts.method, ctl));
+    }
+    if parts.method == Method::POST && path == OTLP_TRACES_PATH {
+        // An OTLP/HTTP collector that keeps nothing: the bench's trace sink.
+        if Limited::new(body, MAX_BODY).collect().await.is_err() {
+            return Err(Abort("trace batch body error"));
+        }
+        state.otlp_batches.fetch_add(1, Ordering::Relaxed);
+        return Ok(body::full(StatusCode::OK, "application/x-protobuf", Bytes::new()));
     }
     let base_path = lock(&state.base_path).clone();
     // Outside the base path nothing is served, but the request is recorded:

@@ -182,8 +182,8 @@ impl Gate {
                     let Ok(mut server) = TcpStream::connect(&to).await else {
                         return;
                     };
-                    let (mut cr, mut cw) = client.split();
-                    let (mut sr, mut sw) = server.split();
+                    let (mut cr, cw) = client.split();
+                    let (sr, mut sw) = server.split();
                     let cut = async {
                         while flag.load(Ordering::SeqCst) {
                             tokio::time::sleep(Duration::from_millis(5)).await;

@@ -249,3 +249,14 @@ async fn a_refused_request_is_an_error_span_without_attempts() {
         "no attempt"
     );
 }
+
+/// fake-gemini is also an OTLP/HTTP sink (the bench's): the exporter's batches reach it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fakes_trace_sink_takes_the_batches() {
+    let sink = fake_gemini::FakeGemini::start().await.expect("sink starts");
+    let endpoint = sink.base_url();
+    let h = Harness::start_with(&[key("good")], |config| config.otlp_endpoint = Some(endpoint)).await;
+    assert_eq!(h.generate(FLASH).await.status(), 200);
+    h.shutdown().await;
+    assert!(sink.otlp_batches() >= 1, "the shutdown exported the queued spans");
+}
