@@ -187,7 +187,7 @@ async fn operator_manages_keys_and_sees_proxied_requests() {
         .await;
     assert_eq!(
         added.headers().get(LOCATION).expect("redirect"),
-        "/keys?msg=added"
+        "/keys?msg=added&added=1&stored=&refused="
     );
     let (_, page) = web.get(&cookie, "/keys").await;
     assert!(
@@ -199,9 +199,7 @@ async fn operator_manages_keys_and_sees_proxied_requests() {
     let created = web
         .post(&cookie, "/proxy-keys", &[("csrf", &token), ("name", "app")])
         .await;
-    let page = created.text().await.expect("page");
-    let start = page.find("gp-").expect("secret shown once");
-    let proxy_key = page[start..start + 51].to_string();
+    let proxy_key = created_secret(&web, &cookie, created).await;
 
     assert!(eventually(|| async { web.generate(&proxy_key).await == StatusCode::OK }).await);
     assert!(
@@ -240,11 +238,19 @@ impl Running {
     }
 }
 
-/// The secret on the page the create form answers with.
-async fn created_secret(created: reqwest::Response) -> String {
-    let page = created.text().await.expect("page");
+/// The secret the create form's answer leads to: a redirect (never with the secret in
+/// it) to the page that shows it once; that page again shows it no more.
+async fn created_secret(web: &Running, cookie: &str, created: reqwest::Response) -> String {
+    assert_eq!(created.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&created), "/proxy-keys?msg=created");
+    let (status, page) = web.get(cookie, "/proxy-keys?msg=created").await;
+    assert_eq!(status, StatusCode::OK);
     let start = page.find("gp-").expect("secret shown once");
-    page[start..start + 51].to_string()
+    let secret = page[start..start + 51].to_string();
+    let (_, again) = web.get(cookie, "/proxy-keys?msg=created").await;
+    assert!(!again.contains(&secret), "shown once: a reload shows it no more");
+    assert!(again.contains("was shown once"), "{again}");
+    secret
 }
 
 #[tokio::test]
@@ -263,6 +269,8 @@ async fn an_operator_keeps_a_proxy_key_off_the_passthrough_routes() {
         "the create form offers it"
     );
     let open = created_secret(
+        &web,
+        &cookie,
         web.post(&cookie, "/proxy-keys", &[("csrf", &token), ("name", "open")])
             .await,
     )
@@ -272,7 +280,7 @@ async fn an_operator_keeps_a_proxy_key_off_the_passthrough_routes() {
         ("name", "limited"),
         ("passthrough", "deny"),
     ];
-    let limited = created_secret(web.post(&cookie, "/proxy-keys", &form).await).await;
+    let limited = created_secret(&web, &cookie, web.post(&cookie, "/proxy-keys", &form).await).await;
     let form = [
         ("csrf", token.as_str()),
         ("name", "odd"),
@@ -539,22 +547,37 @@ async fn server_functions_answer_only_a_session(web: Running) {
                 &[("csrf", &csrf(&page)), ("name", "live")],
             )
             .await;
-        let page = created.text().await.expect("page");
-        let start = page.find("gp-").expect("secret shown once");
-        page[start..start + 51].to_string()
+        created_secret(&web, &cookie, created).await
     };
     assert!(eventually(|| async { web.generate(&proxy_key).await == StatusCode::OK }).await);
     let requests = || async {
-        let totals = call(cookie.clone(), "overview_totals", &[("range", "hour")])
+        let section = call(cookie.clone(), "overview_section", &[("range", "hour")])
             .await
             .expect("call");
-        let totals: serde_json::Value = totals.json().await.expect("json");
-        totals["requests"].as_u64().unwrap_or(0)
+        let html: String = section.json().await.expect("the section's HTML, as JSON text");
+        card_number(&html, "Requests")
     };
     assert!(
         eventually(|| async { requests().await >= 1 }).await,
-        "the request shows in the live totals"
+        "the request shows in the live overview"
     );
+}
+
+/// The number on the overview card `label` in rendered HTML (`…label<b>N</b>…`).
+fn card_number(html: &str, label: &str) -> u64 {
+    let Some(at) = html.find(label) else {
+        return 0;
+    };
+    let rest = &html[at..];
+    let Some(open) = rest.find("<b>") else {
+        return 0;
+    };
+    rest[open + 3..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or(0)
 }
 
 /// Every page and form answers a failing store with 503 and the store's message (which
@@ -707,8 +730,7 @@ async fn proxy_key_policy_forms_round_trip_and_refuse_bad_input() {
 
     // Create with every field.
     let created = web.post(&cookie, "/proxy-keys", &policy_form(&token, &[])).await;
-    assert_eq!(created.status(), StatusCode::OK);
-    let secret = created_secret(created).await;
+    let secret = created_secret(&web, &cookie, created).await;
     let expected = ProxyKeyPolicy {
         passthrough: false,
         models: vec!["gemini-2.5-*".into(), "gemini-2.0-flash".into()],
@@ -999,7 +1021,7 @@ async fn keys_added_with_limits_and_a_bad_limit_adds_nothing() {
             &[("csrf", &token), ("keys", lines), ("rpm", "5"), ("rpd", "100")],
         )
         .await;
-    assert_eq!(location(&added), "/keys?msg=added");
+    assert_eq!(location(&added), "/keys?msg=added&added=2&stored=&refused=");
     let keys = store.list_keys().await.expect("keys");
     assert_eq!(keys.len(), 2);
     let want = Limits {
@@ -1045,7 +1067,7 @@ async fn cost_shows_per_proxy_key_upstream_key_and_model() {
     let form = [("csrf", token.as_str()), ("name", "billed"), ("budget_usd", "1")];
     assert_eq!(
         web.post(&cookie, "/proxy-keys", &form).await.status(),
-        StatusCode::OK
+        StatusCode::SEE_OTHER
     );
     let now = proxy_axum::unix_ms();
     let record = |id: &str, at: u64, cost: f64| LogRecord {
@@ -1132,7 +1154,7 @@ async fn models_off_today_are_shown_on_the_keys_page() {
     let created = web
         .post(&cookie, "/proxy-keys", &[("csrf", &token), ("name", "app")])
         .await;
-    let proxy_key = created_secret(created).await;
+    let proxy_key = created_secret(&web, &cookie, created).await;
     assert!(
         eventually(|| async { web.generate(&proxy_key).await == StatusCode::TOO_MANY_REQUESTS }).await,
         "the only key is off for the model"
@@ -1157,4 +1179,40 @@ async fn models_off_today_are_shown_on_the_keys_page() {
         "an off model is not said to be cooling: {row}"
     );
     assert!(!page.contains(secret));
+}
+
+/// The dashboard answers its own paths, a favicon and mistyped pages included; only
+/// the API's paths and /healthz reach the proxy route.
+#[tokio::test]
+async fn the_dashboard_answers_what_is_not_the_apis() {
+    let web = start(Some("pw")).await;
+    let icon = web
+        .http
+        .get(format!("{}/favicon.ico", web.base))
+        .send()
+        .await
+        .expect("favicon");
+    assert_eq!(icon.status(), StatusCode::OK);
+    assert_eq!(icon.headers()["content-type"], "image/svg+xml");
+    let cookie = session_cookie(&web.login("pw").await);
+    let (status, page) = web.get(&cookie, "/kyes?x=<b>").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(page.contains("No page at /kyes."), "{page}");
+    assert!(page.contains(r#"href="/keys""#), "the navigation, when logged in");
+    let (status, anonymous) = web.get("", "/nothing-here").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(!anonymous.contains("Log out"), "no navigation without a session");
+    let api = web
+        .http
+        .get(format!("{}/v1beta/models", web.base))
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(
+        api.status(),
+        StatusCode::UNAUTHORIZED,
+        "the proxy's: no proxy key"
+    );
+    let (status, _) = web.get("", "/healthz").await;
+    assert!(status == StatusCode::OK || status == StatusCode::SERVICE_UNAVAILABLE);
 }
