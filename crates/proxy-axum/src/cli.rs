@@ -352,8 +352,13 @@ impl ProcessArgs {
     fn init_tracing(&self) {
         let filter = tracing_subscriber::EnvFilter::try_new(&self.log_filter)
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // Colour only for a person at a terminal: a file, journald or a container's log
+        // gets plain text (and `NO_COLOR` turns it off anywhere).
+        let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_ansi(colour)
             .with_writer(std::io::stderr);
         if self.log_json {
             builder.json().init();

@@ -228,3 +228,38 @@ async fn logs_verify_finds_a_changed_and_a_removed_record() {
     assert!(text.contains(&format!("{chain_id} #3: missing")), "{text}");
     assert!(text.contains("BROKEN"), "{text}");
 }
+
+/// The server log is plain text when stderr is not a terminal (a file, journald, a
+/// container's log): no colour codes in it.
+#[test]
+fn the_server_log_has_no_colour_codes_off_a_terminal() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = std::process::Command::new(crate::harness::bin())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("DATABASE_URL")
+        .env_remove("NO_COLOR")
+        .env("GEMINI_PROXY_DB", dir.path().join("proxy.db"))
+        .env("GEMINI_PROXY_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("stdout");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("listening line");
+    assert!(line.starts_with("listening on "), "{line}");
+    // Up to the start's log line (written just after the listening line).
+    let mut log = String::new();
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    while !log.contains("gemini-proxy serving") {
+        let before = log.len();
+        stderr.read_line(&mut log).expect("stderr");
+        assert!(log.len() > before, "serve ended without its start line: {log}");
+    }
+    child.kill().expect("kill");
+    let _ = child.wait();
+    assert!(!log.contains('\u{1b}'), "colour codes in a piped log: {log:?}");
+}
