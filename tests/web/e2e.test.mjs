@@ -301,6 +301,17 @@ test('the overview refreshes in place, cards and charts together, from the overv
   assert.equal(await charted(), await count(), 'the chart refreshed with the cards');
 });
 
+test('the bundle is served gzipped and kept by the browser until it changes', bundleOnly, async () => {
+  await page.goto(`${WEB}/keys`);
+  const script = await page.textContent('script[type=module]');
+  const wasm = script.match(/'(\/pkg\/[^']+\.wasm\?v=[0-9a-f]{16})'/)?.[1];
+  assert.ok(wasm, `the bundle's URL carries its version: ${script}`);
+  const res = await page.request.get(`${WEB}${wasm}`, { headers: { 'accept-encoding': 'gzip' } });
+  assert.equal(res.status(), 200);
+  assert.equal(res.headers()['content-encoding'], 'gzip');
+  assert.equal(res.headers()['cache-control'], 'public, max-age=31536000, immutable');
+});
+
 test('usage shows day x model x key and downloads CSV', async () => {
   await page.goto(`${WEB}/usage`);
   assert.match(await page.textContent('#usage'), new RegExp(MODEL));
