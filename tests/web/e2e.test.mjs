@@ -333,6 +333,25 @@ test('a revoked proxy key is refused', async () => {
   await eventually('the revoked key to be refused', async () => [401, 403].includes(await generate(secret)));
 });
 
+test('every page reads on a phone (390 px, nothing sideways) and follows a dark system setting', async () => {
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 }, colorScheme: 'dark' });
+  const p = await context.newPage();
+  await login(p, PASSWORD);
+  for (const path of ['/', '/keys', '/proxy-keys', '/logs', '/usage']) {
+    await p.goto(`${WEB}${path}`);
+    const [scroll, width] = await p.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+    assert.ok(scroll <= width, `${path} scrolls sideways on a phone: ${scroll} > ${width}`);
+    const navBottom = await p.evaluate(() => document.querySelector('nav').getBoundingClientRect().right);
+    assert.ok(navBottom <= width, `${path}: the navigation overflows`);
+  }
+  await p.goto(`${WEB}/`);
+  await p.screenshot({ path: `${SHOTS}/overview-phone-dark.png`, fullPage: true });
+  const background = await p.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  const [r, g, b] = background.match(/\d+/g).map(Number);
+  assert.ok(r + g + b < 150, `a dark system setting gets a dark page: ${background}`);
+  await context.close();
+});
+
 test('forms work with JavaScript off', async () => {
   const context = await browser.newContext({ javaScriptEnabled: false });
   const p = await context.newPage();
