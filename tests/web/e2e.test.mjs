@@ -235,6 +235,34 @@ test('the requests show in logs, with a detail view and no upstream key', async 
   for (const key of KEYS) assert.ok(!(await page.content()).includes(key));
 });
 
+test('logs filter by part of a model, status class, prompt hash and request id, and keep the filters back from a detail', async () => {
+  const rows = async () => (await page.locator('#logs tr').count()) - 1;
+  await page.goto(`${WEB}/logs?model=2.0-FL&status=2xx`);
+  const matched = await rows();
+  assert.ok(matched >= 3, `a part of the model, in any case, and 2xx: ${matched}`);
+  await page.goto(`${WEB}/logs?status=4xx`);
+  assert.ok((await page.textContent('#logs')).includes('401'), 'the refused key is a 4xx');
+  await page.goto(`${WEB}/logs?status=5xx`);
+  assert.equal(await rows(), 0);
+
+  await page.goto(`${WEB}/logs?model=flash&stream=no`);
+  await page.click('#logs tr:nth-child(2) a');
+  const detail = await page.textContent('#log-detail');
+  const hash = detail.match(/Prompt hash([0-9a-f]{64})/)?.[1];
+  const id = detail.match(/^Id(\S+?)Started/)?.[1];
+  assert.ok(hash && id, detail);
+  await Promise.all([page.waitForURL(/\/logs\?/), page.click('#back-to-logs')]);
+  const back = new URL(page.url());
+  assert.equal(back.searchParams.get('model'), 'flash', 'the filters came back');
+  assert.equal(back.searchParams.get('stream'), 'no');
+  assert.equal(await page.inputValue('input[name=model]'), 'flash');
+
+  await page.goto(`${WEB}/logs?prompt=${hash.toUpperCase()}`);
+  assert.ok((await rows()) >= 3, 'every request with the same prompt');
+  await page.goto(`${WEB}/logs?id=${encodeURIComponent(id)}`);
+  assert.equal(await rows(), 1, 'one request id, one record');
+});
+
 test('cost shows per proxy key, per upstream key and per model', async () => {
   const cost = /\$0\.0*[1-9]\d*/;
   await page.goto(`${WEB}/?range=hour`);

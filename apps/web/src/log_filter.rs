@@ -25,6 +25,12 @@ pub struct LogFilters {
     pub status: String,
     #[serde(default)]
     pub stream: String,
+    /// A prompt's hash (the records' `prompt_sha256`).
+    #[serde(default)]
+    pub prompt: String,
+    /// A request id (the `x-request-id` a client got).
+    #[serde(default)]
+    pub id: String,
     #[serde(default)]
     pub page: Option<u32>,
 }
@@ -35,29 +41,42 @@ impl LogFilters {
     }
 
     /// The store query for this page; asks for one extra row to know if a next page exists.
-    /// Unparseable values are ignored rather than failing the page.
+    /// Unparseable values are ignored rather than failing the page. The model matches
+    /// as a part of the name, in any case; the status as a code (`429`) or a class
+    /// (`4xx`).
     pub fn query(&self) -> LogQuery {
         let text = |s: &str| Some(s.trim()).filter(|s| !s.is_empty()).map(str::to_string);
+        let status = self.status.trim().to_ascii_lowercase();
+        let status_class = match status.as_bytes() {
+            [class @ b'1'..=b'5', b'x', b'x'] => Some(u16::from(class - b'0')),
+            _ => None,
+        };
+        let prompt = self.prompt.trim();
+        let prompt_sha256 = (prompt.len() == 64 && prompt.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| prompt.to_ascii_lowercase());
         LogQuery {
             since_ms: timefmt::parse_input(&self.from),
             until_ms: timefmt::parse_input(&self.to),
             upstream_key_id: self.key.trim().parse().ok(),
             proxy_key_id: self.proxy_key.trim().parse().ok(),
-            model: text(&self.model),
-            status: self.status.trim().parse().ok(),
+            model: None,
+            model_contains: text(&self.model),
+            status: status.parse().ok(),
+            status_class,
             stream: match self.stream.as_str() {
                 "yes" => Some(true),
                 "no" => Some(false),
                 _ => None,
             },
-            prompt_sha256: None,
+            prompt_sha256,
+            request_id: text(&self.id),
             limit: PAGE_SIZE + 1,
             offset: (self.page() - 1).saturating_mul(PAGE_SIZE),
         }
     }
 
-    /// `/logs?...&page=N` keeping every filter.
-    pub fn link(&self, page: u32) -> String {
+    /// The filters as query pairs (`from=…&model=…`), empty ones left out.
+    pub fn pairs(&self) -> String {
         let pairs = [
             ("from", &self.from),
             ("to", &self.to),
@@ -66,13 +85,23 @@ impl LogFilters {
             ("model", &self.model),
             ("status", &self.status),
             ("stream", &self.stream),
+            ("prompt", &self.prompt),
+            ("id", &self.id),
         ];
-        let mut url = String::from("/logs?");
-        for (name, value) in pairs.into_iter().filter(|(_, v)| !v.is_empty()) {
-            url.push_str(&format!("{name}={}&", encode(value)));
+        pairs
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(name, value)| format!("{name}={}", encode(value)))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
+    /// `/logs?...&page=N` keeping every filter.
+    pub fn link(&self, page: u32) -> String {
+        match self.pairs().as_str() {
+            "" => format!("/logs?page={page}"),
+            pairs => format!("/logs?{pairs}&page={page}"),
         }
-        url.push_str(&format!("page={page}"));
-        url
     }
 }
 
@@ -107,6 +136,27 @@ mod tests {
         assert_eq!(q.status, None);
         assert_eq!(q.stream, Some(true));
         assert_eq!(q.offset, PAGE_SIZE);
+        assert_eq!(
+            q.model_contains.as_deref(),
+            Some("gemini 2"),
+            "the model matches as a part"
+        );
+        let class = LogFilters {
+            status: "4XX".into(),
+            prompt: "AB".repeat(32),
+            id: " r-1 ".into(),
+            ..LogFilters::default()
+        };
+        let q = class.query();
+        assert_eq!((q.status, q.status_class), (None, Some(4)));
+        assert_eq!(q.prompt_sha256, Some("ab".repeat(32)));
+        assert_eq!(q.request_id.as_deref(), Some("r-1"));
+        let not_a_hash = LogFilters {
+            prompt: "abc".into(),
+            ..LogFilters::default()
+        };
+        assert_eq!(not_a_hash.query().prompt_sha256, None);
+        assert_eq!(LogFilters::default().link(1), "/logs?page=1");
         assert_eq!(
             filters.link(3),
             "/logs?from=2024-02-29T13%3A45&key=3&model=gemini%202&status=bogus&stream=yes&page=3"

@@ -148,6 +148,13 @@ pub struct LogQuery {
     pub stream: Option<bool>,
     /// Records of this prompt (hex, as [`crate::audit::prompt_sha256`] gives it).
     pub prompt_sha256: Option<String>,
+    /// The record with this request id (the `x-request-id` the client got).
+    pub request_id: Option<String>,
+    /// Records whose model contains this text, in any case (`flash` finds
+    /// `gemini-2.5-flash-lite`); `model` is the exact match.
+    pub model_contains: Option<String>,
+    /// Records whose status is in this hundred: 2 (2xx), 4 (4xx), 5 (5xx).
+    pub status_class: Option<u16>,
     pub limit: u32,
     pub offset: u32,
 }

@@ -121,6 +121,55 @@ pub async fn log_filters_each_narrow<S: Store + ?Sized>(store: &S) {
             vec!["r5", "r3", "r1"],
         ),
         (
+            "model containing a text, in any case",
+            LogQuery {
+                model_contains: Some("LAS".into()),
+                ..LogQuery::default()
+            },
+            vec!["r4", "r2", "r0"],
+        ),
+        (
+            // LIKE's wildcards are plain characters here: no model contains them.
+            "model containing % or _",
+            LogQuery {
+                model_contains: Some("%".into()),
+                ..LogQuery::default()
+            },
+            vec![],
+        ),
+        (
+            "model containing _",
+            LogQuery {
+                model_contains: Some("_".into()),
+                ..LogQuery::default()
+            },
+            vec![],
+        ),
+        (
+            "request id",
+            LogQuery {
+                request_id: Some("r3".into()),
+                ..LogQuery::default()
+            },
+            vec!["r3"],
+        ),
+        (
+            "status class 4xx",
+            LogQuery {
+                status_class: Some(4),
+                ..LogQuery::default()
+            },
+            vec!["r4"],
+        ),
+        (
+            "status class 2xx",
+            LogQuery {
+                status_class: Some(2),
+                ..LogQuery::default()
+            },
+            vec!["r5", "r3", "r2", "r1", "r0"],
+        ),
+        (
             "prompt hash, given in either case",
             LogQuery {
                 prompt_sha256: Some("AB".repeat(32)),

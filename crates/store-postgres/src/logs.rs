@@ -210,6 +210,17 @@ fn filters(query: &LogQuery) -> (String, Vec<Param>) {
     if let Some(status) = query.status {
         add("status = ?", Box::new(i32::from(status)));
     }
+    if let Some(id) = &query.request_id {
+        add("id = ?", Box::new(id.clone()));
+    }
+    if let Some(part) = &query.model_contains {
+        // strpos, not LIKE: the text's % and _ are plain characters.
+        add("strpos(lower(model), lower(?)) > 0", Box::new(part.clone()));
+    }
+    if let Some(class) = query.status_class {
+        add("status >= ?", Box::new(i32::from(class) * 100));
+        add("status < ?", Box::new(i32::from(class) * 100 + 100));
+    }
     if let Some(stream) = query.stream {
         add("stream = ?", Box::new(stream));
     }

@@ -171,6 +171,20 @@ fn filters(query: &LogQuery) -> (String, Vec<Value>) {
         clauses.push("status = ?");
         values.push(Value::Integer(i64::from(status)));
     }
+    if let Some(id) = &query.request_id {
+        clauses.push("id = ?");
+        values.push(Value::Text(id.clone()));
+    }
+    if let Some(part) = &query.model_contains {
+        // instr, not LIKE: the text's % and _ are plain characters.
+        clauses.push("instr(lower(model), lower(?)) > 0");
+        values.push(Value::Text(part.clone()));
+    }
+    if let Some(class) = query.status_class {
+        clauses.push("status >= ? AND status < ?");
+        values.push(Value::Integer(i64::from(class) * 100));
+        values.push(Value::Integer(i64::from(class) * 100 + 100));
+    }
     if let Some(stream) = query.stream {
         clauses.push("stream = ?");
         values.push(Value::Integer(i64::from(stream)));

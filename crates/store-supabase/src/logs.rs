@@ -165,6 +165,18 @@ pub(crate) async fn list(rest: &Rest, query: &LogQuery) -> Result<Vec<LogRecord>
     if let Some(status) = query.status {
         request = request.eq("status", status.to_string());
     }
+    if let Some(id) = &query.request_id {
+        request = request.eq("id", id);
+    }
+    if let Some(part) = &query.model_contains {
+        request = request.ilike("model", format!("*{}*", like_literal(part)));
+    }
+    if let Some(class) = query.status_class {
+        let from = u32::from(class) * 100;
+        request = request
+            .gte("status", from.to_string())
+            .lt("status", (from + 100).to_string());
+    }
     if let Some(stream) = query.stream {
         request = request.eq("stream", stream.to_string());
     }
@@ -172,6 +184,19 @@ pub(crate) async fn list(rest: &Rest, query: &LogQuery) -> Result<Vec<LogRecord>
     let page = [("limit", limit.to_string()), ("offset", query.offset.to_string())];
     let rows: Vec<LogRow> = rest.fetch(request, &page).await?;
     rows.into_iter().map(LogRow::into_record).collect()
+}
+
+/// `text` matched as itself inside an `ilike` pattern: LIKE's `%`, `_` and `\` escaped,
+/// and PostgREST's wildcard `*` dropped (it would match anything).
+fn like_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars().filter(|c| *c != '*') {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Deletes records that started before `before_ms` in one call; returns how many.

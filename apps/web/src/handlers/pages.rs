@@ -263,6 +263,8 @@ pub async fn log_detail(
     operator: Operator,
     Path(id): Path<String>,
     Query(params): Query<DetailParams>,
+    // The logs page's filters, carried in the same query for the way back.
+    Query(filters): Query<LogFilters>,
 ) -> Result<Response, AppError> {
     let Some(at) = params.at else {
         return Ok((StatusCode::BAD_REQUEST, "missing ?at=<started_at_ms>").into_response());
@@ -272,7 +274,11 @@ pub async fn log_detail(
         return Ok((StatusCode::NOT_FOUND, "no such request record").into_response());
     };
     let keys = admin.list_keys().await?;
-    Ok(render(|| views::logs::detail(operator.csrf(), record, &keys)))
+    let proxy_keys = admin.list_proxy_keys().await?;
+    let back = filters.link(filters.page());
+    Ok(render(|| {
+        views::logs::detail(operator.csrf(), record, &keys, &proxy_keys, back)
+    }))
 }
 
 #[derive(Deserialize, Default)]

@@ -54,8 +54,13 @@ pub fn page(csrf: &str, p: LogsPage) -> String {
         .records
         .iter()
         .map(|r| {
+            // The filters ride along, so the detail's way back keeps them.
+            let carried = match f.pairs().as_str() {
+                "" => format!("page={}", f.page()),
+                pairs => format!("{pairs}&page={}", f.page()),
+            };
             let href = format!(
-                "/logs/{}?at={}",
+                "/logs/{}?at={}&{carried}",
                 crate::log_filter::encode(&r.id),
                 r.started_at_ms
             );
@@ -102,9 +107,11 @@ pub fn page(csrf: &str, p: LogsPage) -> String {
             <label>"To (UTC)"<input type="datetime-local" name="to" value=f.to.clone()/></label>
             <label>"Upstream key"<select name="key"><option value="">"any"</option>{key_options}</select></label>
             <label>"Proxy key"<select name="proxy_key"><option value="">"any"</option>{proxy_options}</select></label>
-            <label>"Model"<input type="text" name="model" value=f.model.clone()/></label>
-            <label>"Status"<input type="number" name="status" value=f.status.clone()/></label>
+            <label>"Model contains"<input type="text" name="model" value=f.model.clone() placeholder="flash"/></label>
+            <label>"Status"<input type="text" name="status" value=f.status.clone() placeholder="429 or 4xx" size="8"/></label>
             <label>"Stream"<select name="stream">{stream_options}</select></label>
+            <label>"Prompt hash"<input type="text" name="prompt" value=f.prompt.clone() placeholder="sha256 hex" size="20"/></label>
+            <label>"Request id"<input type="text" name="id" value=f.id.clone() size="16"/></label>
             <button type="submit">"Filter"</button>
             <a href="/logs">"Clear"</a>
         </form>
@@ -119,9 +126,16 @@ pub fn page(csrf: &str, p: LogsPage) -> String {
     super::layout::document("Logs", "/logs", Some(csrf), body)
 }
 
-/// Every recorded field of one request.
-pub fn detail(csrf: &str, r: LogRecord, keys: &[KeyRow]) -> String {
+/// Every recorded field of one request; `back` is the logs page it was opened from,
+/// filters and page kept.
+pub fn detail(csrf: &str, r: LogRecord, keys: &[KeyRow], proxy_keys: &[ProxyKeyRow], back: String) -> String {
     let names: HashMap<KeyId, String> = keys.iter().map(|k| (k.id, k.name.clone())).collect();
+    let proxy_name = |id: i64| {
+        proxy_keys
+            .iter()
+            .find(|k| k.id == id)
+            .map_or_else(|| format!("#{id}"), |k| format!("{} (#{id})", k.name))
+    };
     let opt = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
     let text = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let tried = r
@@ -133,10 +147,7 @@ pub fn detail(csrf: &str, r: LogRecord, keys: &[KeyRow]) -> String {
     let fields: Vec<(&'static str, String)> = vec![
         ("Id", r.id.clone()),
         ("Started (UTC)", timefmt::date_time(r.started_at_ms)),
-        (
-            "Proxy key",
-            r.proxy_key_id.map_or_else(|| "-".into(), |id| format!("#{id}")),
-        ),
+        ("Proxy key", r.proxy_key_id.map_or_else(|| "-".into(), proxy_name)),
         (
             "Upstream keys tried",
             if tried.is_empty() { "-".into() } else { tried },
@@ -160,6 +171,17 @@ pub fn detail(csrf: &str, r: LogRecord, keys: &[KeyRow]) -> String {
         ("Block reason", text(&r.block_reason)),
         ("Error kind", text(&r.error_kind)),
         ("Error message", text(&r.error_message)),
+        ("Prompt hash", text(&r.prompt_sha256)),
+        ("Client address", text(&r.client_ip)),
+        ("User agent", text(&r.user_agent)),
+        (
+            "Notes",
+            if r.notes.is_empty() {
+                "-".into()
+            } else {
+                r.notes.join("; ")
+            },
+        ),
     ];
     let fields = fields
         .into_iter()
@@ -171,7 +193,7 @@ pub fn detail(csrf: &str, r: LogRecord, keys: &[KeyRow]) -> String {
         .map(|b| view! { <h2>"Request body"</h2><pre>{b}</pre> });
     let body = view! {
         <h1>"Request"</h1>
-        <p><a href="/logs">"← All logs"</a></p>
+        <p><a href=back id="back-to-logs">"← Back to the logs"</a></p>
         <dl id="log-detail">{fields}</dl>
         {request_body}
     }
