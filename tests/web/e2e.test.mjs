@@ -278,7 +278,11 @@ test('cost shows per proxy key, per upstream key and per model', async () => {
 });
 
 test('overview shows totals, charts and the cooling key', async () => {
+  await page.goto(`${WEB}/?range=month`);
+  assert.equal((await page.textContent('a[aria-current=page]')).trim(), 'Last 30 days', 'the active range is marked');
+  assert.equal(await page.locator('svg[aria-label="requests"] title').count(), 30, 'a bar a day');
   await page.goto(`${WEB}/?range=hour`);
+  assert.equal((await page.textContent('a[aria-current=page]')).trim(), 'Last hour');
   const cards = await page.textContent('#totals');
   assert.match(cards, /Requests\s*\d+/);
   assert.ok((await page.locator('svg.chart').count()) >= 3);

@@ -18,6 +18,8 @@ pub enum Range {
     Hour,
     Day,
     Week,
+    /// The last 30 days, a bucket a day.
+    Month,
 }
 
 impl Range {
@@ -25,6 +27,7 @@ impl Range {
         match text {
             Some("hour") => Range::Hour,
             Some("week") => Range::Week,
+            Some("month") => Range::Month,
             _ => Range::Day,
         }
     }
@@ -34,6 +37,17 @@ impl Range {
             Range::Hour => "hour",
             Range::Day => "day",
             Range::Week => "week",
+            Range::Month => "month",
+        }
+    }
+
+    /// The range picker's words for it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Range::Hour => "Last hour",
+            Range::Day => "Last day",
+            Range::Week => "Last week",
+            Range::Month => "Last 30 days",
         }
     }
 
@@ -43,6 +57,7 @@ impl Range {
             Range::Hour => (60_000, 60),
             Range::Day => (3_600_000, 24),
             Range::Week => (6 * 3_600_000, 28),
+            Range::Month => (DAY_MS, 30),
         }
     }
 

@@ -22,18 +22,19 @@ pub struct Overview {
 }
 
 pub fn page(csrf: &str, o: Overview) -> String {
-    let ranges = [Range::Hour, Range::Day, Range::Week]
+    let ranges = [Range::Hour, Range::Day, Range::Week, Range::Month]
         .into_iter()
         .map(|r| {
-            let class = if r == o.range { "active" } else { "" };
+            let class = if r == o.range { "range active" } else { "range" };
+            let current = (r == o.range).then_some("page");
             let href = format!("/?range={}", r.name());
-            view! { <a href=href class=class>{format!("Last {} ", r.name())}</a> }
+            view! { <a href=href class=class aria-current=current>{r.label()}</a>" " }
         })
         .collect_view();
     let live = section(&o);
     let body = view! {
         <h1>"Overview"</h1>
-        <p>{ranges}</p>
+        <p class="ranges">{ranges}" (UTC)"</p>
         <div id="overview-live" data-range=o.range.name() inner_html=live></div>
     }
     .into_any();
@@ -51,6 +52,7 @@ pub fn section(o: &Overview) -> String {
         .map(|b| match o.range {
             Range::Hour | Range::Day => timefmt::date_time(b.bucket_start_ms)[11..16].to_string(),
             Range::Week => timefmt::date_time(b.bucket_start_ms)[5..13].to_string(),
+            Range::Month => timefmt::date_time(b.bucket_start_ms)[5..10].to_string(),
         })
         .collect();
     let cells = &o.buckets;
