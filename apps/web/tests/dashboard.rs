@@ -32,7 +32,7 @@ async fn start_on<S>(store: Arc<S>, password: Option<&str>, dir: Option<tempfile
 where
     S: KeyStore + LogSink + AdminStore + 'static,
 {
-    start_with(store.clone(), store, password, dir).await.0
+    start_with(store.clone(), store, password, dir, |_| {}).await.0
 }
 
 /// The proxy on `store`, the dashboard's pages and forms on `admin`.
@@ -41,16 +41,18 @@ async fn start_with<S>(
     admin: Arc<dyn AdminStore>,
     password: Option<&str>,
     dir: Option<tempfile::TempDir>,
+    tweak: impl FnOnce(&mut ProxyConfig),
 ) -> (Running, Arc<AppState>)
 where
     S: KeyStore + LogSink + 'static,
 {
     let fake = FakeGemini::start().await.expect("fake gemini");
-    let config = ProxyConfig {
+    let mut config = ProxyConfig {
         upstream_base_url: fake.base_url(),
         refresh_interval: Duration::from_millis(100),
         ..ProxyConfig::default()
     };
+    tweak(&mut config);
     let runtime = ProxyRuntime::start(store.clone(), store.clone(), config)
         .await
         .expect("runtime");
@@ -354,6 +356,39 @@ async fn an_operator_keeps_a_proxy_key_off_the_passthrough_routes() {
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 }
 
+/// Behind a trusted reverse proxy the limiter counts per client it reports: one
+/// client's guesses do not lock out another (without trusting it, all would share the
+/// proxy's bucket).
+#[tokio::test]
+async fn login_is_limited_per_client_behind_a_trusted_proxy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(SqliteStore::open(&dir.path().join("web.db")).expect("sqlite"));
+    let (web, _) = start_with(store.clone(), store, Some("pw"), Some(dir), |config| {
+        config.trusted_proxies =
+            proxy_core::client_addr::TrustedProxies::parse(&["127.0.0.1"]).expect("valid");
+    })
+    .await;
+    let login = |client: &'static str, password: &'static str| {
+        web.http
+            .post(format!("{}/login", web.base))
+            .header("x-forwarded-for", client)
+            .form(&[("password", password)])
+            .send()
+    };
+    for _ in 0..gemini_proxy_web::login_limit::MAX_FAILURES {
+        let guess = login("203.0.113.7", "guess").await.expect("login");
+        assert_eq!(guess.status(), StatusCode::UNAUTHORIZED);
+    }
+    let locked = login("203.0.113.7", "pw").await.expect("login");
+    assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
+    let other = login("203.0.113.8", "pw").await.expect("login");
+    assert_eq!(
+        other.status(),
+        StatusCode::SEE_OTHER,
+        "another client is not locked out"
+    );
+}
+
 #[tokio::test]
 async fn login_is_rate_limited() {
     let web = start(Some("pw")).await;
@@ -592,7 +627,7 @@ async fn a_failing_store_answers_503_on_every_page_and_form() {
         store_postgres::ConnectOptions::default(),
     )
     .expect("store");
-    let (web, state) = start_with(store, Arc::new(down), Some("pw"), Some(dir)).await;
+    let (web, state) = start_with(store, Arc::new(down), Some("pw"), Some(dir), |_| {}).await;
     // A session made directly: no page renders the form token while the store is down.
     let token = state.sessions.create(proxy_axum::unix_ms()).expect("session");
     let csrf = state

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use proxy_core::EngineConfig;
+use proxy_core::client_addr::TrustedProxies;
 use proxy_core::defaults;
 use proxy_core::governance::prices::PriceTable;
 use proxy_core::request::AdmissionRules;
@@ -144,6 +145,16 @@ pub struct ProxyArgs {
     /// The traces' `service.name`.
     #[arg(long, env = "OTEL_SERVICE_NAME", default_value = defaults::OTLP_SERVICE_NAME)]
     pub otlp_service_name: String,
+    /// A reverse proxy in front (an address or a network: `127.0.0.1`, `10.0.0.0/8`)
+    /// whose `X-Forwarded-For` names the client, for the log's `client_ip` and the
+    /// dashboard's login limiter. Repeatable; the env var takes a comma-separated list.
+    /// Without it the connection's peer is the client.
+    #[arg(
+        long = "trusted-proxy",
+        env = "GEMINI_PROXY_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
     /// Require `Authorization: Bearer <token>` on `GET /metrics`.
     #[arg(long, env = "GEMINI_PROXY_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
@@ -317,6 +328,8 @@ impl ProxyArgs {
             metrics_token: self.metrics_token.clone().filter(|t| !t.trim().is_empty()),
             otlp_endpoint: otlp_endpoint(self.otlp_endpoint.as_deref())?,
             otlp_service_name: self.otlp_service_name.clone(),
+            trusted_proxies: TrustedProxies::parse(&self.trusted_proxies)
+                .map_err(|e| format!("--trusted-proxy: {e}"))?,
             ..ProxyConfig::default()
         })
     }
@@ -484,6 +497,14 @@ mod tests {
         let mut argv = vec!["x"];
         argv.extend_from_slice(args);
         Cli::parse_from(argv).proxy.config()
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks() {
+        let given = config(&["--trusted-proxy", "127.0.0.1,10.0.0.0/8"]);
+        assert!(given.is_ok_and(|c| !c.trusted_proxies.is_empty()));
+        let bad = config(&["--trusted-proxy", "my-proxy"]);
+        assert!(bad.is_err_and(|e| e.starts_with("--trusted-proxy:") && e.contains("my-proxy")));
     }
 
     #[test]

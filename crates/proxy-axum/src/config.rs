@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use proxy_core::EngineConfig;
+use proxy_core::client_addr::TrustedProxies;
 use proxy_core::defaults;
 use proxy_core::governance::prices::PriceTable;
 use proxy_core::request::AdmissionRules;
@@ -48,6 +49,8 @@ pub struct ProxyConfig {
     pub otlp_endpoint: Option<String>,
     /// The traces' `service.name`.
     pub otlp_service_name: String,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`).
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for ProxyConfig {
@@ -71,6 +74,7 @@ impl Default for ProxyConfig {
             alert_backoff: Duration::from_secs(1),
             otlp_endpoint: None,
             otlp_service_name: defaults::OTLP_SERVICE_NAME.to_string(),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }

@@ -34,7 +34,7 @@ pub(crate) async fn proxy(State(state): State<Arc<ProxyState>>, request: Request
     let client_ip = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
+        .map(|c| state.client_ip(c.0.ip(), headers).to_string());
     let client = client_ip.as_deref();
     let head = RequestHead {
         method: parts.method.as_str(),

@@ -83,6 +83,23 @@ impl ProxyState {
         self.cache_sharing.clone()
     }
 
+    /// The client of a request from `peer`: the address a trusted reverse proxy
+    /// reports in `X-Forwarded-For` (`--trusted-proxy`), else the peer.
+    pub fn client_ip(&self, peer: std::net::IpAddr, headers: &axum::http::HeaderMap) -> std::net::IpAddr {
+        if self.config.trusted_proxies.is_empty() {
+            return peer;
+        }
+        // Several headers are one list, in order.
+        let forwarded: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        self.config
+            .trusted_proxies
+            .client(peer, Some(&forwarded.join(",")))
+    }
+
     /// The metrics as Prometheus text (`GET /metrics`).
     pub fn metrics_text(&self) -> String {
         let keys = self

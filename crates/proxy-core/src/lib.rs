@@ -15,6 +15,7 @@ pub mod auth;
 pub mod canonical;
 pub mod civil;
 pub mod classify;
+pub mod client_addr;
 pub mod defaults;
 pub mod engine;
 #[cfg(test)]

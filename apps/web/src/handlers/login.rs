@@ -93,17 +93,21 @@ fn start_session(state: &AppState, headers: &HeaderMap) -> Response {
     response
 }
 
-/// The peer address for rate limiting; unknown (tests without a socket) shares one bucket.
+/// The client's address for rate limiting, as the proxy's audit trail names it: the
+/// peer, or what a trusted reverse proxy reports (`--trusted-proxy`). Unknown (tests
+/// without a socket) shares one bucket.
 pub struct ClientIp(IpAddr);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl FromRequestParts<Arc<AppState>> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
         let ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| {
+                state.proxy.client_ip(c.0.ip(), &parts.headers)
+            });
         Ok(ClientIp(ip))
     }
 }

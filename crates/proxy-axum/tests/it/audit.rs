@@ -58,3 +58,35 @@ async fn the_log_writer_links_every_record_into_one_chain() {
     assert_eq!(report.chains.len(), 1);
     assert_eq!((report.chains[0].first_seq, report.chains[0].last_seq), (0, 2));
 }
+
+/// Behind a trusted reverse proxy the record names the client it reports; an
+/// untrusted peer's `X-Forwarded-For` is not believed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_ip_is_the_trusted_proxys_client() {
+    use crate::harness::{FLASH, Harness, key};
+    let send = |h: &Harness| {
+        h.http
+            .post(h.url(&format!("/v1beta/models/{FLASH}:generateContent")))
+            .header("x-goog-api-key", &h.proxy_key)
+            .header("x-forwarded-for", "6.6.6.6, 203.0.113.7")
+            .body(r#"{"contents":[{"parts":[{"text":"hi"}]}]}"#)
+            .send()
+    };
+    let trusting = Harness::start_with(&[key("good")], |config| {
+        config.trusted_proxies =
+            proxy_core::client_addr::TrustedProxies::parse(&["127.0.0.0/8"]).expect("valid");
+    })
+    .await;
+    assert_eq!(send(&trusting).await.expect("answers").status(), 200);
+    let records = trusting.logs(1).await;
+    assert_eq!(records[0].client_ip.as_deref(), Some("203.0.113.7"));
+
+    let plain = Harness::start(&[key("good")]).await;
+    assert_eq!(send(&plain).await.expect("answers").status(), 200);
+    let records = plain.logs(1).await;
+    assert_eq!(
+        records[0].client_ip.as_deref(),
+        Some("127.0.0.1"),
+        "the peer, not the header"
+    );
+}
