@@ -1216,6 +1216,29 @@ async fn models_off_today_are_shown_on_the_keys_page() {
     assert!(!page.contains(secret));
 }
 
+/// A new operator's overview says what to do first, until a key is added.
+#[tokio::test]
+async fn an_empty_dashboard_says_how_to_start() {
+    let web = start(Some("pw")).await;
+    let cookie = session_cookie(&web.login("pw").await);
+    let (_, page) = web.get(&cookie, "/").await;
+    assert!(page.contains(r#"id="get-started""#), "{page}");
+    assert!(page.contains("Add your Gemini API keys"));
+    let (_, keys) = web.get(&cookie, "/keys").await;
+    let token = csrf(&keys);
+    web.post(
+        &cookie,
+        "/keys",
+        &[
+            ("csrf", &token),
+            ("keys", "AIzaSyWEB-first-key-0000000000000000001"),
+        ],
+    )
+    .await;
+    let (_, page) = web.get(&cookie, "/").await;
+    assert!(!page.contains(r#"id="get-started""#), "gone once a key is there");
+}
+
 /// The dashboard answers its own paths, a favicon and mistyped pages included; only
 /// the API's paths and /healthz reach the proxy route.
 #[tokio::test]

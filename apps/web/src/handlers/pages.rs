@@ -64,6 +64,7 @@ pub async fn overview_data(
         admin.list_keys(),
     );
     let keys = keys?;
+    let key_count = keys.len();
     let names: HashMap<KeyId, String> = keys.iter().map(|k| (k.id, k.name.clone())).collect();
     let troubled = keys
         .into_iter()
@@ -82,6 +83,7 @@ pub async fn overview_data(
             .map(|c| (data::key_label(c.upstream_key_id, &names), c))
             .collect(),
         troubled,
+        key_count,
         now_ms: now,
     })
 }

@@ -18,6 +18,8 @@ pub struct Overview {
     pub top_models: Vec<(String, UsageCell)>,
     pub top_keys: Vec<(String, UsageCell)>,
     pub troubled: Vec<KeyRow>,
+    /// Upstream keys stored: with none, the page starts with what to do first.
+    pub key_count: usize,
     pub now_ms: u64,
 }
 
@@ -32,8 +34,10 @@ pub fn page(csrf: &str, o: Overview) -> String {
         })
         .collect_view();
     let live = section(&o);
+    let onboarding = (o.key_count == 0).then(onboarding);
     let body = view! {
         <h1>"Overview"</h1>
+        {onboarding}
         <p class="ranges">{ranges}" (UTC)"</p>
         <div id="overview-live" data-range=o.range.name() inner_html=live></div>
     }
@@ -87,6 +91,25 @@ pub fn section(o: &Overview) -> String {
         {troubled}
     }
     .to_html()
+}
+
+/// What a new operator does first: the proxy answers nothing until it has a key.
+fn onboarding() -> AnyView {
+    view! {
+        <section class="notice" id="get-started">
+            <h2>"Get started"</h2>
+            <ol>
+                <li><a href="/keys">"Add your Gemini API keys"</a>" (one per line; a pool of several fails over on 429s)."</li>
+                <li><a href="/proxy-keys">"Create a proxy key"</a>" for each app; its secret is shown once."</li>
+                <li>"Point the app at this server with the proxy key instead of a Gemini key:"
+                    <pre>"curl -H 'x-goog-api-key: gp-…' -H 'content-type: application/json' \
+  -d '{"contents":[{"parts":[{"text":"hi"}]}]}' \
+  http://THIS-HOST/v1beta/models/gemini-2.5-flash:generateContent"</pre>
+                </li>
+            </ol>
+        </section>
+    }
+    .into_any()
 }
 
 fn usage_table(rows: &[(String, UsageCell)], what: &'static str) -> AnyView {
