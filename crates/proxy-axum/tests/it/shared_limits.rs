@@ -130,6 +130,27 @@ async fn without_redis_an_instance_counts_alone_and_says_so() {
     shared.shutdown().await;
 }
 
+/// Proxy key 1's token counts under `prefix` in Redis, summed over their windows.
+async fn tokens_in_redis(prefix: &str) -> u64 {
+    let client = redis::Client::open(redis_url()).expect("url");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:p1:tok:m:*"))
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    let mut total = 0;
+    for key in keys {
+        let value: u64 = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("get");
+        total += value;
+    }
+    total
+}
+
 /// A TCP forwarder to Redis that the test can cut and restore, or make deaf: Redis
 /// still gets every command, its answers are lost on the way back.
 struct Gate {
@@ -234,23 +255,7 @@ async fn a_round_whose_answer_was_lost_is_not_counted_twice() {
     gate.deaf.store(false, Ordering::SeqCst);
     until(&status, LimitSharing::Shared).await;
     synced(&status, 2).await;
-    let client = redis::Client::open(redis_url()).expect("url");
-    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:p1:tok:m:*"))
-        .query_async(&mut conn)
-        .await
-        .expect("keys");
-    let mut total = 0;
-    for key in keys {
-        let value: u64 = redis::cmd("GET")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .expect("get");
-        total += value;
-    }
-    assert_eq!(total, 321, "added once");
+    assert_eq!(tokens_in_redis(&prefix).await, 321, "added once");
     shared.shutdown().await;
     gate.task.abort();
 }
@@ -295,23 +300,7 @@ async fn sharing_stops_while_redis_is_cut_and_resumes_with_what_was_counted() {
     until(&status, LimitSharing::Shared).await;
     synced(&status, 2).await;
     // What was counted while Redis was away is in Redis now.
-    let client = redis::Client::open(redis_url()).expect("url");
-    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:p1:tok:m:*"))
-        .query_async(&mut conn)
-        .await
-        .expect("keys");
-    let mut total = 0;
-    for key in keys {
-        let value: u64 = redis::cmd("GET")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .expect("get");
-        total += value;
-    }
-    assert_eq!(total, 321);
+    assert_eq!(tokens_in_redis(&prefix).await, 321);
     shared.shutdown().await;
     gate.task.abort();
 }
