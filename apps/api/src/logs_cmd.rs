@@ -96,7 +96,7 @@ async fn verify(store: &dyn AdminStore, since_ms: Option<u64>, json: bool) -> an
     }
     let mut report = log_chain::verify(records);
     if let Some(since_ms) = since_ms {
-        let first_day = format_time(since_ms).chars().take(10).collect::<String>();
+        let first_day = log_chain::day_of(since_ms);
         report.keep_chains(|chain_id| log_chain::chain_day(chain_id) >= Some(first_day.as_str()));
     }
     if json {

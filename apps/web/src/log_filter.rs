@@ -76,7 +76,7 @@ impl LogFilters {
     }
 
     /// The filters as query pairs (`from=…&model=…`), empty ones left out.
-    pub fn pairs(&self) -> String {
+    fn pairs(&self) -> String {
         let pairs = [
             ("from", &self.from),
             ("to", &self.to),
@@ -96,12 +96,18 @@ impl LogFilters {
             .join("&")
     }
 
+    /// `…&page=N` keeping every filter: the logs page's query, which a record's
+    /// link carries too for the way back.
+    pub fn query_string(&self, page: u32) -> String {
+        match self.pairs().as_str() {
+            "" => format!("page={page}"),
+            pairs => format!("{pairs}&page={page}"),
+        }
+    }
+
     /// `/logs?...&page=N` keeping every filter.
     pub fn link(&self, page: u32) -> String {
-        match self.pairs().as_str() {
-            "" => format!("/logs?page={page}"),
-            pairs => format!("/logs?{pairs}&page={page}"),
-        }
+        format!("/logs?{}", self.query_string(page))
     }
 }
 

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use proxy_axum::unix_ms;
 
@@ -29,15 +29,19 @@ impl Operator {
     }
 }
 
+impl Operator {
+    /// The operator whose live session these headers carry, if any.
+    pub fn from_headers(state: &AppState, headers: &HeaderMap) -> Option<Operator> {
+        let token = session::token_from_headers(headers)?;
+        let session = state.sessions.get(&token, unix_ms())?;
+        Some(Operator { token, session })
+    }
+}
+
 impl FromRequestParts<Arc<AppState>> for Operator {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Response> {
-        let token = session::token_from_headers(&parts.headers);
-        let found = token.and_then(|t| state.sessions.get(&t, unix_ms()).map(|s| (t, s)));
-        match found {
-            Some((token, session)) => Ok(Operator { token, session }),
-            None => Err(Redirect::to("/login").into_response()),
-        }
+        Operator::from_headers(state, &parts.headers).ok_or_else(|| Redirect::to("/login").into_response())
     }
 }

@@ -251,11 +251,9 @@ fn webhooks(given: &[String]) -> Result<Vec<String>, String> {
         .iter()
         .map(|url| url.trim())
         .filter(|url| !url.is_empty())
-        .map(|url| match reqwest::Url::parse(url) {
-            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some() => {
-                Ok(url.to_string())
-            }
-            _ => Err("--alert-webhook: each must be an http:// or https:// URL".to_string()),
+        .map(|url| match is_http_url(url) {
+            true => Ok(url.to_string()),
+            false => Err("--alert-webhook: each must be an http:// or https:// URL".to_string()),
         })
         .collect()
 }
@@ -266,12 +264,16 @@ fn otlp_endpoint(given: Option<&str>) -> Result<Option<String>, String> {
     let Some(url) = given.map(str::trim).filter(|url| !url.is_empty()) else {
         return Ok(None);
     };
-    match reqwest::Url::parse(url) {
-        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some() => {
-            Ok(Some(url.to_string()))
-        }
-        _ => Err("--otlp-endpoint: must be an http:// or https:// URL (OTLP/HTTP)".to_string()),
+    match is_http_url(url) {
+        true => Ok(Some(url.to_string())),
+        false => Err("--otlp-endpoint: must be an http:// or https:// URL (OTLP/HTTP)".to_string()),
     }
+}
+
+/// An `http://` or `https://` URL with a host.
+fn is_http_url(url: &str) -> bool {
+    reqwest::Url::parse(url)
+        .is_ok_and(|parsed| matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some())
 }
 
 impl ProxyArgs {

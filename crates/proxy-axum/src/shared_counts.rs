@@ -232,7 +232,6 @@ async fn run_round(
     let answer = tokio::time::timeout(ROUND_TRIP_TIMEOUT, call.invoke_async::<Vec<u64>>(conn)).await;
     match answer {
         Ok(Ok(totals)) if totals.len() == round.plan.len() => {
-            let totals: Vec<Option<u64>> = totals.into_iter().map(Some).collect();
             governor.sync_apply(&round.plan, &totals);
             Ok(())
         }

@@ -44,14 +44,7 @@ pub fn prompt_sha256(body: &[u8]) -> Option<String> {
     }
     let mut canonical = Vec::with_capacity(body.len());
     write_canonical(&serde_json::Value::Object(map), &mut canonical);
-    let digest = Sha256::digest(&canonical);
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let hex = digest
-        .iter()
-        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
-        .map(char::from)
-        .collect();
-    Some(hex)
+    Some(crate::hex::encode(&Sha256::digest(&canonical)))
 }
 
 /// A user agent as kept: at most [`USER_AGENT_MAX`] characters.

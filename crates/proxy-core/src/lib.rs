@@ -23,6 +23,7 @@ mod engine_tests;
 pub mod error;
 pub mod governance;
 pub mod health;
+pub mod hex;
 pub mod key_check;
 pub mod key_state;
 pub mod keys;

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 
 use crate::canonical::write_canonical;
-use crate::civil::civil_from_days;
+use crate::hex::{decode, encode};
 use crate::log::LogRecord;
 
 /// The link before a chain's first record.
@@ -53,7 +53,7 @@ impl LogChain {
         if record.chain_sha256.is_some() {
             return;
         }
-        let day = date_of_ms(now_ms);
+        let day = day_of(now_ms);
         if self.day.as_deref() != Some(day.as_str()) {
             self.day = Some(day.clone());
             self.seq = 0;
@@ -63,7 +63,7 @@ impl LogChain {
         record.chain_id = Some(format!("{}-{day}", self.writer));
         record.chain_seq = Some(self.seq);
         let link = next_link(&self.prev, record);
-        record.chain_sha256 = Some(hex(&link));
+        record.chain_sha256 = Some(encode(&link));
         self.prev = link;
         self.seq += 1;
     }
@@ -132,19 +132,10 @@ fn next_link(prev: &[u8; 32], record: &LogRecord) -> [u8; 32] {
     hasher.finalize().into()
 }
 
-/// The UTC date of `ms`, as `YYYY-MM-DD`.
-fn date_of_ms(ms: u64) -> String {
-    let (year, month, day) = civil_from_days((ms / 86_400_000) as i64);
-    format!("{year:04}-{month:02}-{day:02}")
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    bytes
-        .iter()
-        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
-        .map(char::from)
-        .collect()
+/// The UTC day a record written at `ms` is chained under (`YYYY-MM-DD`, the end of
+/// its `chain_id`).
+pub fn day_of(ms: u64) -> String {
+    crate::civil::format_utc(ms)[..10].to_string()
 }
 
 /// One chain as `verify` found it.
@@ -293,7 +284,7 @@ pub fn verify(records: impl IntoIterator<Item = LogRecord>) -> ChainReport {
                 None => None,
             };
             if let Some(base) = base
-                && hex(&next_link(&base, record)) != stored
+                && encode(&next_link(&base, record)) != stored
             {
                 report.problems.push(Problem::Altered {
                     chain_id: chain_id.clone(),
@@ -301,7 +292,7 @@ pub fn verify(records: impl IntoIterator<Item = LogRecord>) -> ChainReport {
                     id: record.id.clone(),
                 });
             }
-            prev = Some((unhex(stored).unwrap_or_default(), at));
+            prev = Some((decode::<32>(stored).unwrap_or_default(), at));
         }
         let last = records.last();
         report.chains.push(ChainSummary {
@@ -313,18 +304,6 @@ pub fn verify(records: impl IntoIterator<Item = LogRecord>) -> ChainReport {
         });
     }
     report
-}
-
-fn unhex(text: &str) -> Option<[u8; 32]> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -376,13 +355,13 @@ mod tests {
     fn a_record_changed_with_its_own_link_recomputed_breaks_the_next() {
         let mut records = written(4);
         records[1].status = 500;
-        records[1].chain_sha256 = Some(hex(&next_link(&unhex_of(&records[0]), &records[1])));
+        records[1].chain_sha256 = Some(encode(&next_link(&unhex_of(&records[0]), &records[1])));
         let report = verify(records);
         assert!(matches!(&report.problems[..], [Problem::Altered { seq: 2, .. }]));
     }
 
     fn unhex_of(record: &LogRecord) -> [u8; 32] {
-        unhex(record.chain_sha256.as_deref().unwrap_or_default()).unwrap_or_default()
+        decode::<32>(record.chain_sha256.as_deref().unwrap_or_default()).unwrap_or_default()
     }
 
     #[test]

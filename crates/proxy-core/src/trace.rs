@@ -6,6 +6,7 @@
 //! The platform builds the spans from the finished [`LogRecord`] (off the request's
 //! way: nothing is traced while the request runs) and exports them in batches.
 
+use crate::hex;
 use crate::keys::KeyId;
 use crate::log::LogRecord;
 
@@ -22,15 +23,16 @@ pub struct TraceParent {
 }
 
 impl TraceParent {
-    /// Parses a `traceparent` header; `None` for anything the W3C rules reject (then
+    /// Parses a `traceparent` header (lowercase hex: W3C forbids uppercase); `None`
+    /// for anything the W3C rules reject (then
     /// the request starts a trace of its own). A future version's extra fields are
     /// ignored, as the rules ask.
     pub fn parse(header: &str) -> Option<Self> {
         let mut parts = header.trim().split('-');
-        let version = hex_array::<1>(parts.next()?)?[0];
-        let trace_id = hex_array::<16>(parts.next()?)?;
-        let parent_span_id = hex_array::<8>(parts.next()?)?;
-        let flags = hex_array::<1>(parts.next()?)?[0];
+        let version = hex::decode::<1>(parts.next()?)?[0];
+        let trace_id = hex::decode::<16>(parts.next()?)?;
+        let parent_span_id = hex::decode::<8>(parts.next()?)?;
+        let flags = hex::decode::<1>(parts.next()?)?[0];
         let rest = parts.next();
         let valid = match version {
             0xff => false,
@@ -44,24 +46,6 @@ impl TraceParent {
             sampled: flags & 1 == 1,
         })
     }
-}
-
-/// `N` bytes from exactly `2N` lowercase hex digits (W3C forbids uppercase).
-fn hex_array<const N: usize>(text: &str) -> Option<[u8; N]> {
-    let digits = text.as_bytes();
-    if digits.len() != 2 * N {
-        return None;
-    }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    let mut out = [0u8; N];
-    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-    }
-    Some(out)
 }
 
 /// One upstream attempt, timed on the platform's monotonic clock

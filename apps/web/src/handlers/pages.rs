@@ -356,9 +356,8 @@ pub async fn usage_csv(
 /// The dashboard's own 404: a page, with the navigation when logged in (the path is
 /// shown as text, never as markup).
 pub fn not_found(state: &AppState, headers: &axum::http::HeaderMap, path: &str) -> Response {
-    let session = crate::session::token_from_headers(headers).and_then(|t| state.sessions.get(&t, unix_ms()));
-    let csrf = session.map(|s| s.csrf);
-    let mut response = render(|| views::not_found::page(csrf.as_deref(), path));
+    let operator = Operator::from_headers(state, headers);
+    let mut response = render(|| views::not_found::page(operator.as_ref().map(Operator::csrf), path));
     *response.status_mut() = StatusCode::NOT_FOUND;
     response
 }

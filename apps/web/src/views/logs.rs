@@ -55,14 +55,11 @@ pub fn page(csrf: &str, p: LogsPage) -> String {
         .iter()
         .map(|r| {
             // The filters ride along, so the detail's way back keeps them.
-            let carried = match f.pairs().as_str() {
-                "" => format!("page={}", f.page()),
-                pairs => format!("{pairs}&page={}", f.page()),
-            };
             let href = format!(
-                "/logs/{}?at={}&{carried}",
+                "/logs/{}?at={}&{}",
                 crate::log_filter::encode(&r.id),
-                r.started_at_ms
+                r.started_at_ms,
+                f.query_string(f.page())
             );
             let proxy = r
                 .proxy_key_id

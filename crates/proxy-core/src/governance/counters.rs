@@ -278,16 +278,6 @@ impl Counters {
             None => count.shared_total = count.shared_total.max(total),
         }
     }
-
-    /// A planned op the store did not answer: its units are reported again next time.
-    pub fn sync_failed(&mut self, op: &SyncOp) {
-        if op.gate_limit.is_some() {
-            return;
-        }
-        if let Some(count) = self.counts.get_mut(&op.key).filter(|c| c.end_ms == op.end_ms) {
-            count.reported = count.reported.saturating_sub(op.add);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -446,18 +436,6 @@ mod tests {
                 until_ms: T0 + 60_000
             })
         );
-    }
-
-    #[test]
-    fn an_unanswered_sync_reports_its_units_again() {
-        let mut counters = Counters::default();
-        counters.set_shared(true);
-        let key = tokens(1);
-        counters.add(&key, 5, T0);
-        let plan = counters.sync_plan(T0);
-        assert_eq!(plan[0].add, 5);
-        counters.sync_failed(&plan[0]);
-        assert_eq!(counters.sync_plan(T0)[0].add, 5);
     }
 
     #[test]

@@ -267,14 +267,13 @@ impl Governor {
         self.counters().sync_plan(now_ms)
     }
 
-    /// The store's totals for a plan's ops, in order; `None` where it did not answer.
-    pub fn sync_apply(&self, plan: &[SyncOp], totals: &[Option<u64>]) {
+    /// The store's totals for a plan's ops, in order. A plan whose answer was lost is
+    /// not given back: the platform sends the same plan again, guarded so the store
+    /// adds it once.
+    pub fn sync_apply(&self, plan: &[SyncOp], totals: &[u64]) {
         let mut counters = self.counters();
         for (op, total) in plan.iter().zip(totals) {
-            match total {
-                Some(total) => counters.sync_apply(op, *total),
-                None => counters.sync_failed(op),
-            }
+            counters.sync_apply(op, *total);
         }
     }
 
