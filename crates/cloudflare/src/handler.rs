@@ -21,6 +21,7 @@ use crate::diag;
 use crate::observed_stream::ObservedStream;
 use crate::respond::reply_response;
 use crate::state::WorkerState;
+use crate::upstream::UpstreamAnswer;
 
 pub async fn handle(state: Rc<WorkerState>, mut request: Request, ctx: &Context) -> worker::Result<Response> {
     let now_ms = unix_ms();
@@ -170,11 +171,11 @@ fn stream_response(
     state: &Rc<WorkerState>,
     ctx: &Context,
     status: u16,
-    mut upstream: Response,
+    mut upstream: UpstreamAnswer,
     mut observer: BodyObserver,
 ) -> worker::Result<Response> {
-    let headers = downstream_headers(upstream.headers(), observer.request_id())?;
-    let Ok(body) = upstream.stream() else {
+    let headers = downstream_headers(upstream.response.headers(), observer.request_id())?;
+    let Some(body) = upstream.body() else {
         // No body at all (204 and the like): nothing to wait for.
         if let Some(record) = observer.end(proxy_core::request::BodyEnd::Complete, unix_ms()) {
             ctx.wait_until(state.logs.clone().submit(record));

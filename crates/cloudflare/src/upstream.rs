@@ -2,6 +2,12 @@
 //! never the URL; redirects are never followed (the key would go along); the URL is
 //! the base URL with the route's path appended unchanged; an attempt that gets no
 //! response headers (or, for an error, no whole body) in time is aborted.
+//!
+//! Once a peek has read the start of a body, the rest is read from Rust too
+//! ([`UpstreamAnswer::body`]), never wrapped back into a JavaScript stream: a Rust
+//! stream turned into a `ReadableStream` and read back again made a stream stall now
+//! and then under `wrangler dev` (about one request in 3000, the runtime then reporting
+//! the request as hung), and it cost two more crossings per chunk.
 
 use std::pin::pin;
 use std::time::Duration;
@@ -10,6 +16,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::future::{Either, select};
+use futures_util::stream::{self, LocalBoxStream};
 use proxy_core::keys::Secret;
 use proxy_core::platform::{Peek, PreparedRequest, TransportError, Upstream, UpstreamResponse};
 use proxy_core::upstream_url::UpstreamBase;
@@ -19,6 +26,26 @@ use worker::{
 
 pub struct WorkerUpstream {
     base: UpstreamBase,
+}
+
+/// Upstream's body as Rust reads it, chunk by chunk.
+pub type BodyStream = LocalBoxStream<'static, worker::Result<Vec<u8>>>;
+
+/// An upstream answer: the runtime's response (status and headers) and, once a peek
+/// has begun reading it, its body: what the peek read, then the rest.
+pub struct UpstreamAnswer {
+    pub response: Response,
+    read: Option<BodyStream>,
+}
+
+impl UpstreamAnswer {
+    /// The whole body, from its first byte; `None` when there is none (a 204).
+    pub fn body(&mut self) -> Option<BodyStream> {
+        if let Some(read) = self.read.take() {
+            return Some(read);
+        }
+        self.response.stream().ok().map(|s| s.boxed_local())
+    }
 }
 
 impl WorkerUpstream {
@@ -55,14 +82,14 @@ impl WorkerUpstream {
 
 #[async_trait(?Send)]
 impl Upstream for WorkerUpstream {
-    type Response = Response;
+    type Response = UpstreamAnswer;
 
     async fn send(
         &self,
         request: &PreparedRequest,
         key: &Secret,
         timeout_ms: u64,
-    ) -> Result<UpstreamResponse<Response>, TransportError> {
+    ) -> Result<UpstreamResponse<UpstreamAnswer>, TransportError> {
         let fetch = Fetch::Request(self.build(request, key)?);
         let controller = AbortController::default();
         let signal = controller.signal();
@@ -72,7 +99,7 @@ impl Upstream for WorkerUpstream {
             Either::Left((Ok(response), _)) => Ok(UpstreamResponse {
                 status: response.status_code(),
                 content_type: response.headers().get("content-type").ok().flatten(),
-                inner: response,
+                inner: UpstreamAnswer { response, read: None },
             }),
             // The runtime's message ("Network connection lost", DNS, TLS) names no key:
             // the key is only in a header. The engine scrubs it all the same.
@@ -86,13 +113,13 @@ impl Upstream for WorkerUpstream {
 
     async fn read_body(
         &self,
-        mut response: Response,
+        mut answer: UpstreamAnswer,
         limit: usize,
         timeout_ms: u64,
     ) -> Result<Bytes, TransportError> {
-        let mut stream = response
-            .stream()
-            .map_err(|e| TransportError::Connect(format!("cannot read the error body: {e}")))?;
+        let Some(mut stream) = answer.body() else {
+            return Ok(Bytes::new());
+        };
         let reading = pin!(async {
             let mut body = Vec::new();
             while let Some(chunk) = stream.next().await {
@@ -113,12 +140,14 @@ impl Upstream for WorkerUpstream {
         }
     }
 
-    async fn peek_body(&self, response: &mut Response, peek: Peek) -> Result<(Bytes, bool), TransportError> {
-        let status = response.status_code();
-        let headers = response.headers().clone();
-        let mut stream = response
-            .stream()
-            .map_err(|e| TransportError::Connect(format!("cannot read the answer: {e}")))?;
+    async fn peek_body(
+        &self,
+        answer: &mut UpstreamAnswer,
+        peek: Peek,
+    ) -> Result<(Bytes, bool), TransportError> {
+        let Some(mut stream) = answer.body() else {
+            return Ok((Bytes::new(), true));
+        };
         let mut chunks: Vec<Vec<u8>> = Vec::new();
         let mut start: Vec<u8> = Vec::new();
         let mut deadline = pin!(Delay::from(Duration::from_millis(peek.timeout_ms)));
@@ -139,15 +168,13 @@ impl Upstream for WorkerUpstream {
                 Either::Right(((), _)) => return Err(TransportError::Timeout),
             }
         };
+        // What was read goes back in front of the rest, for whoever reads the body next.
+        answer.read = Some(
+            stream::iter(chunks.into_iter().map(Ok))
+                .chain(stream)
+                .boxed_local(),
+        );
         let start = Bytes::from(start);
-        // Put what was read back in front of the rest, keeping status and headers. A
-        // stream either way: the handler streams the answer on (`Response::stream`),
-        // which a body made from bytes does not give.
-        let rest =
-            futures_util::stream::iter(chunks.into_iter().map(Ok::<Vec<u8>, worker::Error>)).chain(stream);
-        let rebuilt = Response::from_stream(rest);
-        let rebuilt = rebuilt.map_err(|e| TransportError::Connect(format!("cannot keep the answer: {e}")))?;
-        *response = rebuilt.with_status(status).with_headers(headers);
         Ok((start, whole))
     }
 }
