@@ -50,9 +50,11 @@ def timed_post(session: requests.Session, url: str, key: str, stream: bool) -> f
         if r.status_code != 200:
             raise RuntimeError(f"{url}: {r.status_code} {r.text[:200]}")
         if stream:
-            next(r.iter_content(chunk_size=1))
+            # Not `iter_content` then `content`: after an iterator began, `content`
+            # reads nothing, and closing the response hung up mid-stream.
+            r.raw.read(1)
             elapsed = time.perf_counter() - start
-            r.content  # noqa: B018  (drain so the connection is reused)
+            r.raw.read()  # the rest, so the connection is reused
             return elapsed
         r.content  # noqa: B018
         return time.perf_counter() - start
