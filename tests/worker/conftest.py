@@ -36,3 +36,11 @@ def fresh_worker(fake_url, tmp_path_factory) -> Iterator[WorkerStack]:
     """A Worker of its own (a fresh isolate and pool) for the failover tests, whose
     first request must meet every key in id order."""
     yield from _run_worker(fake_url, tmp_path_factory.mktemp("fresh"), UPSTREAM_KEYS, "gemini-proxy-failover")
+
+
+@pytest.fixture(scope="module")
+def healthy_worker(fake_url, tmp_path_factory) -> Iterator[WorkerStack]:
+    """A Worker of its own with only the healthy key: every answer is served on the
+    first attempt (the stream soak)."""
+    healthy = {"healthy": UPSTREAM_KEYS["healthy"]}
+    yield from _run_worker(fake_url, tmp_path_factory.mktemp("healthy"), healthy, "gemini-proxy-healthy")
