@@ -112,15 +112,7 @@ pub fn sum_per_bucket(cells: &[UsageCell]) -> Vec<UsageCell> {
             bucket_start_ms: c.bucket_start_ms,
             ..UsageCell::default()
         });
-        sum.requests += c.requests;
-        sum.errors += c.errors;
-        sum.prompt_tokens += c.prompt_tokens;
-        sum.candidates_tokens += c.candidates_tokens;
-        sum.thoughts_tokens += c.thoughts_tokens;
-        sum.cached_tokens += c.cached_tokens;
-        sum.total_tokens += c.total_tokens;
-        sum.latency_sum_ms += c.latency_sum_ms;
-        sum.cost_usd += c.cost_usd;
+        sum.add(c);
     }
     sums.into_values().collect()
 }

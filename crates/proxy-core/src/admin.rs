@@ -1,9 +1,12 @@
 //! Management operations (CLI, dashboard) that every store offers. Never on the
 //! request path.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::error_class::ErrorClasses;
 use crate::keys::{KeyId, KeyLimits};
 use crate::log::LogRecord;
 use crate::platform::{MaybeSend, StoreError};
@@ -195,6 +198,14 @@ pub struct UsageCell {
     /// Sum of the records' `cost_usd` (a record without one counts 0).
     #[serde(default)]
     pub cost_usd: f64,
+    /// Failed records per failure key ([`crate::error_class::failure_key`]); they add
+    /// up to `errors`. [`UsageCell::error_classes`] folds them into classes.
+    #[serde(default)]
+    pub error_kinds: BTreeMap<String, u64>,
+    /// Nearest-rank median time to the answer's first byte, over the records that
+    /// have one (0 when none does).
+    #[serde(default)]
+    pub ttfb_p50_ms: u64,
 }
 
 /// Costs are sums of finite prices (stores keep no NaN), so equality is total.
@@ -206,11 +217,49 @@ impl UsageCell {
     }
 
     pub fn error_rate_percent(&self) -> f64 {
-        if self.requests == 0 {
-            0.0
-        } else {
-            self.errors as f64 * 100.0 / self.requests as f64
+        percent_of(self.errors, self.requests)
+    }
+
+    pub fn error_classes(&self) -> ErrorClasses {
+        ErrorClasses::of(&self.error_kinds)
+    }
+
+    /// Adds `other`'s counters, tokens, latency sum, cost and failures to this cell's.
+    /// Percentiles do not add up: they are left as they are.
+    pub fn add(&mut self, other: &UsageCell) {
+        self.requests = self.requests.saturating_add(other.requests);
+        self.errors = self.errors.saturating_add(other.errors);
+        self.prompt_tokens = self.prompt_tokens.saturating_add(other.prompt_tokens);
+        self.candidates_tokens = self.candidates_tokens.saturating_add(other.candidates_tokens);
+        self.thoughts_tokens = self.thoughts_tokens.saturating_add(other.thoughts_tokens);
+        self.cached_tokens = self.cached_tokens.saturating_add(other.cached_tokens);
+        self.total_tokens = self.total_tokens.saturating_add(other.total_tokens);
+        self.latency_sum_ms = self.latency_sum_ms.saturating_add(other.latency_sum_ms);
+        self.cost_usd += other.cost_usd;
+        for (key, n) in &other.error_kinds {
+            let sum = self.error_kinds.entry(key.clone()).or_default();
+            *sum = sum.saturating_add(*n);
         }
+    }
+
+    /// Counts a failed record under its failure key.
+    pub fn count_failure(&mut self, key: &str) {
+        self.errors += 1;
+        match self.error_kinds.get_mut(key) {
+            Some(n) => *n += 1,
+            None => {
+                self.error_kinds.insert(key.to_string(), 1);
+            }
+        }
+    }
+}
+
+/// `part` as a percentage of `whole`, 0 for an empty whole.
+pub fn percent_of(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
     }
 }
 

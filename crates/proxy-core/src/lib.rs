@@ -21,6 +21,7 @@ pub mod engine;
 #[cfg(test)]
 mod engine_tests;
 pub mod error;
+pub mod error_class;
 pub mod governance;
 pub mod health;
 pub mod hex;

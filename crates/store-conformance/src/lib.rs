@@ -43,7 +43,10 @@ pub use proxy_keys::{
 };
 pub use prune::prune_deletes_only_older_rows;
 pub use suite::Fixture;
-pub use usage::{stats_sum_tokens_and_count_errors, usage_buckets_groups_and_percentiles, usage_sums_cost};
+pub use usage::{
+    stats_sum_tokens_and_count_errors, usage_buckets_groups_and_percentiles, usage_counts_failures_by_kind,
+    usage_sums_cost,
+};
 
 /// What a store under test implements.
 pub trait Store: KeyStore + LogSink + AdminStore {}

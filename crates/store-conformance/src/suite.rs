@@ -55,6 +55,7 @@ macro_rules! suite {
             stats_sum_tokens_and_count_errors,
             usage_buckets_groups_and_percentiles,
             usage_sums_cost,
+            usage_counts_failures_by_kind,
             prune_deletes_only_older_rows,
             two_handles_see_each_others_writes,
         }
@@ -162,6 +163,10 @@ pub async fn usage_buckets_groups_and_percentiles<F: Fixture>(f: &F) {
 
 pub async fn usage_sums_cost<F: Fixture>(f: &F) {
     usage::usage_sums_cost(f.store()).await;
+}
+
+pub async fn usage_counts_failures_by_kind<F: Fixture>(f: &F) {
+    usage::usage_counts_failures_by_kind(f.store()).await;
 }
 
 pub async fn prune_deletes_only_older_rows<F: Fixture>(f: &F) {

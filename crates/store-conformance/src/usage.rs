@@ -345,3 +345,61 @@ pub async fn usage_sums_cost<S: Store + ?Sized>(store: &S) {
         .expect("empty usage");
     assert!(empty.is_empty(), "{empty:?}");
 }
+
+/// Failed records are counted per failure key (`error_kind`, or `status_NNN` without
+/// one) and add up to `errors`; a 200 with a kind (a safety block) is a failure, a 200
+/// without one is not. `ttfb_p50_ms` is the median over records that have a TTFB.
+pub async fn usage_counts_failures_by_kind<S: Store + ?Sized>(store: &S) {
+    let at = |id: &str, status: u16, kind: Option<&str>, ttfb: Option<u64>| {
+        let mut r = record(id, 1_000);
+        r.status = status;
+        r.error_kind = kind.map(Into::into);
+        r.ttfb_ms = ttfb;
+        r
+    };
+    store
+        .write_logs(&[
+            at("1", 200, None, Some(30)),
+            at("2", 200, Some("blocked"), Some(10)),
+            at("3", 429, Some("all_keys_cooling"), None),
+            at("4", 429, Some("all_keys_cooling"), None),
+            at("5", 404, None, None),
+            at("6", 503, Some("upstream_unavailable"), Some(20)),
+        ])
+        .await
+        .expect("write");
+    let cells = store
+        .usage(&UsageQuery {
+            since_ms: 0,
+            bucket_ms: 1_000,
+            ..UsageQuery::default()
+        })
+        .await
+        .expect("usage");
+    assert_eq!(cells.len(), 1, "{cells:?}");
+    let cell = &cells[0];
+    let kinds: Vec<(&str, u64)> = cell.error_kinds.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("all_keys_cooling", 2),
+            ("blocked", 1),
+            ("status_404", 1),
+            ("upstream_unavailable", 1)
+        ],
+        "{cell:?}"
+    );
+    assert_eq!((cell.requests, cell.errors), (6, 5), "{cell:?}");
+    let classes = cell.error_classes();
+    assert_eq!(
+        (
+            classes.blocked,
+            classes.no_key_free,
+            classes.client,
+            classes.upstream
+        ),
+        (1, 2, 1, 1),
+        "{classes:?}"
+    );
+    assert_eq!(cell.ttfb_p50_ms, 20, "median of 10, 20, 30: {cell:?}");
+}

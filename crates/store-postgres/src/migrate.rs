@@ -71,6 +71,10 @@ pub const MIGRATIONS: &[Migration] = &[
         file: "20261206000000_log_chain.sql",
         sql: include_str!("../../../supabase/migrations/20261206000000_log_chain.sql"),
     },
+    Migration {
+        file: "20261207000000_usage_error_kinds.sql",
+        sql: include_str!("../../../supabase/migrations/20261207000000_usage_error_kinds.sql"),
+    },
 ];
 
 /// Serialises concurrent appliers (two instances starting at once) within a database.

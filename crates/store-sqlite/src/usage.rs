@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use proxy_core::admin::{UsageCell, UsageQuery, bucket_start, sort_usage};
+use proxy_core::error_class::failure_key;
 use proxy_core::platform::StoreError;
 use rusqlite::{Connection, named_params};
 
@@ -20,12 +21,13 @@ const SCAN: &str = "SELECT l.started_at_ms,
        CASE WHEN :by_model THEN l.model END,
        CASE WHEN :by_key THEN l.answered_key_id END,
        CASE WHEN :by_proxy_key THEN l.proxy_key_id END,
-       l.status >= 400 OR l.error_kind IS NOT NULL,
+       l.status, l.error_kind,
        l.latency_ms,
        COALESCE(l.prompt_tokens, 0), COALESCE(l.candidates_tokens, 0),
        COALESCE(l.thoughts_tokens, 0), COALESCE(l.cached_tokens, 0),
        COALESCE(l.total_tokens, 0),
-       COALESCE(l.cost_usd, 0.0)
+       COALESCE(l.cost_usd, 0.0),
+       l.ttfb_ms
 FROM request_logs l
 WHERE l.started_at_ms >= :since AND l.started_at_ms < :until";
 
@@ -36,6 +38,7 @@ type GroupKey = (u64, Option<u32>, Option<i64>, Option<i64>);
 struct Group {
     cell: UsageCell,
     latencies: Vec<u64>,
+    ttfbs: Vec<u64>,
 }
 
 pub(crate) fn usage(conn: &mut Connection, query: &UsageQuery) -> Result<Vec<UsageCell>, StoreError> {
@@ -67,18 +70,25 @@ pub(crate) fn usage(conn: &mut Connection, query: &UsageQuery) -> Result<Vec<Usa
         );
         let group = groups.entry(key).or_default();
         let count = |i: usize| -> Result<u64, StoreError> { Ok(from_sql(row.get(i).db()?)) };
-        let latency = count(5)?;
+        let latency = count(6)?;
         let cell = &mut group.cell;
         cell.requests += 1;
-        cell.errors += u64::from(row.get::<_, bool>(4).db()?);
+        let status: u16 = row.get(4).db()?;
+        let kind: Option<String> = row.get(5).db()?;
+        if let Some(key) = failure_key(status, kind.as_deref()) {
+            cell.count_failure(&key);
+        }
         cell.latency_sum_ms += latency;
-        cell.prompt_tokens += count(6)?;
-        cell.candidates_tokens += count(7)?;
-        cell.thoughts_tokens += count(8)?;
-        cell.cached_tokens += count(9)?;
-        cell.total_tokens += count(10)?;
-        cell.cost_usd += row.get::<_, f64>(11).db()?;
+        cell.prompt_tokens += count(7)?;
+        cell.candidates_tokens += count(8)?;
+        cell.thoughts_tokens += count(9)?;
+        cell.cached_tokens += count(10)?;
+        cell.total_tokens += count(11)?;
+        cell.cost_usd += row.get::<_, f64>(12).db()?;
         group.latencies.push(latency);
+        if let Some(ttfb) = row.get::<_, Option<i64>>(13).db()? {
+            group.ttfbs.push(from_sql(ttfb));
+        }
     }
     let names: HashMap<u32, String> = models.into_iter().map(|(name, id)| (id, name)).collect();
     let mut cells: Vec<UsageCell> = groups
@@ -91,6 +101,7 @@ pub(crate) fn usage(conn: &mut Connection, query: &UsageQuery) -> Result<Vec<Usa
             cell.proxy_key_id = proxy_key;
             cell.latency_p50_ms = nearest_rank(&mut group.latencies, 50);
             cell.latency_p95_ms = nearest_rank(&mut group.latencies, 95);
+            cell.ttfb_p50_ms = nearest_rank(&mut group.ttfbs, 50);
             cell
         })
         .collect();

@@ -61,9 +61,9 @@ pub fn fold_stats(cells: &[UsageCell], keys: &[KeyRow]) -> LogStats {
     let mut models: BTreeMap<Option<&str>, UsageCell> = BTreeMap::new();
     let mut by_key: BTreeMap<Option<KeyId>, UsageCell> = BTreeMap::new();
     for cell in cells {
-        add(&mut total, cell);
-        add(models.entry(cell.model.as_deref()).or_default(), cell);
-        add(by_key.entry(cell.upstream_key_id).or_default(), cell);
+        total.add(cell);
+        models.entry(cell.model.as_deref()).or_default().add(cell);
+        by_key.entry(cell.upstream_key_id).or_default().add(cell);
     }
     let names: BTreeMap<KeyId, &str> = keys.iter().map(|k| (k.id, k.name.as_str())).collect();
     let key_group = |id: Option<KeyId>| match id {
@@ -85,18 +85,6 @@ pub fn fold_stats(cells: &[UsageCell], keys: &[KeyRow]) -> LogStats {
         by_model,
         by_key,
     }
-}
-
-fn add(sum: &mut UsageCell, cell: &UsageCell) {
-    sum.requests = sum.requests.saturating_add(cell.requests);
-    sum.errors = sum.errors.saturating_add(cell.errors);
-    sum.prompt_tokens = sum.prompt_tokens.saturating_add(cell.prompt_tokens);
-    sum.candidates_tokens = sum.candidates_tokens.saturating_add(cell.candidates_tokens);
-    sum.thoughts_tokens = sum.thoughts_tokens.saturating_add(cell.thoughts_tokens);
-    sum.cached_tokens = sum.cached_tokens.saturating_add(cell.cached_tokens);
-    sum.total_tokens = sum.total_tokens.saturating_add(cell.total_tokens);
-    sum.latency_sum_ms = sum.latency_sum_ms.saturating_add(cell.latency_sum_ms);
-    sum.cost_usd += cell.cost_usd;
 }
 
 fn row(group: String, sum: &UsageCell) -> UsageRow {
