@@ -288,6 +288,16 @@ test('overview shows totals, charts and the cooling key', async () => {
   assert.ok((await page.locator('svg.chart').count()) >= 3);
   assert.match(await page.textContent('main'), /cooling: gemini-2\.0-flash/);
   await shot('overview');
+  await page.click('#splits a:has-text("per model")');
+  assert.match(await page.textContent('main'), /Requests per model/);
+  assert.match(await page.textContent('svg[aria-label="requests"]'), /gemini-2\.0-flash: \d+/, 'a series per model, named on hover');
+  await page.fill('.custom-range input[name=from]', '2026-01-01T00:00');
+  await page.fill('.custom-range input[name=to]', '2026-01-02T00:00');
+  await page.click('.custom-range button');
+  assert.match(page.url(), /range=custom.*split=model|split=model.*range=custom/, 'the custom range keeps the split');
+  assert.match(await page.textContent('main'), /No requests in this period/);
+  await page.goto(`${WEB}/?range=custom&split=kind&from=${encodeURIComponent(new Date(Date.now() - 36e5).toISOString().slice(0, 16))}&to=${encodeURIComponent(new Date(Date.now() + 6e4).toISOString().slice(0, 16))}`);
+  assert.equal(await page.locator('svg[aria-label="requests"] title').count(), 61, 'a bar a minute over the 61 minutes asked for');
   await page.goto(`${WEB}/keys`);
   await shot('keys');
   if (process.env.EXPECT_BUNDLE === '1') {
@@ -323,7 +333,8 @@ test('the overview refreshes in place, cards and charts together, from the overv
   const count = async () => Number((await page.textContent('#totals')).match(/Requests\s*(\d+)/)?.[1] ?? -1);
   // The requests chart's columns say their counts on hover: their sum is the card's.
   const charted = () => page.$$eval('svg[aria-label="requests"] title', (titles) => titles
-    .map((t) => [...t.textContent.matchAll(/(?:ok|errors): (\d+)/g)].reduce((n, m) => n + Number(m[1]), 0))
+    .map((t) => [...t.textContent.matchAll(/(?:ok|safety blocks \(HTTP 200\)|no key free|client mistakes|upstream errors): (\d+)/g)]
+      .reduce((n, m) => n + Number(m[1]), 0))
     .reduce((a, b) => a + b, 0));
   const before = await count();
   assert.ok(before >= 3, `the totals show this hour's requests (${before})`);

@@ -17,15 +17,19 @@ pub async fn key_rows() -> Result<Vec<KeyRow>, ServerFnError> {
         .map_err(crate::server_fns::store_failed)
 }
 
-/// The overview's changing part for "hour", "day" or "week", rendered as the page
-/// renders it: cards, charts and tables from one read, so they agree.
+/// The overview's changing part for the overview's own query string (`range=hour`,
+/// `range=custom&from=…&to=…`, `&split=model`), rendered as the page renders it:
+/// cards, charts and tables from one read, so they agree.
 #[server(prefix = "/api", endpoint = "overview_section")]
-pub async fn overview_section(range: String) -> Result<String, ServerFnError> {
+pub async fn overview_section(query: String) -> Result<String, ServerFnError> {
     let state = crate::server_fns::operator_state().await?;
-    let range = crate::data::Range::parse(Some(&range));
-    let overview = crate::handlers::pages::overview_data(state.admin.as_ref(), range, proxy_axum::unix_ms())
-        .await
-        .map_err(crate::server_fns::store_failed)?;
+    let params: crate::handlers::pages::OverviewParams = serde_urlencoded::from_str(&query)
+        .map_err(|e| ServerFnError::new(format!("bad overview query: {e}")))?;
+    let (range, split, _) = params.choice();
+    let overview =
+        crate::handlers::pages::overview_data(state.admin.as_ref(), range, split, proxy_axum::unix_ms())
+            .await
+            .map_err(crate::server_fns::store_failed)?;
     let owner = leptos::prelude::Owner::new();
     Ok(owner.with(|| crate::views::overview::section(&overview)))
 }

@@ -12,7 +12,8 @@ use crate::timefmt;
 
 const PAGE: u32 = 1000;
 
-/// The overview's time windows.
+/// The overview's time windows: the last hour, day, week or 30 days (each ending with
+/// the bucket that holds now), or a custom one from and to a UTC time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Range {
     Hour,
@@ -20,16 +21,49 @@ pub enum Range {
     Week,
     /// The last 30 days, a bucket a day.
     Month,
+    /// `[from_ms, to_ms)`, bucketed by [`custom_bucket_ms`].
+    Custom {
+        from_ms: u64,
+        to_ms: u64,
+    },
 }
 
+/// The ranges the picker offers as links.
+pub const PRESETS: [Range; 4] = [Range::Hour, Range::Day, Range::Week, Range::Month];
+
+/// The longest custom range: a year of day buckets.
+const MAX_CUSTOM_MS: u64 = 366 * DAY_MS;
+
 impl Range {
-    pub fn parse(text: Option<&str>) -> Range {
-        match text {
+    /// `range=hour|day|week|month` (the day when absent or unknown), or `range=custom`
+    /// with `from` and `to` as the logs page takes them (UTC `YYYY-MM-DDTHH:MM`, or a
+    /// date for its midnight). A custom range that does not parse, is empty or is
+    /// longer than a year is refused with the reason, for the page to show.
+    pub fn parse(range: Option<&str>, from: Option<&str>, to: Option<&str>) -> Result<Range, String> {
+        Ok(match range {
             Some("hour") => Range::Hour,
             Some("week") => Range::Week,
             Some("month") => Range::Month,
+            Some("custom") => {
+                let time = |name: &str, text: Option<&str>| {
+                    let text = text.unwrap_or("").trim();
+                    timefmt::parse_input(text).ok_or_else(|| {
+                        format!(
+                            "{name}: {text:?} is not a UTC time (YYYY-MM-DDTHH:MM) or a date (YYYY-MM-DD)"
+                        )
+                    })
+                };
+                let (from_ms, to_ms) = (time("from", from)?, time("to", to)?);
+                if to_ms <= from_ms {
+                    return Err("to must be later than from".into());
+                }
+                if to_ms - from_ms > MAX_CUSTOM_MS {
+                    return Err("a custom range is at most 366 days".into());
+                }
+                Range::Custom { from_ms, to_ms }
+            }
             _ => Range::Day,
-        }
+        })
     }
 
     pub fn name(self) -> &'static str {
@@ -38,6 +72,7 @@ impl Range {
             Range::Day => "day",
             Range::Week => "week",
             Range::Month => "month",
+            Range::Custom { .. } => "custom",
         }
     }
 
@@ -48,41 +83,198 @@ impl Range {
             Range::Day => "Last day",
             Range::Week => "Last week",
             Range::Month => "Last 30 days",
+            Range::Custom { .. } => "Custom",
         }
     }
 
-    /// (bucket width, bucket count)
-    pub fn buckets(self) -> (u64, usize) {
+    /// The query string that asks for this range again (links and the live refresh).
+    pub fn query(self) -> String {
         match self {
-            Range::Hour => (60_000, 60),
-            Range::Day => (3_600_000, 24),
-            Range::Week => (6 * 3_600_000, 28),
-            Range::Month => (DAY_MS, 30),
+            Range::Custom { from_ms, to_ms } => format!(
+                "range=custom&from={}&to={}",
+                timefmt::input_value(from_ms),
+                timefmt::input_value(to_ms)
+            ),
+            preset => format!("range={}", preset.name()),
         }
     }
+}
 
-    pub fn span_ms(self) -> u64 {
-        let (width, count) = self.buckets();
-        width * count as u64
+/// A custom range's bucket width: about 30 to 200 buckets whatever its length.
+pub fn custom_bucket_ms(span_ms: u64) -> u64 {
+    match span_ms {
+        s if s <= 3 * 3_600_000 => 60_000,
+        s if s <= 3 * DAY_MS => 3_600_000,
+        s if s <= 21 * DAY_MS => 6 * 3_600_000,
+        _ => DAY_MS,
     }
 }
 
 pub const DAY_MS: u64 = 86_400_000;
 
-/// The buckets `range` charts at `now`: (first bucket's start, width, count), aligned to
-/// the epoch as the stores align them, the last bucket holding `now`.
-pub fn window(range: Range, now_ms: u64) -> (u64, u64, usize) {
-    let (width, count) = range.buckets();
-    let end = (now_ms / width + 1) * width;
-    (end.saturating_sub(width * count as u64), width, count)
+/// What a range charts: records started in `[since_ms, until_ms)` (`None`: up to
+/// now), in `count` buckets of `width_ms` aligned to the epoch as the stores align
+/// them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub since_ms: u64,
+    pub until_ms: Option<u64>,
+    pub width_ms: u64,
+    pub count: usize,
 }
 
-/// The whole of `range`'s window as one bucket: the overview's headline totals.
-pub fn window_totals(range: Range, now_ms: u64) -> UsageQuery {
-    UsageQuery {
-        since_ms: window(range, now_ms).0,
-        ..UsageQuery::default()
+/// The window of `range` at `now`: a preset's last bucket holds `now`; a custom
+/// range starts with the bucket holding `from` and ends at `to`.
+pub fn window(range: Range, now_ms: u64) -> Window {
+    let (width_ms, count, until_ms) = match range {
+        Range::Hour => (60_000, 60, None),
+        Range::Day => (3_600_000, 24, None),
+        Range::Week => (6 * 3_600_000, 28, None),
+        Range::Month => (DAY_MS, 30, None),
+        Range::Custom { from_ms, to_ms } => {
+            let width = custom_bucket_ms(to_ms - from_ms);
+            let start = from_ms / width * width;
+            let count = (to_ms - start).div_ceil(width) as usize;
+            return Window {
+                since_ms: from_ms,
+                until_ms: Some(to_ms),
+                width_ms: width,
+                count,
+            };
+        }
+    };
+    let end = (now_ms / width_ms + 1) * width_ms;
+    Window {
+        since_ms: end.saturating_sub(width_ms * count as u64),
+        until_ms,
+        width_ms,
+        count,
     }
+}
+
+impl Window {
+    /// The first bucket's start (a custom range's `from` may fall inside it).
+    pub fn first_bucket_ms(&self) -> u64 {
+        self.since_ms / self.width_ms * self.width_ms
+    }
+
+    /// The whole window as one bucket: the overview's headline totals.
+    pub fn totals(&self) -> UsageQuery {
+        UsageQuery {
+            since_ms: self.since_ms,
+            until_ms: self.until_ms,
+            ..UsageQuery::default()
+        }
+    }
+
+    /// The window in its buckets.
+    pub fn per_bucket(&self) -> UsageQuery {
+        UsageQuery {
+            bucket_ms: self.width_ms,
+            ..self.totals()
+        }
+    }
+
+    /// A bucket's label on the charts' time axis: the clock within a day, the date
+    /// and hour within weeks, the date beyond.
+    pub fn label(&self, bucket_start_ms: u64) -> String {
+        let text = timefmt::date_time(bucket_start_ms);
+        let span = self.width_ms * self.count as u64;
+        match self.width_ms {
+            DAY_MS => text[5..10].to_string(),
+            w if w < 6 * 3_600_000 && span <= DAY_MS => text[11..16].to_string(),
+            w if w < 6 * 3_600_000 => format!("{} {}", &text[5..10], &text[11..16]),
+            _ => text[5..13].to_string(),
+        }
+    }
+}
+
+/// How the overview's charts split their series: by kind (outcome, token kind), or
+/// one series per model or per upstream key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    Kind,
+    Model,
+    Key,
+}
+
+impl Split {
+    pub const ALL: [Split; 3] = [Split::Kind, Split::Model, Split::Key];
+
+    pub fn parse(text: Option<&str>) -> Split {
+        match text {
+            Some("model") => Split::Model,
+            Some("key") => Split::Key,
+            _ => Split::Kind,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Kind => "kind",
+            Split::Model => "model",
+            Split::Key => "key",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Split::Kind => "by outcome",
+            Split::Model => "per model",
+            Split::Key => "per upstream key",
+        }
+    }
+}
+
+/// One series of a split chart: a model's or a key's cells, a bucket each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SplitSeries {
+    pub label: String,
+    pub buckets: Vec<UsageCell>,
+    /// The sum of the groups outside the top ones: its percentiles mean nothing.
+    pub other: bool,
+}
+
+/// Cells grouped by time and one dimension as the `top` busiest groups' series (each
+/// a bucket per window slot) and one "other" series summing the rest, if any.
+pub fn split_series(
+    cells: &[UsageCell],
+    label_of: impl Fn(&UsageCell) -> String,
+    window: &Window,
+    top: usize,
+) -> Vec<SplitSeries> {
+    let mut groups: HashMap<String, Vec<UsageCell>> = HashMap::new();
+    for cell in cells {
+        groups.entry(label_of(cell)).or_default().push(cell.clone());
+    }
+    let mut ranked: Vec<(String, Vec<UsageCell>)> = groups.into_iter().collect();
+    ranked.sort_by(|(a, ac), (b, bc)| {
+        let total = |cs: &[UsageCell]| cs.iter().map(|c| c.requests).sum::<u64>();
+        total(bc).cmp(&total(ac)).then_with(|| a.cmp(b))
+    });
+    let rest: Vec<UsageCell> = ranked
+        .iter()
+        .skip(top)
+        .flat_map(|(_, cs)| cs.iter().cloned())
+        .collect();
+    let start = window.first_bucket_ms();
+    let mut series: Vec<SplitSeries> = ranked
+        .into_iter()
+        .take(top)
+        .map(|(label, cs)| SplitSeries {
+            label,
+            buckets: fill_buckets(&cs, start, window.width_ms, window.count),
+            other: false,
+        })
+        .collect();
+    if !rest.is_empty() {
+        series.push(SplitSeries {
+            label: "other".into(),
+            buckets: fill_buckets(&sum_per_bucket(&rest), start, window.width_ms, window.count),
+            other: true,
+        });
+    }
+    series
 }
 
 /// Every bucket of the window in order, zeros where the store had no records (it
@@ -201,9 +393,102 @@ mod tests {
 
     #[test]
     fn window_ends_with_the_bucket_holding_now() {
-        let (start, width, count) = window(Range::Hour, 100 * 60_000 + 5);
-        assert_eq!((width, count), (60_000, 60));
-        assert_eq!(start + width * (count as u64 - 1), 100 * 60_000);
+        let w = window(Range::Hour, 100 * 60_000 + 5);
+        assert_eq!((w.width_ms, w.count, w.until_ms), (60_000, 60, None));
+        assert_eq!(w.since_ms + w.width_ms * (w.count as u64 - 1), 100 * 60_000);
+    }
+
+    #[test]
+    fn custom_ranges_parse_and_bucket_by_their_length() {
+        let range =
+            Range::parse(Some("custom"), Some("2026-12-01T00:00"), Some("2026-12-03")).expect("parses");
+        let from = timefmt::parse_input("2026-12-01").expect("date");
+        assert_eq!(
+            range,
+            Range::Custom {
+                from_ms: from,
+                to_ms: from + 2 * DAY_MS
+            }
+        );
+        let w = window(range, 0);
+        assert_eq!(
+            (w.since_ms, w.until_ms, w.width_ms, w.count),
+            (from, Some(from + 2 * DAY_MS), 3_600_000, 48)
+        );
+        assert_eq!(w.label(from + 3_600_000), "12-01 01:00");
+        assert_eq!(
+            range.query(),
+            "range=custom&from=2026-12-01T00:00&to=2026-12-03T00:00"
+        );
+        assert_eq!(
+            Range::parse(
+                Some(range.name()),
+                Some("2026-12-01T00:00"),
+                Some("2026-12-03T00:00")
+            ),
+            Ok(range)
+        );
+        // A from inside a bucket: the first bucket starts before it, the count covers to.
+        let odd = Range::Custom {
+            from_ms: from + 90_000,
+            to_ms: from + 3_600_000,
+        };
+        let w = window(odd, 0);
+        assert_eq!(
+            (w.first_bucket_ms(), w.width_ms, w.count),
+            (from + 60_000, 60_000, 59)
+        );
+        assert_eq!(w.label(from + 60_000), "00:01");
+    }
+
+    #[test]
+    fn bad_custom_ranges_say_why() {
+        let refuse =
+            |from: &str, to: &str| Range::parse(Some("custom"), Some(from), Some(to)).expect_err(from);
+        assert!(refuse("", "2026-12-03").starts_with("from: "));
+        assert!(refuse("2026-12-01", "soon").starts_with("to: "));
+        assert_eq!(refuse("2026-12-03", "2026-12-01"), "to must be later than from");
+        assert_eq!(
+            refuse("2025-01-01", "2026-12-01"),
+            "a custom range is at most 366 days"
+        );
+        assert_eq!(Range::parse(Some("fortnight"), None, None), Ok(Range::Day));
+    }
+
+    #[test]
+    fn split_series_keep_the_busiest_and_sum_the_rest() {
+        let w = Window {
+            since_ms: 0,
+            until_ms: None,
+            width_ms: 10,
+            count: 2,
+        };
+        let cells = [
+            cell(0, Some("a"), None, 5),
+            cell(10, Some("a"), None, 1),
+            cell(0, Some("b"), None, 3),
+            cell(10, Some("c"), None, 2),
+            cell(10, Some("d"), None, 1),
+        ];
+        let series = split_series(&cells, |c| c.model.clone().unwrap_or_default(), &w, 2);
+        let shape: Vec<(&str, bool, Vec<u64>)> = series
+            .iter()
+            .map(|s| {
+                (
+                    s.label.as_str(),
+                    s.other,
+                    s.buckets.iter().map(|b| b.requests).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                ("a", false, vec![5, 1]),
+                ("b", false, vec![3, 0]),
+                ("other", true, vec![0, 3])
+            ]
+        );
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub fn hydrate() {
     if !cells.is_empty() {
         spawn_local(live_keys(cells, elements("[data-live-toggle]")));
     }
-    if let Some(overview) = elements("#overview-live[data-range]").into_iter().next() {
+    if let Some(overview) = elements("#overview-live[data-query]").into_iter().next() {
         live_overview(overview);
     }
 }
@@ -114,13 +114,16 @@ fn by_id(rows: Vec<KeyRow>) -> HashMap<i64, KeyRow> {
 /// Replaces the overview's changing part whole, every few seconds: cards, charts and
 /// tables come from one server read, so they never disagree.
 fn live_overview(element: web_sys::HtmlElement) {
-    let range = element.dataset().get("range").unwrap_or_else(|| "day".into());
+    let query = element
+        .dataset()
+        .get("query")
+        .unwrap_or_else(|| "range=day".into());
     set_interval(
         move || {
-            let (range, element) = (range.clone(), element.clone());
+            let (query, element) = (query.clone(), element.clone());
             spawn_local(async move {
                 // Logged out or the store is down: what is shown stays.
-                if let Ok(fresh) = overview_section(range).await {
+                if let Ok(fresh) = overview_section(query).await {
                     element.set_inner_html(&fresh);
                 }
             })

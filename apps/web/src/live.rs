@@ -3,7 +3,8 @@
 //! definition, so a live update looks exactly like a reload.
 
 use leptos::prelude::*;
-use proxy_core::admin::{KeyRow, UsageCell};
+use proxy_core::admin::{KeyRow, UsageCell, percent_of};
+use proxy_core::error_class::ErrorClass;
 
 use crate::timefmt;
 
@@ -77,21 +78,48 @@ pub fn KeyToggle(id: i64, #[prop(into)] enabled: Signal<bool>, csrf: String) -> 
     }
 }
 
+/// "no key free" → "No key free", for a card's title.
+fn capitalized(label: &str) -> String {
+    let mut chars = label.chars();
+    chars
+        .next()
+        .map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
+}
+
 /// The overview's headline numbers.
 #[component]
 pub fn TotalsCards(#[prop(into)] totals: Signal<UsageCell>) -> impl IntoView {
     let cards = move || {
         let t = totals.get();
+        let classes = t.error_classes();
+        let class_card = |class: ErrorClass| {
+            let n = classes.get(class);
+            (
+                capitalized(class.label()),
+                format!("{n} · {:.1}%", percent_of(n, t.requests)),
+            )
+        };
         [
-            ("Requests", t.requests.to_string()),
-            ("Error rate", format!("{:.1}%", t.error_rate_percent())),
-            ("Prompt tokens", t.prompt_tokens.to_string()),
-            ("Output tokens", t.candidates_tokens.to_string()),
-            ("Thinking tokens", t.thoughts_tokens.to_string()),
-            ("Cached tokens", t.cached_tokens.to_string()),
-            ("Cost", usd(t.cost_usd)),
-            ("Latency p50", format!("{} ms", t.latency_p50_ms)),
-            ("Latency p95", format!("{} ms", t.latency_p95_ms)),
+            ("Requests".to_string(), t.requests.to_string()),
+            (
+                "Error rate".to_string(),
+                format!("{:.1}%", t.error_rate_percent()),
+            ),
+            class_card(ErrorClass::Blocked),
+            class_card(ErrorClass::NoKeyFree),
+            class_card(ErrorClass::Client),
+            class_card(ErrorClass::Upstream),
+            ("Prompt tokens".to_string(), t.prompt_tokens.to_string()),
+            ("Output tokens".to_string(), t.candidates_tokens.to_string()),
+            ("Thinking tokens".to_string(), t.thoughts_tokens.to_string()),
+            ("Cached tokens".to_string(), t.cached_tokens.to_string()),
+            ("Cost".to_string(), usd(t.cost_usd)),
+            ("Latency p50".to_string(), format!("{} ms", t.latency_p50_ms)),
+            ("Latency p95".to_string(), format!("{} ms", t.latency_p95_ms)),
+            (
+                "Time to first byte p50".to_string(),
+                format!("{} ms", t.ttfb_p50_ms),
+            ),
         ]
         .into_iter()
         .map(|(label, value)| view! { <div class="card">{label}<b>{value}</b></div> })
@@ -169,6 +197,7 @@ mod tests {
         let totals = UsageCell {
             requests: 4,
             errors: 1,
+            error_kinds: [("all_keys_cooling".to_string(), 1)].into(),
             latency_p95_ms: 90,
             cost_usd: 0.0125,
             ..UsageCell::default()
@@ -176,6 +205,10 @@ mod tests {
         let html = view! { <TotalsCards totals=totals/> }.to_html();
         assert!(
             html.contains("25.0%") && html.contains("90 ms") && html.contains("$0.0125"),
+            "{html}"
+        );
+        assert!(
+            html.contains("No key free<b>1 · 25.0%</b>") && html.contains("Client mistakes<b>0 · 0.0%</b>"),
             "{html}"
         );
     }

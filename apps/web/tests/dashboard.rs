@@ -214,6 +214,43 @@ async fn operator_manages_keys_and_sees_proxied_requests() {
     let (status, overview) = web.get(&cookie, "/?range=hour").await;
     assert_eq!(status, StatusCode::OK);
     assert!(overview.contains("<svg"));
+    assert!(
+        overview.contains("safety blocks (HTTP 200)"),
+        "the error rate split by class"
+    );
+    let (_, per_model) = web.get(&cookie, "/?range=hour&split=model").await;
+    assert!(per_model.contains("Requests per model"), "{per_model}");
+    assert!(
+        per_model.contains(r#"data-query="range=hour&amp;split=model""#),
+        "the live refresh asks for the same"
+    );
+    let (_, per_key) = web.get(&cookie, "/?range=day&split=key").await;
+    assert!(per_key.contains("Cost per upstream key"), "{per_key}");
+    let (status, refused) = web
+        .get(
+            &cookie,
+            "/?range=custom&from=2026-12-03T00:00&to=2026-12-01T00:00",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        refused.contains("Custom range: to must be later than from"),
+        "{refused}"
+    );
+    let (_, custom) = web
+        .get(
+            &cookie,
+            "/?range=custom&from=2026-12-01T00:00&to=2026-12-02T00:00",
+        )
+        .await;
+    assert!(
+        custom.contains(r#"value="2026-12-01T00:00""#),
+        "the form keeps the range: {custom}"
+    );
+    assert!(
+        custom.contains("custom-range active"),
+        "the custom range is marked active"
+    );
 
     let revoked = web
         .post(&cookie, "/proxy-keys/1/revoke", &[("csrf", &token)])
@@ -586,7 +623,7 @@ async fn server_functions_answer_only_a_session(web: Running) {
     };
     assert!(eventually(|| async { web.generate(&proxy_key).await == StatusCode::OK }).await);
     let requests = || async {
-        let section = call(cookie.clone(), "overview_section", &[("range", "hour")])
+        let section = call(cookie.clone(), "overview_section", &[("query", "range=hour")])
             .await
             .expect("call");
         let html: String = section.json().await.expect("the section's HTML, as JSON text");

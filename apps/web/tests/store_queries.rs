@@ -3,7 +3,7 @@
 //! same SQL functions over REST and passes the same conformance tests).
 //! Needs PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth), as CI provides.
 
-use gemini_proxy_web::data::Range;
+use gemini_proxy_web::data::{Range, Split};
 use gemini_proxy_web::handlers::{actions, pages};
 use proxy_core::admin::AdminStore;
 use proxy_core::log::LogRecord;
@@ -87,7 +87,7 @@ async fn dashboard_queries<S: AdminStore + LogSink>(store: &S) {
         .await
         .expect("write logs");
 
-    let overview = pages::overview_data(admin, Range::Hour, now)
+    let overview = pages::overview_data(admin, Range::Hour, Split::Kind, now)
         .await
         .expect("overview");
     let t = &overview.totals;
@@ -124,6 +124,45 @@ async fn dashboard_queries<S: AdminStore + LogSink>(store: &S) {
     assert_eq!(
         overview.top_keys.first().map(|(label, _)| label.clone()),
         Some(first_label.clone())
+    );
+    assert_eq!(
+        t.error_classes().upstream,
+        1,
+        "a 503 without a kind is an upstream error: {t:?}"
+    );
+
+    let per_model = pages::overview_data(admin, Range::Hour, Split::Model, now)
+        .await
+        .expect("overview per model");
+    let series: Vec<(&str, u64, u64)> = per_model
+        .series
+        .iter()
+        .map(|s| {
+            let sum = |f: fn(&proxy_core::admin::UsageCell) -> u64| s.buckets.iter().map(f).sum::<u64>();
+            (s.label.as_str(), sum(|b| b.requests), sum(|b| b.errors))
+        })
+        .collect();
+    assert_eq!(series, vec![("gemini-2.0-flash", 2, 1)], "a series per model");
+    assert!(per_model.series.iter().all(|s| s.buckets.len() == 60));
+
+    let days_ago = |d: u64| now - d * 86_400_000;
+    let custom = Range::Custom {
+        from_ms: days_ago(3),
+        to_ms: days_ago(1),
+    };
+    let past = pages::overview_data(admin, custom, Split::Key, now)
+        .await
+        .expect("custom range");
+    assert_eq!(
+        past.totals.requests, 1,
+        "only the old record is in the custom range"
+    );
+    // Two days of hours, one more when `from` falls inside an hour.
+    assert!((48..=49).contains(&past.buckets.len()), "{}", past.buckets.len());
+    assert_eq!(
+        past.series.first().map(|s| s.label.clone()),
+        Some(first_label.clone()),
+        "a series per key, by name"
     );
 
     let keys = pages::key_views(admin, now).await.expect("keys");

@@ -13,7 +13,7 @@ use proxy_core::platform::StoreError;
 use serde::Deserialize;
 
 use super::{AppError, render};
-use crate::data::{self, Range};
+use crate::data::{self, Range, Split};
 use crate::log_filter::{LogFilters, PAGE_SIZE};
 use crate::operator::Operator;
 use crate::state::AppState;
@@ -24,6 +24,21 @@ const TOP: usize = 5;
 #[derive(Deserialize, Default)]
 pub struct OverviewParams {
     range: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    split: Option<String>,
+}
+
+impl OverviewParams {
+    /// The range and split asked for; a refused custom range gives the last day and
+    /// the reason.
+    pub fn choice(&self) -> (Range, Split, Option<String>) {
+        let split = Split::parse(self.split.as_deref());
+        match Range::parse(self.range.as_deref(), self.from.as_deref(), self.to.as_deref()) {
+            Ok(range) => (range, split, None),
+            Err(why) => (Range::Day, split, Some(why)),
+        }
+    }
 }
 
 pub async fn overview(
@@ -31,22 +46,22 @@ pub async fn overview(
     operator: Operator,
     Query(params): Query<OverviewParams>,
 ) -> Result<Response, AppError> {
-    let range = Range::parse(params.range.as_deref());
-    let overview = overview_data(state.admin.as_ref(), range, unix_ms()).await?;
-    Ok(render(|| views::overview::page(operator.csrf(), overview)))
+    let (range, split, range_error) = params.choice();
+    let overview = overview_data(state.admin.as_ref(), range, split, unix_ms()).await?;
+    Ok(render(|| {
+        views::overview::page(operator.csrf(), overview, range_error.as_deref())
+    }))
 }
 
 pub async fn overview_data(
     admin: &dyn AdminStore,
     range: Range,
+    split: Split,
     now: u64,
 ) -> Result<views::overview::Overview, StoreError> {
-    let (since, width, count) = data::window(range, now);
-    let whole = data::window_totals(range, now);
-    let per_bucket = UsageQuery {
-        bucket_ms: width,
-        ..whole.clone()
-    };
+    let window = data::window(range, now);
+    let whole = window.totals();
+    let per_bucket = window.per_bucket();
     let per_model = UsageQuery {
         by_model: true,
         ..whole.clone()
@@ -55,32 +70,54 @@ pub async fn overview_data(
         by_upstream_key: true,
         ..whole.clone()
     };
+    let per_bucket_split = UsageQuery {
+        by_model: split == Split::Model,
+        by_upstream_key: split == Split::Key,
+        ..per_bucket.clone()
+    };
+    let split_read = async {
+        match split {
+            Split::Kind => Ok(Vec::new()),
+            Split::Model | Split::Key => admin.usage(&per_bucket_split).await,
+        }
+    };
     // Independent reads: on PostgreSQL and Supabase they go out at once.
-    let (totals, buckets, models, keys_used, keys) = tokio::join!(
+    let (totals, buckets, models, keys_used, split_cells, keys) = tokio::join!(
         admin.usage(&whole),
         admin.usage(&per_bucket),
         admin.usage(&per_model),
         admin.usage(&per_key),
+        split_read,
         admin.list_keys(),
     );
     let keys = keys?;
     let key_count = keys.len();
     let names: HashMap<KeyId, String> = keys.iter().map(|k| (k.id, k.name.clone())).collect();
+    let model_label = |c: &UsageCell| c.model.clone().unwrap_or_else(|| "(none)".into());
+    let key_label = |c: &UsageCell| data::key_label(c.upstream_key_id, &names);
+    let series = match split {
+        Split::Kind => Vec::new(),
+        Split::Model => data::split_series(&split_cells?, model_label, &window, TOP),
+        Split::Key => data::split_series(&split_cells?, key_label, &window, TOP),
+    };
     let troubled = keys
         .into_iter()
         .filter(|k| k.invalid_reason.is_some() || k.cooldowns.iter().any(|(_, until)| *until > now))
         .collect();
     Ok(views::overview::Overview {
         range,
+        window,
+        split,
         totals: totals?.into_iter().next().unwrap_or_default(),
-        buckets: data::fill_buckets(&buckets?, since, width, count),
+        buckets: data::fill_buckets(&buckets?, window.first_bucket_ms(), window.width_ms, window.count),
+        series,
         top_models: data::busiest(models?, TOP)
             .into_iter()
-            .map(|c| (c.model.clone().unwrap_or_else(|| "(none)".into()), c))
+            .map(|c| (model_label(&c), c))
             .collect(),
         top_keys: data::busiest(keys_used?, TOP)
             .into_iter()
-            .map(|c| (data::key_label(c.upstream_key_id, &names), c))
+            .map(|c| (key_label(&c), c))
             .collect(),
         troubled,
         key_count,

@@ -1,19 +1,25 @@
-//! Overview: totals and charts for the last hour/day/week, top models and keys, and
-//! keys that are cooling down or invalid right now.
+//! Overview: totals and charts for the last hour/day/week/30 days or a custom range,
+//! by outcome (the error rate split by class) or a series per model or upstream key;
+//! top models and keys; keys that are cooling down or invalid right now.
 
 use leptos::prelude::*;
 use proxy_core::admin::{KeyRow, UsageCell};
+use proxy_core::error_class::ErrorClass;
 
 use crate::chart::{self, Series};
-use crate::data::Range;
+use crate::data::{PRESETS, Range, Split, SplitSeries, Window};
 use crate::live::{TotalsCards, usd};
 use crate::timefmt;
 
 pub struct Overview {
     pub range: Range,
+    pub window: Window,
+    pub split: Split,
     pub totals: UsageCell,
-    /// Every bucket of the range, oldest first.
+    /// Every bucket of the window, oldest first.
     pub buckets: Vec<UsageCell>,
+    /// With a split per model or key: a series per group, busiest first, "other" last.
+    pub series: Vec<SplitSeries>,
     /// (label, totals), busiest first.
     pub top_models: Vec<(String, UsageCell)>,
     pub top_keys: Vec<(String, UsageCell)>,
@@ -23,23 +29,51 @@ pub struct Overview {
     pub now_ms: u64,
 }
 
-pub fn page(csrf: &str, o: Overview) -> String {
-    let ranges = [Range::Hour, Range::Day, Range::Week, Range::Month]
+/// `range_error`: why a custom range asked for was refused (the page then shows the
+/// last day).
+pub fn page(csrf: &str, o: Overview, range_error: Option<&str>) -> String {
+    let split_query = format!("&split={}", o.split.name());
+    let ranges = PRESETS
         .into_iter()
         .map(|r| {
-            let class = if r == o.range { "range active" } else { "range" };
-            let current = (r == o.range).then_some("page");
-            let href = format!("/?range={}", r.name());
-            view! { <a href=href class=class aria-current=current>{r.label()}</a>" " }
+            let active = r == o.range;
+            let href = format!("/?{}{split_query}", r.query());
+            view! { <a href=href class=if active { "range active" } else { "range" } aria-current=active.then_some("page")>{r.label()}</a>" " }
         })
         .collect_view();
+    let splits = Split::ALL
+        .into_iter()
+        .map(|s| {
+            let active = s == o.split;
+            let href = format!("/?{}&split={}", o.range.query(), s.name());
+            view! { <a href=href class=if active { "range active" } else { "range" } aria-current=active.then_some("true")>{s.label()}</a>" " }
+        })
+        .collect_view();
+    let (from, to) = match o.range {
+        Range::Custom { from_ms, to_ms } => (timefmt::input_value(from_ms), timefmt::input_value(to_ms)),
+        _ => (String::new(), String::new()),
+    };
+    let custom_active = matches!(o.range, Range::Custom { .. });
+    let error =
+        range_error.map(|e| view! { <p class="error" id="range-error">{format!("Custom range: {e}")}</p> });
     let live = section(&o);
     let onboarding = (o.key_count == 0).then(onboarding);
     let body = view! {
         <h1>"Overview"</h1>
         {onboarding}
-        <p class="ranges">{ranges}" (UTC)"</p>
-        <div id="overview-live" data-range=o.range.name() inner_html=live></div>
+        {error}
+        <div class="ranges" id="ranges">{ranges}
+            <form method="get" action="/" class=if custom_active { "inline custom-range active" } else { "inline custom-range" }>
+                <input type="hidden" name="range" value="custom"/>
+                <input type="hidden" name="split" value=o.split.name()/>
+                <label>"From "<input type="datetime-local" name="from" value=from required=true/></label>" "
+                <label>"to "<input type="datetime-local" name="to" value=to required=true/></label>" "
+                <button type="submit">"Show"</button>
+            </form>
+            " (UTC)"
+        </div>
+        <p class="ranges" id="splits">"Charts: "{splits}</p>
+        <div id="overview-live" data-query=format!("{}{split_query}", o.range.query()) inner_html=live></div>
     }
     .into_any();
     super::layout::document("Overview", "/", Some(csrf), body)
@@ -53,32 +87,12 @@ pub fn section(o: &Overview) -> String {
     let labels: Vec<String> = o
         .buckets
         .iter()
-        .map(|b| match o.range {
-            Range::Hour | Range::Day => timefmt::date_time(b.bucket_start_ms)[11..16].to_string(),
-            Range::Week => timefmt::date_time(b.bucket_start_ms)[5..13].to_string(),
-            Range::Month => timefmt::date_time(b.bucket_start_ms)[5..10].to_string(),
-        })
+        .map(|b| o.window.label(b.bucket_start_ms))
         .collect();
-    let cells = &o.buckets;
-    let requests = [
-        Series::of("ok", "#3a7", cells, |c| c.requests - c.errors),
-        Series::of("errors", "#c33", cells, |c| c.errors),
-    ];
-    let tokens = chart::token_series(cells);
-    let latency = [
-        Series::of("p50 latency ms", "#36c", cells, |c| c.latency_p50_ms),
-        Series::of("p95 latency ms", "#d80", cells, |c| c.latency_p95_ms),
-    ];
-    let answered: Vec<bool> = o.buckets.iter().map(|b| b.requests > 0).collect();
-    let charts = format!(
-        "<h2>Requests</h2>{}<div>{}</div><h2>Tokens</h2>{}<div>{}</div><h2>Latency</h2>{}<div>{}</div>",
-        chart::stacked_bars("requests", &labels, &requests),
-        chart::legend(&requests),
-        chart::stacked_bars("tokens", &labels, &tokens),
-        chart::legend(&tokens),
-        chart::lines("latency", &labels, &latency, &answered),
-        chart::legend(&latency),
-    );
+    let charts = match o.split {
+        Split::Kind => kind_charts(&labels, &o.buckets),
+        Split::Model | Split::Key => split_charts(&labels, &o.series, o.split),
+    };
     let troubled = troubled_table(&o.troubled, o.now_ms);
     view! {
         <div class="cards" id="totals"><TotalsCards totals=o.totals.clone()/></div>
@@ -91,6 +105,136 @@ pub fn section(o: &Overview) -> String {
         {troubled}
     }
     .to_html()
+}
+
+/// The colour of each error class's part of a requests bar.
+fn class_color(class: ErrorClass) -> &'static str {
+    match class {
+        ErrorClass::Blocked => "#d80",
+        ErrorClass::NoKeyFree => "#a5c",
+        ErrorClass::Client => "#58a",
+        ErrorClass::Upstream => "#c33",
+    }
+}
+
+/// One chart with its heading and legend.
+fn chart_block(title: &str, svg: String, series: &[Series]) -> String {
+    format!(
+        "<h2>{}</h2>{svg}<div>{}</div>",
+        chart::escape(title),
+        chart::legend(series)
+    )
+}
+
+/// Requests by outcome (answered, then each error class), tokens by kind, cost, and
+/// latency p50/p95 with the time to first byte.
+fn kind_charts(labels: &[String], cells: &[UsageCell]) -> String {
+    let mut requests = vec![Series::of("ok", "#3a7", cells, |c| c.requests - c.errors)];
+    for class in ErrorClass::ALL {
+        let values = cells.iter().map(|c| c.error_classes().get(class)).collect();
+        requests.push(Series::new(class.label(), class_color(class), values));
+    }
+    let tokens = chart::token_series(cells);
+    let cost = [Series::of("cost", "#36c", cells, chart::micro_usd).dollars()];
+    let latency = [
+        Series::of("p50 latency", "#36c", cells, |c| c.latency_p50_ms).millis(),
+        Series::of("p95 latency", "#d80", cells, |c| c.latency_p95_ms).millis(),
+        Series::of("p50 time to first byte", "#3a7", cells, |c| c.ttfb_p50_ms).millis(),
+    ];
+    let answered: Vec<bool> = cells.iter().map(|b| b.requests > 0).collect();
+    [
+        chart_block(
+            "Requests",
+            chart::stacked_bars("requests", labels, &requests),
+            &requests,
+        ),
+        chart_block("Tokens", chart::stacked_bars("tokens", labels, &tokens), &tokens),
+        chart_block("Cost", chart::stacked_bars("cost", labels, &cost), &cost),
+        chart_block(
+            "Latency",
+            chart::lines("latency", labels, &latency, &answered),
+            &latency,
+        ),
+    ]
+    .concat()
+}
+
+/// A series per model or key: requests, errors, tokens and cost stacked; latency p50
+/// and time to first byte as lines (not for "other", whose percentiles mean nothing).
+fn split_charts(labels: &[String], series: &[SplitSeries], split: Split) -> String {
+    let per = |value: fn(&UsageCell) -> u64| -> Vec<Series> {
+        series
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let color = if s.other {
+                    chart::OTHER
+                } else {
+                    chart::PALETTE[i % chart::PALETTE.len()]
+                };
+                Series::of(s.label.clone(), color, &s.buckets, value)
+            })
+            .collect()
+    };
+    let ranked: Vec<&SplitSeries> = series.iter().filter(|s| !s.other).collect();
+    let present: Vec<bool> = (0..labels.len())
+        .map(|i| {
+            ranked
+                .iter()
+                .any(|s| s.buckets.get(i).is_some_and(|b| b.requests > 0))
+        })
+        .collect();
+    let lines = |value: fn(&UsageCell) -> u64| -> Vec<Series> {
+        per(value)
+            .into_iter()
+            .zip(series)
+            .filter(|(_, s)| !s.other)
+            .map(|(l, _)| l.millis())
+            .collect()
+    };
+    let requests = per(|c| c.requests);
+    let errors = per(|c| c.errors);
+    let tokens = per(|c| c.total_tokens);
+    let cost: Vec<Series> = per(chart::micro_usd).into_iter().map(Series::dollars).collect();
+    let latency = lines(|c| c.latency_p50_ms);
+    let ttfb = lines(|c| c.ttfb_p50_ms);
+    if series.is_empty() {
+        return "<p>No requests in this period.</p>".into();
+    }
+    let per_what = match split {
+        Split::Key => "per upstream key",
+        _ => "per model",
+    };
+    let title = |what: &str| format!("{what} {per_what}");
+    [
+        chart_block(
+            &title("Requests"),
+            chart::stacked_bars("requests", labels, &requests),
+            &requests,
+        ),
+        chart_block(
+            &title("Errors"),
+            chart::stacked_bars("errors", labels, &errors),
+            &errors,
+        ),
+        chart_block(
+            &title("Tokens"),
+            chart::stacked_bars("tokens", labels, &tokens),
+            &tokens,
+        ),
+        chart_block(&title("Cost"), chart::stacked_bars("cost", labels, &cost), &cost),
+        chart_block(
+            &title("Latency p50"),
+            chart::lines("latency", labels, &latency, &present),
+            &latency,
+        ),
+        chart_block(
+            &title("Time to first byte p50"),
+            chart::lines("ttfb", labels, &ttfb, &present),
+            &ttfb,
+        ),
+    ]
+    .concat()
 }
 
 /// What a new operator does first: the proxy answers nothing until it has a key.
@@ -119,22 +263,34 @@ fn usage_table(rows: &[(String, UsageCell)], what: &'static str) -> AnyView {
     let rows = rows
         .iter()
         .map(|(label, r)| {
+            let classes = r.error_classes();
+            let class_cells = ErrorClass::ALL
+                .into_iter()
+                .map(|c| view! { <td class="num" data-label=c.label()>{classes.get(c).to_string()}</td> })
+                .collect_view();
             view! {
                 <tr>
-                    <td>{label.clone()}</td>
-                    <td class="num">{r.requests.to_string()}</td>
-                    <td class="num">{r.errors.to_string()}</td>
-                    <td class="num">{r.total_tokens.to_string()}</td>
-                    <td class="num">{usd(r.cost_usd)}</td>
-                    <td class="num">{r.latency_p50_ms.to_string()}</td>
-                    <td class="num">{r.latency_p95_ms.to_string()}</td>
+                    <td data-label=what>{label.clone()}</td>
+                    <td class="num" data-label="Requests">{r.requests.to_string()}</td>
+                    <td class="num" data-label="Errors">{r.errors.to_string()}</td>
+                    {class_cells}
+                    <td class="num" data-label="Tokens">{r.total_tokens.to_string()}</td>
+                    <td class="num" data-label="Cost">{usd(r.cost_usd)}</td>
+                    <td class="num" data-label="p50 ms">{r.latency_p50_ms.to_string()}</td>
+                    <td class="num" data-label="p95 ms">{r.latency_p95_ms.to_string()}</td>
+                    <td class="num" data-label="TTFB p50 ms">{r.ttfb_p50_ms.to_string()}</td>
                 </tr>
             }
         })
         .collect_view();
+    let class_heads = ErrorClass::ALL
+        .into_iter()
+        .map(|c| view! { <th title=c.label()>{c.label()}</th> })
+        .collect_view();
     view! {
         <table>
-            <tr><th>{what}</th><th>"Requests"</th><th>"Errors"</th><th>"Tokens"</th><th>"Cost"</th><th>"p50 ms"</th><th>"p95 ms"</th></tr>
+            <tr><th>{what}</th><th>"Requests"</th><th>"Errors"</th>{class_heads}<th>"Tokens"</th><th>"Cost"</th>
+                <th>"p50 ms"</th><th>"p95 ms"</th><th>"TTFB p50 ms"</th></tr>
             {rows}
         </table>
     }
