@@ -386,6 +386,13 @@ test('every page reads on a phone (390 px, nothing sideways) and follows a dark 
     assert.ok(scroll <= width, `${path} scrolls sideways on a phone: ${scroll} > ${width}`);
     const navBottom = await p.evaluate(() => document.querySelector('nav').getBoundingClientRect().right);
     assert.ok(navBottom <= width, `${path}: the navigation overflows`);
+    // Table headers are hidden on a phone: every cell with a value names its column.
+    const unlabelled = await p.$$eval('main table td', (cells) => cells
+      .filter((td) => td.textContent.trim() && !td.querySelector('form, button'))
+      .filter((td) => !/[a-z#]/i.test(getComputedStyle(td, '::before').content.replace(/^none$/, '')))
+      .map((td) => td.textContent.trim().slice(0, 30)));
+    assert.deepEqual(unlabelled, [], `${path}: cells without a label on a phone`);
+    assert.match(await p.textContent('#time-rule'), /Times are UTC.*Pacific day/s, `${path} states the time rule`);
   }
   await p.goto(`${WEB}/`);
   await p.screenshot({ path: `${SHOTS}/overview-phone-dark.png`, fullPage: true });

@@ -5,6 +5,12 @@ use proxy_core::civil::{civil_from_days, days_from_civil};
 
 const DAY_MS: u64 = 86_400_000;
 
+/// The one time-zone rule of the dashboard, stated at the foot of every page.
+pub const TIME_RULE: &str = "Times are UTC, and days and months are UTC days and months (proxy \
+     keys' limits and budgets, usage, logs), except where Google counts: an upstream key's \
+     “today” and its requests per day follow the Pacific day, from midnight in \
+     America/Los_Angeles, when Gemini's daily quotas reset.";
+
 pub fn date(ms: u64) -> String {
     let (y, m, d) = civil_from_days((ms / DAY_MS) as i64);
     format!("{y:04}-{m:02}-{d:02}")

@@ -71,7 +71,8 @@ impl ErrorClass {
             | "body_too_large"
             | "body_too_slow"
             | "not_found"
-            | "client_error" => Self::Client,
+            | "client_error"
+            | "client_disconnected" => Self::Client,
             kind if kind.starts_with("limit_") => Self::Client,
             kind => match kind.strip_prefix("status_").and_then(|s| s.parse::<u16>().ok()) {
                 Some(status) if (400..500).contains(&status) => Self::Client,
@@ -184,6 +185,11 @@ mod tests {
         assert_eq!(ErrorClass::of("blocked"), ErrorClass::Blocked);
         assert_eq!(ErrorClass::of("incomplete_answer"), ErrorClass::Blocked);
         assert_eq!(ErrorClass::of("upstream_stream_error"), ErrorClass::Upstream);
+        assert_eq!(
+            ErrorClass::of("upstream_stream_interrupted"),
+            ErrorClass::Upstream
+        );
+        assert_eq!(ErrorClass::of("client_disconnected"), ErrorClass::Client);
         assert_eq!(ErrorClass::of("status_400"), ErrorClass::Client);
         assert_eq!(ErrorClass::of("status_502"), ErrorClass::Upstream);
         assert_eq!(ErrorClass::of("something_new"), ErrorClass::Upstream);

@@ -99,7 +99,7 @@ pub struct LogRecord {
 }
 
 /// Finish reasons that mean the model did not give a complete answer.
-const FAILED_FINISH: [&str; 9] = [
+const FAILED_FINISH: [&str; 8] = [
     "SAFETY",
     "RECITATION",
     "PROHIBITED_CONTENT",
@@ -108,8 +108,20 @@ const FAILED_FINISH: [&str; 9] = [
     "MALFORMED_FUNCTION_CALL",
     "OTHER",
     "LANGUAGE",
-    "content_filter",
 ];
+
+/// A finish reason as Gemini spells it, whichever API answered: OpenAI's `stop`,
+/// `length`, `content_filter` and `tool_calls` read `STOP`, `MAX_TOKENS`, `SAFETY` and
+/// `STOP` (Gemini stops with its function call), so the log, its filters and the traces
+/// say one thing for one outcome.
+pub fn gemini_finish_reason(reason: &str) -> String {
+    match reason {
+        "stop" | "tool_calls" | "function_call" => "STOP".into(),
+        "length" => "MAX_TOKENS".into(),
+        "content_filter" => "SAFETY".into(),
+        other => other.to_ascii_uppercase(),
+    }
+}
 
 impl LogRecord {
     /// Records what the path said: operation, API and (if the path names one) model.
@@ -192,7 +204,7 @@ impl LogRecord {
         self.thoughts_tokens = meta.usage.thoughts_tokens;
         self.cached_tokens = meta.usage.cached_tokens;
         self.total_tokens = meta.usage.total_tokens;
-        self.finish_reason = meta.finish_reason.clone();
+        self.finish_reason = meta.finish_reason.as_deref().map(gemini_finish_reason);
         self.block_reason = meta.block_reason.clone();
         if self.error_kind.is_some() {
             return;
@@ -202,7 +214,7 @@ impl LogRecord {
             self.error_message = meta.error_message.clone().or_else(|| meta.error_status.clone());
         } else if meta.block_reason.is_some() {
             self.error_kind = Some("blocked".into());
-        } else if meta
+        } else if self
             .finish_reason
             .as_deref()
             .is_some_and(|r| FAILED_FINISH.contains(&r))
@@ -266,6 +278,24 @@ mod tests {
         record.apply_meta(&m);
         assert_eq!(record.prompt_tokens, Some(3));
         record.error_kind
+    }
+
+    #[test]
+    fn finish_reasons_are_spelled_as_gemini_spells_them() {
+        let finish = |reason: &str| {
+            let mut record = LogRecord::default();
+            record.apply_meta(&meta(Some(reason), None, None));
+            (record.finish_reason.unwrap_or_default(), record.error_kind)
+        };
+        assert_eq!(finish("stop"), ("STOP".into(), None));
+        assert_eq!(finish("STOP"), ("STOP".into(), None));
+        assert_eq!(finish("length"), ("MAX_TOKENS".into(), None));
+        assert_eq!(finish("tool_calls"), ("STOP".into(), None));
+        assert_eq!(
+            finish("content_filter"),
+            ("SAFETY".into(), Some("incomplete_answer".into()))
+        );
+        assert_eq!(finish("RECITATION").0, "RECITATION");
     }
 
     #[test]

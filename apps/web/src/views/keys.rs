@@ -44,7 +44,8 @@ pub fn usage_text(u: &UsageCell) -> String {
 /// loaded) keeps current from the `key_rows` server function and counts down.
 pub fn status_cell(k: &KeyRow, now_ms: u64) -> AnyView {
     let id = k.id.to_string();
-    view! { <td data-live-key=id><KeyStatus row=k.clone() now_ms=now_ms/></td> }.into_any()
+    view! { <td data-live-key=id data-label="Status"><KeyStatus row=k.clone() now_ms=now_ms/></td> }
+        .into_any()
 }
 
 /// "rpm 10 · rpd 500", or "none".
@@ -111,14 +112,14 @@ pub fn page(
             let edit = limits_forms(id, &k.row.limits, failed, csrf);
             view! {
                 <tr data-key-id=id.to_string()>
-                    <td>{id.to_string()}</td>
-                    <td>{k.row.name.clone()}</td>
-                    <td><code>{k.row.masked.clone()}</code></td>
+                    <td data-label="#">{id.to_string()}</td>
+                    <td data-label="Name">{k.row.name.clone()}</td>
+                    <td data-label="Key"><code>{k.row.masked.clone()}</code></td>
                     {status_cell(&k.row, now_ms)}
-                    <td class="num">{usage_text(&k.today)}</td>
-                    <td class="limits"><ul>{limits}</ul>{edit}</td>
-                    <td>{last_used}</td>
-                    <td>{timefmt::date_time(k.row.created_at_ms)}</td>
+                    <td class="num" data-label="Today (Pacific)">{usage_text(&k.today)}</td>
+                    <td class="limits" data-label="Limits"><ul>{limits}</ul>{edit}</td>
+                    <td data-label="Last used (UTC)">{last_used}</td>
+                    <td data-label="Added (UTC)">{timefmt::date_time(k.row.created_at_ms)}</td>
                     <td>{toggle}" "{recheck}" "{delete}</td>
                 </tr>
             }
@@ -130,8 +131,8 @@ pub fn page(
         {added_keys.map(|text| view! { <p class="notice" id="added-keys">{text}</p> })}
         {error}
         <table id="keys">
-            <tr><th>"#"</th><th>"Name"</th><th>"Key"</th><th>"Status"</th><th>"Today (PT)"</th><th>"Limits"</th>
-                <th>"Last used"</th><th>"Added"</th><th></th></tr>
+            <tr><th>"#"</th><th>"Name"</th><th>"Key"</th><th>"Status"</th><th title="Since midnight Pacific, when Google resets daily quotas">"Today (Pacific)"</th><th>"Limits"</th>
+                <th>"Last used (UTC)"</th><th>"Added (UTC)"</th><th></th></tr>
             {rows}
         </table>
         <h2>"Add keys"</h2>

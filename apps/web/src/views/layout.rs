@@ -34,6 +34,7 @@ pub fn document(title: &str, current: &str, csrf: Option<&str>, body: AnyView) -
             <body>
                 {nav}
                 <main>{body}</main>
+                {csrf.is_some().then(|| view! { <footer id="time-rule">{crate::timefmt::TIME_RULE}</footer> })}
                 <script inner_html=SCRIPT></script>
                 {crate::bundle::loaded().then(|| view! { <script type="module" inner_html=crate::bundle::script()></script> })}
             </body>

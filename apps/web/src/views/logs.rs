@@ -73,17 +73,17 @@ pub fn page(csrf: &str, p: LogsPage) -> String {
             let cost = r.cost_usd.map_or_else(|| "-".into(), usd);
             view! {
                 <tr>
-                    <td><a href=href>{timefmt::date_time(r.started_at_ms)}</a></td>
-                    <td>{r.model.clone().unwrap_or_default()}</td>
-                    <td class="num">{r.status.to_string()}</td>
-                    <td>{if r.stream { "yes" } else { "no" }}</td>
-                    <td>{key_label(r.answered_key_id, &names)}</td>
-                    <td>{proxy}</td>
-                    <td class="num">{r.attempts.to_string()}</td>
-                    <td class="num">{tokens}</td>
-                    <td class="num">{cost}</td>
-                    <td class="num">{r.latency_ms.to_string()}</td>
-                    <td>{r.error_kind.clone().unwrap_or_default()}</td>
+                    <td data-label="Started (UTC)"><a href=href>{timefmt::date_time(r.started_at_ms)}</a></td>
+                    <td data-label="Model">{r.model.clone().unwrap_or_default()}</td>
+                    <td class="num" data-label="Status">{r.status.to_string()}</td>
+                    <td data-label="Stream">{if r.stream { "yes" } else { "no" }}</td>
+                    <td data-label="Key">{key_label(r.answered_key_id, &names)}</td>
+                    <td data-label="Proxy key">{proxy}</td>
+                    <td class="num" data-label="Attempts">{r.attempts.to_string()}</td>
+                    <td class="num" data-label="Tokens">{tokens}</td>
+                    <td class="num" data-label="Cost">{cost}</td>
+                    <td class="num" data-label="ms">{r.latency_ms.to_string()}</td>
+                    <td data-label="Error">{r.error_kind.clone().unwrap_or_default()}</td>
                 </tr>
             }
         })

@@ -305,7 +305,7 @@ fn troubled_table(keys: &[KeyRow], now_ms: u64) -> AnyView {
         .iter()
         .map(|k| {
             let state = super::keys::status_cell(k, now_ms);
-            view! { <tr><td>{k.name.clone()}</td><td>{k.masked.clone()}</td>{state}</tr> }
+            view! { <tr><td data-label="Name">{k.name.clone()}</td><td data-label="Key">{k.masked.clone()}</td>{state}</tr> }
         })
         .collect_view();
     view! { <table><tr><th>"Name"</th><th>"Key"</th><th>"State"</th></tr>{rows}</table> }.into_any()

@@ -77,13 +77,13 @@ pub fn page(
                 .collect_view();
             view! {
                 <tr data-proxy-key-id=id.to_string()>
-                    <td>{id.to_string()}</td>
-                    <td>{k.name.clone()}</td>
-                    <td>{timefmt::date_time(k.created_at_ms)}</td>
-                    <td class="num usage-today">{period_text(&view.usage.today)}</td>
-                    <td class="num usage-month">{period_text(&view.usage.month)}</td>
-                    <td class="limits"><ul>{limits}</ul></td>
-                    <td class="passthrough">{passthrough}</td>
+                    <td data-label="#">{id.to_string()}</td>
+                    <td data-label="Name">{k.name.clone()}</td>
+                    <td data-label="Created (UTC)">{timefmt::date_time(k.created_at_ms)}</td>
+                    <td class="num usage-today" data-label="Today (UTC)">{period_text(&view.usage.today)}</td>
+                    <td class="num usage-month" data-label="This month (UTC)">{period_text(&view.usage.month)}</td>
+                    <td class="limits" data-label="Limits and what is left"><ul>{limits}</ul></td>
+                    <td class="passthrough" data-label="Pass-through">{passthrough}</td>
                     <td>{revoke}" "{delete}{edit}</td>
                 </tr>
             }
@@ -98,7 +98,7 @@ pub fn page(
         {error}
         {created}
         <table id="proxy-keys">
-            <tr><th>"#"</th><th>"Name"</th><th>"Created"</th><th>"Today (UTC)"</th><th>"This month (UTC)"</th>
+            <tr><th>"#"</th><th>"Name"</th><th>"Created (UTC)"</th><th>"Today (UTC)"</th><th>"This month (UTC)"</th>
                 <th>"Limits and what is left"</th><th title=PASSTHROUGH_ROUTES>"Pass-through"</th><th></th></tr>
             {rows}
         </table>

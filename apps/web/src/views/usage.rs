@@ -40,19 +40,19 @@ pub fn page(csrf: &str, days: u32, rows: &[UsageLine], daily: &[UsageCell]) -> S
             let t = &line.cell;
             view! {
                 <tr>
-                    <td>{line.day.clone()}</td>
-                    <td>{line.model.clone()}</td>
-                    <td>{line.key.clone()}</td>
-                    <td class="num">{t.requests.to_string()}</td>
-                    <td class="num">{t.errors.to_string()}</td>
-                    <td class="num">{t.prompt_tokens.to_string()}</td>
-                    <td class="num">{t.candidates_tokens.to_string()}</td>
-                    <td class="num">{t.thoughts_tokens.to_string()}</td>
-                    <td class="num">{t.cached_tokens.to_string()}</td>
-                    <td class="num">{t.total_tokens.to_string()}</td>
-                    <td class="num">{usd(t.cost_usd)}</td>
-                    <td class="num">{t.latency_p50_ms.to_string()}</td>
-                    <td class="num">{t.latency_p95_ms.to_string()}</td>
+                    <td data-label="Day (UTC)">{line.day.clone()}</td>
+                    <td data-label="Model">{line.model.clone()}</td>
+                    <td data-label="Key">{line.key.clone()}</td>
+                    <td class="num" data-label="Requests">{t.requests.to_string()}</td>
+                    <td class="num" data-label="Errors">{t.errors.to_string()}</td>
+                    <td class="num" data-label="Prompt">{t.prompt_tokens.to_string()}</td>
+                    <td class="num" data-label="Output">{t.candidates_tokens.to_string()}</td>
+                    <td class="num" data-label="Thinking">{t.thoughts_tokens.to_string()}</td>
+                    <td class="num" data-label="Cached">{t.cached_tokens.to_string()}</td>
+                    <td class="num" data-label="Total">{t.total_tokens.to_string()}</td>
+                    <td class="num" data-label="Cost">{usd(t.cost_usd)}</td>
+                    <td class="num" data-label="p50 ms">{t.latency_p50_ms.to_string()}</td>
+                    <td class="num" data-label="p95 ms">{t.latency_p95_ms.to_string()}</td>
                 </tr>
             }
         })
