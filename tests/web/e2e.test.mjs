@@ -231,8 +231,19 @@ test('the requests show in logs, with a detail view and no upstream key', async 
   const detail = await page.textContent('#log-detail');
   assert.match(detail, /streamGenerateContent|generateContent/);
   assert.match(detail, /Total tokens/);
-  await shot('log-detail');
+  assert.match(await page.textContent('#attempts'), /\(#\d+\)gemini-2\.0-flashok200/, 'the attempt that answered');
   for (const key of KEYS) assert.ok(!(await page.content()).includes(key));
+
+  // The cooling key was tried once and failed over: its record lists both attempts.
+  await page.goto(`${WEB}/logs`);
+  const links = await page.$$eval('#logs tr', (rows) => rows
+    .filter((r) => r.cells[6]?.textContent.trim() === '2')
+    .map((r) => r.querySelector('a').getAttribute('href')));
+  assert.ok(links.length >= 1, 'a request that failed over');
+  await page.goto(`${WEB}${links[0]}`);
+  const attempts = await page.$$eval('#attempts tr', (rows) => rows.slice(1).map((r) => r.cells[3].textContent.trim()));
+  assert.deepEqual(attempts, ['rate_limited', 'ok'], 'the failover, attempt by attempt');
+  await shot('log-detail');
 });
 
 test('logs filter by part of a model, status class, prompt hash and request id, and keep the filters back from a detail', async () => {

@@ -72,6 +72,12 @@ pub struct LogRecord {
     pub chain_seq: Option<u64>,
     #[serde(default)]
     pub chain_sha256: Option<String>,
+    /// Each upstream attempt as stored: the key tried, the model, the outcome and how
+    /// long it took, so the log explains a failover. Left out of the serde form when
+    /// empty, so records written before it existed hash in the log chain as they were
+    /// linked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempt_details: Vec<AttemptDetail>,
     /// Each attempt's model, key, outcome and times, for metrics and traces (not
     /// stored).
     #[serde(skip)]
@@ -96,6 +102,33 @@ pub struct LogRecord {
     /// the platform's alerts (not stored).
     #[serde(skip)]
     pub alerts: Vec<crate::alerts::AlertEvent>,
+}
+
+/// One upstream attempt of a request, as the log keeps it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptDetail {
+    pub key_id: KeyId,
+    pub model: String,
+    /// `ok`, `rate_limited`, `invalid_key`, `server_error`, `client_error`, `timeout`,
+    /// `connect_error` or `empty` (an empty answer retried), as the metrics say it.
+    pub outcome: String,
+    /// Upstream's status, when it answered.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// From sending the attempt to its answer's head (or its failure), in ms.
+    pub ms: u64,
+}
+
+impl AttemptDetail {
+    fn of(span: &crate::trace::AttemptSpan) -> Self {
+        AttemptDetail {
+            key_id: span.key_id,
+            model: span.model.clone(),
+            outcome: span.outcome.to_string(),
+            status: span.status,
+            ms: span.ended_us.saturating_sub(span.began_us) / 1000,
+        }
+    }
 }
 
 /// Finish reasons that mean the model did not give a complete answer.
@@ -141,6 +174,7 @@ impl LogRecord {
         self.error_message = attempts.last_error_message;
         self.served_model = attempts.served_model;
         self.notes.extend(attempts.notes);
+        self.attempt_details = attempts.spans.iter().map(AttemptDetail::of).collect();
         self.attempt_spans = attempts.spans;
         self.waiting_us = attempts.waiting_us;
         attempts.state_changes
@@ -241,10 +275,38 @@ mod tests {
             state_changes: vec![change.clone()],
             last_error_kind: Some("key_invalid"),
             last_error_message: Some("API key not valid".into()),
+            spans: vec![
+                crate::trace::AttemptSpan {
+                    model: "flash".into(),
+                    key_id: 1,
+                    outcome: "invalid_key",
+                    status: Some(400),
+                    began_us: 1_000,
+                    ended_us: 31_500,
+                },
+                crate::trace::AttemptSpan {
+                    model: "flash".into(),
+                    key_id: 2,
+                    outcome: "ok",
+                    status: Some(200),
+                    began_us: 32_000,
+                    ended_us: 52_000,
+                },
+            ],
             ..Attempts::default()
         };
         let mut record = LogRecord::default();
         assert_eq!(record.apply_attempts(attempts), vec![change]);
+        let details: Vec<(KeyId, &str, Option<u16>, u64)> = record
+            .attempt_details
+            .iter()
+            .map(|a| (a.key_id, a.outcome.as_str(), a.status, a.ms))
+            .collect();
+        assert_eq!(
+            details,
+            vec![(1, "invalid_key", Some(400), 30), (2, "ok", Some(200), 20)],
+            "every attempt is kept, with how long it took"
+        );
         assert_eq!(
             (record.attempts, record.upstream_key_ids.clone()),
             (2, vec![1, 2])

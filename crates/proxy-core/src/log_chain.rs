@@ -100,8 +100,16 @@ fn normalize(record: &mut LogRecord) {
         clean(text);
     }
     record.notes.iter_mut().for_each(clean);
+    record
+        .attempt_details
+        .iter_mut()
+        .for_each(|a| clean(&mut a.model));
     let max = i64::MAX as u64;
     record.latency_ms = record.latency_ms.min(max);
+    record
+        .attempt_details
+        .iter_mut()
+        .for_each(|a| a.ms = a.ms.min(max));
     for count in [
         &mut record.ttfb_ms,
         &mut record.prompt_tokens,

@@ -77,6 +77,22 @@ pub fn full_record(id: &str, started_at_ms: u64) -> LogRecord {
         prompt_sha256: Some("0f".repeat(32)),
         client_ip: Some("2001:db8::7".into()),
         user_agent: Some("google-genai/1.0 \"quoted\" ünïcode".into()),
+        attempt_details: vec![
+            proxy_core::log::AttemptDetail {
+                key_id: 3,
+                model: "gemini-2.5-pro \"quoted\"".into(),
+                outcome: "rate_limited".into(),
+                status: Some(429),
+                ms: 41,
+            },
+            proxy_core::log::AttemptDetail {
+                key_id: 1,
+                model: "gemini-2.5-flash".into(),
+                outcome: "ok".into(),
+                status: None,
+                ms: 1_200,
+            },
+        ],
         chain_id: Some("w1-2026-12-03".into()),
         chain_seq: Some(7),
         chain_sha256: Some("ab".repeat(32)),

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use proxy_core::admin::LogQuery;
 use proxy_core::keys::KeyId;
-use proxy_core::log::LogRecord;
+use proxy_core::log::{AttemptDetail, LogRecord};
 use proxy_core::platform::StoreError;
 use serde::Serialize;
 use tokio_postgres::Row;
@@ -58,6 +58,17 @@ struct WireRecord<'a> {
     chain_id: Option<Cow<'a, str>>,
     chain_seq: Option<i64>,
     chain_sha256: Option<Cow<'a, str>>,
+    attempt_details: Vec<WireAttempt<'a>>,
+}
+
+/// An [`AttemptDetail`] as stored: text free of U+0000, `ms` within `bigint`.
+#[derive(Serialize)]
+struct WireAttempt<'a> {
+    key_id: KeyId,
+    model: Cow<'a, str>,
+    outcome: Cow<'a, str>,
+    status: Option<u16>,
+    ms: i64,
 }
 
 impl<'a> From<&'a LogRecord> for WireRecord<'a> {
@@ -97,6 +108,17 @@ impl<'a> From<&'a LogRecord> for WireRecord<'a> {
             chain_id: opt_clean(&r.chain_id),
             chain_seq: opt_to_sql(r.chain_seq),
             chain_sha256: opt_clean(&r.chain_sha256),
+            attempt_details: r
+                .attempt_details
+                .iter()
+                .map(|a| WireAttempt {
+                    key_id: a.key_id,
+                    model: clean(&a.model),
+                    outcome: clean(&a.outcome),
+                    status: a.status,
+                    ms: to_sql(a.ms),
+                })
+                .collect(),
         }
     }
 }
@@ -125,7 +147,7 @@ const COLUMNS: &str = concat!(
      stream, status, attempts, latency_ms, ttfb_ms, prompt_tokens, candidates_tokens, \
      thoughts_tokens, cached_tokens, total_tokens, finish_reason, block_reason, error_kind, \
      error_message, request_body, cost_usd, served_model, cache, notes, prompt_sha256, client_ip, \
-     user_agent, chain_id, chain_seq, chain_sha256"
+     user_agent, chain_id, chain_seq, chain_sha256, attempt_details"
 );
 
 fn read_record(row: &Row) -> Result<LogRecord, StoreError> {
@@ -166,6 +188,10 @@ fn read_record(row: &Row) -> Result<LogRecord, StoreError> {
         chain_id: row.try_get("chain_id").db()?,
         chain_seq: opt_from_sql(row.try_get("chain_seq").db()?),
         chain_sha256: row.try_get("chain_sha256").db()?,
+        attempt_details: row
+            .try_get::<_, Json<Vec<AttemptDetail>>>("attempt_details")
+            .db()?
+            .0,
         ..LogRecord::default()
     })
 }

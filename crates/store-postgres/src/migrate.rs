@@ -75,6 +75,10 @@ pub const MIGRATIONS: &[Migration] = &[
         file: "20261207000000_usage_error_kinds.sql",
         sql: include_str!("../../../supabase/migrations/20261207000000_usage_error_kinds.sql"),
     },
+    Migration {
+        file: "20261208000000_attempt_details.sql",
+        sql: include_str!("../../../supabase/migrations/20261208000000_attempt_details.sql"),
+    },
 ];
 
 /// Serialises concurrent appliers (two instances starting at once) within a database.

@@ -21,7 +21,7 @@ const COLUMNS: &str = "id, started_at_ms, proxy_key_id, upstream_key_ids, answer
      api, stream, status, attempts, latency_ms, ttfb_ms, prompt_tokens, candidates_tokens, \
      thoughts_tokens, cached_tokens, total_tokens, finish_reason, block_reason, error_kind, \
      error_message, request_body, cost_usd, served_model, cache, notes, prompt_sha256, client_ip, \
-     user_agent, chain_id, chain_seq, chain_sha256";
+     user_agent, chain_id, chain_seq, chain_sha256, attempt_details";
 
 /// Writes a batch in one transaction. `INSERT OR IGNORE` on the id makes a retried
 /// batch (the sink could not tell whether the first try committed) a no-op.
@@ -35,13 +35,14 @@ pub(crate) fn write(conn: &mut Connection, records: &[LogRecord]) -> Result<(), 
             .prepare_cached(&format!(
                 "INSERT OR IGNORE INTO request_logs ({COLUMNS}) VALUES \
                  (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-                 ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)"
+                 ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)"
             ))
             .db()?;
         for r in records {
             // A Vec<i64> always serialises; the fallback only keeps `unwrap` out.
             let tried = serde_json::to_string(&r.upstream_key_ids).unwrap_or_else(|_| "[]".into());
             let notes = serde_json::to_string(&r.notes).unwrap_or_else(|_| "[]".into());
+            let attempt_details = serde_json::to_string(&r.attempt_details).unwrap_or_else(|_| "[]".into());
             insert
                 .execute(params![
                     r.id,
@@ -77,6 +78,7 @@ pub(crate) fn write(conn: &mut Connection, records: &[LogRecord]) -> Result<(), 
                     r.chain_id,
                     opt_to_sql(r.chain_seq),
                     r.chain_sha256,
+                    attempt_details,
                 ])
                 .db()?;
             for key_id in &r.upstream_key_ids {
@@ -99,6 +101,10 @@ fn read_record(row: &Row<'_>) -> rusqlite::Result<LogRecord> {
     let notes: String = row.get(26)?;
     let notes = serde_json::from_str(&notes).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(26, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    let details: String = row.get(33)?;
+    let attempt_details = serde_json::from_str(&details).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(33, rusqlite::types::Type::Text, Box::new(e))
     })?;
     Ok(LogRecord {
         id: row.get(0)?,
@@ -134,6 +140,7 @@ fn read_record(row: &Row<'_>) -> rusqlite::Result<LogRecord> {
         chain_id: row.get(30)?,
         chain_seq: opt_from_sql(row.get(31)?),
         chain_sha256: row.get(32)?,
+        attempt_details,
         ..LogRecord::default()
     })
 }

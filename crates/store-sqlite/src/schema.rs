@@ -123,6 +123,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE request_logs ADD COLUMN chain_seq INTEGER;
     ALTER TABLE request_logs ADD COLUMN chain_sha256 TEXT;
     "#,
+    // 7: each upstream attempt of a request (key, model, outcome, status, ms), JSON, so
+    // the log explains a failover.
+    r#"
+    ALTER TABLE request_logs ADD COLUMN attempt_details TEXT NOT NULL DEFAULT '[]';
+    "#,
 ];
 
 /// Per-connection settings; none of them is stored in the file except WAL mode.

@@ -1,7 +1,7 @@
 //! Request logs: batched writes from the log sink, filtered listing and pruning.
 
 use proxy_core::admin::LogQuery;
-use proxy_core::log::LogRecord;
+use proxy_core::log::{AttemptDetail, LogRecord};
 use proxy_core::platform::StoreError;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -18,7 +18,8 @@ const MAX_LIMIT: u32 = 1000;
 const COLUMNS: &str = "id,started_at,proxy_key_id,upstream_key_ids,answered_key_id,model,route,api,stream,\
      status,attempts,latency_ms,ttfb_ms,prompt_tokens,candidates_tokens,thoughts_tokens,cached_tokens,\
      total_tokens,finish_reason,block_reason,error_kind,error_message,request_body,cost_usd,\
-     served_model,cache,notes,prompt_sha256,client_ip,user_agent,chain_id,chain_seq,chain_sha256";
+     served_model,cache,notes,prompt_sha256,client_ip,user_agent,chain_id,chain_seq,chain_sha256,\
+     attempt_details";
 
 /// A record as `insert_request_logs` takes it: the core's own serde shape, with numbers
 /// held to what `bigint` and `to_timestamp` accept so one absurd value cannot fail the
@@ -93,6 +94,8 @@ struct LogRow {
     chain_seq: Option<i64>,
     #[serde(default)]
     chain_sha256: Option<String>,
+    #[serde(default)]
+    attempt_details: Vec<AttemptDetail>,
 }
 
 impl LogRow {
@@ -131,6 +134,7 @@ impl LogRow {
             chain_id: self.chain_id,
             chain_seq: opt_from_db(self.chain_seq),
             chain_sha256: self.chain_sha256,
+            attempt_details: self.attempt_details,
             ..LogRecord::default()
         })
     }

@@ -188,12 +188,53 @@ pub fn detail(csrf: &str, r: LogRecord, keys: &[KeyRow], proxy_keys: &[ProxyKeyR
         .request_body
         .clone()
         .map(|b| view! { <h2>"Request body"</h2><pre>{b}</pre> });
+    let attempts = attempts_table(&r, &names);
     let body = view! {
         <h1>"Request"</h1>
         <p><a href=back id="back-to-logs">"← Back to the logs"</a></p>
         <dl id="log-detail">{fields}</dl>
+        <h2>"Attempts"</h2>
+        {attempts}
         {request_body}
     }
     .into_any();
     super::layout::document("Request", "/logs", Some(csrf), body)
+}
+
+/// Each upstream attempt in order (key, model, outcome, status, ms), so a failover
+/// reads as what happened; records from before attempts were kept say so.
+fn attempts_table(r: &LogRecord, names: &HashMap<KeyId, String>) -> AnyView {
+    if r.attempt_details.is_empty() {
+        let why = if r.attempts == 0 {
+            "No upstream key was tried."
+        } else {
+            "This record was written before attempts were kept; it lists the keys tried only."
+        };
+        return view! { <p id="attempts">{why}</p> }.into_any();
+    }
+    let rows = r
+        .attempt_details
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let status = a.status.map_or_else(|| "-".into(), |s| s.to_string());
+            view! {
+                <tr>
+                    <td class="num" data-label="#">{(i + 1).to_string()}</td>
+                    <td data-label="Key">{key_label(Some(a.key_id), names)}</td>
+                    <td data-label="Model">{a.model.clone()}</td>
+                    <td data-label="Outcome">{a.outcome.clone()}</td>
+                    <td class="num" data-label="Status">{status}</td>
+                    <td class="num" data-label="ms">{a.ms.to_string()}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <table id="attempts">
+            <tr><th>"#"</th><th>"Key"</th><th>"Model"</th><th>"Outcome"</th><th>"Status"</th><th>"ms"</th></tr>
+            {rows}
+        </table>
+    }
+    .into_any()
 }

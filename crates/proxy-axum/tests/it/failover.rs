@@ -57,6 +57,16 @@ async fn per_minute_429_cools_the_key_for_that_model_only() {
     let log = &h.logs(1).await[0];
     assert_eq!((log.attempts, log.answered_key_id), (2, Some(2)));
     assert_eq!(log.upstream_key_ids, vec![1, 2]);
+    let attempts: Vec<(i64, &str, &str, Option<u16>)> = log
+        .attempt_details
+        .iter()
+        .map(|a| (a.key_id, a.model.as_str(), a.outcome.as_str(), a.status))
+        .collect();
+    assert_eq!(
+        attempts,
+        vec![(1, FLASH, "rate_limited", Some(429)), (2, FLASH, "ok", Some(200))],
+        "the stored record explains the failover"
+    );
     let rows = h.wait_keys(|rows| !rows[0].cooldowns.is_empty()).await;
     let (model, until) = &rows[0].cooldowns[0];
     assert_eq!(model, FLASH);
