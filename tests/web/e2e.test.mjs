@@ -282,6 +282,8 @@ test('cost shows per proxy key, per upstream key and per model', async () => {
   assert.match(await page.textContent('#top-keys'), cost);
   await page.goto(`${WEB}/proxy-keys`);
   assert.match(await proxyKeyRow('e2e client').locator('.usage-today').textContent(), cost);
+  assert.equal((await proxyKeyRow('e2e client').locator('.prefix').textContent()).trim(), `${secret.slice(0, 9)}…`, 'the secret\'s prefix');
+  assert.match(await proxyKeyRow('e2e client').locator('.last-used').textContent(), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/, 'when it was last used');
   await page.goto(`${WEB}/keys`);
   assert.match(await page.textContent('#keys'), cost);
   await page.goto(`${WEB}/usage`);

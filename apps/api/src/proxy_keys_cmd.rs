@@ -1,7 +1,7 @@
 //! `gemini-proxy proxy-keys …`: the keys clients use. The secret is shown once.
 
 use proxy_core::admin::{AdminStore, KeyUsage, PeriodUsage, ProxyKeyRow, ProxyKeyUpdate, proxy_key_usage};
-use proxy_core::auth::{format_proxy_key, hash_proxy_key};
+use proxy_core::auth::{format_proxy_key, hash_proxy_key, secret_prefix};
 use proxy_core::policy::ProxyKeyPolicy;
 use serde_json::{Value, json};
 
@@ -200,7 +200,12 @@ async fn create(
     getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
     let secret = format_proxy_key(&random);
     let id = store
-        .create_proxy_key_with_policy(name.trim(), &hash_proxy_key(&secret), policy)
+        .create_proxy_key_with_policy(
+            name.trim(),
+            &hash_proxy_key(&secret),
+            Some(&secret_prefix(&secret)),
+            policy,
+        )
         .await?;
     if json {
         let mut out = json!({
@@ -249,6 +254,7 @@ async fn list(store: &dyn AdminStore, json: bool) -> anyhow::Result<()> {
             vec![
                 k.id.to_string(),
                 k.name.clone(),
+                k.prefix.clone().map_or_else(|| "-".into(), |p| format!("{p}…")),
                 status(&k, now).to_string(),
                 permission(k.policy.passthrough).to_string(),
                 models_text(&k.policy),
@@ -262,6 +268,7 @@ async fn list(store: &dyn AdminStore, json: bool) -> anyhow::Result<()> {
         &[
             "ID",
             "NAME",
+            "PREFIX",
             "STATUS",
             "PASSTHROUGH",
             "MODELS",

@@ -173,6 +173,11 @@ async fn dashboard_queries<S: AdminStore + LogSink>(store: &S) {
 
     let proxy_keys = pages::proxy_key_views(admin, now).await.expect("proxy keys");
     assert_eq!(proxy_keys.len(), 1);
+    assert_eq!(
+        proxy_keys[0].last_used_ms,
+        Some(now - 500),
+        "last used: the newest record's start"
+    );
     let usage = &proxy_keys[0].usage;
     let old_this_month = now - 2 * 86_400_000 >= proxy_core::admin::month_start_ms(now);
     let (month_requests, month_cost) = if old_this_month { (3, 1.375) } else { (2, 0.375) };

@@ -50,6 +50,10 @@ pub struct ProxyKeyRow {
     pub name: String,
     pub revoked: bool,
     pub created_at_ms: u64,
+    /// The secret's first characters ([`crate::auth::secret_prefix`]); `None` for keys
+    /// created before stores kept it.
+    #[serde(default)]
+    pub prefix: Option<String>,
     /// What the key may do; in JSON its fields sit beside the row's (`"passthrough": true`).
     #[serde(flatten)]
     pub policy: ProxyKeyPolicy,
@@ -308,15 +312,17 @@ pub trait AdminStore: MaybeSend {
     async fn set_key_enabled(&self, id: KeyId, enabled: bool) -> Result<bool, StoreError>;
     /// A proxy key with the default policy (it may do everything).
     async fn create_proxy_key(&self, name: &str, secret_hash: &str) -> Result<i64, StoreError> {
-        self.create_proxy_key_with_policy(name, secret_hash, &ProxyKeyPolicy::default())
+        self.create_proxy_key_with_policy(name, secret_hash, None, &ProxyKeyPolicy::default())
             .await
     }
     /// A proxy key with `policy`, in one write: a restricted key is never live without
-    /// its restriction.
+    /// its restriction. `prefix` is [`crate::auth::secret_prefix`] of the secret, kept
+    /// to show the key by.
     async fn create_proxy_key_with_policy(
         &self,
         name: &str,
         secret_hash: &str,
+        prefix: Option<&str>,
         policy: &ProxyKeyPolicy,
     ) -> Result<i64, StoreError>;
     async fn list_proxy_keys(&self) -> Result<Vec<ProxyKeyRow>, StoreError>;

@@ -68,6 +68,16 @@ fn to_hex(bytes: &[u8]) -> String {
 /// Prefix of every proxy key we issue, so users can tell them from Gemini keys.
 pub const PROXY_KEY_PREFIX: &str = "gp-";
 
+/// How many characters of a proxy key secret the dashboard shows to tell keys apart
+/// (`gp-` and 6 of 48 hex digits: 24 of 192 bits, no help to a guess).
+pub const SHOWN_PREFIX_CHARS: usize = 9;
+
+/// The start of a proxy key secret that stores keep beside its hash and pages show
+/// (`gp-1a2b3c`), so an operator can match a key to the app using it.
+pub fn secret_prefix(secret: &str) -> String {
+    secret.chars().take(SHOWN_PREFIX_CHARS).collect()
+}
+
 /// Turns 24 random bytes into a proxy key secret (`gp-` + 48 hex characters).
 pub fn format_proxy_key(random: &[u8; 24]) -> String {
     format!("{PROXY_KEY_PREFIX}{}", to_hex(random))

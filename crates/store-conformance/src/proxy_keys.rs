@@ -62,7 +62,7 @@ pub async fn proxy_key_policy_is_kept_and_updated<S: Store + ?Sized>(store: &S) 
         ..ProxyKeyPolicy::default()
     };
     let limited = store
-        .create_proxy_key_with_policy("limited", &hash(12), &restricted)
+        .create_proxy_key_with_policy("limited", &hash(12), None, &restricted)
         .await
         .expect("create with a policy");
     let seen = |what: &'static str| async move {
@@ -163,10 +163,22 @@ pub async fn proxy_key_policy_fields_round_trip<S: Store + ?Sized>(store: &S) {
         expires_at_ms: Some(1_893_456_000_000),
     };
     let id = store
-        .create_proxy_key_with_policy("governed", &hash(21), &full)
+        .create_proxy_key_with_policy("governed", &hash(21), Some("gp-1a2b3c"), &full)
         .await
         .expect("create with every field");
     let plain = store.create_proxy_key("plain", &hash(22)).await.expect("create");
+    let prefixes: Vec<(i64, Option<String>)> = store
+        .list_proxy_keys()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| (r.id, r.prefix))
+        .collect();
+    assert_eq!(
+        prefixes,
+        vec![(id, Some("gp-1a2b3c".into())), (plain, None)],
+        "the shown prefix is kept; a key created without one has none"
+    );
     let policies = |what: &'static str| async move {
         let listed: Vec<(i64, ProxyKeyPolicy)> = store
             .list_proxy_keys()
@@ -287,7 +299,7 @@ pub async fn proxy_key_policy_fields_round_trip<S: Store + ?Sized>(store: &S) {
         assert!(
             matches!(
                 store
-                    .create_proxy_key_with_policy("bad", &hash(23), &policy)
+                    .create_proxy_key_with_policy("bad", &hash(23), None, &policy)
                     .await,
                 Err(StoreError::Invalid(_))
             ),

@@ -237,10 +237,11 @@ impl AdminStore for PostgresStore {
         &self,
         name: &str,
         secret_hash: &str,
+        prefix: Option<&str>,
         policy: &ProxyKeyPolicy,
     ) -> Result<i64, StoreError> {
         // Not retried, like add_key.
-        proxy_keys::create(&self.client().await?, name, secret_hash, policy).await
+        proxy_keys::create(&self.client().await?, (name, secret_hash, prefix), policy).await
     }
 
     async fn list_proxy_keys(&self) -> Result<Vec<ProxyKeyRow>, StoreError> {

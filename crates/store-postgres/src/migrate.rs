@@ -79,6 +79,10 @@ pub const MIGRATIONS: &[Migration] = &[
         file: "20261208000000_attempt_details.sql",
         sql: include_str!("../../../supabase/migrations/20261208000000_attempt_details.sql"),
     },
+    Migration {
+        file: "20261209000000_proxy_key_prefix.sql",
+        sql: include_str!("../../../supabase/migrations/20261209000000_proxy_key_prefix.sql"),
+    },
 ];
 
 /// Serialises concurrent appliers (two instances starting at once) within a database.

@@ -57,22 +57,23 @@ fn models_param(models: &[String]) -> Vec<String> {
     models.iter().map(|m| clean(m).into_owned()).collect()
 }
 
+/// `key` is the name, the secret's hash and its shown prefix.
 pub(crate) async fn create(
     client: &deadpool_postgres::Client,
-    name: &str,
-    secret_hash: &str,
+    key: (&str, &str, Option<&str>),
     policy: &ProxyKeyPolicy,
 ) -> Result<i64, StoreError> {
+    let (name, secret_hash, prefix) = key;
     validate_hash(secret_hash)?;
     validate_policy(policy)?;
     let stmt = client
         .prepare_cached(concat!(
             "INSERT INTO proxy_keys (name, secret_hash, passthrough, models, rpm, tpm, tokens_per_day, \
-             budget_usd, budget_period, expires_at) \
+             budget_usd, budget_period, expires_at, secret_prefix) \
              VALUES ($1, $2, $3, $4::text[], $5::bigint, $6::bigint, $7::bigint, $8::float8, $9::text, \
              CASE WHEN $10::bigint IS NULL THEN NULL ELSE ",
             ts_from_ms!("$10"),
-            " END) ON CONFLICT (secret_hash) DO NOTHING RETURNING id"
+            " END, $11::text) ON CONFLICT (secret_hash) DO NOTHING RETURNING id"
         ))
         .await
         .db()?;
@@ -91,6 +92,7 @@ pub(crate) async fn create(
                 &policy.budget_usd,
                 &policy.budget_period.as_str(),
                 &expires,
+                &prefix.map(clean),
             ],
         )
         .await
@@ -129,7 +131,7 @@ pub(crate) async fn load(client: &deadpool_postgres::Client) -> Result<Vec<Proxy
 pub(crate) async fn list(client: &deadpool_postgres::Client) -> Result<Vec<ProxyKeyRow>, StoreError> {
     let stmt = client
         .prepare_cached(&format!(
-            "SELECT id, name, revoked, {} AS created_ms, {POLICY_COLUMNS} FROM proxy_keys ORDER BY id",
+            "SELECT id, name, revoked, {} AS created_ms, secret_prefix, {POLICY_COLUMNS} FROM proxy_keys ORDER BY id",
             ms_from_ts!("created_at")
         ))
         .await
@@ -142,6 +144,7 @@ pub(crate) async fn list(client: &deadpool_postgres::Client) -> Result<Vec<Proxy
                 name: row.try_get("name").db()?,
                 revoked: row.try_get("revoked").db()?,
                 created_at_ms: from_sql(row.try_get("created_ms").db()?),
+                prefix: row.try_get("secret_prefix").db()?,
                 policy: policy(row)?,
             })
         })

@@ -172,11 +172,20 @@ impl AdminStore for SqliteStore {
         &self,
         name: &str,
         secret_hash: &str,
+        prefix: Option<&str>,
         policy: &ProxyKeyPolicy,
     ) -> Result<i64, StoreError> {
         let (name, secret_hash, policy) = (name.to_string(), secret_hash.to_string(), policy.clone());
-        self.run(move |conn| proxy_keys::create(conn, &name, &secret_hash, &policy, convert::now_ms()))
-            .await
+        let prefix = prefix.map(str::to_string);
+        self.run(move |conn| {
+            let key = proxy_keys::NewKey {
+                name: &name,
+                secret_hash: &secret_hash,
+                prefix: prefix.as_deref(),
+            };
+            proxy_keys::create(conn, &key, &policy, convert::now_ms())
+        })
+        .await
     }
 
     async fn list_proxy_keys(&self) -> Result<Vec<ProxyKeyRow>, StoreError> {

@@ -63,13 +63,24 @@ fn write_policy(conn: &Connection, id: i64, policy: &ProxyKeyPolicy) -> Result<u
     .db()
 }
 
+/// A proxy key's row as it is created: its name, the secret's hash and shown prefix.
+pub(crate) struct NewKey<'a> {
+    pub name: &'a str,
+    pub secret_hash: &'a str,
+    pub prefix: Option<&'a str>,
+}
+
 pub(crate) fn create(
     conn: &mut Connection,
-    name: &str,
-    secret_hash: &str,
+    key: &NewKey<'_>,
     policy: &ProxyKeyPolicy,
     now_ms: u64,
 ) -> Result<i64, StoreError> {
+    let NewKey {
+        name,
+        secret_hash,
+        prefix,
+    } = *key;
     if secret_hash.is_empty() {
         return Err(StoreError::Invalid("proxy key hash is empty".into()));
     }
@@ -79,8 +90,9 @@ pub(crate) fn create(
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .db()?;
     let inserted = tx.execute(
-        "INSERT INTO proxy_keys (name, secret_hash, revoked, created_at_ms) VALUES (?1, ?2, 0, ?3)",
-        params![name, secret_hash, to_sql(now_ms)],
+        "INSERT INTO proxy_keys (name, secret_hash, revoked, created_at_ms, secret_prefix) \
+         VALUES (?1, ?2, 0, ?3, ?4)",
+        params![name, secret_hash, to_sql(now_ms), prefix],
     );
     let id = match inserted {
         Ok(_) => tx.last_insert_rowid(),
@@ -100,7 +112,7 @@ pub(crate) fn create(
 pub(crate) fn list(conn: &mut Connection) -> Result<Vec<ProxyKeyRow>, StoreError> {
     let mut stmt = conn
         .prepare_cached(&format!(
-            "SELECT id, name, revoked, created_at_ms, {POLICY_COLUMNS} FROM proxy_keys ORDER BY id"
+            "SELECT id, name, revoked, created_at_ms, secret_prefix, {POLICY_COLUMNS} FROM proxy_keys ORDER BY id"
         ))
         .db()?;
     let rows = stmt
@@ -110,7 +122,8 @@ pub(crate) fn list(conn: &mut Connection) -> Result<Vec<ProxyKeyRow>, StoreError
                 name: row.get(1)?,
                 revoked: row.get(2)?,
                 created_at_ms: from_sql(row.get(3)?),
-                policy: policy(row, 4)?,
+                prefix: row.get(4)?,
+                policy: policy(row, 5)?,
             })
         })
         .db()?;

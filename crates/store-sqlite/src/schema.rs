@@ -128,6 +128,10 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE request_logs ADD COLUMN attempt_details TEXT NOT NULL DEFAULT '[]';
     "#,
+    // 8: a proxy key's shown prefix (`gp-1a2b3c`), so pages can tell keys apart.
+    r#"
+    ALTER TABLE proxy_keys ADD COLUMN secret_prefix TEXT;
+    "#,
 ];
 
 /// Per-connection settings; none of them is stored in the file except WAL mode.

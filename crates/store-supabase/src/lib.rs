@@ -131,9 +131,10 @@ impl AdminStore for SupabaseStore {
         &self,
         name: &str,
         secret_hash: &str,
+        prefix: Option<&str>,
         policy: &ProxyKeyPolicy,
     ) -> Result<i64, StoreError> {
-        proxy_keys::create(&self.rest, name, secret_hash, policy).await
+        proxy_keys::create(&self.rest, (name, secret_hash, prefix), policy).await
     }
 
     async fn list_proxy_keys(&self) -> Result<Vec<ProxyKeyRow>, StoreError> {

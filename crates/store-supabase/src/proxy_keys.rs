@@ -22,6 +22,8 @@ struct ProxyKeyRecord {
     revoked: bool,
     #[serde(default)]
     created_at: Option<String>,
+    #[serde(default)]
+    secret_prefix: Option<String>,
     /// The policy's columns ([`POLICY_COLUMNS`]), each under its own name.
     #[serde(flatten)]
     policy: PolicyRecord,
@@ -149,12 +151,13 @@ pub(crate) async fn load(rest: &Rest) -> Result<Vec<ProxyKey>, RestError> {
         .collect()
 }
 
+/// `key` is the name, the secret's hash and its shown prefix.
 pub(crate) async fn create(
     rest: &Rest,
-    name: &str,
-    secret_hash: &str,
+    key: (&str, &str, Option<&str>),
     policy: &ProxyKeyPolicy,
 ) -> Result<i64, StoreError> {
+    let (name, secret_hash, prefix) = key;
     if secret_hash.is_empty() {
         return Err(StoreError::Invalid("proxy key hash is empty".into()));
     }
@@ -162,6 +165,9 @@ pub(crate) async fn create(
     let mut row = Map::new();
     row.insert("name".into(), name.into());
     row.insert("secret_hash".into(), secret_hash.into());
+    if let Some(prefix) = prefix {
+        row.insert("secret_prefix".into(), prefix.into());
+    }
     policy_json(policy, &mut row);
     let body = Value::Object(row);
     let inserted: Result<Vec<IdRecord>, RestError> = rest
@@ -181,7 +187,7 @@ pub(crate) async fn create(
 }
 
 pub(crate) async fn list(rest: &Rest) -> Result<Vec<ProxyKeyRow>, RestError> {
-    records(rest, "id,name,revoked,created_at")
+    records(rest, "id,name,revoked,created_at,secret_prefix")
         .await?
         .into_iter()
         .map(|r| {
@@ -190,6 +196,7 @@ pub(crate) async fn list(rest: &Rest) -> Result<Vec<ProxyKeyRow>, RestError> {
                 name: r.name,
                 revoked: r.revoked,
                 created_at_ms: opt_timestamp(r.created_at.as_deref())?.unwrap_or(0),
+                prefix: r.secret_prefix,
                 policy: r.policy.try_into()?,
             })
         })

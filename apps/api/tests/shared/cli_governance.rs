@@ -119,6 +119,11 @@ async fn proxy_keys_take_every_limit_and_update_clear_rename_and_delete() {
     });
     assert_eq!(policy(&created), full, "create --json says the policy");
     assert_eq!(policy(&listed(&path, id)), full, "list --json shows it");
+    assert_eq!(
+        listed(&path, id)["prefix"],
+        json!(&secret[..9]),
+        "list --json has the prefix"
+    );
 
     // Plain create: the secret alone on the first line of stdout.
     let plain = cli(&path, &["proxy-keys", "create", "--name", "plain", "--rpm", "5"]);
@@ -127,25 +132,33 @@ async fn proxy_keys_take_every_limit_and_update_clear_rename_and_delete() {
     assert_eq!(plain.lines().count(), 1, "{plain}");
 
     let table = cli(&path, &["proxy-keys", "list"]);
+    // The list shows each secret's first 9 characters, never more.
+    let prefix = format!("{}…", &secret[..9]);
+    assert!(
+        !table.contains(&secret[..10]) && !table.contains(&first[..10]),
+        "{table}"
+    );
     let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
     assert_eq!(
         rows[1],
         [
             "1",
             "governed",
+            prefix.as_str(),
             "active",
             "denied",
             "gemini-2.5-flash,gemini-2.0-*",
             "rpm=60,tpm=100000,tokens/day=2000000,budget=$12.50/day",
             "2027-01-31T00:00:00Z",
-            rows[1][7],
+            rows[1][8],
         ],
         "{table}"
     );
     assert_eq!(
-        rows[2][..7],
+        [&rows[2][..2], &rows[2][3..8]].concat(),
         ["2", "plain", "active", "allowed", "any", "rpm=5", "never"]
     );
+    assert_eq!(rows[2][2], format!("{}…", &first[..9]), "the plain key's prefix");
 
     // Update several at once; the others stay.
     let said = cli(

@@ -82,6 +82,7 @@ async fn proxy_keys_are_created_listed_and_updated_with_their_passthrough() {
         [
             "ID",
             "NAME",
+            "PREFIX",
             "STATUS",
             "PASSTHROUGH",
             "MODELS",
@@ -91,8 +92,17 @@ async fn proxy_keys_are_created_listed_and_updated_with_their_passthrough() {
         ],
         "{table}"
     );
-    assert_eq!(rows[1][..4], ["1", "open", "active", "allowed"], "{table}");
-    assert_eq!(rows[2][..4], ["2", "limited", "active", "denied"], "{table}");
+    let prefix = |key: &serde_json::Value| format!("{}…", &key["key"].as_str().unwrap_or_default()[..9]);
+    assert_eq!(
+        rows[1][..5],
+        ["1", "open", &prefix(&open), "active", "allowed"],
+        "{table}"
+    );
+    assert_eq!(
+        rows[2][..5],
+        ["2", "limited", &prefix(&limited), "active", "denied"],
+        "{table}"
+    );
 
     let said = cli(&path, &["proxy-keys", "update", "2", "--passthrough", "allow"]);
     assert_eq!(said, "proxy key 2: pass-through allowed\n");

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use proxy_core::admin::{AdminStore, ProxyKeyUpdate, validate_policy};
-use proxy_core::auth::{format_proxy_key, hash_proxy_key};
+use proxy_core::auth::{format_proxy_key, hash_proxy_key, secret_prefix};
 use proxy_core::classify::Outcome;
 use proxy_core::keys::KeyLimits;
 use proxy_core::platform::StoreError;
@@ -269,7 +269,12 @@ pub async fn create_proxy_key(
     let secret = format_proxy_key(&random);
     let admin = state.admin.as_ref();
     match admin
-        .create_proxy_key_with_policy(&name, &hash_proxy_key(&secret), &policy)
+        .create_proxy_key_with_policy(
+            &name,
+            &hash_proxy_key(&secret),
+            Some(&secret_prefix(&secret)),
+            &policy,
+        )
         .await
     {
         Ok(_) => {}

@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use proxy_axum::unix_ms;
-use proxy_core::admin::{AdminStore, KeyRow, UsageCell, UsageQuery, proxy_key_usage};
+use proxy_core::admin::{AdminStore, KeyRow, LogQuery, UsageCell, UsageQuery, proxy_key_usage};
 use proxy_core::keys::KeyId;
 use proxy_core::platform::StoreError;
 use serde::Deserialize;
@@ -252,11 +252,28 @@ pub async fn proxy_key_views(
     admin: &dyn AdminStore,
     now: u64,
 ) -> Result<Vec<views::proxy_keys::ProxyKeyView>, StoreError> {
-    Ok(proxy_key_usage(admin, now)
-        .await?
-        .into_iter()
-        .map(|(row, usage)| views::proxy_keys::ProxyKeyView { row, usage })
-        .collect())
+    let mut views = Vec::new();
+    for (row, usage) in proxy_key_usage(admin, now).await? {
+        let last_used_ms = last_used(admin, row.id).await?;
+        views.push(views::proxy_keys::ProxyKeyView {
+            row,
+            usage,
+            last_used_ms,
+        });
+    }
+    Ok(views)
+}
+
+/// When a proxy key's newest logged request started: one indexed read of one record
+/// per key (the logs are indexed by proxy key and time), instead of a column the
+/// request path would have to write.
+async fn last_used(admin: &dyn AdminStore, proxy_key_id: i64) -> Result<Option<u64>, StoreError> {
+    let newest = LogQuery {
+        proxy_key_id: Some(proxy_key_id),
+        limit: 1,
+        ..LogQuery::default()
+    };
+    Ok(admin.list_logs(&newest).await?.first().map(|r| r.started_at_ms))
 }
 
 /// One usage query's cells by the id they were grouped by.

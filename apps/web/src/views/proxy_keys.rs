@@ -1,6 +1,6 @@
 //! Proxy keys: create one with its policy (the secret is shown once, with a copy button);
-//! list them with requests, tokens and cost today and this month, every limit with what
-//! is left; edit a key's policy and name, allow or deny the pass-through routes, revoke,
+//! list them with their prefix, when last used, requests, tokens and cost today and this
+//! month, every limit with what is left; edit a key's policy and name, allow or deny the pass-through routes, revoke,
 //! delete.
 
 use leptos::prelude::*;
@@ -16,6 +16,8 @@ pub struct ProxyKeyView {
     pub row: ProxyKeyRow,
     /// Today and this month (UTC), the last minute, and what each limit leaves.
     pub usage: KeyUsage,
+    /// When its newest logged request started; `None` when it has none.
+    pub last_used_ms: Option<u64>,
 }
 
 /// A create or edit form that was refused: shown again with what was posted and why.
@@ -71,6 +73,8 @@ pub fn page(
                 Some("Delete this proxy key? Clients using it are refused; its log records stay."),
             );
             let passthrough = passthrough_cell(id, k.policy.passthrough, k.revoked, csrf);
+            let prefix = k.prefix.clone().map_or_else(|| "-".to_string(), |p| format!("{p}…"));
+            let last_used = view.last_used_ms.map_or_else(|| "never".to_string(), timefmt::date_time);
             let limits = limit_lines(&k.policy, &view.usage)
                 .into_iter()
                 .map(|line| view! { <li>{line}</li> })
@@ -79,6 +83,8 @@ pub fn page(
                 <tr data-proxy-key-id=id.to_string()>
                     <td data-label="#">{id.to_string()}</td>
                     <td data-label="Name">{k.name.clone()}</td>
+                    <td data-label="Prefix" class="prefix"><code>{prefix}</code></td>
+                    <td data-label="Last used (UTC)" class="last-used">{last_used}</td>
                     <td data-label="Created (UTC)">{timefmt::date_time(k.created_at_ms)}</td>
                     <td class="num usage-today" data-label="Today (UTC)">{period_text(&view.usage.today)}</td>
                     <td class="num usage-month" data-label="This month (UTC)">{period_text(&view.usage.month)}</td>
@@ -98,7 +104,7 @@ pub fn page(
         {error}
         {created}
         <table id="proxy-keys">
-            <tr><th>"#"</th><th>"Name"</th><th>"Created (UTC)"</th><th>"Today (UTC)"</th><th>"This month (UTC)"</th>
+            <tr><th>"#"</th><th>"Name"</th><th title="The secret's first characters">"Prefix"</th><th>"Last used (UTC)"</th><th>"Created (UTC)"</th><th>"Today (UTC)"</th><th>"This month (UTC)"</th>
                 <th>"Limits and what is left"</th><th title=PASSTHROUGH_ROUTES>"Pass-through"</th><th></th></tr>
             {rows}
         </table>

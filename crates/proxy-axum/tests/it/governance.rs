@@ -106,7 +106,7 @@ async fn a_streamed_answers_tokens_count_toward_tpm_and_its_cost_is_logged() {
         };
         let id = h
             .store
-            .create_proxy_key_with_policy("tpm", &hash_proxy_key(&secret), &policy)
+            .create_proxy_key_with_policy("tpm", &hash_proxy_key(&secret), None, &policy)
             .await
             .expect("proxy key created");
         let stream = |secret: String| {

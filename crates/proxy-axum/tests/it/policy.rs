@@ -58,6 +58,7 @@ async fn a_key_without_passthrough_is_refused_there_and_still_generates() {
         .create_proxy_key_with_policy(
             "limited",
             &hash_proxy_key(&limited),
+            None,
             &ProxyKeyPolicy {
                 passthrough: false,
                 ..ProxyKeyPolicy::default()
