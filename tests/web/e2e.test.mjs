@@ -415,10 +415,39 @@ test('every page reads on a phone (390 px, nothing sideways) and follows a dark 
   await context.close();
 });
 
+test('upstream keys are searched, sorted and re-checked all at once, with progress', async () => {
+  await page.goto(`${WEB}/keys?q=E2E-2`);
+  assert.equal(await page.locator('#keys tr[data-key-id]').count(), 1, 'a search by name, in any case');
+  assert.match(await page.textContent('#key-listing'), /1 of 3 keys match/);
+  const names = async () => page.$$eval('#keys tr[data-key-id]', (rows) => rows.map((r) => r.cells[1].textContent.trim()));
+  await page.goto(`${WEB}/keys?sort=requests`);
+  const byUse = await names();
+  await page.goto(`${WEB}/keys?sort=name`);
+  const byName = await names();
+  assert.deepEqual(byName, [...byName].sort((a, b) => a.localeCompare(b)), 'sorted by name');
+  assert.deepEqual([...byUse].sort(), [...byName].sort(), 'every key either way');
+  assert.equal(await page.inputValue('#key-listing select[name=sort]'), 'name', 'the choice stays selected');
+
+  // Re-check all: the first upstream call is held until the page says how far it got.
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  await page.route('**/keys/*/recheck', async (route) => { await held; await route.continue(); });
+  const done = page.waitForURL(/rechecked=/);
+  await page.click('#recheck-all button');
+  await eventually('the progress to show', async () => /^Re-checking 1 of 3 \(key #\d+\)…$/.test(await page.textContent('#recheck-progress')));
+  release();
+  await done;
+  await page.unroute('**/keys/*/recheck');
+  assert.match((await page.textContent('#added-keys')).trim(), /^Re-checked 3 keys: .*valid/);
+});
+
 test('forms work with JavaScript off', async () => {
   const context = await browser.newContext({ javaScriptEnabled: false });
   const p = await context.newPage();
   await login(p, PASSWORD);
+  await p.goto(`${WEB}/keys`);
+  await Promise.all([p.waitForURL(/rechecked=/), p.click('#recheck-all button')]);
+  assert.match((await p.textContent('#added-keys')).trim(), /^Re-checked 3 keys: /, 'the form\'s own answer');
   await p.goto(`${WEB}/keys`);
   await Promise.all([p.waitForURL(/msg=disabled/), p.click('#keys form[action$="/disable"] button >> nth=0')]);
   assert.match(await p.textContent('#keys'), /disabled/);

@@ -19,6 +19,7 @@ pub fn dashboard_router(state: Arc<AppState>) -> Router {
         .route("/login", get(login::show).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/keys", get(pages::keys).post(actions::add_keys))
+        .route("/keys/recheck-all", post(actions::recheck_all))
         .route("/keys/{id}/limits", post(actions::set_key_limits))
         .route("/keys/{id}/{action}", post(actions::key_action))
         .route(

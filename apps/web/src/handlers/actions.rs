@@ -1,6 +1,7 @@
 //! POST handlers: check the CSRF token, change the store, wake the proxy's refresher,
 //! then redirect (so reloading does not repeat the action).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Form;
@@ -173,12 +174,41 @@ pub async fn key_action(
 /// the proxy saves its own; a valid key that carried an invalid mark is re-enabled, which
 /// clears the mark (and any cooldowns: the next real request re-learns them).
 async fn recheck(state: &AppState, id: i64) -> Result<Response, AppError> {
+    let msg = match check_one(state, id).await? {
+        "missing" => "missing".to_string(),
+        verdict => format!("checked-{verdict}"),
+    };
+    Ok(Redirect::to(&format!("/keys?msg={msg}")).into_response())
+}
+
+/// "Re-check all" without script: every enabled key, one after another, then the page
+/// with how many came out which way. With script the page does the same key by key
+/// through `recheck`, showing its progress, and ends on the same summary.
+pub async fn recheck_all(
+    State(state): State<Arc<AppState>>,
+    operator: Operator,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    if let Some(response) = operator.csrf_rejection(&form.csrf) {
+        return Ok(response);
+    }
+    let mut verdicts: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for key in state.admin.list_keys().await?.iter().filter(|k| k.enabled) {
+        *verdicts.entry(check_one(&state, key.id).await?).or_default() += 1;
+    }
+    let summary: Vec<String> = verdicts.iter().map(|(v, n)| format!("{v}-{n}")).collect();
+    Ok(Redirect::to(&format!("/keys?rechecked={}", summary.join("."))).into_response())
+}
+
+/// Re-checks one key and keeps the verdict as the proxy keeps its own: `valid`,
+/// `invalid`, `rate_limited`, `unreachable`, `refused`, `pending` (not loaded by the
+/// proxy yet) or `missing`.
+async fn check_one(state: &AppState, id: i64) -> Result<&'static str, AppError> {
     let Some(check) = state.proxy.check_key(id).await else {
         // Added a moment ago, the key may be in the store but not yet in the proxy.
         let known = state.admin.list_keys().await?.iter().any(|k| k.id == id);
         state.refresh.notify_one();
-        let msg = if known { "checked-pending" } else { "missing" };
-        return Ok(Redirect::to(&format!("/keys?msg={msg}")).into_response());
+        return Ok(if known { "pending" } else { "missing" });
     };
     match (&check.outcome, &check.change) {
         (_, Some(change)) => state.key_store.save_state(std::slice::from_ref(change)).await?,
@@ -191,7 +221,7 @@ async fn recheck(state: &AppState, id: i64) -> Result<Response, AppError> {
         verdict = check.verdict(),
         "operator re-checked an upstream key"
     );
-    Ok(Redirect::to(&format!("/keys?msg=checked-{}", check.verdict())).into_response())
+    Ok(check.verdict())
 }
 
 async fn clear_invalid_mark(admin: &dyn AdminStore, id: i64) -> Result<(), StoreError> {
@@ -393,7 +423,17 @@ async fn refuse_limits(
             ..form
         },
     };
-    let mut response = render(|| views::keys::page(operator.csrf(), keys, now, None, None, Some(&failure)));
+    let mut response = render(|| {
+        views::keys::page(
+            operator.csrf(),
+            keys,
+            &views::keys::Listing::default(),
+            now,
+            None,
+            None,
+            Some(&failure),
+        )
+    });
     *response.status_mut() = StatusCode::BAD_REQUEST;
     Ok(response)
 }

@@ -140,6 +140,11 @@ pub struct KeysParams {
     stored: String,
     #[serde(default)]
     refused: String,
+    #[serde(default)]
+    q: String,
+    sort: Option<String>,
+    /// After "Re-check all": `valid-3.invalid-1`, verdict and count.
+    rechecked: Option<String>,
 }
 
 pub async fn keys(
@@ -155,12 +160,45 @@ pub async fn keys(
             &params.stored,
             &params.refused,
         )),
-        _ => None,
+        _ => params.rechecked.as_deref().map(rechecked_text),
     };
     let msg = params.msg.as_deref().filter(|m| *m != "added");
     Ok(render(|| {
-        views::keys::page(operator.csrf(), keys, now, added, msg, None)
+        let listing = views::keys::Listing {
+            q: params.q.clone(),
+            sort: views::keys::KeySort::parse(params.sort.as_deref()),
+        };
+        views::keys::page(operator.csrf(), keys, &listing, now, added, msg, None)
     }))
+}
+
+/// "Re-checked 3 keys: 2 valid, 1 rate-limited right now." from `valid-2.rate_limited-1`;
+/// only known verdicts and numbers are read (the query is the browser's to change).
+pub fn rechecked_text(summary: &str) -> String {
+    let words = |verdict: &str| match verdict {
+        "valid" => Some("valid"),
+        "invalid" => Some("invalid (marked so)"),
+        "rate_limited" => Some("rate-limited right now"),
+        "unreachable" => Some("unanswered (nothing changed)"),
+        "refused" => Some("refused for another reason (nothing changed)"),
+        "pending" => Some("not loaded by the proxy yet"),
+        "missing" => Some("deleted meanwhile"),
+        _ => None,
+    };
+    let parts: Vec<(usize, &str)> = summary
+        .split('.')
+        .filter_map(|part| {
+            let (verdict, n) = part.rsplit_once('-')?;
+            Some((n.parse().ok()?, words(verdict)?))
+        })
+        .collect();
+    let total: usize = parts.iter().map(|(n, _)| n).sum();
+    if total == 0 {
+        return "Re-checked no keys: none is enabled.".into();
+    }
+    let listed: Vec<String> = parts.iter().map(|(n, w)| format!("{n} {w}")).collect();
+    let keys = if total == 1 { "key" } else { "keys" };
+    format!("Re-checked {total} {keys}: {}.", listed.join(", "))
 }
 
 /// "Added 2 keys. Already stored: line 1 (as #1). Not a key: line 3." Anything in the
@@ -205,20 +243,37 @@ fn added_text(added: usize, stored: &str, refused: &str) -> String {
 /// Keys with what each answered today (Pacific).
 pub async fn key_views(admin: &dyn AdminStore, now: u64) -> Result<Vec<views::keys::KeyView>, StoreError> {
     let rows: Vec<KeyRow> = admin.list_keys().await?;
-    let today = per_id(
-        admin,
-        UsageQuery {
-            since_ms: data::pacific_day_start(now),
-            by_upstream_key: true,
-            ..UsageQuery::default()
-        },
-        |c| c.upstream_key_id,
-    )
-    .await?;
+    let today = UsageQuery {
+        since_ms: data::pacific_day_start(now),
+        by_upstream_key: true,
+        ..UsageQuery::default()
+    };
+    let by_model = |since_ms| UsageQuery {
+        since_ms,
+        by_upstream_key: true,
+        by_model: true,
+        ..UsageQuery::default()
+    };
+    let (day_query, minute_query) = (by_model(today.since_ms), by_model(now.saturating_sub(60_000)));
+    let (totals, day, minute) = tokio::join!(
+        per_id(admin, today.clone(), |c| c.upstream_key_id),
+        admin.usage(&day_query),
+        admin.usage(&minute_query),
+    );
+    let (totals, day, minute) = (totals?, day?, minute?);
+    let of = |cells: &[UsageCell], id: KeyId| -> Vec<UsageCell> {
+        cells
+            .iter()
+            .filter(|c| c.upstream_key_id == Some(id))
+            .cloned()
+            .collect()
+    };
     Ok(rows
         .into_iter()
         .map(|row| views::keys::KeyView {
-            today: today.get(&row.id).cloned().unwrap_or_default(),
+            today: totals.get(&row.id).cloned().unwrap_or_default(),
+            today_by_model: of(&day, row.id),
+            last_minute_by_model: of(&minute, row.id),
             row,
         })
         .collect())
@@ -429,4 +484,22 @@ pub async fn favicon() -> Response {
         HeaderValue::from_static("public, max-age=86400"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rechecked_text;
+
+    #[test]
+    fn a_recheck_summary_reads_only_known_verdicts() {
+        assert_eq!(
+            rechecked_text("valid-2.rate_limited-1"),
+            "Re-checked 3 keys: 2 valid, 1 rate-limited right now."
+        );
+        assert_eq!(
+            rechecked_text("invalid-1.<script>-4.valid-x"),
+            "Re-checked 1 key: 1 invalid (marked so)."
+        );
+        assert_eq!(rechecked_text(""), "Re-checked no keys: none is enabled.");
+    }
 }

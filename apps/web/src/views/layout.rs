@@ -9,6 +9,8 @@ const STYLE: &str = include_str!("style.css");
 /// Small progressive enhancements; pages work without them. Copy buttons: through the
 /// clipboard where the browser allows it (HTTPS or localhost), else the text is
 /// selected for Ctrl+C and the button says so. Danger forms ask before they post.
+/// "Re-check all" re-checks key by key, saying how far it got, then shows the same
+/// summary the form's own (script-free) answer would.
 const SCRIPT: &str = "document.addEventListener('click',function(e){var b=e.target.closest('[data-copy]');\
 if(!b)return;var t=document.getElementById(b.dataset.copy);if(!t)return;\
 var select=function(){var r=document.createRange();r.selectNodeContents(t);var s=getSelection();\
@@ -16,7 +18,15 @@ s.removeAllRanges();s.addRange(r);b.textContent='Selected: press Ctrl+C (no clip
 if(navigator.clipboard&&window.isSecureContext){navigator.clipboard.writeText(t.textContent.trim())\
 .then(function(){b.textContent='Copied';},select);}else{select();}});\
 document.addEventListener('submit',function(e){var q=e.target.dataset&&e.target.dataset.confirm;\
-if(q&&!confirm(q))e.preventDefault();});";
+if(q&&!confirm(q))e.preventDefault();});\
+document.addEventListener('submit',async function(e){var f=e.target;if(f.id!=='recheck-all'||!window.fetch)return;\
+e.preventDefault();var ids=f.dataset.ids.split(',').filter(Boolean),csrf=f.querySelector('[name=csrf]').value,\
+p=document.getElementById('recheck-progress'),b=f.querySelector('button'),n={};b.disabled=true;\
+for(var i=0;i<ids.length;i++){p.textContent='Re-checking '+(i+1)+' of '+ids.length+' (key #'+ids[i]+')…';var v;\
+try{var r=await fetch('/keys/'+ids[i]+'/recheck',{method:'POST',body:new URLSearchParams({csrf:csrf})});\
+var m=new URL(r.url).searchParams.get('msg')||'';v=m==='missing'?'missing':m.replace(/^checked-/,'')||'unreachable';}\
+catch(x){v='unreachable';}n[v]=(n[v]||0)+1;}\
+location.href='/keys?rechecked='+Object.keys(n).map(function(k){return k+'-'+n[k];}).join('.');});";
 
 /// A whole HTML document. `csrf` is `None` on the login page (no session yet).
 pub fn document(title: &str, current: &str, csrf: Option<&str>, body: AnyView) -> String {
