@@ -174,7 +174,7 @@ fn listing_form(listing: &Listing, shown: usize, total: usize) -> AnyView {
         .collect_view();
     let count = (shown != total).then(|| format!(" {shown} of {total} keys match."));
     view! {
-        <form method="get" action="/keys" class="inline" id="key-listing">
+        <form method="get" class="inline" id="key-listing">
             <label>"Search "<input type="search" name="q" value=listing.q.clone() placeholder="name, key, #id or state"/></label>" "
             <label>"Sort by "<select name="sort">{options}</select></label>" "
             <button type="submit">"Show"</button>
