@@ -298,6 +298,7 @@ test('overview shows totals, charts and the cooling key', async () => {
   assert.equal((await page.textContent('a[aria-current=page]')).trim(), 'Last hour');
   const cards = await page.textContent('#totals');
   assert.match(cards, /Requests\s*\d+/);
+  assert.match(cards, /Proxy overhead p50\s*[1-9]\d* µs/, 'the proxy\'s own time, measured, stored and aggregated');
   assert.ok((await page.locator('svg.chart').count()) >= 3);
   assert.match(await page.textContent('main'), /cooling: gemini-2\.0-flash/);
   await shot('overview');

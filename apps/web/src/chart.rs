@@ -41,6 +41,12 @@ impl Series {
         self.format = |v| format!("{v} ms");
         self
     }
+
+    /// Values in microseconds.
+    pub fn micros(mut self) -> Self {
+        self.format = |v| format!("{v} µs");
+        self
+    }
 }
 
 fn plain(value: u64) -> String {

@@ -120,6 +120,10 @@ pub fn TotalsCards(#[prop(into)] totals: Signal<UsageCell>) -> impl IntoView {
                 "Time to first byte p50".to_string(),
                 format!("{} ms", t.ttfb_p50_ms),
             ),
+            (
+                "Proxy overhead p50".to_string(),
+                format!("{} µs", t.overhead_p50_us),
+            ),
         ]
         .into_iter()
         .map(|(label, value)| view! { <div class="card">{label}<b>{value}</b></div> })

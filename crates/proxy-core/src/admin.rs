@@ -210,6 +210,10 @@ pub struct UsageCell {
     /// have one (0 when none does).
     #[serde(default)]
     pub ttfb_p50_ms: u64,
+    /// Nearest-rank median of the proxy's own time (`LogRecord::overhead_us`), over
+    /// the records that have one (0 when none does).
+    #[serde(default)]
+    pub overhead_p50_us: u64,
 }
 
 /// Costs are sums of finite prices (stores keep no NaN), so equality is total.

@@ -94,9 +94,9 @@ pub struct LogRecord {
     #[serde(skip)]
     pub waiting_us: u64,
     /// The proxy's own time until the answer's headers went out: the time since the
-    /// request's head arrived less `waiting_us`, when the platform measures it (not
-    /// stored).
-    #[serde(skip)]
+    /// request's head arrived less `waiting_us`, when the platform measures it. Left
+    /// out of the serde form when unknown, like `attempt_details`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overhead_us: Option<u64>,
     /// What the operator should hear of (a budget crossed, every key cooling), for
     /// the platform's alerts (not stored).

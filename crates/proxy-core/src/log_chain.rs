@@ -117,6 +117,7 @@ fn normalize(record: &mut LogRecord) {
         &mut record.thoughts_tokens,
         &mut record.cached_tokens,
         &mut record.total_tokens,
+        &mut record.overhead_us,
     ]
     .into_iter()
     .flatten()

@@ -77,6 +77,7 @@ pub fn full_record(id: &str, started_at_ms: u64) -> LogRecord {
         prompt_sha256: Some("0f".repeat(32)),
         client_ip: Some("2001:db8::7".into()),
         user_agent: Some("google-genai/1.0 \"quoted\" ünïcode".into()),
+        overhead_us: Some(312),
         attempt_details: vec![
             proxy_core::log::AttemptDetail {
                 key_id: 3,

@@ -355,6 +355,7 @@ pub async fn usage_counts_failures_by_kind<S: Store + ?Sized>(store: &S) {
         r.status = status;
         r.error_kind = kind.map(Into::into);
         r.ttfb_ms = ttfb;
+        r.overhead_us = ttfb.map(|ms| ms * 7);
         r
     };
     store
@@ -402,4 +403,5 @@ pub async fn usage_counts_failures_by_kind<S: Store + ?Sized>(store: &S) {
         "{classes:?}"
     );
     assert_eq!(cell.ttfb_p50_ms, 20, "median of 10, 20, 30: {cell:?}");
+    assert_eq!(cell.overhead_p50_us, 140, "median of 70, 140, 210: {cell:?}");
 }

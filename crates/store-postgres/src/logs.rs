@@ -59,6 +59,7 @@ struct WireRecord<'a> {
     chain_seq: Option<i64>,
     chain_sha256: Option<Cow<'a, str>>,
     attempt_details: Vec<WireAttempt<'a>>,
+    overhead_us: Option<i64>,
 }
 
 /// An [`AttemptDetail`] as stored: text free of U+0000, `ms` within `bigint`.
@@ -119,6 +120,7 @@ impl<'a> From<&'a LogRecord> for WireRecord<'a> {
                     ms: to_sql(a.ms),
                 })
                 .collect(),
+            overhead_us: opt_to_sql(r.overhead_us),
         }
     }
 }
@@ -147,7 +149,7 @@ const COLUMNS: &str = concat!(
      stream, status, attempts, latency_ms, ttfb_ms, prompt_tokens, candidates_tokens, \
      thoughts_tokens, cached_tokens, total_tokens, finish_reason, block_reason, error_kind, \
      error_message, request_body, cost_usd, served_model, cache, notes, prompt_sha256, client_ip, \
-     user_agent, chain_id, chain_seq, chain_sha256, attempt_details"
+     user_agent, chain_id, chain_seq, chain_sha256, attempt_details, overhead_us"
 );
 
 fn read_record(row: &Row) -> Result<LogRecord, StoreError> {
@@ -192,6 +194,7 @@ fn read_record(row: &Row) -> Result<LogRecord, StoreError> {
             .try_get::<_, Json<Vec<AttemptDetail>>>("attempt_details")
             .db()?
             .0,
+        overhead_us: opt_from_sql(row.try_get("overhead_us").db()?),
         ..LogRecord::default()
     })
 }

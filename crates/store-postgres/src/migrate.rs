@@ -72,12 +72,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../supabase/migrations/20261206000000_log_chain.sql"),
     },
     Migration {
-        file: "20261207000000_usage_error_kinds.sql",
-        sql: include_str!("../../../supabase/migrations/20261207000000_usage_error_kinds.sql"),
+        file: "20261207000000_log_attempts_overhead.sql",
+        sql: include_str!("../../../supabase/migrations/20261207000000_log_attempts_overhead.sql"),
     },
     Migration {
-        file: "20261208000000_attempt_details.sql",
-        sql: include_str!("../../../supabase/migrations/20261208000000_attempt_details.sql"),
+        file: "20261208000000_usage_error_kinds.sql",
+        sql: include_str!("../../../supabase/migrations/20261208000000_usage_error_kinds.sql"),
     },
     Migration {
         file: "20261209000000_proxy_key_prefix.sql",

@@ -21,7 +21,7 @@ const COLUMNS: &str = "id, started_at_ms, proxy_key_id, upstream_key_ids, answer
      api, stream, status, attempts, latency_ms, ttfb_ms, prompt_tokens, candidates_tokens, \
      thoughts_tokens, cached_tokens, total_tokens, finish_reason, block_reason, error_kind, \
      error_message, request_body, cost_usd, served_model, cache, notes, prompt_sha256, client_ip, \
-     user_agent, chain_id, chain_seq, chain_sha256, attempt_details";
+     user_agent, chain_id, chain_seq, chain_sha256, attempt_details, overhead_us";
 
 /// Writes a batch in one transaction. `INSERT OR IGNORE` on the id makes a retried
 /// batch (the sink could not tell whether the first try committed) a no-op.
@@ -35,7 +35,7 @@ pub(crate) fn write(conn: &mut Connection, records: &[LogRecord]) -> Result<(), 
             .prepare_cached(&format!(
                 "INSERT OR IGNORE INTO request_logs ({COLUMNS}) VALUES \
                  (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-                 ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)"
+                 ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35)"
             ))
             .db()?;
         for r in records {
@@ -79,6 +79,7 @@ pub(crate) fn write(conn: &mut Connection, records: &[LogRecord]) -> Result<(), 
                     opt_to_sql(r.chain_seq),
                     r.chain_sha256,
                     attempt_details,
+                    opt_to_sql(r.overhead_us),
                 ])
                 .db()?;
             for key_id in &r.upstream_key_ids {
@@ -141,6 +142,7 @@ fn read_record(row: &Row<'_>) -> rusqlite::Result<LogRecord> {
         chain_seq: opt_from_sql(row.get(31)?),
         chain_sha256: row.get(32)?,
         attempt_details,
+        overhead_us: opt_from_sql(row.get(34)?),
         ..LogRecord::default()
     })
 }

@@ -124,9 +124,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE request_logs ADD COLUMN chain_sha256 TEXT;
     "#,
     // 7: each upstream attempt of a request (key, model, outcome, status, ms), JSON, so
-    // the log explains a failover.
+    // the log explains a failover; the proxy's own time until its answer went out.
     r#"
     ALTER TABLE request_logs ADD COLUMN attempt_details TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE request_logs ADD COLUMN overhead_us INTEGER;
     "#,
     // 8: a proxy key's shown prefix (`gp-1a2b3c`), so pages can tell keys apart.
     r#"

@@ -27,7 +27,7 @@ const SCAN: &str = "SELECT l.started_at_ms,
        COALESCE(l.thoughts_tokens, 0), COALESCE(l.cached_tokens, 0),
        COALESCE(l.total_tokens, 0),
        COALESCE(l.cost_usd, 0.0),
-       l.ttfb_ms
+       l.ttfb_ms, l.overhead_us
 FROM request_logs l
 WHERE l.started_at_ms >= :since AND l.started_at_ms < :until";
 
@@ -39,6 +39,7 @@ struct Group {
     cell: UsageCell,
     latencies: Vec<u64>,
     ttfbs: Vec<u64>,
+    overheads: Vec<u64>,
 }
 
 pub(crate) fn usage(conn: &mut Connection, query: &UsageQuery) -> Result<Vec<UsageCell>, StoreError> {
@@ -89,6 +90,9 @@ pub(crate) fn usage(conn: &mut Connection, query: &UsageQuery) -> Result<Vec<Usa
         if let Some(ttfb) = row.get::<_, Option<i64>>(13).db()? {
             group.ttfbs.push(from_sql(ttfb));
         }
+        if let Some(overhead) = row.get::<_, Option<i64>>(14).db()? {
+            group.overheads.push(from_sql(overhead));
+        }
     }
     let names: HashMap<u32, String> = models.into_iter().map(|(name, id)| (id, name)).collect();
     let mut cells: Vec<UsageCell> = groups
@@ -102,6 +106,7 @@ pub(crate) fn usage(conn: &mut Connection, query: &UsageQuery) -> Result<Vec<Usa
             cell.latency_p50_ms = nearest_rank(&mut group.latencies, 50);
             cell.latency_p95_ms = nearest_rank(&mut group.latencies, 95);
             cell.ttfb_p50_ms = nearest_rank(&mut group.ttfbs, 50);
+            cell.overhead_p50_us = nearest_rank(&mut group.overheads, 50);
             cell
         })
         .collect();

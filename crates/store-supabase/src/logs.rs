@@ -19,7 +19,7 @@ const COLUMNS: &str = "id,started_at,proxy_key_id,upstream_key_ids,answered_key_
      status,attempts,latency_ms,ttfb_ms,prompt_tokens,candidates_tokens,thoughts_tokens,cached_tokens,\
      total_tokens,finish_reason,block_reason,error_kind,error_message,request_body,cost_usd,\
      served_model,cache,notes,prompt_sha256,client_ip,user_agent,chain_id,chain_seq,chain_sha256,\
-     attempt_details";
+     attempt_details,overhead_us";
 
 /// A record as `insert_request_logs` takes it: the core's own serde shape, with numbers
 /// held to what `bigint` and `to_timestamp` accept so one absurd value cannot fail the
@@ -96,6 +96,8 @@ struct LogRow {
     chain_sha256: Option<String>,
     #[serde(default)]
     attempt_details: Vec<AttemptDetail>,
+    #[serde(default)]
+    overhead_us: Option<i64>,
 }
 
 impl LogRow {
@@ -135,6 +137,7 @@ impl LogRow {
             chain_seq: opt_from_db(self.chain_seq),
             chain_sha256: self.chain_sha256,
             attempt_details: self.attempt_details,
+            overhead_us: opt_from_db(self.overhead_us),
             ..LogRecord::default()
         })
     }

@@ -126,8 +126,8 @@ fn chart_block(title: &str, svg: String, series: &[Series]) -> String {
     )
 }
 
-/// Requests by outcome (answered, then each error class), tokens by kind, cost, and
-/// latency p50/p95 with the time to first byte.
+/// Requests by outcome (answered, then each error class), tokens by kind, cost,
+/// latency p50/p95 with the time to first byte, and the proxy's own time.
 fn kind_charts(labels: &[String], cells: &[UsageCell]) -> String {
     let mut requests = vec![Series::of("ok", "#3a7", cells, |c| c.requests - c.errors)];
     for class in ErrorClass::ALL {
@@ -141,6 +141,7 @@ fn kind_charts(labels: &[String], cells: &[UsageCell]) -> String {
         Series::of("p95 latency", "#d80", cells, |c| c.latency_p95_ms).millis(),
         Series::of("p50 time to first byte", "#3a7", cells, |c| c.ttfb_p50_ms).millis(),
     ];
+    let overhead = [Series::of("p50 proxy overhead", "#a5c", cells, |c| c.overhead_p50_us).micros()];
     let answered: Vec<bool> = cells.iter().map(|b| b.requests > 0).collect();
     [
         chart_block(
@@ -155,12 +156,18 @@ fn kind_charts(labels: &[String], cells: &[UsageCell]) -> String {
             chart::lines("latency", labels, &latency, &answered),
             &latency,
         ),
+        chart_block(
+            "The proxy's own time (overhead, without upstream)",
+            chart::lines("overhead", labels, &overhead, &answered),
+            &overhead,
+        ),
     ]
     .concat()
 }
 
-/// A series per model or key: requests, errors, tokens and cost stacked; latency p50
-/// and time to first byte as lines (not for "other", whose percentiles mean nothing).
+/// A series per model or key: requests, errors, tokens and cost stacked; latency p50,
+/// time to first byte and the proxy's own time as lines (not for "other", whose
+/// percentiles mean nothing).
 fn split_charts(labels: &[String], series: &[SplitSeries], split: Split) -> String {
     let per = |value: fn(&UsageCell) -> u64| -> Vec<Series> {
         series
@@ -184,20 +191,21 @@ fn split_charts(labels: &[String], series: &[SplitSeries], split: Split) -> Stri
                 .any(|s| s.buckets.get(i).is_some_and(|b| b.requests > 0))
         })
         .collect();
-    let lines = |value: fn(&UsageCell) -> u64| -> Vec<Series> {
+    let lines = |value: fn(&UsageCell) -> u64, unit: fn(Series) -> Series| -> Vec<Series> {
         per(value)
             .into_iter()
             .zip(series)
             .filter(|(_, s)| !s.other)
-            .map(|(l, _)| l.millis())
+            .map(|(l, _)| unit(l))
             .collect()
     };
     let requests = per(|c| c.requests);
     let errors = per(|c| c.errors);
     let tokens = per(|c| c.total_tokens);
     let cost: Vec<Series> = per(chart::micro_usd).into_iter().map(Series::dollars).collect();
-    let latency = lines(|c| c.latency_p50_ms);
-    let ttfb = lines(|c| c.ttfb_p50_ms);
+    let latency = lines(|c| c.latency_p50_ms, Series::millis);
+    let ttfb = lines(|c| c.ttfb_p50_ms, Series::millis);
+    let overhead = lines(|c| c.overhead_p50_us, Series::micros);
     if series.is_empty() {
         return "<p>No requests in this period.</p>".into();
     }
@@ -232,6 +240,11 @@ fn split_charts(labels: &[String], series: &[SplitSeries], split: Split) -> Stri
             &title("Time to first byte p50"),
             chart::lines("ttfb", labels, &ttfb, &present),
             &ttfb,
+        ),
+        chart_block(
+            &title("Proxy overhead p50"),
+            chart::lines("overhead", labels, &overhead, &present),
+            &overhead,
         ),
     ]
     .concat()
@@ -279,6 +292,7 @@ fn usage_table(rows: &[(String, UsageCell)], what: &'static str) -> AnyView {
                     <td class="num" data-label="p50 ms">{r.latency_p50_ms.to_string()}</td>
                     <td class="num" data-label="p95 ms">{r.latency_p95_ms.to_string()}</td>
                     <td class="num" data-label="TTFB p50 ms">{r.ttfb_p50_ms.to_string()}</td>
+                    <td class="num" data-label="Overhead p50 µs">{r.overhead_p50_us.to_string()}</td>
                 </tr>
             }
         })
@@ -290,7 +304,7 @@ fn usage_table(rows: &[(String, UsageCell)], what: &'static str) -> AnyView {
     view! {
         <table>
             <tr><th>{what}</th><th>"Requests"</th><th>"Errors"</th>{class_heads}<th>"Tokens"</th><th>"Cost"</th>
-                <th>"p50 ms"</th><th>"p95 ms"</th><th>"TTFB p50 ms"</th></tr>
+                <th>"p50 ms"</th><th>"p95 ms"</th><th>"TTFB p50 ms"</th><th title="The proxy's own time, without upstream">"Overhead p50 µs"</th></tr>
             {rows}
         </table>
     }

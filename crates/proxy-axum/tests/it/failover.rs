@@ -35,6 +35,7 @@ async fn success_is_logged_with_tokens_and_keys() {
     assert_eq!(log.proxy_key_id, Some(1));
     assert!(log.error_kind.is_none(), "{:?}", log.error_kind);
     assert!(log.ttfb_ms.is_some());
+    assert!(log.overhead_us.is_some(), "the proxy's own time is stored");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

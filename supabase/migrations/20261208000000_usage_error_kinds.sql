@@ -1,6 +1,7 @@
 -- usage_buckets counts each group's failed records per failure key, so the dashboard
 -- splits the error rate by class (safety blocks that were HTTP 200, no key free, client
--- mistakes, upstream errors), and gives the median time to first byte. The failure key
+-- mistakes, upstream errors), and gives the medians of the time to first byte and of
+-- the proxy's own time (overhead_us, from 20261207000000). The failure key
 -- is the record's error_kind, or 'status_' || status for a failed status without one;
 -- proxy_core::error_class states the same rule and decides which class a key is in, so a
 -- new kind needs no migration. Same signature and result type as before (jsonb), so
@@ -30,7 +31,7 @@ as $$
                case when usage_buckets.by_proxy_key then l.proxy_key_id end as p,
                case when l.status >= 400 or l.error_kind is not null
                     then coalesce(l.error_kind, 'status_' || l.status) end as f,
-               l.latency_ms, l.ttfb_ms, l.prompt_tokens, l.candidates_tokens,
+               l.latency_ms, l.ttfb_ms, l.overhead_us, l.prompt_tokens, l.candidates_tokens,
                l.thoughts_tokens, l.cached_tokens, l.total_tokens, l.cost_usd
         from request_logs as l
         where l.started_at >= to_timestamp(usage_buckets.since_ms / 1000.0)
@@ -58,6 +59,7 @@ as $$
                percentile_disc(0.95) within group (order by r.latency_ms)::bigint as latency_p95_ms,
                -- percentile_disc skips NULLs: the median of the records that have one.
                coalesce(percentile_disc(0.5) within group (order by r.ttfb_ms), 0)::bigint as ttfb_p50_ms,
+               coalesce(percentile_disc(0.5) within group (order by r.overhead_us), 0)::bigint as overhead_p50_us,
                coalesce(sum(r.cost_usd), 0)::double precision as cost_usd
         from r
         group by r.b, r.m, r.k, r.p
@@ -70,7 +72,7 @@ as $$
                g.p as proxy_key_id,
                g.requests, g.errors, g.prompt_tokens, g.candidates_tokens, g.thoughts_tokens,
                g.cached_tokens, g.total_tokens, g.latency_sum_ms, g.latency_p50_ms,
-               g.latency_p95_ms, g.ttfb_p50_ms, g.cost_usd,
+               g.latency_p95_ms, g.ttfb_p50_ms, g.overhead_p50_us, g.cost_usd,
                coalesce(f.error_kinds, '{}'::jsonb) as error_kinds
         from groups as g
         left join failures as f

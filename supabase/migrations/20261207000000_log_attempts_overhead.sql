@@ -1,12 +1,15 @@
 -- Each upstream attempt of a request, so the log (and the dashboard's log detail)
 -- explains a failover: a JSON array of {key_id, model, outcome, status, ms}, in the order
 -- tried, `[]` for records written before this file and for requests that reached no key.
--- Re-runnable, like every file here.
+-- And the proxy's own time until its answer went out (`overhead_us`: since the request's
+-- head arrived, less what upstream, backoff and the queue took), NULL where the platform
+-- does not measure it; usage_buckets gives its median. Re-runnable, like every file here.
 
 alter table public.request_logs
-    add column if not exists attempt_details jsonb not null default '[]'::jsonb;
+    add column if not exists attempt_details jsonb not null default '[]'::jsonb,
+    add column if not exists overhead_us bigint;
 
--- As 20261206000000_log_chain.sql's, with each record's attempts stored too (a record
+-- As 20261206000000_log_chain.sql's, with each record's attempts and overhead stored too (a record
 -- without the field, from a Worker built before it, stores `[]`).
 create or replace function public.insert_request_logs(records jsonb) returns integer
 language sql
@@ -24,7 +27,7 @@ as $$
             error_kind text, error_message text, request_body text, cost_usd double precision,
             served_model text, cache text, notes text[], prompt_sha256 text, client_ip text,
             user_agent text, chain_id text, chain_seq bigint, chain_sha256 text,
-            attempt_details jsonb)
+            attempt_details jsonb, overhead_us bigint)
     ),
     inserted as (
         insert into request_logs (
@@ -32,14 +35,15 @@ as $$
             stream, status, attempts, latency_ms, ttfb_ms, prompt_tokens, candidates_tokens,
             thoughts_tokens, cached_tokens, total_tokens, finish_reason, block_reason,
             error_kind, error_message, request_body, cost_usd, served_model, cache, notes,
-            prompt_sha256, client_ip, user_agent, chain_id, chain_seq, chain_sha256, attempt_details)
+            prompt_sha256, client_ip, user_agent, chain_id, chain_seq, chain_sha256, attempt_details, overhead_us)
         select id, to_timestamp(started_at_ms / 1000.0), proxy_key_id,
                coalesce(upstream_key_ids, '{}'), answered_key_id, model, route, api,
                coalesce(stream, false), status, coalesce(attempts, 0), coalesce(latency_ms, 0),
                ttfb_ms, prompt_tokens, candidates_tokens, thoughts_tokens, cached_tokens,
                total_tokens, finish_reason, block_reason, error_kind, error_message, request_body,
                cost_usd, served_model, cache, coalesce(notes, '{}'), prompt_sha256, client_ip,
-               user_agent, chain_id, chain_seq, chain_sha256, coalesce(attempt_details, '[]'::jsonb)
+               user_agent, chain_id, chain_seq, chain_sha256, coalesce(attempt_details, '[]'::jsonb),
+               overhead_us
         from input
         order by id
         on conflict (id) do nothing
