@@ -90,7 +90,7 @@ pub fn full_record(id: &str, started_at_ms: u64) -> LogRecord {
                 key_id: 1,
                 model: "gemini-2.5-flash".into(),
                 outcome: "ok".into(),
-                status: None,
+                status: Some(200),
                 ms: 1_200,
             },
         ],
