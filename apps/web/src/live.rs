@@ -79,7 +79,7 @@ pub fn KeyToggle(id: i64, #[prop(into)] enabled: Signal<bool>, csrf: String) -> 
 }
 
 /// "no key free" → "No key free", for a card's title.
-fn capitalized(label: &str) -> String {
+pub fn capitalized(label: &str) -> String {
     let mut chars = label.chars();
     chars
         .next()

@@ -144,6 +144,13 @@ async fn dashboard_queries<S: AdminStore + LogSink>(store: &S) {
         .collect();
     assert_eq!(series, vec![("gemini-2.0-flash", 2, 1)], "a series per model");
     assert!(per_model.series.iter().all(|s| s.buckets.len() == 60));
+    let charts =
+        leptos::prelude::Owner::new().with(|| gemini_proxy_web::views::overview::section(&per_model));
+    assert!(
+        charts.contains("Upstream errors per model") && !charts.contains("Client mistakes per model"),
+        "a chart per error class the range has"
+    );
+    assert!(charts.contains("Latency p95 per model"));
 
     let days_ago = |d: u64| now - d * 86_400_000;
     let custom = Range::Custom {

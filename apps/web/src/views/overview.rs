@@ -8,7 +8,7 @@ use proxy_core::error_class::ErrorClass;
 
 use crate::chart::{self, Series};
 use crate::data::{PRESETS, Range, Split, SplitSeries, Window};
-use crate::live::{TotalsCards, usd};
+use crate::live::{TotalsCards, capitalized, usd};
 use crate::timefmt;
 
 pub struct Overview {
@@ -165,11 +165,11 @@ fn kind_charts(labels: &[String], cells: &[UsageCell]) -> String {
     .concat()
 }
 
-/// A series per model or key: requests, errors, tokens and cost stacked; latency p50,
-/// time to first byte and the proxy's own time as lines (not for "other", whose
-/// percentiles mean nothing).
+/// A series per model or key: requests, errors (all, then each class the range has),
+/// tokens and cost stacked; latency p50 and p95, time to first byte and the proxy's own
+/// time as lines (not for "other", whose percentiles mean nothing).
 fn split_charts(labels: &[String], series: &[SplitSeries], split: Split) -> String {
-    let per = |value: fn(&UsageCell) -> u64| -> Vec<Series> {
+    let per = |value: &dyn Fn(&UsageCell) -> u64| -> Vec<Series> {
         series
             .iter()
             .enumerate()
@@ -179,7 +179,7 @@ fn split_charts(labels: &[String], series: &[SplitSeries], split: Split) -> Stri
                 } else {
                     chart::PALETTE[i % chart::PALETTE.len()]
                 };
-                Series::of(s.label.clone(), color, &s.buckets, value)
+                Series::new(s.label.clone(), color, s.buckets.iter().map(value).collect())
             })
             .collect()
     };
@@ -191,7 +191,7 @@ fn split_charts(labels: &[String], series: &[SplitSeries], split: Split) -> Stri
                 .any(|s| s.buckets.get(i).is_some_and(|b| b.requests > 0))
         })
         .collect();
-    let lines = |value: fn(&UsageCell) -> u64, unit: fn(Series) -> Series| -> Vec<Series> {
+    let lines = |value: &dyn Fn(&UsageCell) -> u64, unit: fn(Series) -> Series| -> Vec<Series> {
         per(value)
             .into_iter()
             .zip(series)
@@ -199,13 +199,14 @@ fn split_charts(labels: &[String], series: &[SplitSeries], split: Split) -> Stri
             .map(|(l, _)| unit(l))
             .collect()
     };
-    let requests = per(|c| c.requests);
-    let errors = per(|c| c.errors);
-    let tokens = per(|c| c.total_tokens);
-    let cost: Vec<Series> = per(chart::micro_usd).into_iter().map(Series::dollars).collect();
-    let latency = lines(|c| c.latency_p50_ms, Series::millis);
-    let ttfb = lines(|c| c.ttfb_p50_ms, Series::millis);
-    let overhead = lines(|c| c.overhead_p50_us, Series::micros);
+    let requests = per(&|c| c.requests);
+    let errors = per(&|c| c.errors);
+    let tokens = per(&|c| c.total_tokens);
+    let cost: Vec<Series> = per(&chart::micro_usd).into_iter().map(Series::dollars).collect();
+    let latency = lines(&|c| c.latency_p50_ms, Series::millis);
+    let latency_p95 = lines(&|c| c.latency_p95_ms, Series::millis);
+    let ttfb = lines(&|c| c.ttfb_p50_ms, Series::millis);
+    let overhead = lines(&|c| c.overhead_p50_us, Series::micros);
     if series.is_empty() {
         return "<p>No requests in this period.</p>".into();
     }
@@ -214,6 +215,21 @@ fn split_charts(labels: &[String], series: &[SplitSeries], split: Split) -> Stri
         _ => "per model",
     };
     let title = |what: &str| format!("{what} {per_what}");
+    // Errors by class, a chart each for the classes the range has.
+    let class_charts: Vec<String> = ErrorClass::ALL
+        .into_iter()
+        .filter_map(|class| {
+            let counts = per(&|c: &UsageCell| c.error_classes().get(class));
+            counts.iter().any(|s| s.values.iter().any(|v| *v > 0)).then(|| {
+                let name = format!("errors-{}", class.name());
+                chart_block(
+                    &title(&capitalized(class.label())),
+                    chart::stacked_bars(&name, labels, &counts),
+                    &counts,
+                )
+            })
+        })
+        .collect();
     [
         chart_block(
             &title("Requests"),
@@ -225,6 +241,7 @@ fn split_charts(labels: &[String], series: &[SplitSeries], split: Split) -> Stri
             chart::stacked_bars("errors", labels, &errors),
             &errors,
         ),
+        class_charts.concat(),
         chart_block(
             &title("Tokens"),
             chart::stacked_bars("tokens", labels, &tokens),
@@ -235,6 +252,11 @@ fn split_charts(labels: &[String], series: &[SplitSeries], split: Split) -> Stri
             &title("Latency p50"),
             chart::lines("latency", labels, &latency, &present),
             &latency,
+        ),
+        chart_block(
+            &title("Latency p95"),
+            chart::lines("latency-p95", labels, &latency_p95, &present),
+            &latency_p95,
         ),
         chart_block(
             &title("Time to first byte p50"),
