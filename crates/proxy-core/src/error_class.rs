@@ -75,6 +75,8 @@ impl ErrorClass {
             | "client_disconnected" => Self::Client,
             kind if kind.starts_with("limit_") => Self::Client,
             kind => match kind.strip_prefix("status_").and_then(|s| s.parse::<u16>().ok()) {
+                // A 429 is always a quota, never the client's mistake.
+                Some(429) => Self::NoKeyFree,
                 Some(status) if (400..500).contains(&status) => Self::Client,
                 _ => Self::Upstream,
             },
@@ -191,6 +193,7 @@ mod tests {
         );
         assert_eq!(ErrorClass::of("client_disconnected"), ErrorClass::Client);
         assert_eq!(ErrorClass::of("status_400"), ErrorClass::Client);
+        assert_eq!(ErrorClass::of("status_429"), ErrorClass::NoKeyFree);
         assert_eq!(ErrorClass::of("status_502"), ErrorClass::Upstream);
         assert_eq!(ErrorClass::of("something_new"), ErrorClass::Upstream);
     }
