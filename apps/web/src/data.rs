@@ -158,6 +158,11 @@ impl Window {
         self.since_ms / self.width_ms * self.width_ms
     }
 
+    /// Every bucket's start, oldest first.
+    pub fn bucket_starts(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..self.count as u64).map(|i| self.first_bucket_ms() + self.width_ms * i)
+    }
+
     /// The whole window as one bucket: the overview's headline totals.
     pub fn totals(&self) -> UsageQuery {
         UsageQuery {

@@ -75,30 +75,41 @@ pub async fn overview_data(
         by_upstream_key: split == Split::Key,
         ..per_bucket.clone()
     };
-    let split_read = async {
+    // The charts read the window in buckets once: by time alone, or split.
+    let buckets_read = async {
         match split {
-            Split::Kind => Ok(Vec::new()),
+            Split::Kind => admin.usage(&per_bucket).await,
             Split::Model | Split::Key => admin.usage(&per_bucket_split).await,
         }
     };
     // Independent reads: on PostgreSQL and Supabase they go out at once.
-    let (totals, buckets, models, keys_used, split_cells, keys) = tokio::join!(
+    let (totals, buckets, models, keys_used, keys) = tokio::join!(
         admin.usage(&whole),
-        admin.usage(&per_bucket),
+        buckets_read,
         admin.usage(&per_model),
         admin.usage(&per_key),
-        split_read,
         admin.list_keys(),
     );
+    let buckets = buckets?;
     let keys = keys?;
     let key_count = keys.len();
     let names: HashMap<KeyId, String> = keys.iter().map(|k| (k.id, k.name.clone())).collect();
     let model_label = |c: &UsageCell| c.model.clone().unwrap_or_else(|| "(none)".into());
     let key_label = |c: &UsageCell| data::key_label(c.upstream_key_id, &names);
-    let series = match split {
-        Split::Kind => Vec::new(),
-        Split::Model => data::split_series(&split_cells?, model_label, &window, TOP),
-        Split::Key => data::split_series(&split_cells?, key_label, &window, TOP),
+    let fill = |cells: &[UsageCell]| {
+        data::fill_buckets(cells, window.first_bucket_ms(), window.width_ms, window.count)
+    };
+    let (buckets, series) = match split {
+        Split::Kind => (fill(&buckets), Vec::new()),
+        // Split cells summed per bucket: counts add up, percentiles do not (0).
+        Split::Model => (
+            fill(&data::sum_per_bucket(&buckets)),
+            data::split_series(&buckets, model_label, &window, TOP),
+        ),
+        Split::Key => (
+            fill(&data::sum_per_bucket(&buckets)),
+            data::split_series(&buckets, key_label, &window, TOP),
+        ),
     };
     let troubled = keys
         .into_iter()
@@ -109,7 +120,7 @@ pub async fn overview_data(
         window,
         split,
         totals: totals?.into_iter().next().unwrap_or_default(),
-        buckets: data::fill_buckets(&buckets?, window.first_bucket_ms(), window.width_ms, window.count),
+        buckets,
         series,
         top_models: data::busiest(models?, TOP)
             .into_iter()
@@ -243,24 +254,18 @@ fn added_text(added: usize, stored: &str, refused: &str) -> String {
 /// Keys with what each answered today (Pacific).
 pub async fn key_views(admin: &dyn AdminStore, now: u64) -> Result<Vec<views::keys::KeyView>, StoreError> {
     let rows: Vec<KeyRow> = admin.list_keys().await?;
-    let today = UsageQuery {
-        since_ms: data::pacific_day_start(now),
-        by_upstream_key: true,
-        ..UsageQuery::default()
-    };
     let by_model = |since_ms| UsageQuery {
         since_ms,
         by_upstream_key: true,
         by_model: true,
         ..UsageQuery::default()
     };
-    let (day_query, minute_query) = (by_model(today.since_ms), by_model(now.saturating_sub(60_000)));
-    let (totals, day, minute) = tokio::join!(
-        per_id(admin, today.clone(), |c| c.upstream_key_id),
-        admin.usage(&day_query),
-        admin.usage(&minute_query),
+    let (day_query, minute_query) = (
+        by_model(data::pacific_day_start(now)),
+        by_model(now.saturating_sub(60_000)),
     );
-    let (totals, day, minute) = (totals?, day?, minute?);
+    let (day, minute) = tokio::join!(admin.usage(&day_query), admin.usage(&minute_query));
+    let (day, minute) = (day?, minute?);
     let of = |cells: &[UsageCell], id: KeyId| -> Vec<UsageCell> {
         cells
             .iter()
@@ -270,11 +275,17 @@ pub async fn key_views(admin: &dyn AdminStore, now: u64) -> Result<Vec<views::ke
     };
     Ok(rows
         .into_iter()
-        .map(|row| views::keys::KeyView {
-            today: totals.get(&row.id).cloned().unwrap_or_default(),
-            today_by_model: of(&day, row.id),
-            last_minute_by_model: of(&minute, row.id),
-            row,
+        .map(|row| {
+            let today_by_model = of(&day, row.id);
+            // Counts, tokens and cost add up across models (no percentile is shown).
+            let mut today = UsageCell::default();
+            today_by_model.iter().for_each(|c| today.add(c));
+            views::keys::KeyView {
+                today,
+                today_by_model,
+                last_minute_by_model: of(&minute, row.id),
+                row,
+            }
         })
         .collect())
 }
@@ -329,20 +340,6 @@ async fn last_used(admin: &dyn AdminStore, proxy_key_id: i64) -> Result<Option<u
         ..LogQuery::default()
     };
     Ok(admin.list_logs(&newest).await?.first().map(|r| r.started_at_ms))
-}
-
-/// One usage query's cells by the id they were grouped by.
-async fn per_id(
-    admin: &dyn AdminStore,
-    query: UsageQuery,
-    id: fn(&UsageCell) -> Option<i64>,
-) -> Result<HashMap<i64, UsageCell>, StoreError> {
-    Ok(admin
-        .usage(&query)
-        .await?
-        .into_iter()
-        .filter_map(|c| id(&c).map(|id| (id, c)))
-        .collect())
 }
 
 pub async fn logs(

@@ -151,14 +151,15 @@ pub fn arrange(keys: Vec<KeyView>, listing: &Listing, now_ms: u64) -> Vec<KeyVie
         })
         .collect();
     let rank = |k: &KeyView| match state_class(&state_text(&k.row, now_ms)) {
-        "status-bad" => 0,
+        "status-bad" => 0u8,
         "status-warn" => 1,
         _ => 2,
     };
     match listing.sort {
         KeySort::Added => keys.sort_by_key(|k| k.row.id),
         KeySort::Name => keys.sort_by_key(|k| k.row.name.to_lowercase()),
-        KeySort::Status => keys.sort_by_key(|k| (rank(k), k.row.id)),
+        // The state is worded once per key, not once per comparison.
+        KeySort::Status => keys.sort_by_cached_key(|k| (rank(k), k.row.id)),
         KeySort::Requests => keys.sort_by_key(|k| (std::cmp::Reverse(k.today.requests), k.row.id)),
         KeySort::Cost => keys.sort_by(|a, b| b.today.cost_usd.total_cmp(&a.today.cost_usd)),
         KeySort::LastUsed => keys.sort_by_key(|k| std::cmp::Reverse(k.row.last_used_ms)),

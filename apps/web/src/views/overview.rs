@@ -16,7 +16,8 @@ pub struct Overview {
     pub window: Window,
     pub split: Split,
     pub totals: UsageCell,
-    /// Every bucket of the window, oldest first.
+    /// Every bucket of the window, oldest first; with a split, the series summed
+    /// (no percentiles: the series hold their own).
     pub buckets: Vec<UsageCell>,
     /// With a split per model or key: a series per group, busiest first, "other" last.
     pub series: Vec<SplitSeries>,
@@ -84,11 +85,7 @@ pub fn page(csrf: &str, o: Overview, range_error: Option<&str>) -> String {
 /// agree. The page renders it, and the bundle replaces it whole with a fresh one
 /// from the `overview_section` server function.
 pub fn section(o: &Overview) -> String {
-    let labels: Vec<String> = o
-        .buckets
-        .iter()
-        .map(|b| o.window.label(b.bucket_start_ms))
-        .collect();
+    let labels: Vec<String> = o.window.bucket_starts().map(|at| o.window.label(at)).collect();
     let charts = match o.split {
         Split::Kind => kind_charts(&labels, &o.buckets),
         Split::Model | Split::Key => split_charts(&labels, &o.series, o.split),
