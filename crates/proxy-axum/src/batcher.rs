@@ -4,6 +4,10 @@
 //! non-blocking `try_send`, never a store round trip. When the store is slow or down,
 //! items wait in the queue; when the queue is full they are dropped *and counted*, and
 //! the count is logged, so loss is never silent. Shutdown drains and flushes.
+//!
+//! A batch that is not full waits up to `linger` for more items before it is
+//! written: one store call for many requests instead of one per request, which is
+//! what makes logging cheap under load (SQLite writes its WAL pages once per batch).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -72,6 +76,7 @@ impl BatchWriter {
         name: &'static str,
         capacity: usize,
         batch_size: usize,
+        linger: Duration,
         flush: F,
     ) -> (BatchQueue<T>, BatchWriter)
     where
@@ -87,6 +92,7 @@ impl BatchWriter {
             rx,
             shutdown.clone(),
             batch_size.max(1),
+            linger,
             flush,
             dropped.clone(),
         );
@@ -108,6 +114,7 @@ async fn run<T, F, Fut>(
     mut rx: mpsc::Receiver<T>,
     shutdown: Arc<Notify>,
     batch_size: usize,
+    linger: Duration,
     flush: F,
     dropped: Arc<AtomicU64>,
 ) where
@@ -126,11 +133,14 @@ async fn run<T, F, Fut>(
                 () = shutdown.notified() => closing = true,
             }
         }
-        while batch.len() < batch_size {
-            match rx.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(_) => break,
+        drain(&mut rx, &mut batch, batch_size);
+        if !closing && !batch.is_empty() && batch.len() < batch_size && !linger.is_zero() {
+            // Senders do not wake a writer that sleeps, so the wait costs them nothing.
+            tokio::select! {
+                () = tokio::time::sleep(linger) => {}
+                () = shutdown.notified() => closing = true,
             }
+            drain(&mut rx, &mut batch, batch_size);
         }
         if batch.is_empty() {
             if closing {
@@ -147,6 +157,16 @@ async fn run<T, F, Fut>(
             lost,
             "items were dropped while the store could not keep up"
         );
+    }
+}
+
+/// Moves what is queued into `batch`, up to `batch_size` items.
+fn drain<T>(rx: &mut mpsc::Receiver<T>, batch: &mut Vec<T>, batch_size: usize) {
+    while batch.len() < batch_size {
+        match rx.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => break,
+        }
     }
 }
 
@@ -195,7 +215,7 @@ mod tests {
         let failures_left = Arc::new(AtomicU64::new(2));
         let sink = written.clone();
         let failures = failures_left.clone();
-        let (queue, writer) = BatchWriter::spawn("test", 1000, 10, move |batch: Vec<u32>| {
+        let (queue, writer) = BatchWriter::spawn("test", 1000, 10, Duration::ZERO, move |batch: Vec<u32>| {
             let sink = sink.clone();
             let failures = failures.clone();
             async move {
@@ -217,12 +237,77 @@ mod tests {
         assert_eq!(queue.dropped(), 0);
     }
 
+    /// Records the size of each batch written.
+    fn recording() -> (
+        Arc<Mutex<Vec<usize>>>,
+        impl Fn(Vec<u32>) -> std::future::Ready<(Vec<u32>, Result<(), StoreError>)>,
+    ) {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let seen = sizes.clone();
+        let flush = move |batch: Vec<u32>| {
+            seen.lock().map(|mut s| s.push(batch.len())).ok();
+            std::future::ready((batch, Ok(())))
+        };
+        (sizes, flush)
+    }
+
+    fn sizes(sizes: &Mutex<Vec<usize>>) -> Vec<usize> {
+        sizes.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Items that arrive while a batch lingers go out in that batch: one write.
+    #[tokio::test(start_paused = true)]
+    async fn a_short_batch_waits_for_more() {
+        let (written, flush) = recording();
+        let (queue, writer) = BatchWriter::spawn("test", 100, 50, Duration::from_secs(1), flush);
+        assert!(queue.submit(0));
+        tokio::task::yield_now().await;
+        for i in 1..6 {
+            assert!(queue.submit(i));
+        }
+        assert!(sizes(&written).is_empty(), "written before the wait ended");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(sizes(&written), vec![6]);
+        writer.shutdown().await;
+    }
+
+    /// A full batch does not wait: the clock never moves while it is written.
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_goes_at_once() {
+        let (written, flush) = recording();
+        let (queue, writer) = BatchWriter::spawn("test", 100, 3, Duration::from_secs(3600), flush);
+        let start = tokio::time::Instant::now();
+        for i in 0..3 {
+            assert!(queue.submit(i));
+        }
+        while sizes(&written).is_empty() {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(sizes(&written), vec![3]);
+        assert_eq!(tokio::time::Instant::now(), start);
+        writer.shutdown().await;
+    }
+
+    /// Shutdown cuts a wait short and writes what waited.
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_the_wait() {
+        let (written, flush) = recording();
+        let (queue, writer) = BatchWriter::spawn("test", 100, 50, Duration::from_secs(3600), flush);
+        let start = tokio::time::Instant::now();
+        assert!(queue.submit(7));
+        tokio::task::yield_now().await;
+        writer.shutdown().await;
+        assert_eq!(sizes(&written), vec![1]);
+        assert!(tokio::time::Instant::now() - start < Duration::from_secs(3600));
+    }
+
     #[tokio::test]
     async fn full_queue_counts_drops() {
-        let (queue, writer) = BatchWriter::spawn("test", 2, 1, |batch: Vec<u32>| async move {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            (batch, Ok(()))
-        });
+        let (queue, writer) =
+            BatchWriter::spawn("test", 2, 1, Duration::ZERO, |batch: Vec<u32>| async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                (batch, Ok(()))
+            });
         let accepted = (0..50).filter(|i| queue.submit(*i)).count() as u64;
         assert_eq!(accepted + queue.dropped(), 50);
         assert!(queue.dropped() > 0);

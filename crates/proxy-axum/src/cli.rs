@@ -64,6 +64,14 @@ pub struct ProxyArgs {
     /// Log records that may wait for the database before new ones are dropped (and counted).
     #[arg(long, env = "GEMINI_PROXY_LOG_QUEUE", default_value_t = defaults::LOG_QUEUE)]
     pub log_queue: usize,
+    /// Milliseconds a log batch that is not full waits for more records before it is
+    /// written (0: write at once). One write for many requests keeps logging cheap.
+    #[arg(
+        long,
+        env = "GEMINI_PROXY_LOG_BATCH_WAIT_MS",
+        default_value_t = defaults::LOG_BATCH_WAIT_MS
+    )]
+    pub log_batch_wait_ms: u64,
     /// Seconds a client gets to send a whole request head (on a new connection: from
     /// when it opened).
     #[arg(
@@ -317,6 +325,7 @@ impl ProxyArgs {
             },
             refresh_interval: Duration::from_millis(self.refresh_ms.max(defaults::REFRESH_FLOOR_MS)),
             log_queue_capacity: self.log_queue.max(1),
+            log_batch_wait: Duration::from_millis(self.log_batch_wait_ms),
             body_pace: BodyPace {
                 grace: Duration::from_secs(self.body_timeout_secs),
                 min_bytes_per_sec: self.min_body_rate_kib.saturating_mul(1024),
@@ -424,6 +433,7 @@ mod tests {
         assert_eq!(parsed.admission, default.admission);
         assert_eq!(parsed.refresh_interval, default.refresh_interval);
         assert_eq!(parsed.log_queue_capacity, default.log_queue_capacity);
+        assert_eq!(parsed.log_batch_wait, default.log_batch_wait);
         assert_eq!(parsed.body_pace, default.body_pace);
         assert_eq!(parsed.body_memory_bytes, default.body_memory_bytes);
         assert_eq!(parsed.prices, default.prices);

@@ -25,6 +25,8 @@ pub struct ProxyConfig {
     /// Log records waiting to be written; beyond this they are counted and dropped.
     pub log_queue_capacity: usize,
     pub log_batch_size: usize,
+    /// How long a batch that is not full waits for more records before it is written.
+    pub log_batch_wait: Duration,
     pub connect_timeout: Duration,
     /// How fast a request body must arrive.
     pub body_pace: BodyPace,
@@ -62,6 +64,7 @@ impl Default for ProxyConfig {
             refresh_interval: Duration::from_millis(defaults::REFRESH_MS),
             log_queue_capacity: defaults::LOG_QUEUE,
             log_batch_size: defaults::LOG_BATCH,
+            log_batch_wait: Duration::from_millis(defaults::LOG_BATCH_WAIT_MS),
             connect_timeout: Duration::from_secs(defaults::CONNECT_TIMEOUT_SECS),
             body_pace: BodyPace::default(),
             body_memory_bytes: defaults::mib_to_bytes(defaults::BODY_MEMORY_MB),

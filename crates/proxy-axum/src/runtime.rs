@@ -421,6 +421,7 @@ fn spawn_log_writer(sink: Arc<dyn LogSink>, config: &ProxyConfig) -> (BatchQueue
         "request-log",
         config.log_queue_capacity,
         config.log_batch_size,
+        config.log_batch_wait,
         move |mut batch: Vec<LogRecord>| {
             let sink = sink.clone();
             {
@@ -437,13 +438,19 @@ fn spawn_log_writer(sink: Arc<dyn LogSink>, config: &ProxyConfig) -> (BatchQueue
 }
 
 fn spawn_state_writer(store: Arc<dyn KeyStore>) -> (BatchQueue<StateChange>, BatchWriter) {
-    BatchWriter::spawn("key-state", 10_000, 100, move |batch| {
-        let store = store.clone();
-        async move {
-            let result = store.save_state(&batch).await;
-            (batch, result)
-        }
-    })
+    BatchWriter::spawn(
+        "key-state",
+        10_000,
+        100,
+        std::time::Duration::ZERO,
+        move |batch| {
+            let store = store.clone();
+            async move {
+                let result = store.save_state(&batch).await;
+                (batch, result)
+            }
+        },
+    )
 }
 
 /// Serves `GET /metrics` alone on `addr` until told to stop.

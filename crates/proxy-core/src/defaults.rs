@@ -33,7 +33,11 @@ pub const REFRESH_FLOOR_MS: u64 = 50;
 /// (`GEMINI_PROXY_LOG_QUEUE`).
 pub const LOG_QUEUE: usize = 10_000;
 /// Log records written per store call.
-pub const LOG_BATCH: usize = 200;
+pub const LOG_BATCH: usize = 500;
+/// How long a log batch that is not full waits for more records, in milliseconds
+/// (`GEMINI_PROXY_LOG_BATCH_WAIT_MS`): under load one store write then carries
+/// hundreds of records, not a handful; a record reaches the store this much later.
+pub const LOG_BATCH_WAIT_MS: u64 = 100;
 /// Key-state changes that may wait for the store.
 pub const STATE_QUEUE: usize = 10_000;
 /// Key-state changes written per store call.
