@@ -10,6 +10,12 @@ mod serve;
 
 use clap::Parser;
 
+/// mimalloc, not glibc's malloc: a proxied request allocates and frees a few hundred
+/// small blocks across threads, and glibc spent 15% of the proxy's CPU on them
+/// (docs/benchmark.md has the before and after).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use crate::cli::{Cli, Command};
 use store_select::Backend;
 

@@ -9,6 +9,11 @@ use gemini_proxy_web::state::{AppState, Backing};
 use proxy_axum::{ProxyRuntime, announce_listening, serve_then_stop};
 use store_select::Backend;
 
+/// The same allocator as `gemini-proxy`, for the same reason (its proxy route is
+/// the same code).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let args = WebArgs::parse();
     let process = args.process.clone();
