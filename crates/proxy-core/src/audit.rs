@@ -92,4 +92,17 @@ mod tests {
         assert_eq!(user_agent("google-genai/1.0"), "google-genai/1.0");
         assert_eq!(user_agent(&"é".repeat(300)).chars().count(), USER_AGENT_MAX);
     }
+
+    /// Stored hashes are searched later (`logs list --prompt-sha256`), so the hash of
+    /// a prompt is pinned: a new build must find what an old one stored.
+    #[test]
+    fn a_prompts_hash_is_stable_across_builds() {
+        let hash = prompt_sha256(
+            "{\"contents\":[{\"role\":\"user\",\"parts\":[{\"text\":\"h\\u00e9 \\\"q\\\" \\n \u{1F600}\"}]}],\"tools\":[{\"x\":1.5,\"b\":null,\"a\":[true]}]}".as_bytes(),
+        );
+        assert_eq!(
+            hash.as_deref(),
+            Some("e406e2c43ce0f695115ebfb5bafdc4324663b306f36aee0037f75074ea28356a")
+        );
+    }
 }

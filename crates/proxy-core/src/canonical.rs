@@ -9,13 +9,13 @@ pub fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
     match value {
         serde_json::Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
+            keys.sort_unstable();
             out.push(b'{');
             for (i, key) in keys.into_iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_scalar(&serde_json::Value::String(key.clone()), out);
+                write_scalar(key.as_str(), out);
                 out.push(b':');
                 if let Some(inner) = map.get(key) {
                     write_canonical(inner, out);
@@ -37,9 +37,9 @@ pub fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
     }
 }
 
-fn write_scalar(value: &serde_json::Value, out: &mut Vec<u8>) {
-    // A scalar always serialises.
-    if let Ok(text) = serde_json::to_vec(value) {
-        out.extend_from_slice(&text);
-    }
+/// Written straight into `out`: no text allocated per key or value (the log chain
+/// hashes every record this way).
+fn write_scalar<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    // Into a Vec, a string or a scalar always serialises.
+    let _ = serde_json::to_writer(&mut *out, value);
 }

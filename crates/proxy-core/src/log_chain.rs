@@ -447,4 +447,46 @@ mod tests {
         assert_eq!(record.latency_ms, i64::MAX as u64);
         assert!(verify([record]).problems.is_empty());
     }
+
+    /// The link's bytes are a format: records stored by earlier builds must verify
+    /// with later ones, so a record's link is pinned here (a faster canonical writer
+    /// has to give the same hash).
+    #[test]
+    fn a_records_link_is_stable_across_builds() {
+        let mut record = LogRecord {
+            id: "req-\"1\"".into(),
+            started_at_ms: 1_765_000_000_000,
+            proxy_key_id: Some(7),
+            upstream_key_ids: vec![3, 1],
+            answered_key_id: Some(1),
+            model: Some("gemini-2.0-flash".into()),
+            route: "generateContent".into(),
+            api: "gemini".into(),
+            status: 200,
+            attempts: 2,
+            latency_ms: 412,
+            ttfb_ms: Some(90),
+            prompt_tokens: Some(12),
+            total_tokens: Some(19),
+            cost_usd: Some(0.000_125),
+            finish_reason: Some("STOP".into()),
+            error_message: Some("quota \u{e9}t\u{e9} \n\t <x>".into()),
+            notes: vec!["fallback".into()],
+            user_agent: Some("sdk/1.0 (\u{1F600})".into()),
+            attempt_details: vec![crate::log::AttemptDetail {
+                key_id: 3,
+                model: "gemini-2.0-flash".into(),
+                outcome: "rate_limited".into(),
+                status: Some(429),
+                ms: 40,
+            }],
+            overhead_us: Some(55),
+            ..LogRecord::default()
+        };
+        LogChain::new("w1").link(&mut record, 1_765_000_000_500);
+        assert_eq!(
+            record.chain_sha256.as_deref(),
+            Some("35807ff312b07893966653a68ca06a166bc183e380869793ac3fab7082a16998")
+        );
+    }
 }
