@@ -237,11 +237,12 @@ mod tests {
         assert_eq!(queue.dropped(), 0);
     }
 
+    type Written = std::future::Ready<(Vec<u32>, Result<(), StoreError>)>;
+
     /// Records the size of each batch written.
-    fn recording() -> (
-        Arc<Mutex<Vec<usize>>>,
-        impl Fn(Vec<u32>) -> std::future::Ready<(Vec<u32>, Result<(), StoreError>)>,
-    ) {
+    type Sizes = Arc<Mutex<Vec<usize>>>;
+
+    fn recording() -> (Sizes, impl Fn(Vec<u32>) -> Written) {
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let seen = sizes.clone();
         let flush = move |batch: Vec<u32>| {

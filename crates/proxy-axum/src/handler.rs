@@ -146,7 +146,7 @@ fn refuse(state: &ProxyState, client: Option<&str>, refusal: Refusal) -> Respons
 fn stream_response(
     state: &ProxyState,
     status: u16,
-    upstream: reqwest::Response,
+    upstream: crate::upstream::UpstreamReply,
     observer: BodyObserver,
 ) -> Response {
     let mut headers = downstream_headers(upstream.headers());

@@ -5,7 +5,7 @@
 use axum::http::HeaderMap;
 use proxy_core::request::RETURNED_HEADERS;
 
-pub fn downstream_headers(upstream: &reqwest::header::HeaderMap) -> HeaderMap {
+pub fn downstream_headers(upstream: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(4);
     for name in RETURNED_HEADERS {
         if let Some(value) = upstream.get(name) {

@@ -41,4 +41,4 @@ pub use serving::{
 };
 pub use shared_cache::{CacheSharing, SharedCache};
 pub use shared_counts::{SharedCounts, SharingStatus};
-pub use upstream::ReqwestUpstream;
+pub use upstream::{HyperUpstream, UpstreamBody, UpstreamReply};

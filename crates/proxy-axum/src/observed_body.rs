@@ -10,14 +10,14 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::Stream;
-use futures_util::stream::BoxStream;
 use proxy_core::request::{Alarm, BodyEnd, BodyObserver};
 
 use crate::clock::{TokioClock, unix_ms};
 use crate::metrics::{RecordSink, StreamGuard};
+use crate::upstream::{UpstreamBody, UpstreamReply};
 
 pub(crate) struct ObservedBody {
-    inner: BoxStream<'static, reqwest::Result<Bytes>>,
+    inner: UpstreamBody,
     observer: BodyObserver,
     records: RecordSink,
     /// Counts this body in `streams_active` while it lives (streamed answers only).
@@ -33,17 +33,18 @@ pub(crate) struct ObservedBody {
 
 impl ObservedBody {
     pub(crate) fn new(
-        response: reqwest::Response,
+        response: UpstreamReply,
         observer: BodyObserver,
         records: RecordSink,
         cut: Arc<AtomicBool>,
     ) -> Self {
         let _streaming = observer.is_stream().then(|| records.metrics.stream_started());
         // A body the observer rewrites has no content-length downstream.
-        let remaining = response.content_length().filter(|_| !observer.changes_length());
+        let inner = response.into_body();
+        let remaining = inner.exact_len().filter(|_| !observer.changes_length());
         let alarm = observer.keeps_alive().then(|| Alarm::new(TokioClock));
         Self {
-            inner: Box::pin(response.bytes_stream()),
+            inner,
             observer,
             records,
             _streaming,
@@ -66,9 +67,7 @@ impl Stream for ObservedBody {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         let inner = &mut this.inner;
-        let mut polled = this
-            .observer
-            .poll_through(|| inner.as_mut().poll_next(cx), unix_ms);
+        let mut polled = this.observer.poll_through(|| inner.poll_data(cx), unix_ms);
         if let (Poll::Pending, Some(alarm)) = (&polled, this.alarm.as_mut()) {
             polled = this
                 .observer
@@ -84,7 +83,7 @@ impl Stream for ObservedBody {
         if let Some(record) = this.observer.take_ended(unix_ms()) {
             this.records.submit(record);
         }
-        // reqwest's error text may name the URL; the client gets a fixed message.
+        // Upstream's error text is not the client's business; it gets a fixed message.
         polled.map(|item| {
             item.map(|chunk| chunk.map_err(|_| std::io::Error::other("upstream closed the stream early")))
         })

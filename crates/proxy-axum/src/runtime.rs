@@ -32,7 +32,7 @@ use crate::router::metrics_router;
 use crate::shared_cache::{CacheSharing, SharedCache};
 use crate::shared_counts::{SharedCounts, SharingStatus};
 use crate::traces::Traces;
-use crate::upstream::ReqwestUpstream;
+use crate::upstream::HyperUpstream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -54,7 +54,7 @@ pub enum StartError {
 
 /// Everything a request needs, shared by all requests.
 pub struct ProxyState {
-    pub(crate) engine: Engine<ReqwestUpstream, TokioClock>,
+    pub(crate) engine: Engine<HyperUpstream, TokioClock>,
     proxy_keys: RwLock<Arc<ProxyKeyTable>>,
     /// Finished records: counted in the metrics, queued for the store.
     pub(crate) records: RecordSink,
@@ -265,7 +265,7 @@ impl ProxyRuntime {
         config: ProxyConfig,
     ) -> Result<Self, StartError> {
         let snapshot = store.load().await.map_err(StartError::Store)?;
-        let upstream = ReqwestUpstream::new(&config.upstream_base_url, config.connect_timeout)
+        let upstream = HyperUpstream::new(&config.upstream_base_url, config.connect_timeout)
             .map_err(|e| StartError::Client(e.to_string()))?;
         let pool = Arc::new(Mutex::new(KeyPool::new(Vec::new())));
         let governor = Arc::new(Governor::new(config.prices.clone()));

@@ -1,93 +1,221 @@
-//! The upstream call over reqwest: the key goes in `x-goog-api-key`, never the URL;
-//! redirects are never followed (the key would go along), and the URL sent is the
-//! base URL with the route's path appended unchanged.
+//! The upstream call over hyper's pooled client: the key goes in `x-goog-api-key`,
+//! never the URL; redirects are never followed (hyper's client follows none, and the
+//! key would go along), and the URI sent is the base URL with the route's path
+//! appended byte for byte.
+//!
+//! Why hyper and not reqwest: reqwest parsed a URL (with IDNA) and ran its redirect,
+//! retry and timeout layers on every request, about 8% of the proxy's CPU. Here the
+//! base URL's scheme, authority and path are parsed once, and each request builds its
+//! URI from them.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderName, HeaderValue, Method, Uri};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use proxy_core::keys::Secret;
 use proxy_core::platform::{Peek, PreparedRequest, TransportError, Upstream, UpstreamResponse};
-use proxy_core::upstream_url::UpstreamBase;
-use reqwest::header::{HeaderName, HeaderValue};
+use proxy_core::route::keeps_upstream_path;
+
+/// Upstream's answer: its head, and a body that can give back what a peek read.
+pub type UpstreamReply = http::Response<UpstreamBody>;
 
 #[derive(Clone, Debug)]
-pub struct ReqwestUpstream {
-    client: reqwest::Client,
-    base: UpstreamBase,
+pub struct HyperUpstream {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    base: Option<Base>,
 }
 
-impl ReqwestUpstream {
-    pub fn new(base_url: &str, connect_timeout: Duration) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .tcp_nodelay(true)
+/// The base URL, parsed once.
+#[derive(Clone, Debug)]
+struct Base {
+    scheme: Scheme,
+    authority: Authority,
+    /// Without its trailing `/`: an AI Gateway's prefix, every request stays under it.
+    path: String,
+}
+
+impl Base {
+    fn parse(base_url: &str) -> Option<Self> {
+        let uri: Uri = base_url.trim_end_matches('/').parse().ok()?;
+        let parts = uri.into_parts();
+        let scheme = parts
+            .scheme
+            .filter(|s| *s == Scheme::HTTP || *s == Scheme::HTTPS)?;
+        let authority = parts.authority?;
+        let path = parts
+            .path_and_query
+            .filter(|pq| pq.query().is_none())
+            .map(|pq| pq.path().trim_end_matches('/').to_string())
+            .unwrap_or_default();
+        Some(Self {
+            scheme,
+            authority,
+            path,
+        })
+    }
+
+    /// The URI for `path_and_query`, refused unless it keeps the path exactly under
+    /// the base path (the route already refused dot segments and encoded slashes).
+    fn uri_for(&self, path_and_query: &str) -> Result<Uri, TransportError> {
+        let full = format!("{}{path_and_query}", self.path);
+        let pq = PathAndQuery::from_maybe_shared(full)
+            .map_err(|e| TransportError::Connect(format!("invalid upstream URL: {e}")))?;
+        if !keeps_upstream_path(&self.path, path_and_query, pq.path()) {
+            return Err(TransportError::Connect(
+                "the request path would leave the upstream base URL's path".into(),
+            ));
+        }
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(pq)
+            .build()
+            .map_err(|e| TransportError::Connect(format!("invalid upstream URL: {e}")))
+    }
+}
+
+impl HyperUpstream {
+    /// An unparsable base URL (or one that is not `http`/`https`) fails every request.
+    pub fn new(base_url: &str, connect_timeout: Duration) -> Result<Self, String> {
+        Self::with_extra_roots(base_url, connect_timeout, &[])
+    }
+
+    /// The same, trusting `extra_roots` (DER certificates) besides the web's roots.
+    pub fn with_extra_roots(
+        base_url: &str,
+        connect_timeout: Duration,
+        extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+    ) -> Result<Self, String> {
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        for cert in extra_roots {
+            roots
+                .add(cert.clone())
+                .map_err(|e| format!("CA certificate rejected: {e}"))?;
+        }
+        // The provider is named rather than taken from the process default, which
+        // panics when none was installed and more than one is compiled in.
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS setup failed: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(connect_timeout));
+        // ALPN offers h2 first: Google answers HTTP/2, a plain-HTTP test server HTTP/1.1.
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
-            // Gemini never redirects; following one would carry `x-goog-api-key` to
-            // wherever it points. A 3xx comes back to the engine as an answer.
-            .redirect(reqwest::redirect::Policy::none())
-            // Streams may sit silent for minutes while a model thinks; only the
-            // per-attempt header deadline applies, never a whole-response timeout.
-            .build()?;
+            .build(connector);
         Ok(Self {
             client,
-            base: UpstreamBase::new(base_url),
+            base: Base::parse(base_url),
         })
     }
 }
 
+/// A transport failure as the engine sees it: a connect timeout is a timeout; the
+/// text is hyper's and its causes', which never hold a header (so never the key).
+fn transport_error(error: &hyper_util::client::legacy::Error) -> TransportError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    let mut text = error.to_string();
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return TransportError::Timeout;
+        }
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    TransportError::Connect(text)
+}
+
 #[async_trait]
-impl Upstream for ReqwestUpstream {
-    type Response = reqwest::Response;
+impl Upstream for HyperUpstream {
+    type Response = UpstreamReply;
 
     async fn send(
         &self,
         request: &PreparedRequest,
         key: &Secret,
         timeout_ms: u64,
-    ) -> Result<UpstreamResponse<reqwest::Response>, TransportError> {
-        let method = reqwest::Method::from_bytes(request.method.as_bytes())
+    ) -> Result<UpstreamResponse<UpstreamReply>, TransportError> {
+        let base = self
+            .base
+            .as_ref()
+            .ok_or_else(|| TransportError::Connect("invalid upstream base URL".into()))?;
+        let method = Method::from_bytes(request.method.as_bytes())
             .map_err(|_| TransportError::Connect("unsupported method".into()))?;
-        let url = self.base.url_for(&request.path_and_query)?;
-        let mut builder = self.client.request(method, url).body(request.body.clone());
+        let mut builder = http::Request::builder()
+            .method(method)
+            .uri(base.uri_for(&request.path_and_query)?);
         for (name, value) in &request.headers {
-            builder = builder.header(name, value);
+            builder = builder.header(name.as_str(), value.as_str());
         }
         let mut key_header = HeaderValue::from_str(key.expose())
             .map_err(|_| TransportError::Connect("upstream key is not a valid header value".into()))?;
         key_header.set_sensitive(true);
         builder = builder.header(HeaderName::from_static("x-goog-api-key"), key_header);
-        let sent = tokio::time::timeout(Duration::from_millis(timeout_ms), builder.send()).await;
+        let outgoing = builder
+            .body(Full::new(request.body.clone()))
+            .map_err(|_| TransportError::Connect("a forwarded header is not valid".into()))?;
+        let sent =
+            tokio::time::timeout(Duration::from_millis(timeout_ms), self.client.request(outgoing)).await;
         match sent {
             Err(_) => Err(TransportError::Timeout),
-            Ok(Err(error)) if error.is_timeout() => Err(TransportError::Timeout),
-            // reqwest's Display never includes headers, so the key cannot appear here;
-            // the URL can, but it never carries a key.
-            Ok(Err(error)) => Err(TransportError::Connect(error.without_url().to_string())),
-            Ok(Ok(response)) => Ok(UpstreamResponse {
-                status: response.status().as_u16(),
-                content_type: response
+            Ok(Err(error)) => Err(transport_error(&error)),
+            Ok(Ok(response)) => {
+                let status = response.status().as_u16();
+                let content_type = response
                     .headers()
-                    .get(reqwest::header::CONTENT_TYPE)
+                    .get(http::header::CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok())
-                    .map(str::to_string),
-                inner: response,
-            }),
+                    .map(str::to_string);
+                Ok(UpstreamResponse {
+                    status,
+                    content_type,
+                    inner: response.map(UpstreamBody::new),
+                })
+            }
         }
     }
 
     async fn read_body(
         &self,
-        response: reqwest::Response,
+        response: UpstreamReply,
         limit: usize,
         timeout_ms: u64,
     ) -> Result<Bytes, TransportError> {
         let reading = async {
             let mut body = BytesMut::new();
-            let mut stream = response.bytes_stream();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| TransportError::Connect(e.without_url().to_string()))?;
+            let mut stream = response.into_body();
+            while let Some(chunk) = stream.data().await {
+                let chunk = chunk.map_err(|e| TransportError::Connect(e.to_string()))?;
                 let room = limit.saturating_sub(body.len());
                 body.extend_from_slice(&chunk[..chunk.len().min(room)]);
                 if body.len() >= limit {
@@ -103,10 +231,11 @@ impl Upstream for ReqwestUpstream {
 
     async fn peek_body(
         &self,
-        response: &mut reqwest::Response,
+        response: &mut UpstreamReply,
         peek: Peek,
     ) -> Result<(Bytes, bool), TransportError> {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(peek.timeout_ms);
+        let body = response.body_mut();
         let mut chunks: Vec<Bytes> = Vec::new();
         // The chunks in one piece, copied only once there are two.
         let mut joined = BytesMut::new();
@@ -121,8 +250,8 @@ impl Upstream for ReqwestUpstream {
             }
             // Per chunk, so a stream that runs out of time keeps what it read (a
             // chunk's read dropped before it yields loses nothing).
-            match tokio::time::timeout_at(deadline, response.chunk()).await {
-                Ok(Ok(Some(chunk))) => {
+            match tokio::time::timeout_at(deadline, body.data()).await {
+                Ok(Some(Ok(chunk))) => {
                     if let [first] = &chunks[..] {
                         joined.extend_from_slice(first);
                     }
@@ -131,8 +260,8 @@ impl Upstream for ReqwestUpstream {
                     }
                     chunks.push(chunk);
                 }
-                Ok(Ok(None)) => break true,
-                Ok(Err(e)) => return Err(TransportError::Connect(e.without_url().to_string())),
+                Ok(None) => break true,
+                Ok(Some(Err(e))) => return Err(TransportError::Connect(e.to_string())),
                 Err(_) if peek.timeout_ends => break false,
                 Err(_) => return Err(TransportError::Timeout),
             }
@@ -142,25 +271,94 @@ impl Upstream for ReqwestUpstream {
             [one] => one.clone(),
             _ => joined.freeze(),
         };
-        // Put what was read back in front of the rest, keeping status and headers.
-        let mut rebuilt = http::Response::builder()
-            .status(response.status())
-            .version(response.version());
-        if let Some(headers) = rebuilt.headers_mut() {
-            *headers = response.headers().clone();
-        }
-        let body = match whole {
-            true => reqwest::Body::from(start.clone()),
-            false => {
-                let taken = std::mem::replace(response, http::Response::new(reqwest::Body::from("")).into());
-                let rest = futures_util::stream::iter(chunks.into_iter().map(Ok)).chain(taken.bytes_stream());
-                reqwest::Body::wrap_stream(rest)
-            }
-        };
-        let rebuilt = rebuilt
-            .body(body)
-            .map_err(|e| TransportError::Connect(format!("cannot keep the answer: {e}")))?;
-        *response = rebuilt.into();
+        // What was read goes back in front of the rest; status and headers stay.
+        body.unread(chunks, whole);
         Ok((start, whole))
+    }
+}
+
+/// Upstream's body, with the chunks a peek read put back in front of it.
+#[derive(Debug)]
+pub struct UpstreamBody {
+    unread: VecDeque<Bytes>,
+    /// `None` once upstream's body is known to be over.
+    rest: Option<Incoming>,
+}
+
+impl UpstreamBody {
+    fn new(incoming: Incoming) -> Self {
+        Self {
+            unread: VecDeque::new(),
+            rest: Some(incoming),
+        }
+    }
+
+    /// Puts `chunks` back to be read first; `ended`: upstream's body has nothing more.
+    fn unread(&mut self, chunks: Vec<Bytes>, ended: bool) {
+        self.unread.extend(chunks);
+        if ended {
+            self.rest = None;
+        }
+    }
+
+    /// The body's length when it is known: the whole of it (a peek read it all), or
+    /// upstream's `content-length` while nothing was put back.
+    pub fn exact_len(&self) -> Option<u64> {
+        let unread: u64 = self.unread.iter().map(|c| c.len() as u64).sum();
+        match &self.rest {
+            None => Some(unread),
+            Some(rest) if self.unread.is_empty() => rest.size_hint().exact(),
+            Some(_) => None,
+        }
+    }
+
+    /// The next data chunk (trailers are skipped: Gemini sends none, and the client's
+    /// framing is hyper's).
+    pub fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, hyper::Error>>> {
+        if let Some(chunk) = self.unread.pop_front() {
+            return Poll::Ready(Some(Ok(chunk)));
+        }
+        loop {
+            let Some(rest) = self.rest.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match Pin::new(&mut *rest).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => return Poll::Ready(Some(Ok(data))),
+                    Err(_trailers) => continue,
+                },
+                Poll::Ready(None) => {
+                    self.rest = None;
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(error))),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    async fn data(&mut self) -> Option<Result<Bytes, hyper::Error>> {
+        std::future::poll_fn(|cx| self.poll_data(cx)).await
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        self.get_mut()
+            .poll_data(cx)
+            .map(|item| item.map(|r| r.map(Frame::data)))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.exact_len() {
+            Some(len) => SizeHint::with_exact(len),
+            None => SizeHint::default(),
+        }
     }
 }

@@ -20,3 +20,4 @@ mod shared_limits;
 mod streaming;
 mod traces;
 mod upstream_safety;
+mod upstream_tls;
