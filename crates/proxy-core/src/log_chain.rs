@@ -20,7 +20,8 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::canonical::write_canonical;
+mod form;
+
 use crate::hex::{decode, encode};
 use crate::log::LogRecord;
 
@@ -129,12 +130,8 @@ fn normalize(record: &mut LogRecord) {
 
 /// SHA-256 of `prev` then of the record's stored fields (all but `chain_sha256`).
 fn next_link(prev: &[u8; 32], record: &LogRecord) -> [u8; 32] {
-    let mut value = serde_json::to_value(record).unwrap_or_default();
-    if let Some(fields) = value.as_object_mut() {
-        fields.remove("chain_sha256");
-    }
     let mut canonical = Vec::with_capacity(512);
-    write_canonical(&value, &mut canonical);
+    form::write(record, &mut canonical);
     let mut hasher = Sha256::new();
     hasher.update(prev);
     hasher.update(Sha256::digest(&canonical));
