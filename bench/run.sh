@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 packages=(-p fake-gemini -p gemini-proxy-bench)
 direct_only=false
 want_nginx=true
+want_web=true
 prev=""
 for arg in "$@"; do
   [[ "$arg" == "--direct-only" ]] && direct_only=true
@@ -19,6 +20,7 @@ for arg in "$@"; do
   [[ "$arg" == --targets=* ]] && targets="${arg#--targets=}"
   if [[ -n "$targets" ]]; then
     [[ ",$targets," == *",nginx,"* ]] && want_nginx=true || want_nginx=false
+    [[ ",$targets," == *",web,"* ]] && want_web=true || want_web=false
   fi
   prev="$arg"
 done
@@ -26,6 +28,8 @@ $direct_only && want_nginx=false
 # The proxy is only built when it is measured, so --direct-only works before
 # the proxy crate exists.
 $direct_only || packages+=(-p gemini-proxy)
+# The web row measures the dashboard binary's proxy route.
+! $direct_only && $want_web && packages+=(-p gemini-proxy-web)
 
 have_nginx() { command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]]; }
 if $want_nginx && ! have_nginx; then
@@ -45,6 +49,7 @@ cargo build --release "${packages[@]}"
 bin="${CARGO_TARGET_DIR:-target}/release"
 exec "$bin/gemini-proxy-bench" \
   --proxy-bin "$bin/gemini-proxy" \
+  --web-bin "$bin/gemini-proxy-web" \
   --mock-bin "$bin/fake-gemini" \
   --out docs/benchmark.md \
   "$@"

@@ -30,6 +30,13 @@ pub struct Args {
     /// The proxy binary (`gemini-proxy`).
     #[arg(long, default_value = "target/release/gemini-proxy")]
     pub proxy_bin: PathBuf,
+    /// The dashboard binary (`gemini-proxy-web`), for the web row.
+    #[arg(long, default_value = "target/release/gemini-proxy-web")]
+    pub web_bin: PathBuf,
+    /// PostgreSQL server for the postgres row: a fresh database is created on it
+    /// for the run (and dropped after), the schema's migrations applied with psql.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    pub postgres_url: String,
     /// The fake Gemini server binary.
     #[arg(long, default_value = "target/release/fake-gemini")]
     pub mock_bin: PathBuf,

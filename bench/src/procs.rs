@@ -350,6 +350,137 @@ pub fn start_flagged(
     })
 }
 
+/// A database created for the run on a PostgreSQL server, dropped on drop (after
+/// the proxy using it was stopped: `WITH (FORCE)` ends what is left connected).
+pub struct PgDatabase {
+    server_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let _ = Command::new("psql")
+            .args([self.server_url.as_str(), "-q", "-c", drop.as_str()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Runs psql on `url` with `args`, failing with its stderr.
+fn psql(url: &str, args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("psql")
+        .args([url, "-q", "-v", "ON_ERROR_STOP=1"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("run psql (Debian: postgresql-client)")?;
+    if !out.status.success() {
+        bail!(
+            "psql {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// A fresh database on `server_url` with the schema as README says to apply it:
+/// Supabase's roles first (`supabase/tests/bootstrap_roles.sql`), then every file of
+/// `supabase/migrations` in name order (paths from the repository root).
+pub fn create_pg_database(server_url: &str) -> anyhow::Result<PgDatabase> {
+    let name = format!("gemini_proxy_bench_{}", std::process::id());
+    let Some((server, _)) = server_url.rsplit_once('/') else {
+        bail!("--postgres-url has no database part: {server_url}");
+    };
+    let db = PgDatabase {
+        server_url: server_url.to_owned(),
+        url: format!("{server}/{name}"),
+        name,
+    };
+    psql(
+        server_url,
+        &["-c", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name)],
+    )?;
+    psql(server_url, &["-c", &format!("CREATE DATABASE {}", db.name)])?;
+    let mut files = vec![PathBuf::from("supabase/tests/bootstrap_roles.sql")];
+    let mut migrations: Vec<PathBuf> = std::fs::read_dir("supabase/migrations")
+        .context("read supabase/migrations (run from the repository root)")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .collect();
+    migrations.sort();
+    files.extend(migrations);
+    for file in files {
+        let file = file.to_string_lossy().into_owned();
+        psql(&db.url, &["--single-transaction", "-f", &file])?;
+    }
+    Ok(db)
+}
+
+/// `gemini-proxy serve` on PostgreSQL (`DATABASE_URL`): the plain proxy's setup with
+/// the keys, proxy key and request log in `db`.
+pub fn start_postgres(bin: &Path, mock: SocketAddr, dir: &Path, db: &PgDatabase) -> anyhow::Result<Proxy> {
+    let command = || {
+        let mut cmd = Command::new(bin);
+        for var in STORE_ENV {
+            cmd.env_remove(var);
+        }
+        cmd.env("DATABASE_URL", &db.url)
+            .env("GEMINI_PROXY_KEY_CACHE", dir.join("bench-postgres.keys.json"));
+        quiet_logs(&mut cmd);
+        cmd
+    };
+    let admin = |args: &[&str]| -> anyhow::Result<String> {
+        let out = command()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("run {} {}", bin.display(), args.join(" ")))?;
+        if !out.status.success() {
+            bail!(
+                "{}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let mut add = vec!["keys", "add"];
+    add.extend(UPSTREAM_KEYS);
+    add.extend(["--name", "bench"]);
+    admin(&add)?;
+    let client_key = client_key_from_json(&admin(&["proxy-keys", "create", "--name", "bench", "--json"])?)?;
+    let mut cmd = command();
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .env("GEMINI_BASE_URL", format!("http://{mock}"));
+    let (guard, addr) = spawn_listening("gemini-proxy-postgres", cmd, dir)?;
+    Ok(Proxy {
+        guard,
+        addr,
+        client_key,
+    })
+}
+
+/// The dashboard binary's proxy route: `gemini-proxy-web` on its own SQLite db (set
+/// up by `gemini-proxy`, the same schema), no password (loopback).
+pub fn start_web(web_bin: &Path, proxy_bin: &Path, mock: SocketAddr, dir: &Path) -> anyhow::Result<Proxy> {
+    let db = dir.join("bench-web.db");
+    let client_key = keys_with_limits(proxy_bin, &db, &[], &[])?;
+    let mut cmd = proxy_command(web_bin, &db);
+    cmd.args(["--listen", "127.0.0.1:0"])
+        .env_remove("GEMINI_PROXY_ADMIN_PASSWORD")
+        .env("GEMINI_BASE_URL", format!("http://{mock}"));
+    let (guard, addr) = spawn_listening("gemini-proxy-web", cmd, dir)?;
+    Ok(Proxy {
+        guard,
+        addr,
+        client_key,
+    })
+}
+
 /// The governed proxy: its own database, the same upstream keys with limits,
 /// a client key with limits, and `REDIS_URL` so the counts are shared.
 pub fn start_governed(bin: &Path, mock: SocketAddr, dir: &Path, gov: &Governance) -> anyhow::Result<Proxy> {

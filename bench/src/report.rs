@@ -103,6 +103,7 @@ pub fn render(r: &Report) -> String {
         render_ttfb(&mut s, t);
     }
     render_targets(&mut s, r);
+    render_floor_goals(&mut s, r);
     if !r.notes.is_empty() {
         let _ = writeln!(s, "## Notes\n");
         for n in &r.notes {
@@ -390,6 +391,108 @@ fn render_targets(s: &mut String, r: &Report) {
     s.push('\n');
 }
 
+/// The performance issue's goals, against nginx as a plain reverse proxy in the same
+/// run (the floor for one extra hop), for the proxy on SQLite and on PostgreSQL, and
+/// the dashboard binary against `serve`.
+const FLOOR_CPU_RATIO: f64 = 1.5;
+const FLOOR_THROUGHPUT_RATIO: f64 = 0.8;
+const FLOOR_P50_SLACK_US: i64 = 30;
+const FLOOR_LEVELS: [usize; 2] = [16, 64];
+const WEB_TOLERANCE: f64 = 0.05;
+
+pub fn floor_checks(r: &Report) -> Vec<Check> {
+    let mut out = Vec::new();
+    let level = |c: usize| r.levels.iter().find(|l| l.concurrency == c);
+    let judged = |goal: String, measured: Option<(String, bool)>| match measured {
+        None => Check {
+            goal,
+            measured: "—".into(),
+            verdict: NOT_MEASURED,
+        },
+        Some((text, ok)) => Check {
+            goal,
+            measured: text,
+            verdict: if ok { MET } else { MISSED },
+        },
+    };
+    let clean = |a: &Summary, b: &Summary| a.errors == 0 && b.errors == 0;
+    for kind in [Kind::Proxy, Kind::Postgres] {
+        let name = kind.name();
+        for c in FLOOR_LEVELS {
+            let pair = level(c).and_then(|l| Some((l.get(Kind::Nginx)?, l.get(kind)?)));
+            let cpu = pair.and_then(|(n, p)| {
+                let ratio = p.cpu_us_per_request? / n.cpu_us_per_request?;
+                Some((format!("{ratio:.2}×"), ratio <= FLOOR_CPU_RATIO && clean(n, p)))
+            });
+            out.push(judged(
+                format!("{name}: CPU per request ≤ {FLOOR_CPU_RATIO}× nginx's at {c} concurrent"),
+                cpu,
+            ));
+            let rate = pair.and_then(|(n, p)| {
+                let ratio = p.throughput / n.throughput;
+                ratio.is_finite().then(|| {
+                    (
+                        format!("{ratio:.2}×"),
+                        ratio >= FLOOR_THROUGHPUT_RATIO && clean(n, p),
+                    )
+                })
+            });
+            out.push(judged(
+                format!("{name}: throughput ≥ {FLOOR_THROUGHPUT_RATIO}× nginx's at {c} concurrent"),
+                rate,
+            ));
+        }
+        let p50 = level(1).and_then(|l| {
+            let (d, n, p) = (l.get(Kind::Direct)?, l.get(Kind::Nginx)?, l.get(kind)?);
+            let nginx_added = added_us(d.p50_us, n.p50_us)?;
+            let added = added_us(d.p50_us, p.p50_us)?;
+            Some((
+                format!(
+                    "{} µs (nginx {} µs)",
+                    fmt_added(Some(added)),
+                    fmt_added(Some(nginx_added))
+                ),
+                added <= nginx_added + FLOOR_P50_SLACK_US && clean(n, p),
+            ))
+        });
+        out.push(judged(
+            format!("{name}: added p50 at 1 connection ≤ nginx's + {FLOOR_P50_SLACK_US} µs"),
+            p50,
+        ));
+    }
+    let web = level(16).and_then(|l| {
+        let (p, w) = (l.get(Kind::Proxy)?, l.get(Kind::Web)?);
+        let rate = w.throughput / p.throughput;
+        let cpu = w.cpu_us_per_request? / p.cpu_us_per_request?;
+        Some((
+            format!("{rate:.2}× req/s, {cpu:.2}× CPU"),
+            rate >= 1.0 - WEB_TOLERANCE && cpu <= 1.0 + WEB_TOLERANCE && clean(p, w),
+        ))
+    });
+    out.push(judged(
+        format!(
+            "web: the dashboard binary's proxy route within {:.0}% of serve (req/s and CPU at 16)",
+            WEB_TOLERANCE * 100.0
+        ),
+        web,
+    ));
+    out
+}
+
+fn render_floor_goals(s: &mut String, r: &Report) {
+    let _ = writeln!(
+        s,
+        "## Goals against the floor (nginx, same run)
+"
+    );
+    let _ = writeln!(s, "| Goal | Measured | Met |");
+    let _ = writeln!(s, "|---|---:|---|");
+    for c in floor_checks(r) {
+        let _ = writeln!(s, "| {} | {} | {} |", c.goal, c.measured, c.verdict);
+    }
+    s.push('\n');
+}
+
 fn fmt_rate(x: &Summary) -> String {
     format!("{:.0}", x.throughput)
 }
@@ -672,5 +775,75 @@ mod tests {
         let c = checks(&r);
         assert_eq!(c.len(), 4);
         assert!(c.iter().all(|c| c.verdict == NOT_MEASURED));
+    }
+
+    /// The floor goals read nginx's row of the same level: the proxy within them,
+    /// PostgreSQL out of them, the web row judged against serve, a missing level
+    /// (64 here) not measured.
+    #[test]
+    fn floor_goals_compare_with_nginx_in_the_same_run() {
+        let at = |c, rows| LevelRow {
+            concurrency: c,
+            targets: rows,
+        };
+        let r = report(
+            vec![
+                at(
+                    1,
+                    vec![
+                        m(Kind::Direct, summary(20000.0, 40, 60, 0)),
+                        m(Kind::Nginx, summary(10000.0, 90, 120, 0)),
+                        m(Kind::Proxy, summary(9000.0, 110, 150, 0)),
+                        m(Kind::Postgres, summary(5000.0, 200, 300, 0)),
+                    ],
+                ),
+                at(
+                    16,
+                    vec![
+                        m(Kind::Nginx, with_cpu(summary(30000.0, 500, 900, 0), 24.0)),
+                        m(Kind::Proxy, with_cpu(summary(25000.0, 600, 1000, 0), 35.0)),
+                        m(Kind::Postgres, with_cpu(summary(12000.0, 1300, 2000, 0), 60.0)),
+                        m(Kind::Web, with_cpu(summary(24500.0, 610, 1000, 0), 36.0)),
+                    ],
+                ),
+            ],
+            None,
+        );
+        let got: Vec<(String, &str)> = floor_checks(&r)
+            .into_iter()
+            .map(|c| (c.goal, c.verdict))
+            .collect();
+        let verdict = |goal: &str| {
+            got.iter()
+                .find(|(g, _)| g == goal)
+                .map(|(_, v)| *v)
+                .unwrap_or("absent")
+        };
+        assert_eq!(
+            verdict("proxy: CPU per request ≤ 1.5× nginx's at 16 concurrent"),
+            MET
+        );
+        assert_eq!(verdict("proxy: throughput ≥ 0.8× nginx's at 16 concurrent"), MET);
+        assert_eq!(verdict("proxy: added p50 at 1 connection ≤ nginx's + 30 µs"), MET);
+        assert_eq!(
+            verdict("postgres: CPU per request ≤ 1.5× nginx's at 16 concurrent"),
+            MISSED
+        );
+        assert_eq!(
+            verdict("postgres: throughput ≥ 0.8× nginx's at 16 concurrent"),
+            MISSED
+        );
+        assert_eq!(
+            verdict("postgres: added p50 at 1 connection ≤ nginx's + 30 µs"),
+            MISSED
+        );
+        assert_eq!(
+            verdict("proxy: throughput ≥ 0.8× nginx's at 64 concurrent"),
+            NOT_MEASURED
+        );
+        assert_eq!(
+            verdict("web: the dashboard binary's proxy route within 5% of serve (req/s and CPU at 16)"),
+            MET
+        );
     }
 }

@@ -33,6 +33,9 @@ struct Setup {
     trace_sink: Option<ChildGuard>,
     mock: ChildGuard,
     governance: Option<Governance>,
+    /// The postgres row's database; after `targets`, so it is dropped once its proxy
+    /// was stopped.
+    pg_db: Option<procs::PgDatabase>,
     dir: tempfile::TempDir,
 }
 
@@ -128,6 +131,7 @@ fn start(args: &Args, notes: &mut Vec<String>) -> anyhow::Result<Setup> {
         trace_sink: None,
         mock,
         governance: None,
+        pg_db: None,
         dir,
     };
     let mut skip = |kind: Kind, why: String| {
@@ -135,6 +139,7 @@ fn start(args: &Args, notes: &mut Vec<String>) -> anyhow::Result<Setup> {
         notes.push(format!("The {} row was skipped: {why}", kind.name()));
     };
     let mut trace_sink = None;
+    let mut pg_db = None;
     for kind in targets::selected(args.targets.as_deref(), args.direct_only) {
         let dir = setup.dir.path();
         let (guard, addr, key) = match kind {
@@ -180,6 +185,47 @@ fn start(args: &Args, notes: &mut Vec<String>) -> anyhow::Result<Setup> {
                             format!(
                                 "the {} proxy did not start (a build without the flags?): `{}`",
                                 kind.name(),
+                                one_line(&e)
+                            ),
+                        );
+                        continue;
+                    }
+                }
+            }
+            Kind::Postgres => {
+                let started = procs::create_pg_database(&args.postgres_url).and_then(|db| {
+                    eprintln!(
+                        "starting postgres proxy: {} on {}",
+                        args.proxy_bin.display(),
+                        db.url
+                    );
+                    let p = procs::start_postgres(&args.proxy_bin, mock_addr, dir, &db)?;
+                    Ok((p, db))
+                });
+                match started {
+                    Ok((p, db)) => {
+                        pg_db = Some(db);
+                        (Some(p.guard), p.addr, p.client_key)
+                    }
+                    Err(e) => {
+                        skip(
+                            kind,
+                            format!("PostgreSQL at `{}`: `{}`", args.postgres_url, one_line(&e)),
+                        );
+                        continue;
+                    }
+                }
+            }
+            Kind::Web => {
+                eprintln!("starting web: {}", args.web_bin.display());
+                match procs::start_web(&args.web_bin, &args.proxy_bin, mock_addr, dir) {
+                    Ok(p) => (Some(p.guard), p.addr, p.client_key),
+                    Err(e) => {
+                        skip(
+                            kind,
+                            format!(
+                                "`{}` did not start (bench/run.sh builds it): `{}`",
+                                args.web_bin.display(),
                                 one_line(&e)
                             ),
                         );
@@ -248,6 +294,7 @@ fn start(args: &Args, notes: &mut Vec<String>) -> anyhow::Result<Setup> {
         setup.targets.push(Running { kind, guard, target });
     }
     setup.trace_sink = trace_sink;
+    setup.pg_db = pg_db;
     Ok(setup)
 }
 
@@ -551,6 +598,21 @@ fn method_lines(args: &Args, setup: &Setup) -> Vec<String> {
             "governed: a second `gemini-proxy serve` like proxy (own SQLite db, the same 4 upstream keys), with \
              `REDIS_URL={}` and a Redis prefix unique to the run; {limits}. Stderr log level: {log_level}.",
             gov.redis_url
+        ));
+    }
+    if let Some(db) = setup.pg_db.as_ref().filter(|_| has(Kind::Postgres)) {
+        m.push(format!(
+            "postgres: `gemini-proxy serve` like proxy with `DATABASE_URL` on a database created for the run \
+             (`{}`, Supabase's roles and every migration applied with psql, dropped after) on the local \
+             PostgreSQL: keys, the proxy key and the request log there, written in batches through the schema's \
+             functions. Stderr log level: {log_level}.",
+            db.url
+        ));
+    }
+    if has(Kind::Web) {
+        m.push(format!(
+            "web: `gemini-proxy-web` (the dashboard binary) answering on its proxy route, its own SQLite db with \
+             the same keys, default flags, no password (loopback). Stderr log level: {log_level}."
         ));
     }
     if has(Kind::Bare) {

@@ -18,6 +18,11 @@ pub enum Kind {
     Governed,
     /// `gemini-proxy serve` with the resilience features on, the cache on its miss path.
     Resilient,
+    /// `gemini-proxy serve` with PostgreSQL as its store (a fresh database, the
+    /// schema's migrations applied), logging there.
+    Postgres,
+    /// `gemini-proxy-web`'s proxy route (the dashboard binary), SQLite.
+    Web,
     /// `gemini-proxy serve` exporting OpenTelemetry traces over OTLP/HTTP to a local
     /// sink (metrics are on in every proxy row).
     Traced,
@@ -25,11 +30,13 @@ pub enum Kind {
 
 impl Kind {
     /// Every target, in the order the report lists them: from no hop to the most work.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Direct,
         Kind::Nginx,
         Kind::Bare,
         Kind::Proxy,
+        Kind::Postgres,
+        Kind::Web,
         Kind::Governed,
         Kind::Resilient,
         Kind::Traced,
@@ -43,6 +50,8 @@ impl Kind {
             Kind::Proxy => "proxy",
             Kind::Governed => "governed",
             Kind::Resilient => "resilient",
+            Kind::Postgres => "postgres",
+            Kind::Web => "web",
             Kind::Traced => "traced",
         }
     }
@@ -51,7 +60,13 @@ impl Kind {
     pub fn is_gemini_proxy(self) -> bool {
         matches!(
             self,
-            Kind::Bare | Kind::Proxy | Kind::Governed | Kind::Resilient | Kind::Traced
+            Kind::Bare
+                | Kind::Proxy
+                | Kind::Postgres
+                | Kind::Web
+                | Kind::Governed
+                | Kind::Resilient
+                | Kind::Traced
         )
     }
 }
