@@ -77,8 +77,38 @@ const MAX_VALUE_LEN: usize = 512;
 
 #[derive(Debug)]
 enum Frame {
-    Object { key: Option<String>, awaiting_key: bool },
+    Object { key: Option<Key>, awaiting_key: bool },
     Array,
+}
+
+/// An object's current key, its first [`MAX_KEY_LEN`] bytes kept inline: the scanner
+/// reads every answer, and a heap string per key was most of its cost.
+#[derive(Clone, Copy)]
+struct Key {
+    bytes: [u8; MAX_KEY_LEN],
+    len: u8,
+}
+
+impl Key {
+    fn of(raw: &[u8]) -> Self {
+        let len = raw.len().min(MAX_KEY_LEN);
+        let mut bytes = [0; MAX_KEY_LEN];
+        bytes[..len].copy_from_slice(&raw[..len]);
+        Self {
+            bytes,
+            len: len as u8,
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +193,7 @@ impl JsonScanner {
         match role {
             StrRole::Key => {
                 if let Some(Frame::Object { key, .. }) = self.stack.last_mut() {
-                    *key = Some(String::from_utf8_lossy(&self.buf).into_owned());
+                    *key = Some(Key::of(&self.buf));
                 }
             }
             StrRole::Value(Some(field)) => record(meta, field, &self.buf),
@@ -223,20 +253,24 @@ impl JsonScanner {
     /// The field the value starting now belongs to, if it is one we copy out.
     fn current_field(&self) -> Option<Field> {
         let frames = self.stack.iter().skip_while(|f| matches!(f, Frame::Array));
-        let mut path: Vec<&str> = Vec::with_capacity(4);
+        // No field's path is longer than 3, so a deeper value is none of them.
+        let mut path: [&[u8]; 3] = [&[]; 3];
+        let mut depth = 0;
         for frame in frames {
-            match frame {
-                Frame::Object { key: Some(key), .. } => path.push(key),
-                Frame::Object { key: None, .. } => return None,
-                Frame::Array => path.push("[]"),
-            }
-            if path.len() > 3 {
+            if depth == path.len() {
                 return None;
             }
+            path[depth] = match frame {
+                Frame::Object { key: Some(key), .. } => key.as_bytes(),
+                Frame::Object { key: None, .. } => return None,
+                Frame::Array => b"[]",
+            };
+            depth += 1;
         }
+        let path = &path[..depth];
         FIELDS
             .iter()
-            .find(|(p, _)| *p == path.as_slice())
+            .find(|(p, _)| p.len() == path.len() && p.iter().zip(path).all(|(a, b)| a.as_bytes() == *b))
             .map(|(_, f)| *f)
     }
 }
