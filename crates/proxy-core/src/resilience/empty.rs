@@ -150,7 +150,107 @@ struct GeminiCandidate {
 #[derive(Deserialize)]
 struct GeminiContent {
     #[serde(default)]
-    parts: Vec<serde_json::Map<String, serde_json::Value>>,
+    parts: Vec<GeminiPart>,
+}
+
+/// What the check needs of a part, read without keeping it: every non-streamed answer
+/// is checked, and a map of `Value`s per part was most of the check's cost.
+#[derive(Default)]
+struct GeminiPart {
+    /// `text` is a non-empty string.
+    text: bool,
+    /// `thought` is `true`.
+    thought: bool,
+    /// A field besides `text`, `thought` and `thoughtSignature` (a function call,
+    /// inline data, …), whatever its value.
+    other: bool,
+}
+
+impl<'de> Deserialize<'de> for GeminiPart {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = GeminiPart;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a part object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<GeminiPart, M::Error> {
+                let mut part = GeminiPart::default();
+                while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match &*name {
+                        "text" => part.text |= map.next_value::<Shape>()? == Shape::NonEmptyText,
+                        "thought" => part.thought |= map.next_value::<Shape>()? == Shape::True,
+                        "thoughtSignature" => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                            part.other = true;
+                        }
+                    }
+                }
+                Ok(part)
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
+}
+
+/// The one thing a part's value says to the check.
+#[derive(PartialEq, Eq)]
+enum Shape {
+    NonEmptyText,
+    True,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Shape {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Any;
+        impl<'de> serde::de::Visitor<'de> for Any {
+            type Value = Shape;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Shape, E> {
+                Ok(if v.is_empty() {
+                    Shape::Other
+                } else {
+                    Shape::NonEmptyText
+                })
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Shape, E> {
+                Ok(if v { Shape::True } else { Shape::Other })
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
+                Ok(Shape::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
+                Ok(Shape::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
+                Ok(Shape::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Shape, E> {
+                Ok(Shape::Other)
+            }
+            fn visit_none<E>(self) -> Result<Shape, E> {
+                Ok(Shape::Other)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Shape::Other)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Shape::Other)
+            }
+        }
+        deserializer.deserialize_any(Any)
+    }
 }
 
 #[derive(Deserialize)]
@@ -218,13 +318,9 @@ fn gemini(body: &[u8], thoughts_count: bool) -> Option<Empty> {
 
 /// A part with something for the client: text that is not a thought (unless
 /// `thoughts_count`), or anything that is not text (a function call, inline data, …).
-fn has_content(part: &serde_json::Map<String, serde_json::Value>, thoughts_count: bool) -> bool {
-    let thought = !thoughts_count && part.get("thought").and_then(serde_json::Value::as_bool) == Some(true);
-    part.iter().any(|(name, value)| match name.as_str() {
-        "text" => !thought && value.as_str().is_some_and(|t| !t.is_empty()),
-        "thought" | "thoughtSignature" => false,
-        _ => true,
-    })
+fn has_content(part: &GeminiPart, thoughts_count: bool) -> bool {
+    let thought = !thoughts_count && part.thought;
+    part.other || (part.text && !thought)
 }
 
 fn openai(body: &[u8]) -> Option<Empty> {
@@ -288,6 +384,20 @@ mod tests {
         let thoughts_only =
             r#"{"candidates":[{"content":{"parts":[{"text":"hmm","thought":true}]},"finishReason":"STOP"}]}"#;
         assert!(gemini_empty(thoughts_only).is_some(), "thoughts are no answer");
+        let signature_only = r#"{"candidates":[{"content":{"parts":[{"text":"","thoughtSignature":"c2ln"}]},"finishReason":"STOP"}]}"#;
+        assert!(gemini_empty(signature_only).is_some(), "a signature is no answer");
+        let not_text =
+            r#"{"candidates":[{"content":{"parts":[{"text":7,"thought":"yes"}]},"finishReason":"STOP"}]}"#;
+        assert!(
+            gemini_empty(not_text).is_some(),
+            "text that is not a string is none"
+        );
+        let unknown =
+            r#"{"candidates":[{"content":{"parts":[{"executableCode":null}]},"finishReason":"STOP"}]}"#;
+        assert!(
+            gemini_empty(unknown).is_none(),
+            "any other field counts as content"
+        );
         assert!(
             gemini(thoughts_only.as_bytes(), true).is_none(),
             "but a streamed thought was sent on"
