@@ -12,7 +12,7 @@ use clap::Parser;
 
 /// mimalloc, not glibc's malloc: a proxied request allocates and frees a few hundred
 /// small blocks across threads, and glibc spent 15% of the proxy's CPU on them
-/// (docs/benchmark.md has the before and after).
+/// (the README's performance section has the before and after).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
