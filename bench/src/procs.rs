@@ -424,30 +424,12 @@ pub fn create_pg_database(server_url: &str) -> anyhow::Result<PgDatabase> {
 /// the keys, proxy key and request log in `db`.
 pub fn start_postgres(bin: &Path, mock: SocketAddr, dir: &Path, db: &PgDatabase) -> anyhow::Result<Proxy> {
     let command = || {
-        let mut cmd = Command::new(bin);
-        for var in STORE_ENV {
-            cmd.env_remove(var);
-        }
+        let mut cmd = store_free_command(bin);
         cmd.env("DATABASE_URL", &db.url)
             .env("GEMINI_PROXY_KEY_CACHE", dir.join("bench-postgres.keys.json"));
-        quiet_logs(&mut cmd);
         cmd
     };
-    let admin = |args: &[&str]| -> anyhow::Result<String> {
-        let out = command()
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("run {} {}", bin.display(), args.join(" ")))?;
-        if !out.status.success() {
-            bail!(
-                "{}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
+    let admin = |args: &[&str]| run_output(command(), bin, args);
     let mut add = vec!["keys", "add"];
     add.extend(UPSTREAM_KEYS);
     add.extend(["--name", "bench"]);
@@ -541,8 +523,14 @@ fn client_key_from_json(out: &str) -> anyhow::Result<String> {
 }
 
 fn proxy_command(bin: &Path, db: &Path) -> Command {
-    let mut cmd = Command::new(bin);
+    let mut cmd = store_free_command(bin);
     cmd.arg("--db").arg(db);
+    cmd
+}
+
+/// `bin` with none of the store or Redis variables of the bench's environment, quiet.
+fn store_free_command(bin: &Path) -> Command {
+    let mut cmd = Command::new(bin);
     for var in STORE_ENV {
         cmd.env_remove(var);
     }
@@ -552,7 +540,12 @@ fn proxy_command(bin: &Path, db: &Path) -> Command {
 
 /// Runs a one-shot admin subcommand and returns its stdout.
 fn run_admin(bin: &Path, db: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let out = proxy_command(bin, db)
+    run_output(proxy_command(bin, db), bin, args)
+}
+
+/// Runs `cmd` with `args` to its end and returns its stdout.
+fn run_output(mut cmd: Command, bin: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = cmd
         .args(args)
         .stdin(Stdio::null())
         .output()
