@@ -104,10 +104,13 @@ def test_a_spent_budget_refuses_the_next_request_and_records_carry_their_cost(st
         g.models.generate_content(model=model, contents="hi")
     assert refused.value.code == 403
     assert "budget" in error_text(refused.value)
-    records = stack.wait_logs(
-        lambda rs: any(r.get("proxy_key_id") == key_id and r.get("status") == 200 for r in rs), "the priced request"
-    )
-    answered = next(r for r in records if r.get("proxy_key_id") == key_id and r.get("status") == 200)
+    # The generate call's record, not the key check's models.list (also a 200 for this
+    # key): records reach the log in batches, so one may be there before the other.
+    def priced(r: dict) -> bool:
+        return r.get("proxy_key_id") == key_id and r.get("status") == 200 and r.get("model") == model
+
+    records = stack.wait_logs(lambda rs: any(priced(r) for r in rs), "the priced request")
+    answered = next(r for r in records if priced(r))
     assert answered["cost_usd"] > 0.000001
 
 
