@@ -292,9 +292,20 @@ pub fn start_proxy(bin: &Path, mock: SocketAddr, dir: &Path) -> anyhow::Result<P
     let client_key = client_key_from_line(&out)?;
 
     let mut cmd = proxy_command(bin, &db);
-    cmd.args(["serve", "--listen", "127.0.0.1:0"])
-        .env("GEMINI_BASE_URL", format!("http://{mock}"));
-    let (guard, addr) = spawn_listening("gemini-proxy", cmd, dir)?;
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+    spawn_proxy("gemini-proxy", cmd, mock, dir, client_key)
+}
+
+/// Starts `cmd` (its arguments set) pointed at the mock and waits for its address.
+fn spawn_proxy(
+    name: &'static str,
+    mut cmd: Command,
+    mock: SocketAddr,
+    dir: &Path,
+    client_key: String,
+) -> anyhow::Result<Proxy> {
+    cmd.env("GEMINI_BASE_URL", format!("http://{mock}"));
+    let (guard, addr) = spawn_listening(name, cmd, dir)?;
     Ok(Proxy {
         guard,
         addr,
@@ -339,15 +350,8 @@ pub fn start_flagged(
     let db = dir.join(format!("bench-{name}.db"));
     let client_key = keys_with_limits(bin, &db, &[], &[])?;
     let mut cmd = proxy_command(bin, &db);
-    cmd.args(["serve", "--listen", "127.0.0.1:0"])
-        .args(flags)
-        .env("GEMINI_BASE_URL", format!("http://{mock}"));
-    let (guard, addr) = spawn_listening(name, cmd, dir)?;
-    Ok(Proxy {
-        guard,
-        addr,
-        client_key,
-    })
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]).args(flags);
+    spawn_proxy(name, cmd, mock, dir, client_key)
 }
 
 /// A database created for the run on a PostgreSQL server, dropped on drop (after
@@ -360,13 +364,12 @@ pub struct PgDatabase {
 
 impl Drop for PgDatabase {
     fn drop(&mut self) {
-        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let _ = Command::new("psql")
-            .args([self.server_url.as_str(), "-q", "-c", drop.as_str()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let _ = psql(&self.server_url, &["-c", &drop_database(&self.name)]);
     }
+}
+
+fn drop_database(name: &str) -> String {
+    format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 }
 
 /// Runs psql on `url` with `args`, failing with its stderr.
@@ -400,10 +403,7 @@ pub fn create_pg_database(server_url: &str) -> anyhow::Result<PgDatabase> {
         url: format!("{server}/{name}"),
         name,
     };
-    psql(
-        server_url,
-        &["-c", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name)],
-    )?;
+    psql(server_url, &["-c", &drop_database(&db.name)])?;
     psql(server_url, &["-c", &format!("CREATE DATABASE {}", db.name)])?;
     let mut files = vec![PathBuf::from("supabase/tests/bootstrap_roles.sql")];
     let mut migrations: Vec<PathBuf> = std::fs::read_dir("supabase/migrations")
@@ -429,21 +429,10 @@ pub fn start_postgres(bin: &Path, mock: SocketAddr, dir: &Path, db: &PgDatabase)
             .env("GEMINI_PROXY_KEY_CACHE", dir.join("bench-postgres.keys.json"));
         cmd
     };
-    let admin = |args: &[&str]| run_output(command(), bin, args);
-    let mut add = vec!["keys", "add"];
-    add.extend(UPSTREAM_KEYS);
-    add.extend(["--name", "bench"]);
-    admin(&add)?;
-    let client_key = client_key_from_json(&admin(&["proxy-keys", "create", "--name", "bench", "--json"])?)?;
+    let client_key = register_keys(|args| run_output(command(), bin, args), &[], &[])?;
     let mut cmd = command();
-    cmd.args(["serve", "--listen", "127.0.0.1:0"])
-        .env("GEMINI_BASE_URL", format!("http://{mock}"));
-    let (guard, addr) = spawn_listening("gemini-proxy-postgres", cmd, dir)?;
-    Ok(Proxy {
-        guard,
-        addr,
-        client_key,
-    })
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+    spawn_proxy("gemini-proxy-postgres", cmd, mock, dir, client_key)
 }
 
 /// The dashboard binary's proxy route: `gemini-proxy-web` on its own SQLite db (set
@@ -453,14 +442,8 @@ pub fn start_web(web_bin: &Path, proxy_bin: &Path, mock: SocketAddr, dir: &Path)
     let client_key = keys_with_limits(proxy_bin, &db, &[], &[])?;
     let mut cmd = proxy_command(web_bin, &db);
     cmd.args(["--listen", "127.0.0.1:0"])
-        .env_remove("GEMINI_PROXY_ADMIN_PASSWORD")
-        .env("GEMINI_BASE_URL", format!("http://{mock}"));
-    let (guard, addr) = spawn_listening("gemini-proxy-web", cmd, dir)?;
-    Ok(Proxy {
-        guard,
-        addr,
-        client_key,
-    })
+        .env_remove("GEMINI_PROXY_ADMIN_PASSWORD");
+    spawn_proxy("gemini-proxy-web", cmd, mock, dir, client_key)
 }
 
 /// The governed proxy: its own database, the same upstream keys with limits,
@@ -475,20 +458,24 @@ pub fn start_governed(bin: &Path, mock: SocketAddr, dir: &Path, gov: &Governance
 
     let mut cmd = proxy_command(bin, &db);
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
-        .env("GEMINI_BASE_URL", format!("http://{mock}"))
         .env("REDIS_URL", &gov.redis_url)
         .env("GEMINI_PROXY_REDIS_PREFIX", &gov.redis_prefix);
-    let (guard, addr) = spawn_listening("gemini-proxy-governed", cmd, dir)?;
-    Ok(Proxy {
-        guard,
-        addr,
-        client_key,
-    })
+    spawn_proxy("gemini-proxy-governed", cmd, mock, dir, client_key)
 }
 
 /// Registers the upstream keys (with `upstream` limit flags) and a client key (with
 /// `proxy_key` limit flags) in a fresh database; the client key's secret.
 fn keys_with_limits(bin: &Path, db: &Path, upstream: &[&str], proxy_key: &[&str]) -> anyhow::Result<String> {
+    register_keys(|args| run_admin(bin, db, args), upstream, proxy_key)
+}
+
+/// The same through `admin` (one admin command on whichever store): the upstream
+/// keys, then the client key's secret.
+fn register_keys(
+    admin: impl Fn(&[&str]) -> anyhow::Result<String>,
+    upstream: &[&str],
+    proxy_key: &[&str],
+) -> anyhow::Result<String> {
     let mut add = vec!["keys", "add"];
     add.extend(UPSTREAM_KEYS);
     add.extend(["--name", "bench"]);
@@ -496,9 +483,8 @@ fn keys_with_limits(bin: &Path, db: &Path, upstream: &[&str], proxy_key: &[&str]
     let mut create = vec!["proxy-keys", "create", "--name", "bench"];
     create.extend(proxy_key);
     create.push("--json");
-    run_admin(bin, db, &add)?;
-    let out = run_admin(bin, db, &create)?;
-    client_key_from_json(&out)
+    admin(&add)?;
+    client_key_from_json(&admin(&create)?)
 }
 
 /// `proxy-keys create` prints the secret alone on its first line.
