@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderName, HeaderValue, Method, Uri};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
@@ -126,6 +126,8 @@ impl HyperUpstream {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
+        // Streams may sit silent for minutes while a model thinks: only the engine's
+        // per-attempt deadline applies (to the head), never a whole-response timeout.
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector);
@@ -339,26 +341,5 @@ impl UpstreamBody {
 
     async fn data(&mut self) -> Option<Result<Bytes, hyper::Error>> {
         std::future::poll_fn(|cx| self.poll_data(cx)).await
-    }
-}
-
-impl Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        self.get_mut()
-            .poll_data(cx)
-            .map(|item| item.map(|r| r.map(Frame::data)))
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self.exact_len() {
-            Some(len) => SizeHint::with_exact(len),
-            None => SizeHint::default(),
-        }
     }
 }
