@@ -382,10 +382,18 @@ fn with_errors(measured: String, d: &Summary, p: &Summary) -> String {
 }
 
 fn render_targets(s: &mut String, r: &Report) {
-    let _ = writeln!(s, "## Goals\n");
+    render_checks(s, "Goals", &checks(r));
+}
+
+fn render_floor_goals(s: &mut String, r: &Report) {
+    render_checks(s, "Goals against the floor (nginx, same run)", &floor_checks(r));
+}
+
+fn render_checks(s: &mut String, title: &str, checks: &[Check]) {
+    let _ = writeln!(s, "## {title}\n");
     let _ = writeln!(s, "| Goal | Measured | Met |");
     let _ = writeln!(s, "|---|---:|---|");
-    for c in checks(r) {
+    for c in checks {
         let _ = writeln!(s, "| {} | {} | {} |", c.goal, c.measured, c.verdict);
     }
     s.push('\n');
@@ -401,41 +409,37 @@ const FLOOR_LEVELS: [usize; 2] = [16, 64];
 const WEB_TOLERANCE: f64 = 0.05;
 
 pub fn floor_checks(r: &Report) -> Vec<Check> {
-    let mut out = Vec::new();
     let level = |c: usize| r.levels.iter().find(|l| l.concurrency == c);
-    let judged = |goal: String, measured: Option<(String, bool)>| match measured {
+    // `measured`: the text and whether it meets the goal, with the two rows it
+    // compares (an error on either side makes it "no", as in the other table).
+    let judged = |goal: String, measured: Option<(String, bool, &Summary, &Summary)>| match measured {
         None => Check {
             goal,
             measured: "—".into(),
             verdict: NOT_MEASURED,
         },
-        Some((text, ok)) => Check {
+        Some((text, ok, a, b)) => Check {
             goal,
-            measured: text,
-            verdict: if ok { MET } else { MISSED },
+            measured: with_errors(text, a, b),
+            verdict: verdict(ok, a, b),
         },
     };
-    let clean = |a: &Summary, b: &Summary| a.errors == 0 && b.errors == 0;
+    let mut out = Vec::new();
     for kind in [Kind::Proxy, Kind::Postgres] {
         let name = kind.name();
         for c in FLOOR_LEVELS {
             let pair = level(c).and_then(|l| Some((l.get(Kind::Nginx)?, l.get(kind)?)));
             let cpu = pair.and_then(|(n, p)| {
-                let ratio = p.cpu_us_per_request? / n.cpu_us_per_request?;
-                Some((format!("{ratio:.2}×"), ratio <= FLOOR_CPU_RATIO && clean(n, p)))
+                let x = ratio(p.cpu_us_per_request, n.cpu_us_per_request)?;
+                Some((format!("{x:.2}×"), x <= FLOOR_CPU_RATIO, n, p))
             });
             out.push(judged(
                 format!("{name}: CPU per request ≤ {FLOOR_CPU_RATIO}× nginx's at {c} concurrent"),
                 cpu,
             ));
             let rate = pair.and_then(|(n, p)| {
-                let ratio = p.throughput / n.throughput;
-                ratio.is_finite().then(|| {
-                    (
-                        format!("{ratio:.2}×"),
-                        ratio >= FLOOR_THROUGHPUT_RATIO && clean(n, p),
-                    )
-                })
+                let x = ratio(Some(p.throughput), Some(n.throughput))?;
+                Some((format!("{x:.2}×"), x >= FLOOR_THROUGHPUT_RATIO, n, p))
             });
             out.push(judged(
                 format!("{name}: throughput ≥ {FLOOR_THROUGHPUT_RATIO}× nginx's at {c} concurrent"),
@@ -452,7 +456,9 @@ pub fn floor_checks(r: &Report) -> Vec<Check> {
                     fmt_added(Some(added)),
                     fmt_added(Some(nginx_added))
                 ),
-                added <= nginx_added + FLOOR_P50_SLACK_US && clean(n, p),
+                added <= nginx_added + FLOOR_P50_SLACK_US,
+                n,
+                p,
             ))
         });
         out.push(judged(
@@ -462,11 +468,13 @@ pub fn floor_checks(r: &Report) -> Vec<Check> {
     }
     let web = level(16).and_then(|l| {
         let (p, w) = (l.get(Kind::Proxy)?, l.get(Kind::Web)?);
-        let rate = w.throughput / p.throughput;
-        let cpu = w.cpu_us_per_request? / p.cpu_us_per_request?;
+        let rate = ratio(Some(w.throughput), Some(p.throughput))?;
+        let cpu = ratio(w.cpu_us_per_request, p.cpu_us_per_request)?;
         Some((
             format!("{rate:.2}× req/s, {cpu:.2}× CPU"),
-            rate >= 1.0 - WEB_TOLERANCE && cpu <= 1.0 + WEB_TOLERANCE && clean(p, w),
+            rate >= 1.0 - WEB_TOLERANCE && cpu <= 1.0 + WEB_TOLERANCE,
+            p,
+            w,
         ))
     });
     out.push(judged(
@@ -477,20 +485,6 @@ pub fn floor_checks(r: &Report) -> Vec<Check> {
         web,
     ));
     out
-}
-
-fn render_floor_goals(s: &mut String, r: &Report) {
-    let _ = writeln!(
-        s,
-        "## Goals against the floor (nginx, same run)
-"
-    );
-    let _ = writeln!(s, "| Goal | Measured | Met |");
-    let _ = writeln!(s, "|---|---:|---|");
-    for c in floor_checks(r) {
-        let _ = writeln!(s, "| {} | {} | {} |", c.goal, c.measured, c.verdict);
-    }
-    s.push('\n');
 }
 
 fn fmt_rate(x: &Summary) -> String {
